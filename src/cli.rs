@@ -1,0 +1,231 @@
+//! The command line (clap derive only). Behaviour lives in `commands/`.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tmux-delegate",
+    version,
+    about = "Delegate a job to a coding agent in its own tmux window and supervise it over MQTT",
+    long_about = "Delegate a job to a coding agent (Claude Code, Codex, Aider, Gemini, any CLI) in its own \
+tmux window and supervise it to the end. The agent reports started / heartbeat / waiting / completed / error \
+over MQTT; the supervisor kills or retries the window on timeout, hang or error.\n\n\
+Broker settings come from flags, the MQTT_* environment variables (MQTT_BROKER, MQTT_PORT, MQTT_TLS, \
+MQTT_USERNAME, MQTT_PASSWORD, MQTT_CA_CERTS, MQTT_CERTFILE, MQTT_KEYFILE, MQTT_CLIENT_ID_PREFIX, \
+MQTT_TOPIC_PREFIX), the project's tmux-delegate.toml and the user's ~/.config/tmux-delegate/config.toml, \
+in that order.",
+    after_help = "Exit codes: 0 success, 1 job failed, 2 usage or configuration error, 3 broker unreachable \
+or auth refused, 4 publish refused by the broker (ACL), 124 timed out, 130 interrupted."
+)]
+pub struct Cli {
+    /// More log output on stderr (-v info, -vv debug); TMUX_DELEGATE_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Register jobs, launch each in a tmux window and supervise them to the end.
+    Run(RunArgs),
+    /// Register a job without launching it; prints the new job id.
+    Register(RegisterArgs),
+    /// Publish one event for a job (signed with the job's key when known).
+    Publish(PublishArgs),
+    /// Print a job's events (or every job's) until a terminal event arrives.
+    Watch(WatchArgs),
+    /// List jobs with their state, attempt and last event.
+    #[command(visible_alias = "list")]
+    Status(StatusArgs),
+    /// Show a job's event and transition history and its last pane capture.
+    Logs(LogsArgs),
+    /// Switch to (or attach to) a job's tmux window.
+    Attach(IdArg),
+    /// Stop a job gracefully and mark it cancelled.
+    Kill(IdArg),
+    /// Start a new attempt of a finished job.
+    Retry(IdArg),
+    /// Re-adopt unfinished jobs after a supervisor crash.
+    Resume,
+    /// Write ./tmux-delegate.toml for this project from the templates.
+    Init(InitArgs),
+    /// List the agent templates.
+    Agents,
+    /// Run or set up an MQTT broker.
+    #[command(subcommand)]
+    Broker(BrokerCommand),
+    /// Verify the configured broker end to end (the cut-over checks).
+    Doctor(DoctorArgs),
+    /// Print a shell completion script.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout.
+    Man,
+    /// Internal: the job window's wrapper process.
+    #[command(hide = true)]
+    Exec(ExecArgs),
+}
+
+/// What a job is, from the command line (overrides the job spec).
+#[derive(Debug, Args, Clone, Default)]
+pub struct JobArgs {
+    /// The prompt given to the agent (one argv element, never a shell string).
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// Agent template name (see `tmux-delegate agents`).
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Job name (also the tmux window name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Working directory of the agent.
+    #[arg(long)]
+    pub workdir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Job spec files (TOML: one job, or several as [[jobs]]).
+    #[arg(value_name = "JOB.toml")]
+    pub specs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// Run the supervisor in its own tmux window so this terminal can close.
+    #[arg(long)]
+    pub detach: bool,
+    /// One JSON object per transition on stdout instead of the live table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    /// Job spec file (one job).
+    #[arg(value_name = "JOB.toml")]
+    pub spec: Option<PathBuf>,
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// Print the record summary as JSON instead of the bare id.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Job id (inside a job window: DELEGATE_JOB_ID).
+    #[arg(long, env = "DELEGATE_JOB_ID")]
+    pub job: String,
+    /// started, heartbeat, progress, waiting, completed, error, exited or lost.
+    #[arg(long)]
+    pub event: String,
+    /// A human-readable message.
+    #[arg(long)]
+    pub message: Option<String>,
+    /// Extra data as a JSON value.
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Attempt number (default: inside a window DELEGATE_ATTEMPT, else the record's).
+    #[arg(long)]
+    pub attempt: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["job", "all"])))]
+pub struct WatchArgs {
+    /// Watch one job; exits 0 on completed, 1 on error, 124 on timeout.
+    #[arg(long)]
+    pub job: Option<String>,
+    /// Watch every job's events.
+    #[arg(long)]
+    pub all: bool,
+    /// Give up after this many seconds (exit 124 for --job).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// One JSON object per event on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only this job.
+    pub id: Option<String>,
+    /// A JSON array with one object per job.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    pub id: String,
+    /// Keep printing new history lines.
+    #[arg(long, short)]
+    pub follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct IdArg {
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Default agent for the project.
+    #[arg(long)]
+    pub agent: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BrokerCommand {
+    /// Run the embedded MQTT broker in the foreground.
+    Serve {
+        #[arg(long)]
+        port: Option<u16>,
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: String,
+    },
+    /// Write a production Mosquitto bundle (conf, ACL, passwords, private CA).
+    Setup {
+        dir: PathBuf,
+        #[arg(long)]
+        host: String,
+        #[arg(long, default_value_t = 8883)]
+        port: u16,
+        /// Require client certificates (mTLS) and generate them.
+        #[arg(long)]
+        client_certs: bool,
+        /// Overwrite an existing bundle.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Check the worker's ([broker.worker]) connection too.
+    #[arg(long)]
+    pub job_broker: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    #[arg(long)]
+    pub job: String,
+    #[arg(long)]
+    pub attempt: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

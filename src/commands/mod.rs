@@ -1,0 +1,43 @@
+//! One file per subcommand; this module only routes.
+
+mod generate;
+mod publish;
+mod register;
+mod status;
+mod watch;
+
+use crate::cli::{BrokerCommand, Command};
+use crate::error::{Exit, Failure};
+
+pub async fn dispatch(command: Command) -> anyhow::Result<Exit> {
+    match command {
+        Command::Register(args) => register::run(args),
+        Command::Publish(args) => publish::run(args).await,
+        Command::Watch(args) => watch::run(args).await,
+        Command::Status(args) => status::run(&args),
+        Command::Completions { shell } => generate::completions(shell),
+        Command::Man => generate::man(),
+        Command::Run(_) => not_yet("run"),
+        Command::Logs(_) => not_yet("logs"),
+        Command::Attach(_) => not_yet("attach"),
+        Command::Kill(_) => not_yet("kill"),
+        Command::Retry(_) => not_yet("retry"),
+        Command::Resume => not_yet("resume"),
+        Command::Init(_) => not_yet("init"),
+        Command::Agents => not_yet("agents"),
+        Command::Broker(BrokerCommand::Serve { .. }) => not_yet("broker serve"),
+        Command::Broker(BrokerCommand::Setup { .. }) => not_yet("broker setup"),
+        Command::Doctor(_) => not_yet("doctor"),
+        Command::Exec(_) => not_yet("exec"),
+    }
+}
+
+/// Commands declared by the spec but not built yet say so plainly (exit 2).
+fn not_yet(name: &str) -> anyhow::Result<Exit> {
+    Err(Failure::new(
+        Exit::Usage,
+        format!("`tmux-delegate {name}` is not implemented yet"),
+    )
+    .help("register / publish / watch / status work today; see README.md for the roadmap")
+    .into())
+}

@@ -1,0 +1,104 @@
+//! `publish --job ID --event NAME`: one QoS 1 event, signed with the job's key
+//! when it is known, retained when terminal. Inside a job window
+//! (`DELEGATE_JOB_ID` set) it signs only with that window's key and never
+//! reads the registry, so one job's agent cannot sign for another job.
+
+use crate::cli::PublishArgs;
+use crate::config::{Config, Env};
+use crate::error::{config_error, Exit};
+use crate::mqtt::client::publish_once;
+use crate::mqtt::event::{now_ts, Event, EventKind};
+use crate::mqtt::sign::EventKey;
+use crate::mqtt::topic::{events_topic, JobId};
+use crate::registry::Registry;
+use serde_json::Value;
+
+pub const KEY_VAR: &str = "DELEGATE_EVENT_KEY";
+
+pub async fn run(args: PublishArgs) -> anyhow::Result<Exit> {
+    let env = Env::from_process()?;
+    let job = JobId::parse(&args.job)?;
+    let kind = EventKind::from_name(&args.event);
+    if let EventKind::Other(name) = &kind {
+        return Err(config_error(format!("unknown event `{name}`"))
+            .help(format!("use one of: {}", EventKind::KNOWN.join(", ")))
+            .into());
+    }
+    let data = match &args.data {
+        None => None,
+        Some(text) => Some(serde_json::from_str::<Value>(text).map_err(|e| {
+            config_error(format!("--data is not valid JSON: {e}"))
+                .help("pass a JSON value, e.g. --data '{\"files\": 3}'")
+        })?),
+    };
+    let config = Config::load(env)?;
+    let window_job = config.env.var("DELEGATE_JOB_ID").map(str::to_owned);
+    let (key, attempt, settings) = if let Some(window_job) = window_job {
+        // Inside a job window: the window's own key only; no registry reads.
+        let key = if window_job == job.as_str() {
+            config.env.var(KEY_VAR).and_then(EventKey::from_hex)
+        } else {
+            tracing::warn!(
+                "this window belongs to job {window_job}; the event for {job} is sent unsigned"
+            );
+            None
+        };
+        let attempt = args.attempt.or_else(|| {
+            config
+                .env
+                .var("DELEGATE_ATTEMPT")
+                .and_then(|a| a.parse().ok())
+        });
+        (key, attempt.unwrap_or(1), config.publisher_broker(None)?)
+    } else {
+        let registry = Registry::open(&config.env)?;
+        let record = if registry.exists(&job) {
+            Some(registry.load(&job)?)
+        } else {
+            None
+        };
+        let key = record
+            .as_ref()
+            .and_then(|r| EventKey::from_hex(&r.event_key));
+        let attempt = args
+            .attempt
+            .or(record.as_ref().map(|r| r.attempt.max(1)))
+            .unwrap_or(1);
+        let broker = record
+            .as_ref()
+            .and_then(|r| r.broker.as_ref().map(|b| (r.id.as_str(), b)));
+        (key, attempt, config.publisher_broker(broker)?)
+    };
+    let settings = settings.ok_or_else(|| {
+        config_error(format!("no broker is configured for job {job}")).help(
+            "set MQTT_BROKER (and MQTT_PORT, ...), or `host` in [broker] of tmux-delegate.toml",
+        )
+    })?;
+    let event = Event {
+        job: job.to_string(),
+        event: kind.clone(),
+        attempt,
+        seq: None,
+        ts: now_ts(),
+        message: args.message,
+        data,
+        sig: None,
+    };
+    let payload = encode(&event, key.as_ref())?;
+    let topic = events_topic(&settings.topic_prefix, &job);
+    publish_once(&settings, &topic, payload, kind.is_terminal()).await?;
+    tracing::info!("published {kind} for {job} (attempt {attempt}) to {topic}");
+    Ok(Exit::Success)
+}
+
+/// The wire form: the event's JSON, with `sig` when a key is known.
+pub fn encode(event: &Event, key: Option<&EventKey>) -> anyhow::Result<Vec<u8>> {
+    let Value::Object(mut object) = serde_json::to_value(event)? else {
+        anyhow::bail!("an event always serialises to a JSON object");
+    };
+    if let Some(key) = key {
+        let sig = key.sign(&object);
+        object.insert("sig".into(), Value::String(sig));
+    }
+    Ok(serde_json::to_vec(&Value::Object(object))?)
+}

@@ -1,0 +1,330 @@
+//! `watch --job ID | --all`: print events as they arrive, like the original
+//! `job_subscriber.py`. For one job it ends on a terminal event: 0 on
+//! `completed`, 1 on `error`, 124 when nothing terminal arrived in time.
+//! Unsigned or badly signed events are printed and marked. Events of jobs
+//! that no supervisor owns (`register`ed ones) are recorded in the registry.
+
+use crate::cli::WatchArgs;
+use crate::config::{BrokerSettings, Config, Env};
+use crate::error::{config_error, Exit, Failure};
+use crate::mqtt::client::{Message, Subscriber};
+use crate::mqtt::connect::ConnectOptions;
+use crate::mqtt::event::{decode, now_ts, Decoded, EventKind, Received};
+use crate::mqtt::sign::{check, EventKey, Signature};
+use crate::mqtt::topic::{all_events_filter, events_topic, job_of_topic, JobId};
+use crate::registry::{FailureInfo, JobState, LastEvent, LogEntry, Record, Registry};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::time::Instant;
+
+pub async fn run(args: WatchArgs) -> anyhow::Result<Exit> {
+    let env = Env::from_process()?;
+    let target = args.job.as_deref().map(JobId::parse).transpose()?;
+    let timeout = args.timeout.map(parse_timeout).transpose()?;
+    let config = Config::load(env)?;
+    let registry = Registry::open(&config.env)?;
+    let record = match &target {
+        Some(id) if registry.exists(id) => Some(registry.load(id)?),
+        _ => None,
+    };
+    let settings = observer_settings(&config, record.as_ref())?;
+    let filter = match &target {
+        Some(id) => events_topic(&settings.topic_prefix, id),
+        None => all_events_filter(&settings.topic_prefix),
+    };
+    let mut subscriber = Subscriber::connect(
+        &settings,
+        &ConnectOptions::new("watch"),
+        vec![filter.clone()],
+    )
+    .await?;
+    // Subscribed (SUBACK received): say so, so scripts and people know that
+    // anything published from now on will be seen.
+    eprintln!(
+        "watching {filter} on {}:{} (Ctrl-C to stop)",
+        settings.host, settings.port
+    );
+    let mut watcher = Watcher {
+        registry,
+        prefix: settings.topic_prefix.clone(),
+        require_signature: config.require_signature,
+        json: args.json,
+        known: HashMap::new(),
+        received: 0,
+    };
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let exit = loop {
+        let message = tokio::select! {
+            message = subscriber.next() => message,
+            () = sleep_until(deadline) => break timed_out(target.as_ref(), timeout, &watcher, &settings, &filter),
+            _ = tokio::signal::ctrl_c() => break Exit::Interrupted,
+        };
+        if let Some(exit) = watcher.handle(&message, target.as_ref()) {
+            break exit;
+        }
+    };
+    subscriber.disconnect().await;
+    Ok(exit)
+}
+
+fn parse_timeout(secs: f64) -> Result<Duration, Failure> {
+    Duration::try_from_secs_f64(secs).map_err(|_| {
+        config_error(format!("--timeout {secs}: not a number of seconds"))
+            .help("pass a non-negative number, e.g. --timeout 30")
+    })
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The observer's connection; with no broker configured, the job record's
+/// block (e.g. a `run` on the embedded broker), still under `MQTT_*`.
+fn observer_settings(config: &Config, record: Option<&Record>) -> Result<BrokerSettings, Failure> {
+    if let Some(settings) = config.observer_broker()? {
+        return Ok(settings);
+    }
+    let from_record = record.and_then(|r| r.broker.as_ref().map(|b| (r.id.as_str(), b)));
+    if from_record.is_some() {
+        if let Some(settings) = config.publisher_broker(from_record)? {
+            return Ok(settings);
+        }
+    }
+    Err(config_error("no broker is configured to watch")
+        .help("set MQTT_BROKER (and MQTT_PORT, ...), or `host` in [broker] of tmux-delegate.toml"))
+}
+
+fn timed_out(
+    target: Option<&JobId>,
+    timeout: Option<Duration>,
+    watcher: &Watcher,
+    settings: &BrokerSettings,
+    filter: &str,
+) -> Exit {
+    let Some(job) = target else {
+        return Exit::Success;
+    };
+    let waited = humantime::format_duration(timeout.unwrap_or_default());
+    eprintln!("error: no completed or error event for job {job} within {waited}");
+    if watcher.received == 0 {
+        let user = settings.username.as_deref().unwrap_or("(anonymous)");
+        eprintln!(
+            "note: nothing at all arrived on `{filter}`. Mosquitto grants a subscription its ACL \
+             does not allow and then delivers nothing: check that user `{user}` may read it \
+             (`topic read {}/jobs/+/events`).",
+            settings.topic_prefix
+        );
+    }
+    Exit::TimedOut
+}
+
+/// What the registry says about a job, cached per job.
+#[derive(Clone)]
+struct Known {
+    key: Option<EventKey>,
+    attempt: u32,
+    supervised: bool,
+}
+
+struct Watcher {
+    registry: Registry,
+    prefix: String,
+    require_signature: bool,
+    json: bool,
+    known: HashMap<JobId, Option<Known>>,
+    received: usize,
+}
+
+impl Watcher {
+    fn known(&mut self, job: &JobId) -> Option<Known> {
+        if !self.known.contains_key(job) {
+            let known = self.registry.load(job).ok().map(|r| Known {
+                key: EventKey::from_hex(&r.event_key),
+                attempt: r.attempt.max(1),
+                supervised: r.supervised,
+            });
+            self.known.insert(job.clone(), known);
+        }
+        self.known.get(job).cloned().flatten()
+    }
+
+    /// Prints one message; returns the exit code when it ends the watch.
+    fn handle(&mut self, message: &Message, target: Option<&JobId>) -> Option<Exit> {
+        self.received += 1;
+        let Some(job) = job_of_topic(&self.prefix, &message.topic) else {
+            tracing::debug!("ignoring a message on {}", message.topic);
+            return None;
+        };
+        let received = match decode(&message.payload) {
+            Ok(Decoded::Event(event)) => event,
+            Ok(Decoded::Cleared) => return None,
+            Err(e) => {
+                tracing::warn!("ignoring a message on {}: {e}", message.topic);
+                return None;
+            }
+        };
+        let known = self.known(&job);
+        let current = known.as_ref().map_or(1, |k| k.attempt);
+        let attempt = received.attempt.unwrap_or(current);
+        let signature = check(
+            known.as_ref().and_then(|k| k.key.as_ref()),
+            received.raw.as_ref(),
+        );
+        let stale = attempt < current;
+        let foreign = received.job.as_deref().is_some_and(|j| j != job.as_str());
+        let note = if foreign {
+            Some(format!(
+                "payload names job {}",
+                received.job.as_deref().unwrap_or_default()
+            ))
+        } else if stale {
+            Some(format!("stale: attempt {attempt} < current {current}"))
+        } else {
+            None
+        };
+        self.print(
+            &job,
+            attempt,
+            &received,
+            signature,
+            message.retain,
+            note.as_deref(),
+        );
+        if let Some(known) = known.filter(|k| !k.supervised) {
+            let trusted = signature == Signature::Valid
+                || (!self.require_signature && signature != Signature::Invalid);
+            self.record(
+                &job,
+                attempt,
+                &received,
+                signature,
+                note.clone(),
+                trusted && note.is_none(),
+            );
+            if trusted && note.is_none() && attempt > known.attempt {
+                if let Some(Some(k)) = self.known.get_mut(&job) {
+                    k.attempt = attempt;
+                }
+            }
+        }
+        if target == Some(&job) && note.is_none() {
+            return match received.event {
+                EventKind::Completed => Some(Exit::Success),
+                EventKind::Error => Some(Exit::JobFailed),
+                _ => None,
+            };
+        }
+        None
+    }
+
+    fn print(
+        &self,
+        job: &JobId,
+        attempt: u32,
+        event: &Received,
+        signature: Signature,
+        retained: bool,
+        note: Option<&str>,
+    ) {
+        let ts = event.ts.unwrap_or_else(now_ts);
+        if self.json {
+            let line = serde_json::json!({
+                "job": job.as_str(),
+                "event": event.event.as_str(),
+                "attempt": attempt,
+                "ts": ts,
+                "message": event.message,
+                "data": event.data,
+                "retained": retained,
+                "signature": signature,
+                "note": note,
+            });
+            println!("{line}");
+            return;
+        }
+        let when = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + Duration::try_from_secs_f64(ts).unwrap_or_default(),
+        );
+        let mut line = format!("{when}  {job}  #{attempt}  {}", event.event);
+        if let Some(message) = &event.message {
+            line.push_str(&format!("  {message:?}"));
+        }
+        match signature {
+            Signature::Unsigned => line.push_str("  [unsigned]"),
+            Signature::Invalid => line.push_str("  [BAD SIGNATURE]"),
+            Signature::Valid | Signature::Unchecked => {}
+        }
+        if retained {
+            line.push_str("  (retained)");
+        }
+        if let Some(note) = note {
+            line.push_str(&format!("  ({note})"));
+        }
+        println!("{line}");
+    }
+
+    /// Records the event of a job no supervisor owns, and moves its state.
+    fn record(
+        &self,
+        job: &JobId,
+        attempt: u32,
+        event: &Received,
+        signature: Signature,
+        ignored: Option<String>,
+        acts: bool,
+    ) {
+        let ts = event.ts.unwrap_or_else(now_ts);
+        let ignored = ignored.or_else(|| (!acts).then(|| format!("signature {signature:?}")));
+        let entry = LogEntry::Event {
+            ts,
+            attempt,
+            event: event.event.clone(),
+            message: event.message.clone(),
+            data: event.data.clone(),
+            signature,
+            ignored,
+        };
+        if let Err(e) = self.registry.append(job, &entry) {
+            tracing::warn!("cannot record the event of {job}: {e:#}");
+        }
+        if !acts {
+            return;
+        }
+        let result = self.registry.update(job, |record| {
+            record.attempt = record.attempt.max(attempt);
+            record.last_event = Some(LastEvent {
+                event: event.event.clone(),
+                attempt,
+                ts,
+                message: event.message.clone(),
+            });
+            match event.event {
+                EventKind::Started | EventKind::Heartbeat | EventKind::Progress => {
+                    record.state = JobState::Running;
+                }
+                EventKind::Waiting => record.state = JobState::Waiting,
+                EventKind::Completed => {
+                    record.state = JobState::Completed;
+                    record.failure = None;
+                }
+                EventKind::Error => {
+                    record.state = JobState::Failed;
+                    record.failure = Some(FailureInfo {
+                        kind: "error".into(),
+                        reason: event
+                            .message
+                            .clone()
+                            .unwrap_or_else(|| "error event".into()),
+                    });
+                }
+                _ => {}
+            }
+        });
+        if let Err(e) = result {
+            tracing::warn!("cannot update the record of {job}: {e:#}");
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! The on-disk configuration schema. Every field is optional: a file is one
+//! layer, merged over the layers below it (SPEC section 3). Unknown keys are
+//! errors (`deny_unknown_fields`), reported with file:line:col.
+
+use super::diagnostics::toml_failure;
+use super::{expand_path, Source};
+use crate::error::{config_error, Failure};
+use crate::mqtt::topic::validate_prefix;
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A duration written the humantime way ("30s", "5m", "2h 30m").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub struct HumanDuration(pub Duration);
+
+impl From<HumanDuration> for String {
+    fn from(d: HumanDuration) -> String {
+        humantime::format_duration(d.0).to_string()
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text)
+            .map(HumanDuration)
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "invalid duration \"{text}\": {e} (write e.g. \"30s\", \"5m\", \"2h\")"
+                ))
+            })
+    }
+}
+
+/// Declares a broker field set once, for `[broker]` (which also holds
+/// `[broker.worker]`) and for `[broker.worker]`, so the two cannot drift.
+macro_rules! broker_fields {
+    ($(#[$meta:meta])* $name:ident { $($extra:tt)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Default, Clone, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            pub host: Option<String>,
+            pub port: Option<u16>,
+            pub tls: Option<bool>,
+            pub ca_certs: Option<PathBuf>,
+            pub certfile: Option<PathBuf>,
+            pub keyfile: Option<PathBuf>,
+            pub username: Option<String>,
+            pub password: Option<String>,
+            pub password_file: Option<PathBuf>,
+            pub password_env: Option<String>,
+            pub client_id_prefix: Option<String>,
+            pub topic_prefix: Option<String>,
+            pub connect_timeout: Option<HumanDuration>,
+            $($extra)*
+        }
+    };
+}
+
+broker_fields!(
+    /// `[broker]`: the supervisor / observer side.
+    BrokerFile { pub worker: Option<WorkerFile>, }
+);
+broker_fields!(
+    /// `[broker.worker]`: what the agent's window gets; inherits `[broker]`.
+    WorkerFile {}
+);
+
+/// The fields shared by `[broker]` and `[broker.worker]`, as one value.
+#[derive(Debug, Default, Clone)]
+pub struct BrokerFields {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub tls: Option<bool>,
+    pub ca_certs: Option<PathBuf>,
+    pub certfile: Option<PathBuf>,
+    pub keyfile: Option<PathBuf>,
+    pub username: Option<String>,
+    pub password: Option<PasswordFrom>,
+    pub client_id_prefix: Option<String>,
+    pub topic_prefix: Option<String>,
+    pub connect_timeout: Option<Duration>,
+}
+
+/// Where a password comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordFrom {
+    Literal(super::Secret),
+    File(PathBuf),
+    Env(String),
+}
+
+macro_rules! into_fields {
+    ($file:expr, $key:expr) => {{
+        let f = $file;
+        let passwords = [
+            f.password.is_some(),
+            f.password_file.is_some(),
+            f.password_env.is_some(),
+        ];
+        if passwords.iter().filter(|set| **set).count() > 1 {
+            return Err(config_error(format!(
+                "[{}] sets more than one of `password`, `password_file` and `password_env`",
+                $key
+            ))
+            .help("keep exactly one of them"));
+        }
+        let password = if let Some(name) = f.password_env {
+            Some(PasswordFrom::Env(name))
+        } else if let Some(path) = f.password_file {
+            Some(PasswordFrom::File(path))
+        } else {
+            f.password
+                .map(|p| PasswordFrom::Literal(super::Secret::new(p)))
+        };
+        BrokerFields {
+            host: f.host,
+            port: f.port,
+            tls: f.tls,
+            ca_certs: f.ca_certs,
+            certfile: f.certfile,
+            keyfile: f.keyfile,
+            username: f.username,
+            password,
+            client_id_prefix: f.client_id_prefix,
+            topic_prefix: f.topic_prefix,
+            connect_timeout: f.connect_timeout.map(|d| d.0),
+        }
+    }};
+}
+
+impl BrokerFile {
+    /// Splits `[broker]` into its own fields and `[broker.worker]`'s.
+    pub fn into_fields(self) -> Result<(BrokerFields, Option<BrokerFields>), Failure> {
+        let worker = match self.worker.clone() {
+            Some(w) => Some(into_fields!(w, "broker.worker")),
+            None => None,
+        };
+        let own = into_fields!(self, "broker");
+        Ok((own, worker))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    Error,
+    Hung,
+    Timeout,
+    Lost,
+    Exit,
+    StartTimeout,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Liveness {
+    Events,
+    Output,
+    Both,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnWaiting {
+    Notify,
+    Fail,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsFile {
+    pub start: Option<HumanDuration>,
+    pub idle: Option<HumanDuration>,
+    pub attempt: Option<HumanDuration>,
+    pub job: Option<HumanDuration>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetryFile {
+    pub max_attempts: Option<u32>,
+    pub backoff: Option<HumanDuration>,
+    pub multiplier: Option<f64>,
+    pub backoff_max: Option<HumanDuration>,
+    pub on: Option<Vec<FailureKind>>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TmuxFile {
+    pub session: Option<String>,
+    pub socket: Option<String>,
+    pub keep_failed: Option<bool>,
+    pub kill_grace: Option<HumanDuration>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultsFile {
+    pub agent: Option<String>,
+    pub pass_env: Option<Vec<String>>,
+    pub on_waiting: Option<OnWaiting>,
+    pub timeouts: Option<TimeoutsFile>,
+    pub retry: Option<RetryFile>,
+    pub tmux: Option<TmuxFile>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AgentFile {
+    pub command: Option<Vec<String>>,
+    pub env: Option<BTreeMap<String, String>>,
+    pub complete_on_exit: Option<bool>,
+    pub liveness: Option<Liveness>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsFile {
+    pub require_signature: Option<bool>,
+}
+
+/// One configuration file (user or project).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub broker: Option<BrokerFile>,
+    pub defaults: Option<DefaultsFile>,
+    #[serde(default)]
+    pub agents: BTreeMap<String, AgentFile>,
+    pub events: Option<EventsFile>,
+}
+
+/// A loaded configuration file: its validated content, with paths made
+/// absolute relative to the file's directory.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    pub source: Source,
+    pub broker: BrokerFields,
+    pub worker: Option<BrokerFields>,
+    pub defaults: DefaultsFile,
+    pub agents: BTreeMap<String, AgentFile>,
+    pub require_signature: Option<bool>,
+}
+
+pub fn read_toml(path: &Path) -> Result<String, Failure> {
+    std::fs::read_to_string(path).map_err(|e| {
+        config_error(format!("cannot read {}: {e}", path.display()))
+            .help("check that the file exists and is readable")
+    })
+}
+
+/// Parses `text` as `T`, reporting errors against `path`.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, Failure> {
+    toml::from_str(text).map_err(|e| toml_failure(path, text, &e))
+}
+
+impl Layer {
+    pub fn load(source: Source, path: &Path, home: Option<&Path>) -> Result<Layer, Failure> {
+        let text = read_toml(path)?;
+        let file: ConfigFile = parse_toml(path, &text)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let in_file = |key: &str, problem: String| {
+            config_error(format!("{}: `{key}`: {problem}", path.display()))
+        };
+        let (mut broker, mut worker) = file.broker.unwrap_or_default().into_fields()?;
+        validate_broker_fields(&broker, "broker", &in_file)?;
+        absolutize(&mut broker, base, home);
+        if let Some(worker) = worker.as_mut() {
+            validate_broker_fields(worker, "broker.worker", &in_file)?;
+            absolutize(worker, base, home);
+        }
+        let defaults = file.defaults.unwrap_or_default();
+        validate_defaults(&defaults, &in_file)?;
+        for (name, agent) in &file.agents {
+            if let Some(command) = &agent.command {
+                if command.is_empty() || command[0].is_empty() {
+                    return Err(in_file(
+                        &format!("agents.{name}.command"),
+                        "must name a program: command = [\"program\", \"arg\", \"{prompt}\"]"
+                            .into(),
+                    ));
+                }
+            }
+        }
+        Ok(Layer {
+            source,
+            broker,
+            worker,
+            defaults,
+            agents: file.agents,
+            require_signature: file.events.and_then(|e| e.require_signature),
+        })
+    }
+}
+
+fn validate_broker_fields(
+    fields: &BrokerFields,
+    table: &str,
+    in_file: &dyn Fn(&str, String) -> Failure,
+) -> Result<(), Failure> {
+    if fields.port == Some(0) {
+        return Err(in_file(
+            &format!("{table}.port"),
+            "port 0 is not a valid port (1-65535)".into(),
+        ));
+    }
+    if let Some(prefix) = &fields.topic_prefix {
+        validate_prefix(prefix).map_err(|e| in_file(&format!("{table}.topic_prefix"), e))?;
+    }
+    if let Some(host) = &fields.host {
+        if host.trim().is_empty() {
+            return Err(in_file(&format!("{table}.host"), "is empty".into()));
+        }
+    }
+    Ok(())
+}
+
+fn validate_defaults(
+    defaults: &DefaultsFile,
+    in_file: &dyn Fn(&str, String) -> Failure,
+) -> Result<(), Failure> {
+    if let Some(retry) = &defaults.retry {
+        validate_retry(retry, "defaults.retry", in_file)?;
+    }
+    Ok(())
+}
+
+pub fn validate_retry(
+    retry: &RetryFile,
+    table: &str,
+    in_file: &dyn Fn(&str, String) -> Failure,
+) -> Result<(), Failure> {
+    if retry.max_attempts == Some(0) {
+        return Err(in_file(
+            &format!("{table}.max_attempts"),
+            "must be at least 1 (1 means no retries)".into(),
+        ));
+    }
+    if let Some(m) = retry.multiplier {
+        if !(1.0..=100.0).contains(&m) {
+            return Err(in_file(
+                &format!("{table}.multiplier"),
+                format!("{m} is out of range (1.0 to 100.0)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn absolutize(fields: &mut BrokerFields, base: &Path, home: Option<&Path>) {
+    for path in [
+        &mut fields.ca_certs,
+        &mut fields.certfile,
+        &mut fields.keyfile,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        *path = expand_path(path, base, home);
+    }
+    if let Some(PasswordFrom::File(path)) = &mut fields.password {
+        *path = expand_path(path, base, home);
+    }
+}

@@ -1,0 +1,285 @@
+//! Job specs (`JOB.toml`: one job at top level, or several as `[[jobs]]`) and
+//! their resolution against the configuration defaults and the command line.
+
+use super::file::{parse_toml, read_toml, validate_retry, OnWaiting, RetryFile, TimeoutsFile};
+use super::{
+    expand_path, merge_retry, merge_timeouts, Config, RetryPolicy, Timeouts, TmuxSettings,
+};
+use crate::error::{config_error, Failure};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// One job as written in a job spec file.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobFile {
+    pub name: Option<String>,
+    pub agent: Option<String>,
+    pub prompt: Option<String>,
+    pub workdir: Option<PathBuf>,
+    pub pass_env: Option<Vec<String>>,
+    pub on_waiting: Option<OnWaiting>,
+    pub timeouts: Option<TimeoutsFile>,
+    pub retry: Option<RetryFile>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobList {
+    jobs: Vec<JobFile>,
+}
+
+/// Reads a job spec file: a single job, or a `[[jobs]]` list.
+pub fn load_job_file(path: &Path) -> Result<Vec<JobFile>, Failure> {
+    let text = read_toml(path)?;
+    let is_list = text
+        .parse::<toml::Table>()
+        .map(|table| table.contains_key("jobs"))
+        .unwrap_or(false);
+    if is_list {
+        let list: JobList = parse_toml(path, &text)?;
+        if list.jobs.is_empty() {
+            return Err(config_error(format!("{}: `jobs` is empty", path.display())));
+        }
+        Ok(list.jobs)
+    } else {
+        Ok(vec![parse_toml(path, &text)?])
+    }
+}
+
+/// Command-line values that override a job spec.
+#[derive(Debug, Default, Clone)]
+pub struct JobFlags {
+    pub prompt: Option<String>,
+    pub agent: Option<String>,
+    pub name: Option<String>,
+    pub workdir: Option<PathBuf>,
+}
+
+/// A job with every setting resolved: what the record stores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSpec {
+    pub name: String,
+    pub agent: String,
+    pub prompt: String,
+    pub workdir: PathBuf,
+    pub timeouts: Timeouts,
+    pub retry: RetryPolicy,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub pass_env: Vec<String>,
+    pub on_waiting: OnWaiting,
+    pub tmux: TmuxSettings,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_file: Option<PathBuf>,
+}
+
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A name derived from the prompt's first words, for jobs without one.
+fn name_from_prompt(prompt: &str) -> String {
+    let words: Vec<String> = prompt
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(4)
+        .map(str::to_ascii_lowercase)
+        .collect();
+    if words.is_empty() {
+        "job".into()
+    } else {
+        words.join("-").chars().take(40).collect()
+    }
+}
+
+impl Config {
+    /// Resolves one job: flags > job spec > config defaults.
+    pub fn resolve_job(
+        &self,
+        spec: Option<(&Path, JobFile)>,
+        flags: &JobFlags,
+    ) -> Result<JobSpec, Failure> {
+        let (spec_path, file) = match spec {
+            Some((path, file)) => (Some(path), file),
+            None => (None, JobFile::default()),
+        };
+        let where_ = |key: &str| match spec_path {
+            Some(path) => format!("`{key}` in {}", path.display()),
+            None => format!("`--{key}`"),
+        };
+        let prompt = flags.prompt.clone().or(file.prompt).unwrap_or_default();
+        let name = flags
+            .name
+            .clone()
+            .or(file.name)
+            .unwrap_or_else(|| name_from_prompt(&prompt));
+        if name.trim().is_empty() || name.contains(['\n', '\r', '\0']) {
+            return Err(config_error(format!(
+                "{}: a job name must be one non-empty line",
+                where_("name")
+            )));
+        }
+        let agent = flags
+            .agent
+            .clone()
+            .or(file.agent)
+            .unwrap_or_else(|| self.defaults.agent.clone());
+        let workdir = match (&flags.workdir, &file.workdir, spec_path) {
+            (Some(dir), _, _) => expand_path(dir, &self.env.cwd, self.env.home.as_deref()),
+            (None, Some(dir), Some(path)) => expand_path(
+                dir,
+                path.parent().unwrap_or(Path::new(".")),
+                self.env.home.as_deref(),
+            ),
+            _ => self.env.cwd.clone(),
+        };
+        if !workdir.is_dir() {
+            return Err(config_error(format!(
+                "{}: {} is not a directory",
+                where_("workdir"),
+                workdir.display()
+            ))
+            .help("create it, or point `workdir` at an existing directory"));
+        }
+        for key in file.env.keys() {
+            if !is_env_name(key) {
+                return Err(config_error(format!(
+                    "{}: `{key}` is not a valid environment variable name",
+                    where_("env")
+                )));
+            }
+        }
+        let pass_env = file
+            .pass_env
+            .unwrap_or_else(|| self.defaults.pass_env.clone());
+        if let Some(bad) = pass_env.iter().find(|n| !is_env_name(n)) {
+            return Err(config_error(format!(
+                "{}: `{bad}` is not a valid environment variable name",
+                where_("pass_env")
+            )));
+        }
+        let mut timeouts = file.timeouts.unwrap_or_default();
+        merge_timeouts(&mut timeouts, &self.defaults.timeouts);
+        let mut retry = file.retry.unwrap_or_default();
+        validate_retry(&retry, "retry", &|key, problem| {
+            config_error(format!("{}: {problem}", where_(key)))
+        })?;
+        merge_retry(&mut retry, &self.defaults.retry);
+        Ok(JobSpec {
+            name,
+            agent,
+            prompt,
+            workdir,
+            timeouts: Timeouts::resolve(&timeouts),
+            retry: RetryPolicy::resolve(&retry),
+            env: file.env,
+            pass_env,
+            on_waiting: file.on_waiting.unwrap_or(self.defaults.on_waiting),
+            tmux: TmuxSettings::resolve(&self.defaults.tmux),
+            spec_file: spec_path.map(Path::to_path_buf),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::env_with;
+    use std::time::Duration;
+
+    #[test]
+    fn single_job_and_job_lists_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let one = dir.path().join("one.toml");
+        std::fs::write(
+            &one,
+            "name = \"a\"\nprompt = \"p\"\n[timeouts]\nidle = \"5m\"\n",
+        )
+        .expect("write");
+        assert_eq!(load_job_file(&one).expect("loads").len(), 1);
+        let many = dir.path().join("many.toml");
+        std::fs::write(
+            &many,
+            "[[jobs]]\nprompt = \"a\"\n[[jobs]]\nprompt = \"b\"\n",
+        )
+        .expect("write");
+        assert_eq!(load_job_file(&many).expect("loads").len(), 2);
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, "promt = \"a\"\n").expect("write");
+        let failure = load_job_file(&bad).expect_err("unknown key");
+        assert!(
+            failure.message.contains("bad.toml:1:1"),
+            "{}",
+            failure.message
+        );
+        assert_eq!(
+            failure.help.as_deref(),
+            Some("a similar key exists: `prompt`")
+        );
+    }
+
+    #[test]
+    fn flags_override_spec_which_overrides_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("tmux-delegate.toml"),
+            "[defaults]\nagent = \"codex\"\n[defaults.timeouts]\nidle = \"1m\"\nstart = \"9s\"\n",
+        )
+        .expect("write");
+        let config = Config::load(env_with(&[], dir.path())).expect("loads");
+        let file = JobFile {
+            agent: Some("aider".into()),
+            prompt: Some("Fix the flaky parser test".into()),
+            timeouts: Some(TimeoutsFile {
+                idle: Some(crate::config::file::HumanDuration(Duration::from_secs(300))),
+                ..TimeoutsFile::default()
+            }),
+            ..JobFile::default()
+        };
+        let spec_path = dir.path().join("job.toml");
+        let flags = JobFlags {
+            agent: Some("shell".into()),
+            ..JobFlags::default()
+        };
+        let job = config
+            .resolve_job(Some((&spec_path, file)), &flags)
+            .expect("resolves");
+        assert_eq!(job.agent, "shell");
+        assert_eq!(job.name, "fix-the-flaky-parser");
+        assert_eq!(job.timeouts.idle, Duration::from_secs(300));
+        assert_eq!(job.timeouts.start, Duration::from_secs(9));
+        assert_eq!(job.retry.max_attempts, 3);
+        assert_eq!(job.workdir, dir.path());
+    }
+
+    #[test]
+    fn bad_env_names_and_workdirs_are_rejected() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = Config::load(env_with(&[], dir.path())).expect("loads");
+        let file = JobFile {
+            env: BTreeMap::from([("BAD NAME".to_owned(), "x".to_owned())]),
+            ..JobFile::default()
+        };
+        assert!(config
+            .resolve_job(
+                Some((&dir.path().join("j.toml"), file)),
+                &JobFlags::default()
+            )
+            .is_err());
+        let flags = JobFlags {
+            workdir: Some(dir.path().join("missing")),
+            ..JobFlags::default()
+        };
+        let failure = config.resolve_job(None, &flags).expect_err("missing dir");
+        assert!(failure.message.contains("--workdir"), "{}", failure.message);
+    }
+}

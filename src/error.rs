@@ -1,0 +1,115 @@
+//! Exit codes and the user-facing error shape: `error:` line, `Caused by:` chain,
+//! optional `help:` line. Errors carry their exit code as a typed marker in the
+//! anyhow chain so any layer can classify a failure without knowing the caller.
+
+use std::fmt;
+
+/// The process exit codes of SPEC section 2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Success = 0,
+    JobFailed = 1,
+    Usage = 2,
+    BrokerUnreachable = 3,
+    PublishRefused = 4,
+    TimedOut = 124,
+    Interrupted = 130,
+}
+
+impl Exit {
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+/// A classified failure: the message, its exit code and an optional next step.
+#[derive(Debug)]
+pub struct Failure {
+    pub exit: Exit,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+impl Failure {
+    pub fn new(exit: Exit, message: impl Into<String>) -> Self {
+        Failure {
+            exit,
+            message: message.into(),
+            help: None,
+        }
+    }
+
+    #[must_use]
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+}
+
+/// A configuration or usage error (exit 2).
+pub fn config_error(message: impl Into<String>) -> Failure {
+    Failure::new(Exit::Usage, message)
+}
+
+/// The broker could not be reached or refused us (exit 3).
+pub fn broker_error(message: impl Into<String>) -> Failure {
+    Failure::new(Exit::BrokerUnreachable, message)
+}
+
+/// The exit code an error maps to: the first classified failure in its chain,
+/// else 1 (an unexpected runtime failure, e.g. an I/O error on the registry).
+pub fn exit_of(error: &anyhow::Error) -> Exit {
+    error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<Failure>())
+        .map_or(Exit::JobFailed, |failure| failure.exit)
+}
+
+/// Renders an error chain for stderr, cargo style.
+pub fn render(error: &anyhow::Error) -> String {
+    let mut out = format!("error: {error}");
+    for cause in error.chain().skip(1) {
+        out.push_str(&format!("\n\nCaused by:\n    {cause}"));
+    }
+    if let Some(help) = error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<Failure>())
+        .and_then(|failure| failure.help.as_deref())
+    {
+        out.push_str(&format!("\nhelp: {help}"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn exit_code_survives_added_context() {
+        let error = Err::<(), _>(anyhow::Error::from(
+            config_error("bad port").help("use 1-65535"),
+        ))
+        .context("loading configuration")
+        .unwrap_err();
+        assert_eq!(exit_of(&error), Exit::Usage);
+        let text = render(&error);
+        assert!(text.starts_with("error: loading configuration"), "{text}");
+        assert!(text.contains("Caused by:\n    bad port"), "{text}");
+        assert!(text.ends_with("help: use 1-65535"), "{text}");
+    }
+
+    #[test]
+    fn unclassified_errors_exit_1() {
+        assert_eq!(exit_of(&anyhow::anyhow!("disk full")), Exit::JobFailed);
+    }
+}

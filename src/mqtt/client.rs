@@ -1,0 +1,222 @@
+//! Publishing one event (connect, PUBACK checked, clean disconnect) and
+//! receiving events (subscribe, SUBACK checked, reconnect with backoff and
+//! resubscribe on every CONNACK).
+
+use super::connect::{connect, explain, ConnectOptions, Connection};
+use crate::config::BrokerSettings;
+use crate::error::{broker_error, Exit, Failure};
+use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason, SubscribeReasonCode};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{Event, EventLoop};
+use rumqttc::Outgoing;
+use std::time::Duration;
+
+/// How a publish ended when the broker accepted it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Delivered,
+    /// Accepted, but nobody was subscribed (MQTT 5 reason 0x10): still a success.
+    NoSubscribers,
+}
+
+/// Publishes one QoS 1 message and waits for the broker's verdict. A refused
+/// publish (e.g. PUBACK 0x87 from an ACL) is exit 4 naming the user and topic.
+pub async fn publish_once(
+    settings: &BrokerSettings,
+    topic: &str,
+    payload: Vec<u8>,
+    retain: bool,
+) -> Result<Delivery, Failure> {
+    let mut options = ConnectOptions::new("pub");
+    options.inflight = 1;
+    let mut connection = connect(settings, &options).await?;
+    connection
+        .client
+        .publish(topic, QoS::AtLeastOnce, retain, payload)
+        .await
+        .map_err(|e| broker_error(format!("cannot queue the publish: {e}")))?;
+    let verdict = tokio::time::timeout(
+        settings.connect_timeout,
+        await_puback(&mut connection.eventloop, settings, topic),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(broker_error(format!(
+            "the broker did not acknowledge the publish to `{topic}` within {}",
+            humantime::format_duration(settings.connect_timeout)
+        )))
+    })?;
+    connection.close().await;
+    Ok(verdict)
+}
+
+async fn await_puback(
+    eventloop: &mut EventLoop,
+    settings: &BrokerSettings,
+    topic: &str,
+) -> Result<Delivery, Failure> {
+    let mut pkid = None;
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Outgoing(Outgoing::Publish(id))) => pkid = Some(id),
+            Ok(Event::Incoming(Packet::PubAck(ack))) if pkid.is_none_or(|id| id == ack.pkid) => {
+                return match ack.reason {
+                    PubAckReason::Success => Ok(Delivery::Delivered),
+                    PubAckReason::NoMatchingSubscribers => Ok(Delivery::NoSubscribers),
+                    PubAckReason::NotAuthorized => {
+                        Err(publish_refused(settings, topic, "0x87 Not authorized"))
+                    }
+                    other => Err(Failure::new(
+                        Exit::PublishRefused,
+                        format!("the broker refused the publish to `{topic}`: PUBACK {other:?}"),
+                    )),
+                };
+            }
+            Ok(Event::Incoming(Packet::Disconnect(d))) => {
+                return Err(broker_error(format!(
+                    "the broker disconnected during the publish to `{topic}`: {:?}",
+                    d.reason_code
+                )))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(explain(&e, settings)),
+        }
+    }
+}
+
+fn publish_refused(settings: &BrokerSettings, topic: &str, code: &str) -> Failure {
+    let user = settings.username.as_deref().unwrap_or("(anonymous)");
+    Failure::new(
+        Exit::PublishRefused,
+        format!("the broker refused the publish: user `{user}` may not write to `{topic}` (PUBACK {code})"),
+    )
+    .help(format!(
+        "publish with the worker credential, or grant it in the broker's ACL: `user {user}` / `topic write {}/jobs/+/events`",
+        settings.topic_prefix
+    ))
+}
+
+/// A message received on a subscription.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub retain: bool,
+}
+
+/// A subscription that survives broker outages: it reconnects with backoff
+/// and resubscribes on every CONNACK (rumqttc does not restore them).
+pub struct Subscriber {
+    connection: Connection,
+    settings: BrokerSettings,
+    filters: Vec<String>,
+    backoff: Duration,
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+impl Subscriber {
+    /// Connects, subscribes to `filters` with QoS 1 and waits for the SUBACK.
+    pub async fn connect(
+        settings: &BrokerSettings,
+        options: &ConnectOptions,
+        filters: Vec<String>,
+    ) -> Result<Subscriber, Failure> {
+        let connection = connect(settings, options).await?;
+        let mut subscriber = Subscriber {
+            connection,
+            settings: settings.clone(),
+            filters,
+            backoff: Duration::from_millis(250),
+        };
+        subscriber.subscribe().await?;
+        let wait = subscriber.await_suback();
+        tokio::time::timeout(settings.connect_timeout, wait)
+            .await
+            .unwrap_or_else(|_| {
+                Err(broker_error(
+                    "the broker did not acknowledge the subscription",
+                ))
+            })?;
+        Ok(subscriber)
+    }
+
+    async fn subscribe(&self) -> Result<(), Failure> {
+        for filter in &self.filters {
+            self.connection
+                .client
+                .subscribe(filter.clone(), QoS::AtLeastOnce)
+                .await
+                .map_err(|e| {
+                    broker_error(format!("cannot queue the subscription to `{filter}`: {e}"))
+                })?;
+        }
+        Ok(())
+    }
+
+    async fn await_suback(&mut self) -> Result<(), Failure> {
+        let mut pending = self.filters.len();
+        while pending > 0 {
+            match self.connection.eventloop.poll().await {
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    if let Some(code) = ack
+                        .return_codes
+                        .iter()
+                        .find(|c| !matches!(c, SubscribeReasonCode::Success(_)))
+                    {
+                        let user = self.settings.username.as_deref().unwrap_or("(anonymous)");
+                        return Err(broker_error(format!(
+                            "the broker refused the subscription to {} for user `{user}`: {code:?}",
+                            self.filters.join(", ")
+                        ))
+                        .help(format!(
+                            "grant read access in the broker's ACL: `user {user}` / `topic read {}/jobs/+/events`",
+                            self.settings.topic_prefix
+                        )));
+                    }
+                    pending -= 1;
+                }
+                Ok(_) => {}
+                Err(e) => return Err(explain(&e, &self.settings)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The next message. Connection losses are retried with backoff (logged,
+    /// not returned); the caller keeps its own deadlines around this call.
+    pub async fn next(&mut self) -> Message {
+        loop {
+            match self.connection.eventloop.poll().await {
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    self.backoff = Duration::from_millis(250);
+                    return Message {
+                        topic: String::from_utf8_lossy(&publish.topic).into_owned(),
+                        payload: publish.payload.to_vec(),
+                        retain: publish.retain,
+                    };
+                }
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    tracing::info!("reconnected to the broker; subscribing again");
+                    if let Err(e) = self.subscribe().await {
+                        tracing::warn!("{e}");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let failure = explain(&e, &self.settings);
+                    tracing::warn!(
+                        "lost the broker connection ({failure}); retrying in {}",
+                        humantime::format_duration(self.backoff)
+                    );
+                    tokio::time::sleep(self.backoff).await;
+                    self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    pub async fn disconnect(self) {
+        self.connection.close().await;
+    }
+}

@@ -1,0 +1,112 @@
+//! Job ids and the topics built from them. An id is validated before it can
+//! reach a topic so that no id can widen a subscription (`+`, `#`) or escape
+//! its level (`/`).
+
+use crate::error::{config_error, Failure};
+
+pub const DEFAULT_TOPIC_PREFIX: &str = "python/mqtt";
+const MAX_ID_LEN: usize = 64;
+
+/// A validated job id: `[A-Za-z0-9_-]{1,64}`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct JobId(String);
+
+impl JobId {
+    pub fn parse(raw: &str) -> Result<JobId, Failure> {
+        if raw.is_empty() || raw.len() > MAX_ID_LEN {
+            return Err(config_error(format!(
+                "invalid job id `{}`: it must be 1 to {MAX_ID_LEN} characters long",
+                raw.escape_default()
+            )));
+        }
+        if let Some(bad) = raw
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+        {
+            return Err(config_error(format!(
+                "invalid job id `{}`: `{}` is not allowed (ids use only A-Z, a-z, 0-9, `_` and `-`)",
+                raw.escape_default(),
+                bad.escape_default()
+            )));
+        }
+        Ok(JobId(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for JobId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Checks a topic prefix: non-empty levels, no wildcards, no leading or
+/// trailing `/`.
+pub fn validate_prefix(prefix: &str) -> Result<(), String> {
+    if prefix.is_empty() {
+        return Err("the topic prefix is empty".into());
+    }
+    if prefix.contains(['+', '#', '\0']) {
+        return Err(format!(
+            "the topic prefix `{prefix}` contains a wildcard (`+` or `#`) or NUL"
+        ));
+    }
+    if prefix.split('/').any(str::is_empty) {
+        return Err(format!(
+            "the topic prefix `{prefix}` has an empty level (leading, trailing or double `/`)"
+        ));
+    }
+    Ok(())
+}
+
+/// `<prefix>/jobs/<id>/events`
+pub fn events_topic(prefix: &str, job: &JobId) -> String {
+    format!("{prefix}/jobs/{job}/events")
+}
+
+/// `<prefix>/jobs/+/events`: every job's events.
+pub fn all_events_filter(prefix: &str) -> String {
+    format!("{prefix}/jobs/+/events")
+}
+
+/// The job id of an events topic under `prefix`, if it is one.
+pub fn job_of_topic(prefix: &str, topic: &str) -> Option<JobId> {
+    let rest = topic.strip_prefix(prefix)?.strip_prefix("/jobs/")?;
+    let id = rest.strip_suffix("/events")?;
+    JobId::parse(id).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_with_topic_syntax_are_rejected() {
+        for bad in ["a/b", "a+", "#", "", "a b", "é", &"x".repeat(65)] {
+            assert!(JobId::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        for good in ["a", "fix-flaky_test-01", &"x".repeat(64)] {
+            assert!(JobId::parse(good).is_ok(), "{good:?} rejected");
+        }
+    }
+
+    #[test]
+    fn topics_round_trip() {
+        let id = JobId::parse("j-1").expect("valid");
+        let topic = events_topic("python/mqtt", &id);
+        assert_eq!(topic, "python/mqtt/jobs/j-1/events");
+        assert_eq!(job_of_topic("python/mqtt", &topic), Some(id));
+        assert_eq!(job_of_topic("python/mqtt", "other/jobs/j-1/events"), None);
+    }
+
+    #[test]
+    fn prefixes_are_checked() {
+        assert!(validate_prefix("python/mqtt").is_ok());
+        for bad in ["", "a/+", "a/#", "/a", "a/", "a//b"] {
+            assert!(validate_prefix(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

@@ -1,0 +1,511 @@
+//! Job records on disk (SPEC section 7): `<home>/jobs/<id>/record.json` and
+//! `events.jsonl`. Directories 0700, files 0600, records written atomically
+//! (temp file + rename), read-modify-write serialised with flock. A corrupt
+//! record is reported and skipped, never fatal for the other jobs.
+
+use crate::config::job::JobSpec;
+use crate::config::{BrokerSettings, Env};
+use crate::error::{config_error, Failure};
+use crate::mqtt::event::EventKind;
+use crate::mqtt::sign::Signature;
+use crate::mqtt::topic::JobId;
+use anyhow::{Context, Result};
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+pub const RECORD_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Pending,
+    Launching,
+    Running,
+    Waiting,
+    Retrying,
+    Completed,
+    Failed,
+    TimedOut,
+    Cancelled,
+}
+
+impl JobState {
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            JobState::Completed | JobState::Failed | JobState::TimedOut | JobState::Cancelled
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Launching => "launching",
+            JobState::Running => "running",
+            JobState::Waiting => "waiting",
+            JobState::Retrying => "retrying",
+            JobState::Completed => "completed",
+            JobState::Failed => "failed",
+            JobState::TimedOut => "timed_out",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// The most recent event seen for a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastEvent {
+    pub event: EventKind,
+    pub attempt: u32,
+    pub ts: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Why a job failed: the failure kind (`error`, `hung`, ...) and a reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailureInfo {
+    pub kind: String,
+    pub reason: String,
+}
+
+/// What the registry knows about one attempt's window and process.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AttemptInfo {
+    pub number: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pane_pid: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pgid: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+}
+
+/// `record.json`: the spec, resolved config, broker block, event key and state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub version: u32,
+    pub id: String,
+    pub spec: JobSpec,
+    /// The worker's connection (superset of the original scripts' block).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker: Option<BrokerSettings>,
+    /// Hex HMAC key for this job's events.
+    pub event_key: String,
+    pub state: JobState,
+    pub attempt: u32,
+    pub created: String,
+    pub updated: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_event: Option<LastEvent>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailureInfo>,
+    #[serde(default)]
+    pub attempts: Vec<AttemptInfo>,
+    /// `pass_env` values captured from the environment of `run`.
+    #[serde(default)]
+    pub pass_env: BTreeMap<String, String>,
+    /// Whether a supervisor (`run`) owns the state; `register`ed jobs are
+    /// driven by their events alone.
+    #[serde(default)]
+    pub supervised: bool,
+}
+
+/// One line of `events.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LogEntry {
+    Event {
+        ts: f64,
+        attempt: u32,
+        event: EventKind,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        data: Option<serde_json::Value>,
+        signature: Signature,
+        /// Why the event was not acted on, if it was not (stale attempt, bad signature).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ignored: Option<String>,
+    },
+    Transition {
+        ts: f64,
+        attempt: u32,
+        from: JobState,
+        to: JobState,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+}
+
+/// A record that could not be read, reported instead of breaking listings.
+#[derive(Debug, Clone)]
+pub struct Corrupt {
+    pub id: String,
+    pub problem: String,
+}
+
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+/// A new job id: the name's slug and a random suffix, always a valid [`JobId`].
+pub fn new_job_id(name: &str) -> JobId {
+    use rand::distributions::{Alphanumeric, DistString};
+    let slug: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect::<String>()
+        .split('-')
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
+    let slug: String = slug.chars().take(40).collect();
+    let slug = slug.trim_end_matches('-');
+    let suffix = Alphanumeric
+        .sample_string(&mut rand::thread_rng(), 6)
+        .to_ascii_lowercase();
+    let id = if slug.is_empty() {
+        format!("job-{suffix}")
+    } else {
+        format!("{slug}-{suffix}")
+    };
+    JobId::parse(&id).unwrap_or_else(|_| unreachable!("slug and suffix are id-safe"))
+}
+
+pub struct Registry {
+    root: PathBuf,
+}
+
+impl Registry {
+    /// `$TMUX_DELEGATE_HOME`, else `$XDG_STATE_HOME/tmux-delegate`, else
+    /// `~/.local/state/tmux-delegate`. Created 0700 on first use.
+    pub fn open(env: &Env) -> Result<Registry> {
+        let root = match env.var("TMUX_DELEGATE_HOME") {
+            Some(dir) => crate::config::expand_path(Path::new(dir), &env.cwd, env.home.as_deref()),
+            None => env.xdg_dir("XDG_STATE_HOME", ".local/state").ok_or_else(|| {
+                config_error("cannot locate the registry: neither TMUX_DELEGATE_HOME, XDG_STATE_HOME nor HOME is set")
+                    .help("set TMUX_DELEGATE_HOME to a directory for job records")
+            })?,
+        };
+        Ok(Registry { root })
+    }
+
+    pub fn at(root: PathBuf) -> Registry {
+        Registry { root }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn jobs_dir(&self) -> PathBuf {
+        self.root.join("jobs")
+    }
+
+    pub fn job_dir(&self, id: &JobId) -> PathBuf {
+        self.jobs_dir().join(id.as_str())
+    }
+
+    fn ensure_dirs(&self) -> Result<()> {
+        let jobs = self.jobs_dir();
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&jobs)
+            .with_context(|| format!("creating the registry directory {}", jobs.display()))?;
+        for dir in [&self.root, &jobs] {
+            let mode = fs::metadata(dir)
+                .with_context(|| format!("reading {}", dir.display()))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+                    .with_context(|| format!("making {} private (0700)", dir.display()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Holds the registry's lock until dropped: every read-modify-write of a
+    /// record happens under it.
+    fn lock(&self) -> Result<Flock<File>> {
+        self.ensure_dirs()?;
+        let path = self.root.join("lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("opening the registry lock {}", path.display()))?;
+        Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, errno)| anyhow::anyhow!("locking {}: {errno}", path.display()))
+    }
+
+    /// Stores a new job; fails if the id exists.
+    pub fn create(&self, record: &Record) -> Result<()> {
+        let id = JobId::parse(&record.id)?;
+        let _lock = self.lock()?;
+        let dir = self.job_dir(&id);
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .with_context(|| format!("creating the job directory {}", dir.display()))?;
+        write_atomic(&dir.join("record.json"), record)
+    }
+
+    pub fn exists(&self, id: &JobId) -> bool {
+        self.job_dir(id).join("record.json").is_file()
+    }
+
+    pub fn load(&self, id: &JobId) -> Result<Record> {
+        let path = self.job_dir(id).join("record.json");
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Failure::new(
+                    crate::error::Exit::Usage,
+                    format!("no job `{id}` in the registry {}", self.root.display()),
+                )
+                .help("`tmux-delegate status` lists the jobs")
+                .into())
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        parse_record(&text).with_context(|| format!("reading {}", path.display()))
+    }
+
+    /// Loads, changes and atomically rewrites a record under the lock.
+    pub fn update(&self, id: &JobId, change: impl FnOnce(&mut Record)) -> Result<Record> {
+        let _lock = self.lock()?;
+        let mut record = self.load(id)?;
+        change(&mut record);
+        record.updated = now_rfc3339();
+        write_atomic(&self.job_dir(id).join("record.json"), &record)?;
+        Ok(record)
+    }
+
+    /// Appends one line to the job's `events.jsonl`.
+    pub fn append(&self, id: &JobId, entry: &LogEntry) -> Result<()> {
+        let path = self.job_dir(id).join("events.jsonl");
+        let mut line = serde_json::to_string(entry)?;
+        line.push('\n');
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        // One write per line: O_APPEND keeps concurrent writers' lines whole.
+        file.write_all(line.as_bytes())
+            .with_context(|| format!("appending to {}", path.display()))
+    }
+
+    /// The job's history; malformed lines are skipped.
+    pub fn history(&self, id: &JobId) -> Result<Vec<LogEntry>> {
+        let path = self.job_dir(id).join("events.jsonl");
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        Ok(BufReader::new(file)
+            .lines()
+            .map_while(std::result::Result::ok)
+            .filter_map(|line| serde_json::from_str(&line).ok())
+            .collect())
+    }
+
+    /// Every readable record (oldest first) and the ones that could not be read.
+    pub fn list(&self) -> Result<(Vec<Record>, Vec<Corrupt>)> {
+        let dir = self.jobs_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok((Vec::new(), Vec::new()))
+            }
+            Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
+        };
+        let mut records = Vec::new();
+        let mut corrupt = Vec::new();
+        for entry in entries.flatten() {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path().join("record.json");
+            match fs::read_to_string(&path)
+                .map_err(anyhow::Error::from)
+                .and_then(|text| parse_record(&text))
+            {
+                Ok(record) => records.push(record),
+                Err(e) => corrupt.push(Corrupt {
+                    id,
+                    problem: format!("{}: {e:#}", path.display()),
+                }),
+            }
+        }
+        records.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.id.cmp(&b.id)));
+        corrupt.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok((records, corrupt))
+    }
+}
+
+fn parse_record(text: &str) -> Result<Record> {
+    let value: serde_json::Value = serde_json::from_str(text).context("not valid JSON")?;
+    let version = value.get("version").and_then(serde_json::Value::as_u64);
+    if version.is_some_and(|v| v > u64::from(RECORD_VERSION)) {
+        anyhow::bail!(
+            "record version {} is newer than this tmux-delegate understands ({RECORD_VERSION})",
+            version.unwrap_or_default()
+        );
+    }
+    serde_json::from_value(value).context("not a job record")
+}
+
+/// Writes JSON to `path` via a 0600 temp file in the same directory and a rename.
+pub fn write_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut temp = tempfile::Builder::new()
+        .prefix(".record.")
+        .suffix(".partial")
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    serde_json::to_writer_pretty(&mut temp, value)?;
+    temp.write_all(b"\n")?;
+    temp.as_file()
+        .sync_all()
+        .with_context(|| format!("syncing {}", temp.path().display()))?;
+    temp.persist(path)
+        .with_context(|| format!("replacing {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::env_with;
+    use crate::config::Config;
+
+    pub fn sample_record(dir: &Path, id: &str) -> Record {
+        let config = Config::load(env_with(&[], dir)).expect("config");
+        let spec = config
+            .resolve_job(
+                None,
+                &crate::config::job::JobFlags {
+                    prompt: Some("do it".into()),
+                    ..Default::default()
+                },
+            )
+            .expect("spec");
+        Record {
+            version: RECORD_VERSION,
+            id: id.into(),
+            spec,
+            broker: None,
+            event_key: "00".into(),
+            state: JobState::Pending,
+            attempt: 1,
+            created: now_rfc3339(),
+            updated: now_rfc3339(),
+            last_event: None,
+            failure: None,
+            attempts: Vec::new(),
+            pass_env: BTreeMap::new(),
+            supervised: false,
+        }
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).expect("stat").permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn records_are_private_and_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let registry = Registry::at(dir.path().join("state"));
+        let record = sample_record(dir.path(), "job-1");
+        registry.create(&record).expect("create");
+        let id = JobId::parse("job-1").expect("id");
+        assert_eq!(registry.load(&id).expect("load"), record);
+        assert_eq!(mode(&dir.path().join("state")), 0o700);
+        assert_eq!(mode(&registry.job_dir(&id)), 0o700);
+        assert_eq!(mode(&registry.job_dir(&id).join("record.json")), 0o600);
+        assert!(registry.create(&record).is_err(), "duplicate id accepted");
+        registry
+            .append(
+                &id,
+                &LogEntry::Transition {
+                    ts: 1.0,
+                    attempt: 1,
+                    from: JobState::Pending,
+                    to: JobState::Running,
+                    reason: None,
+                },
+            )
+            .expect("append");
+        assert_eq!(mode(&registry.job_dir(&id).join("events.jsonl")), 0o600);
+        assert_eq!(registry.history(&id).expect("history").len(), 1);
+        let updated = registry
+            .update(&id, |r| r.state = JobState::Completed)
+            .expect("update");
+        assert_eq!(updated.state, JobState::Completed);
+        let leftovers: Vec<_> = fs::read_dir(registry.job_dir(&id))
+            .expect("ls")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+            .collect();
+        assert!(leftovers.is_empty(), "temp files left behind");
+    }
+
+    #[test]
+    fn corrupt_records_are_reported_and_skipped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let registry = Registry::at(dir.path().join("state"));
+        registry
+            .create(&sample_record(dir.path(), "good"))
+            .expect("create");
+        let bad = registry.jobs_dir().join("bad");
+        fs::create_dir_all(&bad).expect("mkdir");
+        fs::write(bad.join("record.json"), "{ not json").expect("write");
+        let (records, corrupt) = registry.list().expect("list");
+        assert_eq!(records.len(), 1);
+        assert_eq!(corrupt.len(), 1);
+        assert_eq!(corrupt[0].id, "bad");
+    }
+
+    #[test]
+    fn committed_v1_fixture_still_loads() {
+        let text = include_str!("../tests/fixtures/record-v1.json");
+        let record = parse_record(text).expect("v1 fixture loads");
+        assert_eq!(record.id, "fix-flaky-test-a1b2c3");
+        assert_eq!(
+            record.broker.expect("broker").username.as_deref(),
+            Some("claude-worker")
+        );
+    }
+
+    #[test]
+    fn generated_ids_are_valid() {
+        for name in ["Fix the flaky test!", "", "ünïcödé", &"x".repeat(100)] {
+            let id = new_job_id(name);
+            assert!(id.as_str().len() <= 64, "{id}");
+        }
+        assert!(new_job_id("Fix it").as_str().starts_with("fix-it-"));
+    }
+}
