@@ -217,6 +217,10 @@ pub struct ExecArgs {
     pub job: String,
     #[arg(long)]
     pub attempt: u32,
+    /// The registry directory (the supervisor's; the tmux server's own
+    /// environment may not know it).
+    #[arg(long)]
+    pub registry: Option<PathBuf>,
 }
 
 #[cfg(test)]

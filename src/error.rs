@@ -7,18 +7,29 @@ use std::fmt;
 /// The process exit codes of SPEC section 2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
-    Success = 0,
-    JobFailed = 1,
-    Usage = 2,
-    BrokerUnreachable = 3,
-    PublishRefused = 4,
-    TimedOut = 124,
-    Interrupted = 130,
+    Success,
+    JobFailed,
+    Usage,
+    BrokerUnreachable,
+    PublishRefused,
+    TimedOut,
+    Interrupted,
+    /// Passed through as is (the window's wrapper exits with its agent's code).
+    Raw(u8),
 }
 
 impl Exit {
     pub fn code(self) -> u8 {
-        self as u8
+        match self {
+            Exit::Success => 0,
+            Exit::JobFailed => 1,
+            Exit::Usage => 2,
+            Exit::BrokerUnreachable => 3,
+            Exit::PublishRefused => 4,
+            Exit::TimedOut => 124,
+            Exit::Interrupted => 130,
+            Exit::Raw(code) => code,
+        }
     }
 }
 

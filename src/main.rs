@@ -1,12 +1,17 @@
 //! tmux-delegate: parse the command line, run the command, exit with its code.
 //! This is the only place that calls `process::exit`.
 
+mod agents;
 mod cli;
 mod commands;
 mod config;
 mod error;
 mod mqtt;
+mod proc;
 mod registry;
+mod supervisor;
+mod tmux;
+mod worker;
 
 use clap::Parser;
 use std::process::ExitCode;

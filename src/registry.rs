@@ -120,6 +120,35 @@ pub struct Record {
     /// driven by their events alone.
     #[serde(default)]
     pub supervised: bool,
+    /// The resolved agent the window's wrapper runs (set by `run`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<crate::agents::AgentDef>,
+    /// PID of the supervisor process that owns the job, while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supervisor_pid: Option<i32>,
+    /// Set by `kill ID`: the supervisor stops the job and marks it cancelled.
+    #[serde(default)]
+    pub cancel_requested: bool,
+}
+
+impl Record {
+    /// The record of attempt `n`, created on first use.
+    pub fn attempt_mut(&mut self, n: u32) -> &mut AttemptInfo {
+        if let Some(i) = self.attempts.iter().position(|a| a.number == n) {
+            return &mut self.attempts[i];
+        }
+        self.attempts.push(AttemptInfo {
+            number: n,
+            ..AttemptInfo::default()
+        });
+        self.attempts
+            .last_mut()
+            .unwrap_or_else(|| unreachable!("just pushed"))
+    }
+
+    pub fn attempt_info(&self, n: u32) -> Option<&AttemptInfo> {
+        self.attempts.iter().find(|a| a.number == n)
+    }
 }
 
 /// One line of `events.jsonl`.
@@ -428,6 +457,9 @@ mod tests {
             attempts: Vec::new(),
             pass_env: BTreeMap::new(),
             supervised: false,
+            agent: None,
+            supervisor_pid: None,
+            cancel_requested: false,
         }
     }
 

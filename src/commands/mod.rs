@@ -1,8 +1,10 @@
 //! One file per subcommand; this module only routes.
 
+mod exec;
 mod generate;
 mod publish;
 mod register;
+mod run;
 mod status;
 mod watch;
 
@@ -17,7 +19,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::Status(args) => status::run(&args),
         Command::Completions { shell } => generate::completions(shell),
         Command::Man => generate::man(),
-        Command::Run(_) => not_yet("run"),
+        Command::Run(args) => run::run(args).await,
         Command::Logs(_) => not_yet("logs"),
         Command::Attach(_) => not_yet("attach"),
         Command::Kill(_) => not_yet("kill"),
@@ -28,7 +30,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::Broker(BrokerCommand::Serve { .. }) => not_yet("broker serve"),
         Command::Broker(BrokerCommand::Setup { .. }) => not_yet("broker setup"),
         Command::Doctor(_) => not_yet("doctor"),
-        Command::Exec(_) => not_yet("exec"),
+        Command::Exec(args) => exec::run(args).await,
     }
 }
 

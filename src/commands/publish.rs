@@ -7,13 +7,11 @@ use crate::cli::PublishArgs;
 use crate::config::{Config, Env};
 use crate::error::{config_error, Exit};
 use crate::mqtt::client::publish_once;
-use crate::mqtt::event::{now_ts, Event, EventKind};
-use crate::mqtt::sign::EventKey;
+use crate::mqtt::event::{encode, now_ts, Event, EventKind};
+use crate::mqtt::sign::{EventKey, EVENT_KEY_VAR};
 use crate::mqtt::topic::{events_topic, JobId};
 use crate::registry::Registry;
 use serde_json::Value;
-
-pub const KEY_VAR: &str = "DELEGATE_EVENT_KEY";
 
 pub async fn run(args: PublishArgs) -> anyhow::Result<Exit> {
     let env = Env::from_process()?;
@@ -36,7 +34,7 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<Exit> {
     let (key, attempt, settings) = if let Some(window_job) = window_job {
         // Inside a job window: the window's own key only; no registry reads.
         let key = if window_job == job.as_str() {
-            config.env.var(KEY_VAR).and_then(EventKey::from_hex)
+            config.env.var(EVENT_KEY_VAR).and_then(EventKey::from_hex)
         } else {
             tracing::warn!(
                 "this window belongs to job {window_job}; the event for {job} is sent unsigned"
@@ -89,16 +87,4 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<Exit> {
     publish_once(&settings, &topic, payload, kind.is_terminal()).await?;
     tracing::info!("published {kind} for {job} (attempt {attempt}) to {topic}");
     Ok(Exit::Success)
-}
-
-/// The wire form: the event's JSON, with `sig` when a key is known.
-pub fn encode(event: &Event, key: Option<&EventKey>) -> anyhow::Result<Vec<u8>> {
-    let Value::Object(mut object) = serde_json::to_value(event)? else {
-        anyhow::bail!("an event always serialises to a JSON object");
-    };
-    if let Some(key) = key {
-        let sig = key.sign(&object);
-        object.insert("sig".into(), Value::String(sig));
-    }
-    Ok(serde_json::to_vec(&Value::Object(object))?)
 }

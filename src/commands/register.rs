@@ -59,6 +59,9 @@ pub fn run(args: RegisterArgs) -> anyhow::Result<Exit> {
         attempts: Vec::new(),
         pass_env: std::collections::BTreeMap::new(),
         supervised: false,
+        agent: None,
+        supervisor_pid: None,
+        cancel_requested: false,
     };
     registry.create(&record)?;
     if args.json {

@@ -96,6 +96,21 @@ fn publish_refused(settings: &BrokerSettings, topic: &str, code: &str) -> Failur
     ))
 }
 
+async fn subscribe_all(
+    client: &rumqttc::v5::AsyncClient,
+    filters: &[String],
+) -> Result<(), Failure> {
+    for filter in filters {
+        client
+            .subscribe(filter.clone(), QoS::AtLeastOnce)
+            .await
+            .map_err(|e| {
+                broker_error(format!("cannot queue the subscription to `{filter}`: {e}"))
+            })?;
+    }
+    Ok(())
+}
+
 /// A message received on a subscription.
 #[derive(Debug, Clone)]
 pub struct Message {
@@ -198,7 +213,10 @@ impl Subscriber {
                 }
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     tracing::info!("reconnected to the broker; subscribing again");
-                    if let Err(e) = self.subscribe().await {
+                    // Only the client is held across the await: the event
+                    // loop is not Sync, and this future must be Send.
+                    let client = self.connection.client.clone();
+                    if let Err(e) = subscribe_all(&client, &self.filters).await {
                         tracing::warn!("{e}");
                     }
                 }
@@ -218,5 +236,102 @@ impl Subscriber {
 
     pub async fn disconnect(self) {
         self.connection.close().await;
+    }
+}
+
+/// A long-lived publishing connection (the window's wrapper): a background
+/// task keeps polling the event loop (keepalive, reconnects) and reports
+/// each PUBACK; `publish` waits for its own.
+pub struct Publisher {
+    client: rumqttc::v5::AsyncClient,
+    acks: tokio::sync::mpsc::UnboundedReceiver<Result<PubAckReason, String>>,
+    task: tokio::task::JoinHandle<EventLoop>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    settings: BrokerSettings,
+}
+
+impl Publisher {
+    pub async fn connect(
+        settings: &BrokerSettings,
+        options: &ConnectOptions,
+    ) -> Result<Publisher, Failure> {
+        let Connection {
+            client,
+            mut eventloop,
+        } = connect(settings, options).await?;
+        let (ack_tx, acks) = tokio::sync::mpsc::unbounded_channel();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(250);
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => return eventloop,
+                    polled = eventloop.poll() => match polled {
+                        Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                            backoff = Duration::from_millis(250);
+                            let _ = ack_tx.send(Ok(ack.reason));
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!("broker connection lost: {e}; retrying in {}", humantime::format_duration(backoff));
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(MAX_BACKOFF);
+                        }
+                    },
+                }
+            }
+        });
+        Ok(Publisher {
+            client,
+            acks,
+            task,
+            stop,
+            settings: settings.clone(),
+        })
+    }
+
+    /// Publishes with QoS 1 and waits (up to `wait`) for the broker's verdict.
+    pub async fn publish(
+        &mut self,
+        topic: &str,
+        payload: Vec<u8>,
+        retain: bool,
+        wait: Duration,
+    ) -> Result<Delivery, Failure> {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, retain, payload)
+            .await
+            .map_err(|e| broker_error(format!("cannot queue the publish to `{topic}`: {e}")))?;
+        match tokio::time::timeout(wait, self.acks.recv()).await {
+            Ok(Some(Ok(PubAckReason::Success))) => Ok(Delivery::Delivered),
+            Ok(Some(Ok(PubAckReason::NoMatchingSubscribers))) => Ok(Delivery::NoSubscribers),
+            Ok(Some(Ok(PubAckReason::NotAuthorized))) => Err(publish_refused(
+                &self.settings,
+                topic,
+                "0x87 Not authorized",
+            )),
+            Ok(Some(Ok(other))) => Err(Failure::new(
+                Exit::PublishRefused,
+                format!("the broker refused the publish to `{topic}`: PUBACK {other:?}"),
+            )),
+            Ok(Some(Err(e))) => Err(broker_error(e)),
+            Ok(None) | Err(_) => Err(broker_error(format!(
+                "no acknowledgement for the publish to `{topic}` within {}",
+                humantime::format_duration(wait)
+            ))),
+        }
+    }
+
+    /// Disconnects cleanly, so the Last Will does not fire.
+    pub async fn close(self) {
+        let _ = self.stop.send(());
+        if let Ok(eventloop) = self.task.await {
+            Connection {
+                client: self.client,
+                eventloop,
+            }
+            .close()
+            .await;
+        }
     }
 }

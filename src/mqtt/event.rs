@@ -106,6 +106,18 @@ pub struct Event {
     pub sig: Option<String>,
 }
 
+/// The wire form: the event's JSON object, with `sig` when a key is known.
+pub fn encode(event: &Event, key: Option<&super::sign::EventKey>) -> anyhow::Result<Vec<u8>> {
+    let Value::Object(mut object) = serde_json::to_value(event)? else {
+        anyhow::bail!("an event always serialises to a JSON object");
+    };
+    if let Some(key) = key {
+        let sig = key.sign(&object);
+        object.insert("sig".into(), Value::String(sig));
+    }
+    Ok(serde_json::to_vec(&Value::Object(object))?)
+}
+
 pub fn now_ts() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

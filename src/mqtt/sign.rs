@@ -10,6 +10,9 @@ use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// The variable that carries a job's key into its window (and nowhere else).
+pub const EVENT_KEY_VAR: &str = "DELEGATE_EVENT_KEY";
+
 /// A per-job event key: 32 random bytes, hex in the record and the window's env.
 #[derive(Clone, PartialEq, Eq)]
 pub struct EventKey(Vec<u8>);
@@ -114,6 +117,24 @@ mod tests {
         let wire = Value::Object(event).to_string();
         let parsed = object(serde_json::from_str(&wire).expect("json"));
         assert_eq!(check(Some(&key), Some(&parsed)), Signature::Valid);
+    }
+
+    #[test]
+    fn signatures_survive_the_wire_for_any_timestamp() {
+        // serde_json parses floats exactly only with `float_roundtrip`; without
+        // it about one timestamp in a few hundred re-serialises differently.
+        let key = EventKey::generate();
+        for i in 0..5000_u32 {
+            let ts = 1_795_611_675.0 + f64::from(i) * 0.000_123_457 + rand::random::<f64>();
+            let mut event = object(
+                json!({"job":"j","event":"started","attempt":2,"seq":2,"ts":ts,"data":{"pid":1}}),
+            );
+            let sig = key.sign(&event);
+            event.insert("sig".into(), Value::String(sig));
+            let wire = Value::Object(event).to_string();
+            let parsed = object(serde_json::from_str(&wire).expect("json"));
+            assert_eq!(check(Some(&key), Some(&parsed)), Signature::Valid, "{wire}");
+        }
     }
 
     #[test]

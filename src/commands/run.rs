@@ -1,0 +1,240 @@
+//! `run [JOB.toml ...]`: register each job, launch it in its own tmux window
+//! and supervise all of them in this process until they end. Exits 0 when
+//! all completed, 1 when any failed (or was cancelled), 124 when any timed
+//! out and none failed, 130 on Ctrl-C — after stopping every window cleanly.
+
+use crate::agents::{self, AgentDef};
+use crate::cli::RunArgs;
+use crate::config::job::{load_job_file, JobFile, JobFlags, JobSpec};
+use crate::config::{BrokerSettings, Config, Env};
+use crate::error::{config_error, Exit, Failure};
+use crate::mqtt::client::Subscriber;
+use crate::mqtt::connect::{client_id, ConnectOptions};
+use crate::mqtt::sign::EventKey;
+use crate::mqtt::topic::{all_events_filter, JobId};
+use crate::registry::{new_job_id, now_rfc3339, JobState, Record, Registry, RECORD_VERSION};
+use crate::supervisor::core::{Core, JobConfig};
+use crate::supervisor::driver::{Driver, Ending, JobRuntime};
+use crate::supervisor::view::View;
+use crate::tmux::Tmux;
+use std::collections::{BTreeMap, HashMap};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
+    if args.detach {
+        return Err(
+            Failure::new(Exit::Usage, "`run --detach` is not implemented yet")
+                .help("run it inside tmux (or with nohup) for now")
+                .into(),
+        );
+    }
+    let env = Env::from_process()?;
+    let config = Config::load(env)?;
+    let flags = JobFlags {
+        prompt: args.job.prompt,
+        agent: args.job.agent,
+        name: args.job.name,
+        workdir: args.job.workdir,
+    };
+    let mut files: Vec<(Option<PathBuf>, JobFile)> = Vec::new();
+    for path in &args.specs {
+        files.extend(
+            load_job_file(path)?
+                .into_iter()
+                .map(|f| (Some(path.clone()), f)),
+        );
+    }
+    if files.is_empty() {
+        files.push((None, JobFile::default()));
+    }
+    let mut jobs = Vec::new();
+    for (path, file) in files {
+        let spec = config.resolve_job(path.as_deref().map(|p| (p, file)), &flags)?;
+        let agent = agents::resolve(&config, &spec.agent)?;
+        if spec.prompt.trim().is_empty() && agent.command.iter().any(|a| a.contains("{prompt}")) {
+            return Err(config_error(format!("job `{}` has no prompt", spec.name))
+                .help("pass --prompt TEXT, or set `prompt` in the job spec")
+                .into());
+        }
+        jobs.push((spec, agent));
+    }
+    let brokers = Brokers::resolve(&config)?;
+    let registry = Registry::open(&config.env)?;
+    let mut prepared = Vec::new();
+    for (spec, agent) in jobs {
+        let record = new_record(&config, spec, agent, brokers.worker.clone());
+        registry.create(&record)?;
+        prepared.push(record);
+    }
+    supervise(&config, &registry, &brokers, prepared, args.json).await
+}
+
+/// The observer (supervisor) and worker (window) connections.
+pub struct Brokers {
+    pub observer: BrokerSettings,
+    pub worker: BrokerSettings,
+}
+
+impl Brokers {
+    pub fn resolve(config: &Config) -> Result<Brokers, Failure> {
+        let observer = config.observer_broker()?.ok_or_else(|| {
+            config_error("no broker is configured").help(
+                "set MQTT_BROKER (and MQTT_PORT, ...), or `host` in [broker] of tmux-delegate.toml \
+                 (the embedded zero-setup broker is not implemented yet)",
+            )
+        })?;
+        let worker = config.worker_broker()?.unwrap_or_else(|| observer.clone());
+        Ok(Brokers { observer, worker })
+    }
+}
+
+fn new_record(config: &Config, spec: JobSpec, agent: AgentDef, broker: BrokerSettings) -> Record {
+    let mut pass_env = BTreeMap::new();
+    for name in &spec.pass_env {
+        match config.env.var(name) {
+            Some(value) => {
+                pass_env.insert(name.clone(), value.to_owned());
+            }
+            None => eprintln!(
+                "warning: pass_env names {name}, which is not set; the agent will not get it"
+            ),
+        }
+    }
+    let now = now_rfc3339();
+    Record {
+        version: RECORD_VERSION,
+        id: new_job_id(&spec.name).to_string(),
+        spec,
+        broker: Some(broker),
+        event_key: EventKey::generate().to_hex(),
+        state: JobState::Pending,
+        attempt: 0,
+        created: now.clone(),
+        updated: now,
+        last_event: None,
+        failure: None,
+        attempts: Vec::new(),
+        pass_env,
+        supervised: true,
+        agent: Some(agent),
+        supervisor_pid: i32::try_from(std::process::id()).ok(),
+        cancel_requested: false,
+    }
+}
+
+/// Variables tmux (and a server this process starts) must never see.
+fn secret_vars(config: &Config, records: &[Record]) -> Vec<String> {
+    let mut names = vec![
+        "MQTT_PASSWORD".to_owned(),
+        crate::mqtt::sign::EVENT_KEY_VAR.to_owned(),
+    ];
+    for layer in &config.layers {
+        for fields in std::iter::once(&layer.broker).chain(layer.worker.as_ref()) {
+            if let Some(crate::config::file::PasswordFrom::Env(name)) = &fields.password {
+                names.push(name.clone());
+            }
+        }
+    }
+    for record in records {
+        names.extend(record.spec.pass_env.iter().cloned());
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Supervises registered records until they end; the exit code sums them up.
+pub async fn supervise(
+    config: &Config,
+    registry: &Registry,
+    brokers: &Brokers,
+    records: Vec<Record>,
+    json: bool,
+) -> anyhow::Result<Exit> {
+    let tmux_settings = crate::config::TmuxSettings::resolve(&config.defaults.tmux);
+    let tmux = Tmux::new(&tmux_settings.socket, secret_vars(config, &records));
+    let session = tmux
+        .resolve_session(&tmux_settings.session, config.env.var("TMUX").is_some())
+        .await;
+    // Subscribe before the first window opens, so no event can be missed; a
+    // persistent session keeps events sent while the connection is down.
+    let mut options = ConnectOptions::new("supervisor");
+    options.client_id = Some(client_id(&brokers.observer.client_id_prefix, "supervisor"));
+    options.clean_start = false;
+    options.session_expiry = Some(3600);
+    let subscriber = Subscriber::connect(
+        &brokers.observer,
+        &options,
+        vec![all_events_filter(&brokers.observer.topic_prefix)],
+    )
+    .await?;
+
+    let live = !json && std::io::stdout().is_terminal();
+    let mut view = View::new(live);
+    let mut core = Core::new(Box::new(rand::random::<f64>));
+    let mut runtimes = HashMap::new();
+    let now = Instant::now();
+    for record in records {
+        let id = JobId::parse(&record.id)?;
+        let agent = record
+            .agent
+            .clone()
+            .unwrap_or_else(|| unreachable!("run records carry their agent"));
+        view.add(
+            &id,
+            &record.spec.name,
+            &agent.name,
+            record.spec.retry.max_attempts,
+        );
+        runtimes.insert(
+            id.clone(),
+            JobRuntime::new(
+                record.spec.name.clone(),
+                record.spec.workdir.clone(),
+                EventKey::from_hex(&record.event_key).unwrap_or_else(EventKey::generate),
+            ),
+        );
+        let job_config = JobConfig {
+            timeouts: record.spec.timeouts.clone(),
+            retry: record.spec.retry.clone(),
+            liveness: agent.liveness,
+            complete_on_exit: agent.complete_on_exit,
+            keep_failed: record.spec.tmux.keep_failed,
+            kill_grace: record.spec.tmux.kill_grace,
+            on_waiting: record.spec.on_waiting,
+            require_signature: config.require_signature,
+            first_attempt: record.attempt + 1,
+        };
+        core.add(now, id, job_config);
+    }
+    let exe =
+        std::env::current_exe().map_err(|e| anyhow::anyhow!("cannot locate this program: {e}"))?;
+    let driver = Driver::new(
+        core,
+        Registry::at(registry.root().to_path_buf()),
+        tmux,
+        session,
+        exe,
+        brokers.observer.topic_prefix.clone(),
+        runtimes,
+        view,
+    );
+    let (ending, states) = driver.run(subscriber).await?;
+    Ok(summarise(ending, &states))
+}
+
+fn summarise(ending: Ending, states: &[(JobId, JobState)]) -> Exit {
+    if ending == Ending::Interrupted {
+        return Exit::Interrupted;
+    }
+    let any = |state: JobState| states.iter().any(|(_, s)| *s == state);
+    if any(JobState::Failed) || any(JobState::Cancelled) {
+        Exit::JobFailed
+    } else if any(JobState::TimedOut) {
+        Exit::TimedOut
+    } else {
+        Exit::Success
+    }
+}

@@ -1,0 +1,530 @@
+//! The tokio driver around the sans-IO core: it turns MQTT messages, tmux
+//! observations (one `list-windows -a` per tick for all jobs), signals and
+//! the clock into inputs, and performs the core's effects (tmux windows,
+//! process-group signals, registry writes, the view).
+
+use super::core::{Core, Effect, Incoming, Input, StopSignal};
+use super::view::View;
+use crate::mqtt::client::{Message, Subscriber};
+use crate::mqtt::event::{decode, Decoded, EventKind};
+use crate::mqtt::sign::{check, EventKey};
+use crate::mqtt::topic::{job_of_topic, JobId};
+use crate::registry::{now_rfc3339, FailureInfo, JobState, LastEvent, LogEntry, Registry};
+use crate::tmux::{Launched, Tmux};
+use nix::sys::signal::Signal;
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// How often tmux is looked at (one call for all windows).
+pub const OBSERVE_EVERY: Duration = Duration::from_millis(200);
+/// How often the groups of attempts being stopped are checked.
+const STOPPING_CHECK: Duration = Duration::from_millis(20);
+
+/// What the driver knows about one job besides the core's state.
+pub struct JobRuntime {
+    pub name: String,
+    pub workdir: PathBuf,
+    pub key: EventKey,
+    /// The current attempt's window.
+    window: Option<(u32, Launched)>,
+    /// The agent's process group per attempt, once the wrapper recorded it.
+    pgid: HashMap<u32, i32>,
+}
+
+impl JobRuntime {
+    pub fn new(name: String, workdir: PathBuf, key: EventKey) -> JobRuntime {
+        JobRuntime {
+            name,
+            workdir,
+            key,
+            window: None,
+            pgid: HashMap::new(),
+        }
+    }
+}
+
+pub struct Driver {
+    pub core: Core,
+    pub registry: Registry,
+    pub tmux: Tmux,
+    pub session: String,
+    /// argv prefix of the window's wrapper: the binary itself.
+    pub exe: PathBuf,
+    pub topic_prefix: String,
+    pub jobs: HashMap<JobId, JobRuntime>,
+    pub view: View,
+    /// Window activity last seen, per window id.
+    activity: HashMap<String, u64>,
+    inputs: VecDeque<Input>,
+}
+
+/// How `run` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    Finished,
+    Interrupted,
+}
+
+impl Driver {
+    pub fn new(
+        core: Core,
+        registry: Registry,
+        tmux: Tmux,
+        session: String,
+        exe: PathBuf,
+        topic_prefix: String,
+        jobs: HashMap<JobId, JobRuntime>,
+        view: View,
+    ) -> Driver {
+        Driver {
+            core,
+            registry,
+            tmux,
+            session,
+            exe,
+            topic_prefix,
+            jobs,
+            view,
+            activity: HashMap::new(),
+            inputs: VecDeque::new(),
+        }
+    }
+
+    /// Supervises until every job is finished (or Ctrl-C has stopped them).
+    pub async fn run(
+        mut self,
+        subscriber: Subscriber,
+    ) -> anyhow::Result<(Ending, Vec<(JobId, JobState)>)> {
+        let (tx, mut messages) = mpsc::channel::<Message>(1024);
+        // The subscriber lives in its own task: its receive loop is never
+        // cancelled half-way by the select below.
+        let listener = tokio::spawn(async move {
+            let mut subscriber = subscriber;
+            loop {
+                let message = subscriber.next().await;
+                if tx.send(message).await.is_err() {
+                    subscriber.disconnect().await;
+                    return;
+                }
+            }
+        });
+        let mut interrupt =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut cancel_check =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
+        let mut observe = tokio::time::interval(OBSERVE_EVERY);
+        observe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut redraw = tokio::time::interval(Duration::from_secs(1));
+        let mut ending = Ending::Finished;
+        self.perform().await;
+        while !self.core.is_done() {
+            let timer = self.core.poll_timeout();
+            let stopping = self.core.stopping().next().is_some();
+            tokio::select! {
+                Some(message) = messages.recv() => self.on_message(&message),
+                _ = observe.tick() => self.observe().await,
+                () = sleep_until(timer) => self.core.handle_timeout(Instant::now()),
+                () = tokio::time::sleep(STOPPING_CHECK), if stopping => self.check_stopping(),
+                _ = redraw.tick() => self.view.refresh(),
+                _ = cancel_check.recv() => self.check_cancel_requests(),
+                _ = interrupt.recv() => {
+                    ending = Ending::Interrupted;
+                    self.cancel_all("interrupted (Ctrl-C)");
+                }
+                _ = terminate.recv() => {
+                    ending = Ending::Interrupted;
+                    self.cancel_all("the supervisor received SIGTERM");
+                }
+            }
+            self.perform().await;
+        }
+        listener.abort();
+        self.view.finish();
+        let states = self
+            .core
+            .job_ids()
+            .map(|id| (id.clone(), self.core.state(id).unwrap_or(JobState::Failed)))
+            .collect();
+        Ok((ending, states))
+    }
+
+    fn cancel_all(&mut self, reason: &str) {
+        let now = Instant::now();
+        let ids: Vec<JobId> = self.core.job_ids().cloned().collect();
+        for job in ids {
+            self.core.handle(
+                now,
+                Input::Cancel {
+                    job,
+                    reason: reason.to_owned(),
+                },
+            );
+        }
+    }
+
+    /// `kill ID` marks the record and sends SIGUSR1; look for such marks.
+    fn check_cancel_requests(&mut self) {
+        let now = Instant::now();
+        let ids: Vec<JobId> = self.core.job_ids().cloned().collect();
+        for job in ids {
+            if self.registry.load(&job).is_ok_and(|r| r.cancel_requested) {
+                self.core.handle(
+                    now,
+                    Input::Cancel {
+                        job,
+                        reason: "cancelled by `tmux-delegate kill`".into(),
+                    },
+                );
+            }
+        }
+    }
+
+    fn on_message(&mut self, message: &Message) {
+        let Some(job) = job_of_topic(&self.topic_prefix, &message.topic) else {
+            return;
+        };
+        let Some(runtime) = self.jobs.get(&job) else {
+            return;
+        };
+        let received = match decode(&message.payload) {
+            Ok(Decoded::Event(event)) => event,
+            Ok(Decoded::Cleared) => return,
+            Err(e) => {
+                tracing::warn!("job {job}: ignoring a message: {e}");
+                return;
+            }
+        };
+        if received.job.as_deref().is_some_and(|j| j != job.as_str()) {
+            tracing::warn!("job {job}: ignoring an event whose payload names another job");
+            return;
+        }
+        let signature = check(Some(&runtime.key), received.raw.as_ref());
+        let exit_code = (received.event == EventKind::Exited)
+            .then(|| received.data.as_ref()?.get("code")?.as_i64())
+            .flatten()
+            .and_then(|c| i32::try_from(c).ok());
+        let event = Incoming {
+            kind: received.event,
+            attempt: received.attempt,
+            message: received.message,
+            exit_code,
+            signature,
+        };
+        self.core
+            .handle(Instant::now(), Input::Event { job, event });
+    }
+
+    /// One `list-windows -a` for every job: dead panes, closed windows and
+    /// output activity.
+    async fn observe(&mut self) {
+        let windows = match self.tmux.list_windows().await {
+            Ok(windows) => windows,
+            Err(e) => {
+                tracing::warn!("cannot list tmux windows: {e:#}");
+                return;
+            }
+        };
+        let by_id: HashMap<&str, &crate::tmux::WindowInfo> =
+            windows.iter().map(|w| (w.window_id.as_str(), w)).collect();
+        let now = Instant::now();
+        let mut inputs = Vec::new();
+        for (job, runtime) in &self.jobs {
+            let Some((attempt, launched)) = &runtime.window else {
+                continue;
+            };
+            let (job, attempt) = (job.clone(), *attempt);
+            match by_id.get(launched.window_id.as_str()) {
+                None => inputs.push(Input::WindowGone { job, attempt }),
+                Some(info) if info.dead => inputs.push(Input::PaneDead {
+                    job,
+                    attempt,
+                    status: info.dead_status,
+                }),
+                Some(info) => {
+                    let seen = self
+                        .activity
+                        .insert(launched.window_id.clone(), info.activity);
+                    if seen.is_some_and(|before| info.activity > before) {
+                        inputs.push(Input::Output { job, attempt });
+                    }
+                }
+            }
+        }
+        for input in inputs {
+            self.core.handle(now, input);
+        }
+    }
+
+    /// For attempts being stopped: report the ones whose group is empty.
+    fn check_stopping(&mut self) {
+        let stopping: Vec<(JobId, u32)> = self
+            .core
+            .stopping()
+            .map(|(id, a)| (id.clone(), a))
+            .collect();
+        for (job, attempt) in stopping {
+            if !self
+                .pgid(&job, attempt)
+                .is_some_and(crate::proc::group_alive)
+            {
+                self.core
+                    .handle(Instant::now(), Input::GroupGone { job, attempt });
+            }
+        }
+    }
+
+    /// The attempt's agent group, as the wrapper recorded it.
+    fn pgid(&mut self, job: &JobId, attempt: u32) -> Option<i32> {
+        let runtime = self.jobs.get_mut(job)?;
+        if let Some(pgid) = runtime.pgid.get(&attempt) {
+            return Some(*pgid);
+        }
+        let pgid = self.registry.load(job).ok()?.attempt_info(attempt)?.pgid?;
+        runtime.pgid.insert(attempt, pgid);
+        Some(pgid)
+    }
+
+    /// Performs effects until the core has none left; inputs they produce
+    /// are fed back at once.
+    async fn perform(&mut self) {
+        loop {
+            while let Some(input) = self.inputs.pop_front() {
+                self.core.handle(Instant::now(), input);
+            }
+            let Some(effect) = self.core.poll_effect() else {
+                if self.inputs.is_empty() {
+                    return;
+                }
+                continue;
+            };
+            match effect {
+                Effect::Launch { job, attempt } => self.launch(job, attempt).await,
+                Effect::Signal {
+                    job,
+                    attempt,
+                    signal,
+                } => self.signal(job, attempt, signal),
+                Effect::CloseWindow { job, attempt, keep } => {
+                    self.close_window(&job, attempt, keep).await
+                }
+                Effect::Transition {
+                    job,
+                    attempt,
+                    from,
+                    to,
+                    reason,
+                    failure,
+                } => {
+                    let failure = failure.map(|f| FailureInfo {
+                        kind: serde_json::to_value(f.kind)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .unwrap_or_default(),
+                        reason: f.reason,
+                    });
+                    self.record_transition(&job, attempt, from, to, reason, failure);
+                }
+                Effect::RecordEvent {
+                    job,
+                    attempt,
+                    event,
+                    ignored,
+                } => self.record_event(&job, attempt, &event, ignored),
+            }
+        }
+    }
+
+    async fn launch(&mut self, job: JobId, attempt: u32) {
+        let Some(runtime) = self.jobs.get(&job) else {
+            return;
+        };
+        let argv: Vec<String> = vec![
+            self.exe.display().to_string(),
+            "exec".into(),
+            "--job".into(),
+            job.to_string(),
+            "--attempt".into(),
+            attempt.to_string(),
+            "--registry".into(),
+            self.registry.root().display().to_string(),
+        ];
+        if let Err(e) = self.registry.update(&job, |r| {
+            r.attempt = attempt;
+            r.attempt_mut(attempt);
+        }) {
+            tracing::warn!("job {job}: cannot update the record: {e:#}");
+        }
+        match self
+            .tmux
+            .launch(&self.session, &runtime.name, &runtime.workdir, &argv)
+            .await
+        {
+            Ok(launched) => {
+                let window = launched.window_id.clone();
+                let _ = self.registry.update(&job, |r| {
+                    let info = r.attempt_mut(attempt);
+                    info.window = Some(window);
+                    info.pane_pid = Some(launched.pane_pid);
+                });
+                if let Some(runtime) = self.jobs.get_mut(&job) {
+                    runtime.window = Some((attempt, launched));
+                }
+                self.inputs.push_back(Input::Launched { job, attempt });
+            }
+            Err(e) => self.inputs.push_back(Input::LaunchFailed {
+                job,
+                attempt,
+                reason: format!("{e:#}"),
+            }),
+        }
+    }
+
+    fn signal(&mut self, job: JobId, attempt: u32, signal: StopSignal) {
+        let Some(pgid) = self.pgid(&job, attempt) else {
+            // The wrapper never started the agent: nothing to signal.
+            if signal == StopSignal::Term {
+                self.inputs.push_back(Input::GroupGone { job, attempt });
+            }
+            return;
+        };
+        let sig = match signal {
+            StopSignal::Term => Signal::SIGTERM,
+            StopSignal::Kill => Signal::SIGKILL,
+        };
+        match crate::proc::signal_group(pgid, sig) {
+            Ok(true) => {
+                tracing::info!("job {job} attempt {attempt}: sent {sig} to process group {pgid}")
+            }
+            Ok(false) => {
+                if signal == StopSignal::Term {
+                    self.inputs.push_back(Input::GroupGone { job, attempt });
+                }
+            }
+            Err(e) => tracing::warn!("job {job}: cannot signal process group {pgid}: {e}"),
+        }
+    }
+
+    async fn close_window(&mut self, job: &JobId, attempt: u32, keep: bool) {
+        let Some(runtime) = self.jobs.get_mut(job) else {
+            return;
+        };
+        let Some((window_attempt, launched)) = runtime.window.take() else {
+            return;
+        };
+        if window_attempt != attempt {
+            runtime.window = Some((window_attempt, launched));
+            return;
+        }
+        self.activity.remove(&launched.window_id);
+        let result = if keep {
+            let name = format!("{}-failed-{attempt}", runtime.name);
+            self.tmux.rename_window(&launched.window_id, &name).await
+        } else {
+            self.tmux.kill_window(&launched.window_id).await
+        };
+        if let Err(e) = result {
+            tracing::warn!(
+                "job {job}: cannot close window {}: {e:#}",
+                launched.window_id
+            );
+        }
+    }
+
+    fn record_transition(
+        &mut self,
+        job: &JobId,
+        attempt: u32,
+        from: JobState,
+        to: JobState,
+        reason: Option<String>,
+        failure: Option<FailureInfo>,
+    ) {
+        let entry = LogEntry::Transition {
+            ts: crate::mqtt::event::now_ts(),
+            attempt,
+            from,
+            to,
+            reason: reason.clone(),
+        };
+        if let Err(e) = self.registry.append(job, &entry) {
+            tracing::warn!("job {job}: cannot append to its history: {e:#}");
+        }
+        let update = self.registry.update(job, |r| {
+            r.state = to;
+            r.attempt = attempt;
+            if failure.is_some() || to == JobState::Completed {
+                r.failure.clone_from(&failure);
+            }
+            if to.is_finished() {
+                r.supervisor_pid = None;
+                if let Some(info) = r.attempts.iter_mut().find(|a| a.number == attempt) {
+                    info.ended = Some(now_rfc3339());
+                    info.outcome = Some(to.as_str().to_owned());
+                }
+            }
+        });
+        if let Err(e) = update {
+            tracing::warn!("job {job}: cannot update the record: {e:#}");
+        }
+        let name = self
+            .jobs
+            .get(job)
+            .map(|r| r.name.clone())
+            .unwrap_or_default();
+        self.view.transition(
+            job,
+            &name,
+            attempt,
+            from,
+            to,
+            reason.as_deref(),
+            failure.as_ref(),
+        );
+    }
+
+    fn record_event(
+        &mut self,
+        job: &JobId,
+        attempt: u32,
+        event: &Incoming,
+        ignored: Option<String>,
+    ) {
+        let ts = crate::mqtt::event::now_ts();
+        let entry = LogEntry::Event {
+            ts,
+            attempt,
+            event: event.kind.clone(),
+            message: event.message.clone(),
+            data: event.exit_code.map(|c| serde_json::json!({ "code": c })),
+            signature: event.signature,
+            ignored: ignored.clone(),
+        };
+        if let Err(e) = self.registry.append(job, &entry) {
+            tracing::warn!("job {job}: cannot append to its history: {e:#}");
+        }
+        if ignored.is_some() {
+            return;
+        }
+        let last = LastEvent {
+            event: event.kind.clone(),
+            attempt,
+            ts,
+            message: event.message.clone(),
+        };
+        self.view.event(job, &last);
+        if event.kind != EventKind::Heartbeat {
+            let _ = self.registry.update(job, |r| r.last_event = Some(last));
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
+    }
+}

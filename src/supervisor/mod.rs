@@ -1,0 +1,8 @@
+//! Supervision: a sans-IO core (`core`, `policy`) and the tokio driver that
+//! feeds it MQTT events, tmux observations, signals and the clock, and
+//! performs its effects.
+
+pub mod core;
+pub mod driver;
+pub mod policy;
+pub mod view;

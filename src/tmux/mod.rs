@@ -1,0 +1,328 @@
+//! The only code that runs tmux. Command lines are built with tmux_interface
+//! and run through one helper that removes `TMUX` (so no call can reach a
+//! server by accident) and the secret variables (a server this process
+//! starts must not inherit them), and that checks tmux's exit status itself.
+
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+use tmux_interface::{
+    CapturePane, HasSession, KillWindow, ListWindows, NewSession, NewWindow, RenameWindow,
+    SetOption, Tmux as TmuxCli, TmuxCommand,
+};
+
+/// `#{...}` fields of one window, tab-separated (names may contain anything
+/// but tabs and newlines, which `sanitize_name` removes).
+const WINDOW_FORMAT: &str = "#{window_id}\t#{pane_id}\t#{pane_pid}\t#{window_activity}\t#{pane_dead}\t#{pane_dead_status}\t#{session_name}\t#{window_name}";
+const LAUNCH_FORMAT: &str = "#{window_id}\t#{pane_id}\t#{pane_pid}";
+
+/// One window as seen by `list-windows -a`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowInfo {
+    pub window_id: String,
+    pub pane_id: String,
+    pub pane_pid: i32,
+    /// Unix seconds of the last output (tmux keeps whole seconds).
+    pub activity: u64,
+    pub dead: bool,
+    pub dead_status: Option<i32>,
+    pub session: String,
+    pub name: String,
+}
+
+/// What `new-window -P` reports about a launched window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launched {
+    pub window_id: String,
+    pub pane_id: String,
+    pub pane_pid: i32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tmux {
+    socket: Option<String>,
+    scrub: Vec<String>,
+}
+
+/// A window name tmux will show as given: one line, no tabs.
+pub fn sanitize_name(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    clean.trim().chars().take(60).collect()
+}
+
+impl Tmux {
+    /// `socket` is the `-L` name (empty: the default server); `scrub` lists
+    /// environment variables tmux must never see.
+    pub fn new(socket: &str, scrub: Vec<String>) -> Tmux {
+        Tmux {
+            socket: (!socket.is_empty()).then(|| socket.to_owned()),
+            scrub,
+        }
+    }
+
+    fn command(&self, command: TmuxCommand<'_>) -> tokio::process::Command {
+        let mut cli = TmuxCli::with_command(command);
+        if let Some(socket) = &self.socket {
+            cli = cli.socket_name(socket.clone());
+        }
+        let mut std_command = cli.into_command();
+        std_command.env_remove("TMUX").env_remove("TMUX_PANE");
+        for name in &self.scrub {
+            std_command.env_remove(name);
+        }
+        std_command.stdin(std::process::Stdio::null());
+        tokio::process::Command::from(std_command)
+    }
+
+    async fn run(&self, command: TmuxCommand<'_>) -> Result<String> {
+        let line = command.to_vec().join(" ");
+        let output = self
+            .command(command)
+            .output()
+            .await
+            .context("running tmux (is it installed? apt-get install tmux)")?;
+        if !output.status.success() {
+            bail!(
+                "tmux {line}: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// The session `auto` means: the current one inside tmux (default server
+    /// only), else `delegate`.
+    pub async fn resolve_session(&self, configured: &str, inside_tmux: bool) -> String {
+        if configured != "auto" {
+            return configured.to_owned();
+        }
+        if inside_tmux && self.socket.is_none() {
+            let mut command = tokio::process::Command::new("tmux");
+            command.args(["display-message", "-p", "#{session_name}"]);
+            for name in &self.scrub {
+                command.env_remove(name);
+            }
+            if let Ok(output) = command.output().await {
+                let name = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+                if output.status.success() && !name.is_empty() {
+                    return name;
+                }
+            }
+        }
+        "delegate".to_owned()
+    }
+
+    async fn has_session(&self, session: &str) -> bool {
+        let target = format!("={session}");
+        self.run(HasSession::new().target_session(target).build())
+            .await
+            .is_ok()
+    }
+
+    /// Starts `argv` (no shell) in a new window named `name` in `session`,
+    /// creating the session (and server) when missing, and keeps the pane
+    /// after exit so its status can be read.
+    pub async fn launch(
+        &self,
+        session: &str,
+        name: &str,
+        workdir: &Path,
+        argv: &[String],
+    ) -> Result<Launched> {
+        let dir = workdir.display().to_string();
+        let name = sanitize_name(name);
+        let output = if self.has_session(session).await {
+            let mut command = NewWindow::new()
+                .detached()
+                .print()
+                .format(LAUNCH_FORMAT)
+                .target_window(format!("={session}:"))
+                .window_name(name)
+                .start_directory(dir)
+                .build();
+            push_argv(&mut command, argv);
+            self.run(command).await
+        } else {
+            let mut command = NewSession::new()
+                .detached()
+                .print()
+                .format(LAUNCH_FORMAT)
+                .session_name(session.to_owned())
+                .window_name(name)
+                .start_directory(dir)
+                .build();
+            push_argv(&mut command, argv);
+            self.run(command).await
+        }?;
+        let launched = parse_launched(&output)?;
+        // Per window, not global: a user's own windows on a shared server
+        // must keep their behaviour. The wrapper also sets it on its pane.
+        self.set_remain_on_exit(&launched.window_id).await?;
+        Ok(launched)
+    }
+
+    pub async fn set_remain_on_exit(&self, window: &str) -> Result<()> {
+        self.run(
+            SetOption::new()
+                .window()
+                .target_pane(window.to_owned())
+                .option("remain-on-exit")
+                .value("on")
+                .build(),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Every window of the server in one call; no server means no windows.
+    pub async fn list_windows(&self) -> Result<Vec<WindowInfo>> {
+        match self
+            .run(ListWindows::new().all().format(WINDOW_FORMAT).build())
+            .await
+        {
+            Ok(text) => Ok(text.lines().filter_map(parse_window).collect()),
+            Err(e) if is_no_server(&e) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn kill_window(&self, window: &str) -> Result<()> {
+        match self
+            .run(KillWindow::new().target_window(window.to_owned()).build())
+            .await
+        {
+            Err(e) if !is_missing(&e) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    pub async fn rename_window(&self, window: &str, name: &str) -> Result<()> {
+        self.run(
+            RenameWindow::new()
+                .target_window(window.to_owned())
+                .new_name(sanitize_name(name))
+                .build(),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// The pane's whole history (`capture-pane -p -J -S -`).
+    pub async fn capture(&self, target: &str) -> Result<String> {
+        self.run(
+            CapturePane::new()
+                .stdout()
+                .join()
+                .start_line("-")
+                .target_pane(target.to_owned())
+                .build(),
+        )
+        .await
+    }
+
+    /// A blocking `tmux` command with the terminal (for `attach`).
+    pub fn interactive(&self, args: &[&str]) -> std::process::Command {
+        let mut command = std::process::Command::new("tmux");
+        if let Some(socket) = &self.socket {
+            command.arg("-L").arg(socket);
+        }
+        command.args(args);
+        for name in &self.scrub {
+            command.env_remove(name);
+        }
+        command
+    }
+}
+
+/// Appends `-- argv...`: tmux execs several arguments directly, without a
+/// shell. A lone program gets `env` in front so tmux never takes the
+/// one-string (`sh -c`) form.
+fn push_argv(command: &mut TmuxCommand<'_>, argv: &[String]) {
+    command.push_param("--");
+    if argv.len() == 1 {
+        command.push_param("env");
+    }
+    for arg in argv {
+        command.push_param(arg.clone());
+    }
+}
+
+fn is_no_server(error: &anyhow::Error) -> bool {
+    let text = error.to_string();
+    text.contains("no server running") || text.contains("error connecting to")
+}
+
+fn is_missing(error: &anyhow::Error) -> bool {
+    let text = error.to_string();
+    is_no_server(error) || text.contains("can't find") || text.contains("no such")
+}
+
+fn parse_launched(output: &str) -> Result<Launched> {
+    let line = output.lines().next().unwrap_or_default();
+    let mut fields = line.split('\t');
+    match (
+        fields.next(),
+        fields.next(),
+        fields.next().and_then(|p| p.parse().ok()),
+    ) {
+        (Some(window_id), Some(pane_id), Some(pane_pid)) if window_id.starts_with('@') => {
+            Ok(Launched {
+                window_id: window_id.to_owned(),
+                pane_id: pane_id.to_owned(),
+                pane_pid,
+            })
+        }
+        _ => bail!("unexpected answer from tmux new-window: {line:?}"),
+    }
+}
+
+fn parse_window(line: &str) -> Option<WindowInfo> {
+    let mut fields = line.splitn(8, '\t');
+    let window_id = fields.next()?.to_owned();
+    let pane_id = fields.next()?.to_owned();
+    let pane_pid = fields.next()?.parse().unwrap_or(0);
+    let activity = fields.next()?.parse().unwrap_or(0);
+    let dead = fields.next()? == "1";
+    let dead_status = fields.next()?.parse().ok();
+    let session = fields.next()?.to_owned();
+    let name = fields.next().unwrap_or_default().to_owned();
+    Some(WindowInfo {
+        window_id,
+        pane_id,
+        pane_pid,
+        activity,
+        dead,
+        dead_status,
+        session,
+        name,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_lines_parse() {
+        let info = parse_window("@3\t%4\t1234\t1795610821\t1\t2\tdelegate\tfix\tthe test")
+            .expect("parses");
+        assert_eq!(info.window_id, "@3");
+        assert_eq!(info.pane_pid, 1234);
+        assert!(info.dead);
+        assert_eq!(info.dead_status, Some(2));
+        assert_eq!(info.name, "fix\tthe test");
+        let alive = parse_window("@3\t%4\t1234\t1795610821\t0\t\tdelegate\tx").expect("parses");
+        assert_eq!(alive.dead_status, None);
+    }
+
+    #[test]
+    fn argv_goes_after_double_dash_and_a_lone_program_is_wrapped() {
+        let mut command = NewWindow::new().build();
+        push_argv(&mut command, &["/bin/agent".into()]);
+        let argv = command.to_vec();
+        assert_eq!(&argv[argv.len() - 3..], ["--", "env", "/bin/agent"]);
+        assert_eq!(sanitize_name("a\nb\tc"), "a b c");
+    }
+}
