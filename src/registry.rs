@@ -176,6 +176,13 @@ pub enum LogEntry {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// An attempt's window was opened, closed or kept.
+    Window {
+        ts: f64,
+        attempt: u32,
+        window: String,
+        action: String,
+    },
 }
 
 /// A record that could not be read, reported instead of breaking listings.

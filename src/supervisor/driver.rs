@@ -365,6 +365,7 @@ impl Driver {
         {
             Ok(launched) => {
                 let window = launched.window_id.clone();
+                self.log_window(&job, attempt, &window, "opened");
                 let _ = self.registry.update(&job, |r| {
                     let info = r.attempt_mut(attempt);
                     info.window = Some(window);
@@ -426,11 +427,27 @@ impl Driver {
         } else {
             self.tmux.kill_window(&launched.window_id).await
         };
-        if let Err(e) = result {
-            tracing::warn!(
+        match result {
+            Ok(()) => {
+                let action = if keep { "kept" } else { "closed" };
+                self.log_window(job, attempt, &launched.window_id, action);
+            }
+            Err(e) => tracing::warn!(
                 "job {job}: cannot close window {}: {e:#}",
                 launched.window_id
-            );
+            ),
+        }
+    }
+
+    fn log_window(&self, job: &JobId, attempt: u32, window: &str, action: &str) {
+        let entry = LogEntry::Window {
+            ts: crate::mqtt::event::now_ts(),
+            attempt,
+            window: window.to_owned(),
+            action: action.to_owned(),
+        };
+        if let Err(e) = self.registry.append(job, &entry) {
+            tracing::warn!("job {job}: cannot append to its history: {e:#}");
         }
     }
 

@@ -10,10 +10,11 @@ use tmux_interface::{
     SetOption, Tmux as TmuxCli, TmuxCommand,
 };
 
-/// `#{...}` fields of one window, tab-separated (names may contain anything
-/// but tabs and newlines, which `sanitize_name` removes).
-const WINDOW_FORMAT: &str = "#{window_id}\t#{pane_id}\t#{pane_pid}\t#{window_activity}\t#{pane_dead}\t#{pane_dead_status}\t#{session_name}\t#{window_name}";
-const LAUNCH_FORMAT: &str = "#{window_id}\t#{pane_id}\t#{pane_pid}";
+/// `#{...}` fields of one window, `|`-separated: tmux prints a tab as `_`
+/// outside a UTF-8 locale, and only the last field (the session name, which
+/// is free text) may contain a `|`.
+const WINDOW_FORMAT: &str = "#{window_id}|#{pane_id}|#{pane_pid}|#{window_activity}|#{pane_dead}|#{pane_dead_status}|#{session_name}";
+const LAUNCH_FORMAT: &str = "#{window_id}|#{pane_id}|#{pane_pid}";
 
 /// One window as seen by `list-windows -a`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +27,6 @@ pub struct WindowInfo {
     pub dead: bool,
     pub dead_status: Option<i32>,
     pub session: String,
-    pub name: String,
 }
 
 /// What `new-window -P` reports about a launched window.
@@ -261,7 +261,7 @@ fn is_missing(error: &anyhow::Error) -> bool {
 
 fn parse_launched(output: &str) -> Result<Launched> {
     let line = output.lines().next().unwrap_or_default();
-    let mut fields = line.split('\t');
+    let mut fields = line.split('|');
     match (
         fields.next(),
         fields.next(),
@@ -279,7 +279,7 @@ fn parse_launched(output: &str) -> Result<Launched> {
 }
 
 fn parse_window(line: &str) -> Option<WindowInfo> {
-    let mut fields = line.splitn(8, '\t');
+    let mut fields = line.splitn(7, '|');
     let window_id = fields.next()?.to_owned();
     let pane_id = fields.next()?.to_owned();
     let pane_pid = fields.next()?.parse().unwrap_or(0);
@@ -287,7 +287,6 @@ fn parse_window(line: &str) -> Option<WindowInfo> {
     let dead = fields.next()? == "1";
     let dead_status = fields.next()?.parse().ok();
     let session = fields.next()?.to_owned();
-    let name = fields.next().unwrap_or_default().to_owned();
     Some(WindowInfo {
         window_id,
         pane_id,
@@ -296,7 +295,6 @@ fn parse_window(line: &str) -> Option<WindowInfo> {
         dead,
         dead_status,
         session,
-        name,
     })
 }
 
@@ -306,14 +304,13 @@ mod tests {
 
     #[test]
     fn window_lines_parse() {
-        let info = parse_window("@3\t%4\t1234\t1795610821\t1\t2\tdelegate\tfix\tthe test")
-            .expect("parses");
+        let info = parse_window("@3|%4|1234|1795610821|1|2|my | session").expect("parses");
         assert_eq!(info.window_id, "@3");
         assert_eq!(info.pane_pid, 1234);
         assert!(info.dead);
         assert_eq!(info.dead_status, Some(2));
-        assert_eq!(info.name, "fix\tthe test");
-        let alive = parse_window("@3\t%4\t1234\t1795610821\t0\t\tdelegate\tx").expect("parses");
+        assert_eq!(info.session, "my | session");
+        let alive = parse_window("@3|%4|1234|1795610821|0||delegate").expect("parses");
         assert_eq!(alive.dead_status, None);
     }
 

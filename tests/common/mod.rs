@@ -352,3 +352,64 @@ impl Lines {
         status
     }
 }
+
+/// A tmux server on a private socket (`-L`) with its own `TMUX_TMPDIR`,
+/// killed (by its socket, never by name) when dropped.
+pub struct TmuxServer {
+    pub socket: String,
+    pub tmpdir: PathBuf,
+}
+
+impl TmuxServer {
+    pub fn new(dir: &Path) -> TmuxServer {
+        let tmpdir = dir.join("tmux");
+        std::fs::create_dir_all(&tmpdir).expect("tmux tmpdir");
+        TmuxServer {
+            socket: format!("td-test-{}-{}", std::process::id(), free_port()),
+            tmpdir,
+        }
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("tmux");
+        command
+            .env_remove("TMUX")
+            .env("TMUX_TMPDIR", &self.tmpdir)
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args);
+        command
+    }
+
+    pub fn output(&self, args: &[&str]) -> String {
+        let out = self.command(args).output().expect("tmux");
+        format!("{}{}", text(&out.stdout), text(&out.stderr))
+    }
+}
+
+impl Drop for TmuxServer {
+    fn drop(&mut self) {
+        let _ = self.command(&["kill-server"]).output();
+    }
+}
+
+/// Whether a process is alive (a zombie is dead).
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().next().map(str::to_owned));
+            !matches!(state.as_deref(), Some("Z" | "X") | None)
+        }
+        Err(_) => false,
+    }
+}
+
+/// Writes an executable script.
+pub fn script(path: &Path, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path.to_path_buf()
+}

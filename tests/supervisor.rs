@@ -1,0 +1,407 @@
+//! `run` end to end: a real Mosquitto, a real tmux server on a private
+//! socket, the real binary and small fake agents.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    home: PathBuf,
+    tmux: TmuxServer,
+    _broker: Mosquitto,
+}
+
+impl Setup {
+    /// A plain broker, a private tmux server and a project config with
+    /// quick timeouts plus `extra` (agents, overrides).
+    fn new(extra: &str) -> Setup {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let broker = Mosquitto::start(dir.path(), "allow_anonymous true\n");
+        Setup::with_broker(
+            dir,
+            broker,
+            &format!("[broker]\nhost = \"127.0.0.1\"\nport = {{port}}\n{extra}"),
+        )
+    }
+
+    fn with_broker(dir: tempfile::TempDir, broker: Mosquitto, config: &str) -> Setup {
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&home).expect("home");
+        let tmux = TmuxServer::new(dir.path());
+        let config = config.replace("{port}", &broker.port.to_string());
+        let text = format!(
+            "{config}\n[defaults.tmux]\nsocket = \"{}\"\nkeep_failed = false\nkill_grace = \"1s\"\n",
+            tmux.socket
+        );
+        std::fs::write(home.join("tmux-delegate.toml"), text).expect("project config");
+        Setup {
+            home,
+            tmux,
+            _broker: broker,
+            _dir: dir,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.home.join(name)
+    }
+
+    fn td(&self, vars: &[(&str, &str)]) -> std::process::Command {
+        let tmpdir = self.tmux.tmpdir.display().to_string();
+        let mut all = vec![("TMUX_TMPDIR", tmpdir.as_str())];
+        all.extend_from_slice(vars);
+        td(&self.home, &all)
+    }
+
+    fn run(
+        &self,
+        args: &[&str],
+        vars: &[(&str, &str)],
+        limit: Duration,
+    ) -> (Option<i32>, String, String) {
+        let mut command = self.td(vars);
+        command.arg("run").arg("--json").args(args);
+        let output = Guard(Some(
+            command
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn run"),
+        ))
+        .wait_output(limit);
+        (
+            output.status.code(),
+            text(&output.stdout),
+            text(&output.stderr),
+        )
+    }
+
+    fn status(&self) -> Vec<serde_json::Value> {
+        let out = run(self.td(&[]).args(["status", "--json"]));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).expect("status json")
+    }
+
+    fn job(&self, name: &str) -> serde_json::Value {
+        self.status()
+            .into_iter()
+            .find(|j| j["name"] == name)
+            .unwrap_or_else(|| panic!("no job named {name}"))
+    }
+}
+
+/// Reads the pids a fake agent wrote, one per line.
+fn pids(path: &Path) -> Vec<i32> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+#[test]
+fn four_jobs_complete_retry_hang_and_fail_as_their_agents_behave() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pids_file = dir.path().join("pids");
+    let pidfile = pids_file.display().to_string();
+    let agents = dir.path();
+    // Publishes completed, then stays up like an interactive agent at its prompt.
+    let ok = script(&agents.join("ok.sh"), &format!(
+        "echo $$ >> {pidfile}\n\"$TMUX_DELEGATE_BIN\" publish --event completed --message done\nexec sleep 60"
+    ));
+    // Attempt 1 reports an error and exits 1; attempt 2 completes.
+    let flaky = script(&agents.join("flaky.sh"), &format!(
+        "echo $$ >> {pidfile}\nif [ \"$DELEGATE_ATTEMPT\" = 1 ]; then \"$TMUX_DELEGATE_BIN\" publish --event error --message boom; exit 1; fi\n\"$TMUX_DELEGATE_BIN\" publish --event completed"
+    ));
+    // Attempt 1 goes silent with its whole group ignoring SIGTERM; attempt 2 completes.
+    let hang = script(&agents.join("hang.sh"), &format!(
+        "echo $$ >> {pidfile}\nif [ \"$DELEGATE_ATTEMPT\" = 1 ]; then trap '' TERM; sleep 300 & echo $! >> {pidfile}; sleep 300; fi\n\"$TMUX_DELEGATE_BIN\" publish --event completed"
+    ));
+    // Exits non-zero every time.
+    let bad = script(
+        &agents.join("bad.sh"),
+        &format!("echo $$ >> {pidfile}\necho failing; exit 3"),
+    );
+    let setup = Setup::new(&format!(
+        "[defaults.retry]\nbackoff = \"0s\"\nmax_attempts = 2\n\
+         [defaults.timeouts]\nstart = \"20s\"\nidle = \"2s\"\n\
+         [agents.ok]\ncommand = [\"{}\"]\ncomplete_on_exit = false\nliveness = \"events\"\n\
+         [agents.flaky]\ncommand = [\"{}\"]\nliveness = \"events\"\n\
+         [agents.hang]\ncommand = [\"{}\"]\nliveness = \"events\"\n\
+         [agents.bad]\ncommand = [\"{}\"]\nliveness = \"events\"\n",
+        ok.display(),
+        flaky.display(),
+        hang.display(),
+        bad.display()
+    ));
+    std::fs::write(
+        setup.path("jobs.toml"),
+        "[[jobs]]\nname = \"ok\"\nagent = \"ok\"\n\
+         [[jobs]]\nname = \"flaky\"\nagent = \"flaky\"\n\
+         [[jobs]]\nname = \"hang\"\nagent = \"hang\"\n\
+         [[jobs]]\nname = \"bad\"\nagent = \"bad\"\n",
+    )
+    .expect("jobs.toml");
+
+    let (code, stdout, stderr) = setup.run(&["jobs.toml"], &[], Duration::from_secs(60));
+    assert_eq!(
+        code,
+        Some(1),
+        "run must fail because `bad` failed\n{stdout}\n{stderr}"
+    );
+    for line in stdout.lines() {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    }
+
+    let expect = [
+        ("ok", "completed", 1),
+        ("flaky", "completed", 2),
+        ("hang", "completed", 2),
+        ("bad", "failed", 2),
+    ];
+    for (name, state, attempt) in expect {
+        let job = setup.job(name);
+        assert_eq!(job["state"], state, "{name}: {job}");
+        assert_eq!(job["attempt"], attempt, "{name}: {job}");
+    }
+    assert_eq!(setup.job("bad")["failure"]["kind"], "exit");
+
+    // The hang was declared hung, then needed SIGKILL after the grace.
+    let id = setup.job("hang")["id"].as_str().expect("id").to_owned();
+    let history = std::fs::read_to_string(setup.home.join(format!("state/jobs/{id}/events.jsonl")))
+        .expect("history");
+    assert!(
+        history.contains("\"to\":\"retrying\"") && history.contains("hung"),
+        "{history}"
+    );
+
+    // No agent process survives its attempt.
+    let all = pids(&pids_file);
+    assert!(all.len() >= 7, "agents did not all start: {all:?}");
+    let survivors: Vec<i32> = all.into_iter().filter(|p| alive(*p)).collect();
+    assert!(
+        survivors.is_empty(),
+        "agent processes survived: {survivors:?}"
+    );
+    // No job window is left (keep_failed = false).
+    let windows = setup
+        .tmux
+        .output(&["list-windows", "-a", "-F", "#{window_name} #{pane_dead}"]);
+    assert!(
+        !windows.contains("hang") && !windows.contains("ok"),
+        "{windows}"
+    );
+}
+
+#[test]
+fn output_counts_as_life_but_silence_is_a_hang() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let printer = script(
+        &dir.path().join("printer.sh"),
+        "i=0; while [ $i -lt 12 ]; do echo tick $i; i=$((i+1)); sleep 0.4; done",
+    );
+    let silent = script(&dir.path().join("silent.sh"), "sleep 60");
+    let setup = Setup::new(&format!(
+        "[defaults.retry]\nmax_attempts = 1\n[defaults.timeouts]\nidle = \"2s\"\n\
+         [agents.printer]\ncommand = [\"{}\"]\nliveness = \"both\"\n\
+         [agents.silent]\ncommand = [\"{}\"]\nliveness = \"both\"\n",
+        printer.display(),
+        silent.display()
+    ));
+    std::fs::write(
+        setup.path("jobs.toml"),
+        "[[jobs]]\nname = \"printer\"\nagent = \"printer\"\n[[jobs]]\nname = \"silent\"\nagent = \"silent\"\n",
+    )
+    .expect("jobs");
+    let (code, stdout, stderr) = setup.run(&["jobs.toml"], &[], Duration::from_secs(60));
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    assert_eq!(setup.job("printer")["state"], "completed", "{stdout}");
+    let silent = setup.job("silent");
+    assert_eq!(silent["state"], "failed");
+    assert_eq!(silent["failure"]["kind"], "hung", "{silent}");
+}
+
+#[test]
+fn a_stale_completed_from_an_older_attempt_does_not_complete_the_current_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let agent = script(&dir.path().join("stale.sh"),
+        "B=\"$TMUX_DELEGATE_BIN\"\n\
+         if [ \"$DELEGATE_ATTEMPT\" = 1 ]; then $B publish --event error --message first; exit 1; fi\n\
+         $B publish --event completed --attempt 1 --message stale\n\
+         sleep 1\n\
+         $B publish --event error --message second");
+    let setup = Setup::new(&format!(
+        "[defaults.retry]\nbackoff = \"0s\"\nmax_attempts = 2\n[agents.stale]\ncommand = [\"{}\"]\n",
+        agent.display()
+    ));
+    let (code, stdout, stderr) = setup.run(
+        &["--agent", "stale", "--name", "stale", "--prompt", "x"],
+        &[],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    let job = setup.job("stale");
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["attempt"], 2);
+    let id = job["id"].as_str().expect("id");
+    let history = std::fs::read_to_string(setup.home.join(format!("state/jobs/{id}/events.jsonl")))
+        .expect("history");
+    assert!(
+        history
+            .lines()
+            .any(|l| l.contains("\"event\":\"completed\"") && l.contains("stale")),
+        "{history}"
+    );
+}
+
+#[test]
+fn a_prompt_full_of_shell_syntax_reaches_the_agent_verbatim_as_one_argument() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let canary = dir.path().join("pwned");
+    let out = dir.path().join("argv");
+    let agent = script(
+        &dir.path().join("echo.sh"),
+        &format!(
+            "printf '%s' \"$#\" > {out}.count\nprintf '%s' \"$1\" > {out}",
+            out = out.display()
+        ),
+    );
+    let setup = Setup::new(&format!(
+        "[agents.echo]\ncommand = [\"{}\", \"{{prompt}}\"]\n",
+        agent.display()
+    ));
+    let prompt = format!(
+        "$(touch {c}) `touch {c}` \"double\" 'single' ; touch {c} | & > * ?\nsecond line\twith tab \\ backslash ${{HOME}}",
+        c = canary.display()
+    );
+    let (code, stdout, stderr) = setup.run(
+        &["--agent", "echo", "--name", "echo", "--prompt", &prompt],
+        &[],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(format!("{}.count", out.display())).expect("count"),
+        "1"
+    );
+    assert_eq!(std::fs::read(&out).expect("argv"), prompt.as_bytes());
+    assert!(!canary.exists(), "the prompt ran as shell code");
+}
+
+#[test]
+fn the_worker_password_reaches_only_the_agent() {
+    const WORKER_PW: &str = "w0rker-Secret-e41d";
+    const HERMES_PW: &str = "h3rmes-Secret-77a2";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let passwd = password_file(
+        dir.path(),
+        &[("claude-worker", WORKER_PW), ("hermes", HERMES_PW)],
+    );
+    let acl = dir.path().join("acl");
+    std::fs::write(&acl, ACL).expect("acl");
+    let broker = Mosquitto::start(
+        dir.path(),
+        &format!(
+            "allow_anonymous false\npassword_file {}\nacl_file {}\n",
+            passwd.display(),
+            acl.display()
+        ),
+    );
+    let seen = dir.path().join("seen");
+    let ready = dir.path().join("ready");
+    let go = dir.path().join("go");
+    let agent = script(
+        &dir.path().join("secret.sh"),
+        &format!(
+            "printf '%s' \"$MQTT_PASSWORD\" > {seen}\ntouch {ready}\n\
+         i=0; while [ ! -e {go} ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done\n\
+         \"$TMUX_DELEGATE_BIN\" publish --event completed",
+            seen = seen.display(),
+            ready = ready.display(),
+            go = go.display()
+        ),
+    );
+    let setup = Setup::with_broker(
+        dir,
+        broker,
+        &format!(
+            "[broker]\nhost = \"127.0.0.1\"\nport = {{port}}\nusername = \"hermes\"\n\
+         [broker.worker]\nusername = \"claude-worker\"\npassword_env = \"WORKER_MQTT_PASSWORD\"\n\
+         [agents.secret]\ncommand = [\"{}\"]\n",
+            agent.display()
+        ),
+    );
+    let mut command = setup.td(&[
+        ("MQTT_PASSWORD", HERMES_PW),
+        ("WORKER_MQTT_PASSWORD", WORKER_PW),
+    ]);
+    command.args([
+        "run", "--json", "--agent", "secret", "--name", "secret", "--prompt", "p",
+    ]);
+    let mut run_process = Lines::spawn(&mut command);
+
+    assert!(
+        wait_for(Duration::from_secs(20), || ready.exists().then_some(())).is_some(),
+        "agent never started: {:?}",
+        run_process.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(&seen).expect("seen"),
+        WORKER_PW,
+        "the agent must get the worker password"
+    );
+
+    let ps = text(
+        &std::process::Command::new("ps")
+            .args(["-eo", "args"])
+            .output()
+            .expect("ps")
+            .stdout,
+    );
+    let global_env = setup.tmux.output(&["show-environment", "-g"]);
+    let session_env = setup.tmux.output(&["show-environment", "-t", "delegate"]);
+    let scrollback = setup
+        .tmux
+        .output(&["capture-pane", "-p", "-J", "-S", "-", "-t", "delegate:"]);
+    for (place, content) in [
+        ("ps", &ps),
+        ("tmux global environment", &global_env),
+        ("tmux session environment", &session_env),
+        ("scrollback", &scrollback),
+    ] {
+        assert!(
+            !content.contains(WORKER_PW) && !content.contains(HERMES_PW),
+            "a password is visible in {place}:\n{content}"
+        );
+    }
+    assert!(
+        ps.contains("tmux-delegate exec"),
+        "the wrapper should be running: {ps}"
+    );
+
+    std::fs::write(&go, "").expect("go");
+    let status = run_process.finish(Duration::from_secs(30));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{:?}\n{:?}",
+        run_process.stdout,
+        run_process.stderr
+    );
+    let logs = format!("{:?}{:?}", run_process.stdout, run_process.stderr);
+    let history: String = std::fs::read_dir(setup.home.join("state/jobs"))
+        .expect("jobs")
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path().join("events.jsonl")).unwrap_or_default())
+        .collect();
+    for (place, content) in [("run output", &logs), ("events.jsonl", &history)] {
+        assert!(
+            !content.contains(WORKER_PW) && !content.contains(HERMES_PW),
+            "a password is in {place}"
+        );
+    }
+}
