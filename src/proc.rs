@@ -65,6 +65,19 @@ pub fn signal_group(pgid: i32, signal: Signal) -> Result<bool, Errno> {
     }
 }
 
+/// Sends `signal` to one process (the supervisor, for `kill`); `Ok(false)`
+/// when it is gone.
+pub fn signal_process(pid: i32, signal: Signal) -> Result<bool, Errno> {
+    if pid <= 1 {
+        return Ok(false);
+    }
+    match nix::sys::signal::kill(Pid::from_raw(pid), signal) {
+        Ok(()) => Ok(true),
+        Err(Errno::ESRCH) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

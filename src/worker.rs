@@ -28,6 +28,9 @@ const PUBACK_WAIT: Duration = Duration::from_secs(10);
 
 /// Runs one attempt of a job inside its window.
 pub async fn run(registry: &Registry, job: &JobId, attempt: u32) -> Result<Exit> {
+    if let Err(e) = crate::tmux::keep_own_pane() {
+        tracing::warn!("cannot keep this pane after exit: {e:#}");
+    }
     let record = registry.load(job)?;
     let agent = record.agent.clone().ok_or_else(|| {
         config_error(format!(

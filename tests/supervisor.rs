@@ -405,3 +405,68 @@ fn the_worker_password_reaches_only_the_agent() {
         );
     }
 }
+
+#[test]
+fn kill_cancels_a_running_job_logs_shows_it_and_retry_runs_a_new_attempt() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pidfile = dir.path().join("pid");
+    let agent = script(&dir.path().join("long.sh"), &format!(
+        "echo $$ > {}\nif [ \"$DELEGATE_ATTEMPT\" = 1 ]; then exec sleep 60; fi\necho second attempt; exit 0",
+        pidfile.display()
+    ));
+    let setup = Setup::new(&format!(
+        "[agents.long]\ncommand = [\"{}\"]\n",
+        agent.display()
+    ));
+    let mut command = setup.td(&[]);
+    command.args([
+        "run", "--json", "--agent", "long", "--name", "long", "--prompt", "p",
+    ]);
+    let mut running = Lines::spawn(&mut command);
+    assert!(
+        running.wait_line("\"to\":\"running\"", Duration::from_secs(20)),
+        "{:?}",
+        running.stderr
+    );
+    let id = setup.job("long")["id"].as_str().expect("id").to_owned();
+    let agent_pid: i32 = wait_for(Duration::from_secs(5), || {
+        std::fs::read_to_string(&pidfile).ok()?.trim().parse().ok()
+    })
+    .expect("agent pid");
+
+    let out = run(setup.td(&[]).args(["kill", &id]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        running.finish(Duration::from_secs(20)).code(),
+        Some(1),
+        "{:?}",
+        running.stdout
+    );
+    assert_eq!(setup.job("long")["state"], "cancelled");
+    assert!(
+        wait_for(Duration::from_secs(5), || (!alive(agent_pid)).then_some(())).is_some(),
+        "the agent survived kill"
+    );
+
+    let out = run(setup.td(&[]).args(["logs", &id]));
+    let logs = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        logs.contains("pending -> launching")
+            && logs.contains("-> cancelled")
+            && logs.contains("window"),
+        "{logs}"
+    );
+
+    let out = run(setup.td(&[]).args(["retry", &id]));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let job = setup.job("long");
+    assert_eq!(job["state"], "completed", "{job}");
+    assert_eq!(job["attempt"], 2);
+}

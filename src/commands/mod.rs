@@ -1,9 +1,13 @@
 //! One file per subcommand; this module only routes.
 
+mod attach;
 mod exec;
 mod generate;
+mod kill;
+mod logs;
 mod publish;
 mod register;
+mod retry;
 mod run;
 mod status;
 mod watch;
@@ -20,10 +24,10 @@ pub async fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::Completions { shell } => generate::completions(shell),
         Command::Man => generate::man(),
         Command::Run(args) => run::run(args).await,
-        Command::Logs(_) => not_yet("logs"),
-        Command::Attach(_) => not_yet("attach"),
-        Command::Kill(_) => not_yet("kill"),
-        Command::Retry(_) => not_yet("retry"),
+        Command::Logs(args) => logs::run(args).await,
+        Command::Attach(args) => attach::run(&args),
+        Command::Kill(args) => kill::run(&args).await,
+        Command::Retry(args) => retry::run(&args).await,
         Command::Resume => not_yet("resume"),
         Command::Init(_) => not_yet("init"),
         Command::Agents => not_yet("agents"),

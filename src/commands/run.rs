@@ -22,7 +22,16 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
+/// Installs the SIGUSR1 handler (`kill ID` asks the supervisor with it)
+/// before any record names this process as its supervisor: the default
+/// action of SIGUSR1 would end the process.
+pub fn listen_for_cancel_requests() -> anyhow::Result<()> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
+    Ok(())
+}
+
 pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
+    listen_for_cancel_requests()?;
     if args.detach {
         return Err(
             Failure::new(Exit::Usage, "`run --detach` is not implemented yet")

@@ -254,6 +254,7 @@ impl Core {
         self.jobs.get(id).map(|j| j.state)
     }
 
+    #[cfg(test)]
     pub fn attempt(&self, id: &JobId) -> Option<u32> {
         self.jobs.get(id).map(|j| j.attempt)
     }

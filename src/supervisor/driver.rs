@@ -352,12 +352,6 @@ impl Driver {
             "--registry".into(),
             self.registry.root().display().to_string(),
         ];
-        if let Err(e) = self.registry.update(&job, |r| {
-            r.attempt = attempt;
-            r.attempt_mut(attempt);
-        }) {
-            tracing::warn!("job {job}: cannot update the record: {e:#}");
-        }
         match self
             .tmux
             .launch(&self.session, &runtime.name, &runtime.workdir, &argv)

@@ -6,8 +6,8 @@
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use tmux_interface::{
-    CapturePane, HasSession, KillWindow, ListWindows, NewSession, NewWindow, RenameWindow,
-    SetOption, Tmux as TmuxCli, TmuxCommand,
+    CapturePane, KillWindow, ListWindows, NewSession, NewWindow, RenameWindow, SetOption,
+    Tmux as TmuxCli, TmuxCommand,
 };
 
 /// `#{...}` fields of one window, `|`-separated: tmux prints a tab as `_`
@@ -114,16 +114,9 @@ impl Tmux {
         "delegate".to_owned()
     }
 
-    async fn has_session(&self, session: &str) -> bool {
-        let target = format!("={session}");
-        self.run(HasSession::new().target_session(target).build())
-            .await
-            .is_ok()
-    }
-
     /// Starts `argv` (no shell) in a new window named `name` in `session`,
-    /// creating the session (and server) when missing, and keeps the pane
-    /// after exit so its status can be read.
+    /// creating the session (and server) when missing. The wrapper keeps its
+    /// pane after exit (`keep_own_pane`), so this costs one tmux call.
     pub async fn launch(
         &self,
         session: &str,
@@ -133,47 +126,34 @@ impl Tmux {
     ) -> Result<Launched> {
         let dir = workdir.display().to_string();
         let name = sanitize_name(name);
-        let output = if self.has_session(session).await {
-            let mut command = NewWindow::new()
-                .detached()
-                .print()
-                .format(LAUNCH_FORMAT)
-                .target_window(format!("={session}:"))
-                .window_name(name)
-                .start_directory(dir)
-                .build();
-            push_argv(&mut command, argv);
-            self.run(command).await
-        } else {
-            let mut command = NewSession::new()
-                .detached()
-                .print()
-                .format(LAUNCH_FORMAT)
-                .session_name(session.to_owned())
-                .window_name(name)
-                .start_directory(dir)
-                .build();
-            push_argv(&mut command, argv);
-            self.run(command).await
-        }?;
-        let launched = parse_launched(&output)?;
-        // Per window, not global: a user's own windows on a shared server
-        // must keep their behaviour. The wrapper also sets it on its pane.
-        self.set_remain_on_exit(&launched.window_id).await?;
-        Ok(launched)
-    }
-
-    pub async fn set_remain_on_exit(&self, window: &str) -> Result<()> {
-        self.run(
-            SetOption::new()
-                .window()
-                .target_pane(window.to_owned())
-                .option("remain-on-exit")
-                .value("on")
-                .build(),
-        )
-        .await
-        .map(drop)
+        let mut window = NewWindow::new()
+            .detached()
+            .print()
+            .format(LAUNCH_FORMAT)
+            .target_window(format!("={session}:"))
+            .window_name(name.clone())
+            .start_directory(dir.clone())
+            .build();
+        push_argv(&mut window, argv);
+        let output = match self.run(window).await {
+            Ok(output) => output,
+            // Closing a session's last window destroys it (and the server
+            // exits with its last session): create both on demand.
+            Err(e) if is_missing(&e) => {
+                let mut create = NewSession::new()
+                    .detached()
+                    .print()
+                    .format(LAUNCH_FORMAT)
+                    .session_name(session.to_owned())
+                    .window_name(name)
+                    .start_directory(dir)
+                    .build();
+                push_argv(&mut create, argv);
+                self.run(create).await?
+            }
+            Err(e) => return Err(e),
+        };
+        parse_launched(&output)
     }
 
     /// Every window of the server in one call; no server means no windows.
@@ -236,6 +216,33 @@ impl Tmux {
     }
 }
 
+/// Called by the window's wrapper, first thing: keeps its own pane (dead)
+/// after it exits so the supervisor can read the exit status. Per window,
+/// never global: a user's own windows on a shared server keep their
+/// behaviour. Uses the server and pane of the environment tmux gave it.
+pub fn keep_own_pane() -> Result<()> {
+    let pane =
+        std::env::var("TMUX_PANE").context("TMUX_PANE is not set: not inside a tmux pane")?;
+    let command = SetOption::new()
+        .window()
+        .target_pane(pane)
+        .option("remain-on-exit")
+        .value("on")
+        .build();
+    let output = TmuxCli::with_command(command)
+        .into_command()
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("running tmux")?;
+    if !output.status.success() {
+        bail!(
+            "tmux set-option remain-on-exit: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
 /// Appends `-- argv...`: tmux execs several arguments directly, without a
 /// shell. A lone program gets `env` in front so tmux never takes the
 /// one-string (`sh -c`) form.
@@ -256,7 +263,10 @@ fn is_no_server(error: &anyhow::Error) -> bool {
 
 fn is_missing(error: &anyhow::Error) -> bool {
     let text = error.to_string();
-    is_no_server(error) || text.contains("can't find") || text.contains("no such")
+    is_no_server(error)
+        || text.contains("can't find")
+        || text.contains("no such")
+        || text.contains("no current")
 }
 
 fn parse_launched(output: &str) -> Result<Launched> {

@@ -1,0 +1,43 @@
+//! `attach ID`: switch to (inside tmux) or attach to the job's window.
+
+use crate::cli::IdArg;
+use crate::config::Env;
+use crate::error::{config_error, Exit};
+use crate::mqtt::topic::JobId;
+use crate::registry::Registry;
+use crate::tmux::Tmux;
+
+pub fn run(args: &IdArg) -> anyhow::Result<Exit> {
+    let env = Env::from_process()?;
+    let registry = Registry::open(&env)?;
+    let job = JobId::parse(&args.id)?;
+    let record = registry.load(&job)?;
+    let window = record
+        .attempt_info(record.attempt)
+        .and_then(|a| a.window.clone())
+        .ok_or_else(|| {
+            config_error(format!(
+                "job {job} has no window (state: {})",
+                record.state.as_str()
+            ))
+        })?;
+    let tmux = Tmux::new(&record.spec.tmux.socket, vec!["MQTT_PASSWORD".into()]);
+    let inside = env.var("TMUX").is_some() && record.spec.tmux.socket.is_empty();
+    let verb = if inside {
+        "switch-client"
+    } else {
+        "attach-session"
+    };
+    let status = tmux
+        .interactive(&[verb, "-t", &window])
+        .status()
+        .map_err(|e| anyhow::anyhow!("running tmux {verb}: {e}"))?;
+    if status.success() {
+        Ok(Exit::Success)
+    } else {
+        Err(config_error(format!(
+            "tmux {verb} -t {window} failed (is the window still open? `tmux-delegate logs {job}`)"
+        ))
+        .into())
+    }
+}

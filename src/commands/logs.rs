@@ -1,0 +1,135 @@
+//! `logs ID [--follow]`: a job's event and transition history, then the
+//! last capture of its current window's pane.
+
+use crate::cli::LogsArgs;
+use crate::config::Env;
+use crate::error::Exit;
+use crate::mqtt::topic::JobId;
+use crate::registry::{LogEntry, Record, Registry};
+use crate::tmux::Tmux;
+use std::time::Duration;
+
+pub async fn run(args: LogsArgs) -> anyhow::Result<Exit> {
+    let env = Env::from_process()?;
+    let registry = Registry::open(&env)?;
+    let job = JobId::parse(&args.id)?;
+    let record = registry.load(&job)?;
+    println!(
+        "job {} ({}), agent {}, {} at attempt {}",
+        record.id,
+        record.spec.name,
+        record.spec.agent,
+        record.state.as_str(),
+        record.attempt
+    );
+    let mut shown = 0;
+    for entry in registry.history(&job)? {
+        println!("{}", describe(&entry));
+        shown += 1;
+    }
+    if !args.follow {
+        print_pane(&record).await;
+        return Ok(Exit::Success);
+    }
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(Exit::Interrupted),
+        }
+        let entries = registry.history(&job)?;
+        for entry in entries.iter().skip(shown) {
+            println!("{}", describe(entry));
+        }
+        shown = entries.len();
+        let record = registry.load(&job)?;
+        if record.state.is_finished() {
+            print_pane(&record).await;
+            return Ok(Exit::Success);
+        }
+    }
+}
+
+fn when(ts: f64) -> String {
+    let at = std::time::UNIX_EPOCH + Duration::try_from_secs_f64(ts).unwrap_or_default();
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+fn describe(entry: &LogEntry) -> String {
+    match entry {
+        LogEntry::Event {
+            ts,
+            attempt,
+            event,
+            message,
+            signature,
+            ignored,
+            ..
+        } => {
+            let mut line = format!("{}  #{attempt}  event       {event}", when(*ts));
+            if let Some(m) = message {
+                line.push_str(&format!("  {m:?}"));
+            }
+            line.push_str(&format!(
+                "  [{}]",
+                serde_json::to_value(signature)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            ));
+            if let Some(why) = ignored {
+                line.push_str(&format!("  ignored: {why}"));
+            }
+            line
+        }
+        LogEntry::Transition {
+            ts,
+            attempt,
+            from,
+            to,
+            reason,
+        } => {
+            let mut line = format!(
+                "{}  #{attempt}  state       {} -> {}",
+                when(*ts),
+                from.as_str(),
+                to.as_str()
+            );
+            if let Some(r) = reason {
+                line.push_str(&format!("  ({r})"));
+            }
+            line
+        }
+        LogEntry::Window {
+            ts,
+            attempt,
+            window,
+            action,
+        } => {
+            format!("{}  #{attempt}  window      {window} {action}", when(*ts))
+        }
+    }
+}
+
+async fn print_pane(record: &Record) {
+    let Some(window) = record
+        .attempt_info(record.attempt)
+        .and_then(|a| a.window.clone())
+    else {
+        return;
+    };
+    let tmux = Tmux::new(&record.spec.tmux.socket, vec!["MQTT_PASSWORD".into()]);
+    match tmux.capture(&window).await {
+        Ok(text) => {
+            println!(
+                "--- pane of attempt {} (window {window}) ---",
+                record.attempt
+            );
+            print!("{}", text.trim_end_matches('\n'));
+            println!();
+        }
+        Err(_) => println!(
+            "--- the window of attempt {} ({window}) is closed ---",
+            record.attempt
+        ),
+    }
+}
