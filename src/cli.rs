@@ -183,22 +183,36 @@ pub struct InitArgs {
 pub enum BrokerCommand {
     /// Run the embedded MQTT broker in the foreground.
     Serve {
-        #[arg(long)]
-        port: Option<u16>,
+        /// Port to listen on (0: a free one).
+        #[arg(long, default_value_t = 1883)]
+        port: u16,
+        /// Address to listen on; anything but loopback exposes a plain-text broker.
         #[arg(long, default_value = "127.0.0.1")]
-        bind: String,
+        bind: std::net::IpAddr,
+        /// Also print the generated passwords (they are always in 0600 files).
+        #[arg(long)]
+        show_passwords: bool,
     },
     /// Write a production Mosquitto bundle (conf, ACL, passwords, private CA).
     Setup {
+        /// Directory for the bundle (created if missing).
         dir: PathBuf,
+        /// The broker's host name as clients reach it (the certificate's SAN).
         #[arg(long)]
         host: String,
+        /// TLS port of the listener.
         #[arg(long, default_value_t = 8883)]
         port: u16,
+        /// Listen address (default: every interface).
+        #[arg(long)]
+        bind: Option<String>,
         /// Require client certificates (mTLS) and generate them.
         #[arg(long)]
         client_certs: bool,
-        /// Overwrite an existing bundle.
+        /// Also certify localhost and 127.0.0.1.
+        #[arg(long)]
+        add_localhost: bool,
+        /// Overwrite an existing bundle (new passwords and certificates).
         #[arg(long)]
         force: bool,
     },
@@ -206,7 +220,8 @@ pub enum BrokerCommand {
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
-    /// Check the worker's ([broker.worker]) connection too.
+    /// Check only the job (worker) side: connect and publish as the worker,
+    /// e.g. on a remote worker machine that has no observer credential.
     #[arg(long)]
     pub job_broker: bool,
 }

@@ -2,6 +2,7 @@
 //! This is the only place that calls `process::exit`.
 
 mod agents;
+mod broker;
 mod cli;
 mod commands;
 mod config;
@@ -38,6 +39,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// rumqttd logs ~5 lines per connection and a spurious ERROR on every
+/// normal disconnect: silent unless asked for with -vv.
+fn embedded_broker_logs(verbose: u8) -> &'static str {
+    if verbose >= 2 {
+        "rumqttd=info"
+    } else {
+        "rumqttd=off"
+    }
+}
+
 /// Logs go to stderr; `TMUX_DELEGATE_LOG` (an env-filter) overrides `-v`.
 fn init_logging(verbose: u8) {
     let default = match verbose {
@@ -45,8 +56,14 @@ fn init_logging(verbose: u8) {
         1 => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TMUX_DELEGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},rumqttc=warn")));
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("TMUX_DELEGATE_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!(
+                // rumqttc warns about refused publishes we report ourselves.
+                "{default},rumqttc=error,{}",
+                embedded_broker_logs(verbose)
+            ))
+        });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -414,6 +414,26 @@ fn parse_record(text: &str) -> Result<Record> {
     serde_json::from_value(value).context("not a job record")
 }
 
+/// Writes a secret (one line) to `path`, 0600, atomically, creating its
+/// directory 0700.
+pub fn write_secret_file(path: &Path, secret: &str) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let mut temp = tempfile::Builder::new()
+        .prefix(".secret.")
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    writeln!(temp, "{secret}")?;
+    temp.as_file().sync_all()?;
+    temp.persist(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
 /// Writes JSON to `path` via a 0600 temp file in the same directory and a rename.
 pub fn write_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));

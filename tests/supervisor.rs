@@ -7,31 +7,49 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+#[derive(Debug, Clone, Copy)]
+enum BrokerKind {
+    /// A Mosquitto the test starts, named in the project config.
+    Mosquitto,
+    /// No broker configured anywhere: `run` starts its embedded one.
+    Embedded,
+}
+
 struct Setup {
     _dir: tempfile::TempDir,
     home: PathBuf,
     tmux: TmuxServer,
-    _broker: Mosquitto,
+    _broker: Option<Mosquitto>,
 }
 
 impl Setup {
-    /// A plain broker, a private tmux server and a project config with
+    /// A plain Mosquitto, a private tmux server and a project config with
     /// quick timeouts plus `extra` (agents, overrides).
     fn new(extra: &str) -> Setup {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let broker = Mosquitto::start(dir.path(), "allow_anonymous true\n");
-        Setup::with_broker(
-            dir,
-            broker,
-            &format!("[broker]\nhost = \"127.0.0.1\"\nport = {{port}}\n{extra}"),
-        )
+        Setup::on(BrokerKind::Mosquitto, extra)
     }
 
-    fn with_broker(dir: tempfile::TempDir, broker: Mosquitto, config: &str) -> Setup {
+    fn on(kind: BrokerKind, extra: &str) -> Setup {
+        let dir = tempfile::tempdir().expect("tempdir");
+        match kind {
+            BrokerKind::Mosquitto => {
+                let broker = Mosquitto::start(dir.path(), "allow_anonymous true\n");
+                let config = format!("[broker]\nhost = \"127.0.0.1\"\nport = {{port}}\n{extra}");
+                Setup::with_broker(dir, Some(broker), &config)
+            }
+            BrokerKind::Embedded => Setup::with_broker(dir, None, extra),
+        }
+    }
+
+    fn with_broker(dir: tempfile::TempDir, broker: Option<Mosquitto>, config: &str) -> Setup {
         let home = dir.path().join("home");
         std::fs::create_dir_all(&home).expect("home");
         let tmux = TmuxServer::new(dir.path());
-        let config = config.replace("{port}", &broker.port.to_string());
+        let port = broker
+            .as_ref()
+            .map(|b| b.port.to_string())
+            .unwrap_or_default();
+        let config = config.replace("{port}", &port);
         let text = format!(
             "{config}\n[defaults.tmux]\nsocket = \"{}\"\nkeep_failed = false\nkill_grace = \"1s\"\n",
             tmux.socket
@@ -104,6 +122,15 @@ fn pids(path: &Path) -> Vec<i32> {
 
 #[test]
 fn four_jobs_complete_retry_hang_and_fail_as_their_agents_behave() {
+    four_jobs(BrokerKind::Mosquitto);
+}
+
+#[test]
+fn four_jobs_on_the_embedded_broker() {
+    four_jobs(BrokerKind::Embedded);
+}
+
+fn four_jobs(kind: BrokerKind) {
     let dir = tempfile::tempdir().expect("tempdir");
     let pids_file = dir.path().join("pids");
     let pidfile = pids_file.display().to_string();
@@ -125,18 +152,21 @@ fn four_jobs_complete_retry_hang_and_fail_as_their_agents_behave() {
         &agents.join("bad.sh"),
         &format!("echo $$ >> {pidfile}\necho failing; exit 3"),
     );
-    let setup = Setup::new(&format!(
-        "[defaults.retry]\nbackoff = \"0s\"\nmax_attempts = 2\n\
+    let setup = Setup::on(
+        kind,
+        &format!(
+            "[defaults.retry]\nbackoff = \"0s\"\nmax_attempts = 2\n\
          [defaults.timeouts]\nstart = \"20s\"\nidle = \"2s\"\n\
          [agents.ok]\ncommand = [\"{}\"]\ncomplete_on_exit = false\nliveness = \"events\"\n\
          [agents.flaky]\ncommand = [\"{}\"]\nliveness = \"events\"\n\
          [agents.hang]\ncommand = [\"{}\"]\nliveness = \"events\"\n\
          [agents.bad]\ncommand = [\"{}\"]\nliveness = \"events\"\n",
-        ok.display(),
-        flaky.display(),
-        hang.display(),
-        bad.display()
-    ));
+            ok.display(),
+            flaky.display(),
+            hang.display(),
+            bad.display()
+        ),
+    );
     std::fs::write(
         setup.path("jobs.toml"),
         "[[jobs]]\nname = \"ok\"\nagent = \"ok\"\n\
@@ -199,19 +229,31 @@ fn four_jobs_complete_retry_hang_and_fail_as_their_agents_behave() {
 
 #[test]
 fn output_counts_as_life_but_silence_is_a_hang() {
+    output_and_silence(BrokerKind::Mosquitto);
+}
+
+#[test]
+fn output_and_silence_on_the_embedded_broker() {
+    output_and_silence(BrokerKind::Embedded);
+}
+
+fn output_and_silence(kind: BrokerKind) {
     let dir = tempfile::tempdir().expect("tempdir");
     let printer = script(
         &dir.path().join("printer.sh"),
         "i=0; while [ $i -lt 12 ]; do echo tick $i; i=$((i+1)); sleep 0.4; done",
     );
     let silent = script(&dir.path().join("silent.sh"), "sleep 60");
-    let setup = Setup::new(&format!(
-        "[defaults.retry]\nmax_attempts = 1\n[defaults.timeouts]\nidle = \"2s\"\n\
+    let setup = Setup::on(
+        kind,
+        &format!(
+            "[defaults.retry]\nmax_attempts = 1\n[defaults.timeouts]\nidle = \"2s\"\n\
          [agents.printer]\ncommand = [\"{}\"]\nliveness = \"both\"\n\
          [agents.silent]\ncommand = [\"{}\"]\nliveness = \"both\"\n",
-        printer.display(),
-        silent.display()
-    ));
+            printer.display(),
+            silent.display()
+        ),
+    );
     std::fs::write(
         setup.path("jobs.toml"),
         "[[jobs]]\nname = \"printer\"\nagent = \"printer\"\n[[jobs]]\nname = \"silent\"\nagent = \"silent\"\n",
@@ -327,7 +369,7 @@ fn the_worker_password_reaches_only_the_agent() {
     );
     let setup = Setup::with_broker(
         dir,
-        broker,
+        Some(broker),
         &format!(
             "[broker]\nhost = \"127.0.0.1\"\nport = {{port}}\nusername = \"hermes\"\n\
          [broker.worker]\nusername = \"claude-worker\"\npassword_env = \"WORKER_MQTT_PASSWORD\"\n\

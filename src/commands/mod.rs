@@ -1,6 +1,10 @@
 //! One file per subcommand; this module only routes.
 
 mod attach;
+#[cfg(feature = "embedded-broker")]
+mod broker_serve;
+mod broker_setup;
+mod doctor;
 mod exec;
 mod generate;
 mod kill;
@@ -31,9 +35,37 @@ pub async fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::Resume => not_yet("resume"),
         Command::Init(_) => not_yet("init"),
         Command::Agents => not_yet("agents"),
-        Command::Broker(BrokerCommand::Serve { .. }) => not_yet("broker serve"),
-        Command::Broker(BrokerCommand::Setup { .. }) => not_yet("broker setup"),
-        Command::Doctor(_) => not_yet("doctor"),
+        #[cfg(feature = "embedded-broker")]
+        Command::Broker(BrokerCommand::Serve {
+            port,
+            bind,
+            show_passwords,
+        }) => broker_serve::run(port, bind, show_passwords).await,
+        #[cfg(not(feature = "embedded-broker"))]
+        Command::Broker(BrokerCommand::Serve { .. }) => Err(Failure::new(
+            Exit::Usage,
+            "this build has no embedded broker (the `embedded-broker` feature is off)",
+        )
+        .into()),
+        Command::Broker(BrokerCommand::Setup {
+            dir,
+            host,
+            port,
+            bind,
+            client_certs,
+            add_localhost,
+            force,
+        }) => broker_setup::run(crate::broker::setup::Options {
+            dir,
+            host,
+            port,
+            bind,
+            client_certs,
+            add_localhost,
+            force,
+            topic_prefix: String::new(),
+        }),
+        Command::Doctor(args) => doctor::run(&args).await,
         Command::Exec(args) => exec::run(args).await,
     }
 }

@@ -31,7 +31,7 @@ pub async fn run(args: &IdArg) -> anyhow::Result<Exit> {
         .help("start its agent again, or delegate it anew with `tmux-delegate run`")
         .into());
     }
-    let brokers = Brokers::resolve(&config)?;
+    let brokers = Brokers::resolve(&config).await?;
     let record = registry.update(&job, |r| {
         r.state = JobState::Pending;
         r.failure = None;

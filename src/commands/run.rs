@@ -14,7 +14,7 @@ use crate::mqtt::sign::EventKey;
 use crate::mqtt::topic::{all_events_filter, JobId};
 use crate::registry::{new_job_id, now_rfc3339, JobState, Record, Registry, RECORD_VERSION};
 use crate::supervisor::core::{Core, JobConfig};
-use crate::supervisor::driver::{Driver, Ending, JobRuntime};
+use crate::supervisor::driver::{Driver, Ending, JobRuntime, Places};
 use crate::supervisor::view::View;
 use crate::tmux::Tmux;
 use std::collections::{BTreeMap, HashMap};
@@ -26,7 +26,10 @@ use std::time::Instant;
 /// before any record names this process as its supervisor: the default
 /// action of SIGUSR1 would end the process.
 pub fn listen_for_cancel_requests() -> anyhow::Result<()> {
-    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
+    // The stream is dropped; the process-wide handler tokio installed stays.
+    drop(tokio::signal::unix::signal(
+        tokio::signal::unix::SignalKind::user_defined1(),
+    )?);
     Ok(())
 }
 
@@ -69,7 +72,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
         }
         jobs.push((spec, agent));
     }
-    let brokers = Brokers::resolve(&config)?;
+    let brokers = Brokers::resolve(&config).await?;
     let registry = Registry::open(&config.env)?;
     let mut prepared = Vec::new();
     for (spec, agent) in jobs {
@@ -84,19 +87,60 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
 pub struct Brokers {
     pub observer: BrokerSettings,
     pub worker: BrokerSettings,
+    /// Whether the supervisor keeps a persistent session (not needed, and
+    /// not asked of rumqttd, when the broker lives in this very process).
+    pub persistent: bool,
 }
 
 impl Brokers {
-    pub fn resolve(config: &Config) -> Result<Brokers, Failure> {
-        let observer = config.observer_broker()?.ok_or_else(|| {
-            config_error("no broker is configured").help(
-                "set MQTT_BROKER (and MQTT_PORT, ...), or `host` in [broker] of tmux-delegate.toml \
-                 (the embedded zero-setup broker is not implemented yet)",
-            )
-        })?;
-        let worker = config.worker_broker()?.unwrap_or_else(|| observer.clone());
-        Ok(Brokers { observer, worker })
+    /// The configured broker; with none configured anywhere, an embedded
+    /// one started for this run.
+    pub async fn resolve(config: &Config) -> Result<Brokers, Failure> {
+        if let Some(observer) = config.observer_broker()? {
+            let worker = config.worker_broker()?.unwrap_or_else(|| observer.clone());
+            return Ok(Brokers {
+                observer,
+                worker,
+                persistent: true,
+            });
+        }
+        embedded(config).await
     }
+}
+
+#[cfg(feature = "embedded-broker")]
+async fn embedded(config: &Config) -> Result<Brokers, Failure> {
+    let prefix = config
+        .env
+        .var("MQTT_TOPIC_PREFIX")
+        .map(str::to_owned)
+        .or_else(|| {
+            config
+                .layers
+                .iter()
+                .find_map(|l| l.broker.topic_prefix.clone())
+        });
+    let broker =
+        crate::broker::embedded::start(std::net::Ipv4Addr::LOCALHOST.into(), 0, prefix.as_deref())
+            .await?;
+    tracing::info!(
+        "no broker configured: started the embedded broker on {}",
+        broker.address
+    );
+    Ok(Brokers {
+        observer: broker.observer,
+        worker: broker.worker,
+        persistent: false,
+    })
+}
+
+#[cfg(not(feature = "embedded-broker"))]
+async fn embedded(_config: &Config) -> Result<Brokers, Failure> {
+    Err(
+        config_error("no broker is configured, and this build has no embedded broker").help(
+            "set MQTT_BROKER (and MQTT_PORT, ...), or `host` in [broker] of tmux-delegate.toml",
+        ),
+    )
 }
 
 fn new_record(config: &Config, spec: JobSpec, agent: AgentDef, broker: BrokerSettings) -> Record {
@@ -171,8 +215,10 @@ pub async fn supervise(
     // persistent session keeps events sent while the connection is down.
     let mut options = ConnectOptions::new("supervisor");
     options.client_id = Some(client_id(&brokers.observer.client_id_prefix, "supervisor"));
-    options.clean_start = false;
-    options.session_expiry = Some(3600);
+    if brokers.persistent {
+        options.clean_start = false;
+        options.session_expiry = Some(3600);
+    }
     let subscriber = Subscriber::connect(
         &brokers.observer,
         &options,
@@ -220,16 +266,14 @@ pub async fn supervise(
     }
     let exe =
         std::env::current_exe().map_err(|e| anyhow::anyhow!("cannot locate this program: {e}"))?;
-    let driver = Driver::new(
-        core,
-        Registry::at(registry.root().to_path_buf()),
+    let places = Places {
+        registry: Registry::at(registry.root().to_path_buf()),
         tmux,
         session,
         exe,
-        brokers.observer.topic_prefix.clone(),
-        runtimes,
-        view,
-    );
+        topic_prefix: brokers.observer.topic_prefix.clone(),
+    };
+    let driver = Driver::new(core, places, runtimes, view);
     let (ending, states) = driver.run(subscriber).await?;
     Ok(summarise(ending, &states))
 }

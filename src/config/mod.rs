@@ -227,12 +227,6 @@ impl Config {
             require_signature,
         }
     }
-
-    /// Whether any layer (file or env) names a broker host; if none does,
-    /// `run` uses the embedded broker.
-    pub fn broker_configured(&self) -> bool {
-        self.env.var("MQTT_BROKER").is_some() || self.layers.iter().any(|l| l.broker.host.is_some())
-    }
 }
 
 fn merge_defaults<'a>(files: impl Iterator<Item = &'a DefaultsFile> + Clone) -> Defaults {

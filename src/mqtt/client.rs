@@ -45,9 +45,10 @@ pub async fn publish_once(
             "the broker did not acknowledge the publish to `{topic}` within {}",
             humantime::format_duration(settings.connect_timeout)
         )))
-    })?;
+    });
+    // Refused or not, leave with a clean DISCONNECT (and TLS close_notify).
     connection.close().await;
-    Ok(verdict)
+    verdict
 }
 
 async fn await_puback(

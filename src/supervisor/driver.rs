@@ -67,17 +67,25 @@ pub enum Ending {
     Interrupted,
 }
 
+/// Where the driver acts: the registry, the tmux server and session, the
+/// wrapper binary, and the topics it listens on.
+pub struct Places {
+    pub registry: Registry,
+    pub tmux: Tmux,
+    pub session: String,
+    pub exe: PathBuf,
+    pub topic_prefix: String,
+}
+
 impl Driver {
-    pub fn new(
-        core: Core,
-        registry: Registry,
-        tmux: Tmux,
-        session: String,
-        exe: PathBuf,
-        topic_prefix: String,
-        jobs: HashMap<JobId, JobRuntime>,
-        view: View,
-    ) -> Driver {
+    pub fn new(core: Core, places: Places, jobs: HashMap<JobId, JobRuntime>, view: View) -> Driver {
+        let Places {
+            registry,
+            tmux,
+            session,
+            exe,
+            topic_prefix,
+        } = places;
         Driver {
             core,
             registry,

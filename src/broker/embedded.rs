@@ -1,0 +1,147 @@
+//! The embedded broker: rumqttd on a loopback port with a per-run user and
+//! password for each side, memory-capped, its logs filtered (FIELD-NOTES).
+//! rumqttd has no shutdown API: the broker lives as long as the process.
+
+use crate::config::{random_password, BrokerSettings, Secret};
+use crate::error::{broker_error, Failure};
+use crate::mqtt::connect::{connect, ConnectOptions};
+use crate::mqtt::topic::DEFAULT_TOPIC_PREFIX;
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+
+pub const OBSERVER_USER: &str = "hermes";
+pub const WORKER_USER: &str = "claude-worker";
+
+/// A running embedded broker and how each side reaches it.
+pub struct Embedded {
+    pub address: SocketAddr,
+    pub observer: BrokerSettings,
+    pub worker: BrokerSettings,
+}
+
+fn settings(
+    address: SocketAddr,
+    user: &str,
+    password: &Secret,
+    topic_prefix: &str,
+) -> BrokerSettings {
+    let host = match address.ip() {
+        ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
+        ip => ip.to_string(),
+    };
+    BrokerSettings {
+        host,
+        port: address.port(),
+        tls: false,
+        username: Some(user.to_owned()),
+        password: Some(password.clone()),
+        ca_certs: None,
+        certfile: None,
+        keyfile: None,
+        client_id_prefix: "hermes".into(),
+        topic_prefix: topic_prefix.to_owned(),
+        connect_timeout: crate::config::broker::DEFAULT_CONNECT_TIMEOUT,
+    }
+}
+
+/// rumqttd's configuration: one MQTT 5 listener with static credentials,
+/// segments capped at 1 MB x 2 (its sample config keeps up to 1 GB).
+fn config(address: SocketAddr, users: &[(&str, &Secret)]) -> Result<rumqttd::Config, Failure> {
+    let auth: Vec<String> = users
+        .iter()
+        .map(|(user, password)| {
+            format!(
+                "{user} = {}",
+                toml::Value::String(password.expose().to_owned())
+            )
+        })
+        .collect();
+    let text = format!(
+        r#"id = 0
+[router]
+max_connections = 10000
+max_outgoing_packet_count = 200
+max_segment_size = 1048576
+max_segment_count = 2
+
+[v5.1]
+name = "v5-1"
+listen = "{address}"
+next_connection_delay_ms = 1
+[v5.1.connections]
+connection_timeout_ms = 5000
+max_payload_size = 1048576
+max_inflight_count = 100
+dynamic_filters = true
+auth = {{ {} }}
+"#,
+        auth.join(", ")
+    );
+    toml::from_str(&text).map_err(|e| broker_error(format!("embedded broker configuration: {e}")))
+}
+
+/// A port the OS says is free on `ip` (rumqttd only logs a bind failure, so
+/// the caller checks the broker really answers).
+fn free_port(ip: IpAddr) -> Result<u16, Failure> {
+    TcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| broker_error(format!("cannot find a free port on {ip}: {e}")))
+}
+
+/// Starts the broker on `ip` (`port` 0: a free one) and waits until it
+/// accepts the generated observer credentials.
+pub async fn start(ip: IpAddr, port: u16, topic_prefix: Option<&str>) -> Result<Embedded, Failure> {
+    let port = if port == 0 { free_port(ip)? } else { port };
+    let address = SocketAddr::new(ip, port);
+    let observer_password = random_password(32);
+    let worker_password = random_password(32);
+    let config = config(
+        address,
+        &[
+            (OBSERVER_USER, &observer_password),
+            (WORKER_USER, &worker_password),
+        ],
+    )?;
+    let mut broker = rumqttd::Broker::new(config);
+    std::thread::Builder::new()
+        .name("embedded-broker".into())
+        .spawn(move || {
+            if let Err(e) = broker.start() {
+                tracing::error!("the embedded broker stopped: {e}");
+            }
+        })
+        .map_err(|e| broker_error(format!("cannot start the embedded broker thread: {e}")))?;
+    let prefix = topic_prefix.unwrap_or(DEFAULT_TOPIC_PREFIX);
+    let embedded = Embedded {
+        address,
+        observer: settings(address, OBSERVER_USER, &observer_password, prefix),
+        worker: settings(address, WORKER_USER, &worker_password, prefix),
+    };
+    wait_until_ready(&embedded.observer).await?;
+    Ok(embedded)
+}
+
+/// Connects with the generated credentials until it works: proves the
+/// listener is ours and up (another process may hold the port).
+async fn wait_until_ready(settings: &BrokerSettings) -> Result<(), Failure> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut probe = settings.clone();
+    probe.connect_timeout = Duration::from_millis(500);
+    loop {
+        match connect(&probe, &ConnectOptions::new("probe")).await {
+            Ok(connection) => {
+                connection.close().await;
+                return Ok(());
+            }
+            Err(e) if Instant::now() > deadline => {
+                return Err(broker_error(format!(
+                    "the embedded broker did not come up on {}:{}: {e}",
+                    settings.host, settings.port
+                ))
+                .help("another program may hold the port; pick another with --port, or configure a broker"))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}

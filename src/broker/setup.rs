@@ -1,0 +1,335 @@
+//! `broker setup DIR --host NAME`: a production Mosquitto bundle, secure by
+//! default, from `templates/mosquitto/`.
+//!
+//! ```text
+//! DIR/                      the clients' side (0600 secrets)
+//!   tmux-delegate.toml      [broker] and [broker.worker] pointing at all of it
+//!   ca.crt ca.key           the private CA (the key never goes to the broker)
+//!   hermes.pass claude-worker.pass   plain passwords for the two clients
+//!   hermes.crt/.key claude-worker.crt/.key   with --client-certs
+//!   mosquitto/              the broker's side
+//!     mosquitto.conf acl passwd ca.crt server.crt server.key data/
+//! ```
+//!
+//! Run as root where a `mosquitto` user exists, the broker's side is handed
+//! to that user (Mosquitto drops to it and must read its files).
+
+use super::passwd;
+use super::pki::Authority;
+use crate::config::random_password;
+use crate::error::{config_error, Failure};
+use anyhow::{Context, Result};
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+const CONF_TEMPLATE: &str = include_str!("../../templates/mosquitto/mosquitto.conf");
+const ACL_TEMPLATE: &str = include_str!("../../templates/mosquitto/acl");
+const CLIENT_TEMPLATE: &str = include_str!("../../templates/mosquitto/tmux-delegate.toml");
+
+pub const OBSERVER: &str = "hermes";
+pub const WORKER: &str = "claude-worker";
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub dir: PathBuf,
+    pub host: String,
+    pub port: u16,
+    /// Listen address; `None`: every interface.
+    pub bind: Option<String>,
+    pub client_certs: bool,
+    /// Also certify `localhost` and `127.0.0.1`.
+    pub add_localhost: bool,
+    pub force: bool,
+    pub topic_prefix: String,
+}
+
+/// One file of the bundle, ready to write.
+struct Planned {
+    path: PathBuf,
+    content: String,
+    mode: u32,
+    /// Part of the broker's side (handed to the `mosquitto` user).
+    broker_side: bool,
+}
+
+/// What `setup` wrote.
+pub struct Written {
+    pub files: Vec<PathBuf>,
+    pub conf: PathBuf,
+    pub client_config: PathBuf,
+    pub handed_to_mosquitto: bool,
+}
+
+fn render(template: &str, values: &[(&str, &str)]) -> String {
+    values
+        .iter()
+        .fold(template.to_owned(), |text, (key, value)| {
+            text.replace(&format!("{{{key}}}"), value)
+        })
+}
+
+fn plan(options: &Options, dir: &Path) -> Result<Vec<Planned>> {
+    let broker_dir = dir.join("mosquitto");
+    let ca = Authority::new(&format!("tmux-delegate CA for {}", options.host))?;
+    let mut names = vec![options.host.clone()];
+    if options.add_localhost {
+        names.extend(["localhost".to_owned(), "127.0.0.1".to_owned()]);
+    }
+    names.dedup();
+    let server = ca.server(&names)?;
+    let observer_password = random_password(32);
+    let worker_password = random_password(32);
+    let passwd = format!(
+        "{}\n{}\n",
+        passwd::entry(OBSERVER, observer_password.expose()),
+        passwd::entry(WORKER, worker_password.expose())
+    );
+    let broker_dir_text = broker_dir.display().to_string();
+    let dir_text = dir.display().to_string();
+    let port = options.port.to_string();
+    let client_certs_conf = if options.client_certs {
+        "# Clients must present a certificate from the CA above (mTLS).\nrequire_certificate true\n"
+    } else {
+        ""
+    };
+    let conf = render(
+        CONF_TEMPLATE,
+        &[
+            ("dir", &broker_dir_text),
+            ("port", &port),
+            ("bind", options.bind.as_deref().unwrap_or("")),
+            ("client_certs", client_certs_conf),
+        ],
+    );
+    let acl = render(ACL_TEMPLATE, &[("prefix", &options.topic_prefix)]);
+    let cert_lines = |user: &str| {
+        if options.client_certs {
+            format!("certfile = \"{dir_text}/{user}.crt\"\nkeyfile = \"{dir_text}/{user}.key\"\n")
+        } else {
+            String::new()
+        }
+    };
+    let client_config = render(
+        CLIENT_TEMPLATE,
+        &[
+            ("host", &options.host),
+            ("port", &port),
+            ("dir", &dir_text),
+            ("prefix", &options.topic_prefix),
+            ("observer_cert", &cert_lines(OBSERVER)),
+            ("worker_cert", &cert_lines(WORKER)),
+        ],
+    );
+    let file = |path: PathBuf, content: String, mode: u32, broker_side: bool| Planned {
+        path,
+        content,
+        mode,
+        broker_side,
+    };
+    let mut files = vec![
+        file(dir.join("tmux-delegate.toml"), client_config, 0o644, false),
+        file(dir.join("ca.crt"), ca.cert_pem(), 0o644, false),
+        file(dir.join("ca.key"), ca.key_pem(), 0o600, false),
+        file(
+            dir.join(format!("{OBSERVER}.pass")),
+            format!("{}\n", observer_password.expose()),
+            0o600,
+            false,
+        ),
+        file(
+            dir.join(format!("{WORKER}.pass")),
+            format!("{}\n", worker_password.expose()),
+            0o600,
+            false,
+        ),
+        file(broker_dir.join("mosquitto.conf"), conf, 0o644, true),
+        file(broker_dir.join("acl"), acl, 0o600, true),
+        file(broker_dir.join("passwd"), passwd, 0o600, true),
+        file(broker_dir.join("ca.crt"), ca.cert_pem(), 0o644, true),
+        file(broker_dir.join("server.crt"), server.cert_pem, 0o644, true),
+        file(broker_dir.join("server.key"), server.key_pem, 0o600, true),
+    ];
+    if options.client_certs {
+        for user in [OBSERVER, WORKER] {
+            let issued = ca.client(user)?;
+            files.push(file(
+                dir.join(format!("{user}.crt")),
+                issued.cert_pem,
+                0o644,
+                false,
+            ));
+            files.push(file(
+                dir.join(format!("{user}.key")),
+                issued.key_pem,
+                0o600,
+                false,
+            ));
+        }
+    }
+    Ok(files)
+}
+
+/// Writes the bundle; refuses (exit 2, nothing changed) to overwrite one
+/// without `force`.
+pub fn run(options: &Options) -> Result<Written> {
+    if options.host.trim().is_empty() || options.host.contains(char::is_whitespace) {
+        return Err(config_error(format!("--host `{}` is not a host name", options.host)).into());
+    }
+    let dir = std::path::absolute(&options.dir)
+        .with_context(|| format!("resolving {}", options.dir.display()))?;
+    // Everything is generated before anything is written: no half bundles.
+    let files = plan(options, &dir)?;
+    if !options.force {
+        if let Some(existing) = files.iter().find(|f| f.path.exists()) {
+            return Err(Failure::new(
+                crate::error::Exit::Usage,
+                format!("{} already exists: refusing to overwrite a broker bundle", existing.path.display()),
+            )
+            .help("pass --force to replace it (new passwords and certificates: clients need the new ones)")
+            .into());
+        }
+    }
+    let broker_dir = dir.join("mosquitto");
+    for d in [&dir, &broker_dir, &broker_dir.join("data")] {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(d)
+            .with_context(|| format!("creating {}", d.display()))?;
+    }
+    // The broker's directory holds its key and password hashes: not for others.
+    fs::set_permissions(&broker_dir, fs::Permissions::from_mode(0o700))?;
+    for file in &files {
+        write_file(&file.path, &file.content, file.mode)?;
+    }
+    let handed_to_mosquitto = hand_to_mosquitto(&broker_dir, &files)?;
+    Ok(Written {
+        files: files.iter().map(|f| f.path.clone()).collect(),
+        conf: broker_dir.join("mosquitto.conf"),
+        client_config: dir.join("tmux-delegate.toml"),
+        handed_to_mosquitto,
+    })
+}
+
+fn write_file(path: &Path, content: &str, mode: u32) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut temp = tempfile::Builder::new()
+        .prefix(".setup.")
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a file in {}", dir.display()))?;
+    temp.write_all(content.as_bytes())?;
+    temp.as_file()
+        .set_permissions(fs::Permissions::from_mode(mode))?;
+    temp.as_file().sync_all()?;
+    temp.persist(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// As root, with a `mosquitto` user present: give it the broker's side.
+fn hand_to_mosquitto(broker_dir: &Path, files: &[Planned]) -> Result<bool> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(false);
+    }
+    let Ok(Some(user)) = nix::unistd::User::from_name("mosquitto") else {
+        return Ok(false);
+    };
+    let paths = files
+        .iter()
+        .filter(|f| f.broker_side)
+        .map(|f| f.path.clone())
+        .chain([broker_dir.to_path_buf(), broker_dir.join("data")]);
+    for path in paths {
+        nix::unistd::chown(&path, Some(user.uid), Some(user.gid))
+            .with_context(|| format!("handing {} to the mosquitto user", path.display()))?;
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(dir: &Path) -> Options {
+        Options {
+            dir: dir.join("bundle"),
+            host: "mqtt.internal".into(),
+            port: 8883,
+            bind: None,
+            client_certs: true,
+            add_localhost: false,
+            force: false,
+            topic_prefix: "python/mqtt".into(),
+        }
+    }
+
+    #[test]
+    fn a_bundle_has_private_secrets_and_a_matching_client_config() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let written = run(&options(dir.path())).expect("setup");
+        let bundle = dir.path().join("bundle");
+        for secret in [
+            "ca.key",
+            "hermes.pass",
+            "claude-worker.pass",
+            "hermes.key",
+            "mosquitto/passwd",
+            "mosquitto/server.key",
+            "mosquitto/acl",
+        ] {
+            let mode = fs::metadata(bundle.join(secret))
+                .expect(secret)
+                .permissions()
+                .mode()
+                & 0o777;
+            assert_eq!(mode, 0o600, "{secret}");
+        }
+        let conf = fs::read_to_string(&written.conf).expect("conf");
+        for line in [
+            "allow_anonymous false",
+            "set_tcp_nodelay true",
+            "persistence true",
+            "require_certificate true",
+            "listener 8883",
+        ] {
+            assert!(conf.contains(line), "missing `{line}`:\n{conf}");
+        }
+        let acl = fs::read_to_string(bundle.join("mosquitto/acl")).expect("acl");
+        assert!(acl.contains("user claude-worker\ntopic write python/mqtt/jobs/+/events"));
+        assert!(acl.contains("user hermes\ntopic read python/mqtt/jobs/+/events"));
+        let passwd = fs::read_to_string(bundle.join("mosquitto/passwd")).expect("passwd");
+        let hermes = fs::read_to_string(bundle.join("hermes.pass")).expect("pass");
+        assert!(passwd.lines().any(|l| passwd::verify(l, hermes.trim())));
+        let client: toml::Table = fs::read_to_string(&written.client_config)
+            .expect("toml")
+            .parse()
+            .expect("valid TOML");
+        assert_eq!(client["broker"]["host"].as_str(), Some("mqtt.internal"));
+        assert_eq!(
+            client["broker"]["worker"]["username"].as_str(),
+            Some("claude-worker")
+        );
+    }
+
+    #[test]
+    fn an_existing_bundle_is_not_overwritten_without_force() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        run(&options(dir.path())).expect("first");
+        let before = fs::read(dir.path().join("bundle/ca.key")).expect("key");
+        let error = run(&options(dir.path())).err().expect("refused");
+        assert_eq!(crate::error::exit_of(&error), crate::error::Exit::Usage);
+        assert_eq!(
+            fs::read(dir.path().join("bundle/ca.key")).expect("key"),
+            before
+        );
+        let mut forced = options(dir.path());
+        forced.force = true;
+        run(&forced).expect("forced");
+        assert_ne!(
+            fs::read(dir.path().join("bundle/ca.key")).expect("key"),
+            before
+        );
+    }
+}

@@ -1,0 +1,47 @@
+//! `broker setup DIR --host NAME`: write a production Mosquitto bundle.
+
+use crate::broker::setup::{self, Options};
+use crate::config::{Config, Env};
+use crate::error::Exit;
+use crate::mqtt::topic::DEFAULT_TOPIC_PREFIX;
+
+pub fn run(mut options: Options) -> anyhow::Result<Exit> {
+    let env = Env::from_process()?;
+    // The ACL's topic prefix follows the configuration, as the clients will.
+    let config = Config::load(env)?;
+    options.topic_prefix = config
+        .env
+        .var("MQTT_TOPIC_PREFIX")
+        .map(str::to_owned)
+        .or_else(|| {
+            config
+                .layers
+                .iter()
+                .find_map(|l| l.broker.topic_prefix.clone())
+        })
+        .unwrap_or_else(|| DEFAULT_TOPIC_PREFIX.to_owned());
+    let written = setup::run(&options)?;
+    println!(
+        "wrote a Mosquitto bundle for {}:{}:",
+        options.host, options.port
+    );
+    for file in &written.files {
+        println!("  {}", file.display());
+    }
+    if written.handed_to_mosquitto {
+        println!("the broker's files belong to the `mosquitto` user");
+    }
+    println!(
+        "\nstart the broker:   mosquitto -c {}\n\
+         point clients at it: copy {} to your project (or ~/.config/tmux-delegate/config.toml)\n\
+         verify everything:  cd {} && tmux-delegate doctor",
+        written.conf.display(),
+        written.client_config.display(),
+        written
+            .client_config
+            .parent()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    );
+    Ok(Exit::Success)
+}
