@@ -3,7 +3,7 @@
 //! field by field. A template's `command` is an argv; `{prompt}` (and
 //! `{job}`) are substituted inside its elements, never through a shell.
 
-use crate::config::file::{parse_toml, AgentFile, Liveness};
+use crate::config::file::{parse_toml, AgentFile, HookStyle, Liveness, OnStop};
 use crate::config::Config;
 use crate::error::{config_error, Failure};
 use serde::{Deserialize, Serialize};
@@ -13,6 +13,7 @@ use std::path::Path;
 /// The built-in templates, embedded at build time.
 pub const BUILTIN: &[(&str, &str)] = &[
     ("aider", include_str!("../templates/agents/aider.toml")),
+    ("claude", include_str!("../templates/agents/claude.toml")),
     (
         "claude-print",
         include_str!("../templates/agents/claude-print.toml"),
@@ -36,17 +37,58 @@ pub struct AgentDef {
     pub env: BTreeMap<String, String>,
     pub complete_on_exit: bool,
     pub liveness: Liveness,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<HookStyle>,
+    #[serde(default = "default_on_stop")]
+    pub on_stop: OnStop,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+fn default_on_stop() -> OnStop {
+    OnStop::Completed
+}
+
+/// Values substituted into an agent's argv.
+pub struct Substitutions<'a> {
+    pub prompt: &'a str,
+    pub job: &'a str,
+    /// The generated settings file, for agents with `hooks`.
+    pub settings: &'a str,
 }
 
 impl AgentDef {
-    /// The argv for `prompt` and `job`: each placeholder is replaced inside
-    /// its element, so the prompt stays one argument byte for byte.
-    pub fn argv(&self, prompt: &str, job: &str) -> Vec<String> {
+    /// The argv: each placeholder is replaced inside its element, in one
+    /// pass, so the prompt stays one argument byte for byte (and a prompt
+    /// that contains `{job}` is not rewritten).
+    pub fn argv(&self, values: &Substitutions<'_>) -> Vec<String> {
         self.command
             .iter()
-            .map(|arg| arg.replace("{prompt}", prompt).replace("{job}", job))
+            .map(|arg| substitute(arg, values))
             .collect()
     }
+}
+
+fn substitute(template: &str, values: &Substitutions<'_>) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let tail = &rest[start..];
+        let (value, len) = if tail.starts_with("{prompt}") {
+            (Some(values.prompt), "{prompt}".len())
+        } else if tail.starts_with("{job}") {
+            (Some(values.job), "{job}".len())
+        } else if tail.starts_with("{settings}") {
+            (Some(values.settings), "{settings}".len())
+        } else {
+            (None, 1)
+        };
+        out.push_str(value.unwrap_or("{"));
+        rest = &tail[len..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn builtin(name: &str) -> Result<Option<AgentFile>, Failure> {
@@ -101,6 +143,42 @@ pub fn resolve(config: &Config, name: &str) -> Result<AgentDef, Failure> {
             .or(base.complete_on_exit)
             .unwrap_or(true),
         liveness: custom.liveness.or(base.liveness).unwrap_or(Liveness::Both),
+        hooks: custom.hooks.or(base.hooks),
+        on_stop: custom.on_stop.or(base.on_stop).unwrap_or(OnStop::Completed),
+        description: custom.description.or(base.description),
+    })
+}
+
+/// Quotes a word for the POSIX shell Claude Code runs hook commands with.
+fn shell_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', "'\\''"))
+}
+
+/// A Claude Code settings file whose hooks report to tmux-delegate. Each
+/// hook command is silent and always exits 0: a SessionStart hook's stdout
+/// would be added to Claude's context, and exit code 2 from a Stop hook
+/// would block the stop. The commands name no secret: `publish` finds the
+/// job, attempt, key and broker in the agent's environment.
+pub fn claude_settings(exe: &Path, on_stop: OnStop) -> serde_json::Value {
+    let publish = |args: &str| {
+        serde_json::json!({
+            "type": "command",
+            "command": format!("{} publish {args} >/dev/null 2>&1 || true", shell_quote(&exe.display().to_string())),
+        })
+    };
+    let stop = match on_stop {
+        OnStop::Completed => "--event completed --message 'Claude Code finished its turn'",
+        OnStop::Waiting => {
+            "--event waiting --message 'Claude Code finished its turn and waits for input'"
+        }
+    };
+    serde_json::json!({
+        "hooks": {
+            "SessionStart": [{ "hooks": [publish("--event started --message 'Claude Code session started'")] }],
+            "PostToolUse": [{ "matcher": "*", "hooks": [publish("--event heartbeat")] }],
+            "Notification": [{ "hooks": [publish("--event waiting --message-from-stdin")] }],
+            "Stop": [{ "hooks": [publish(stop)] }],
+        }
     })
 }
 
@@ -117,13 +195,43 @@ mod tests {
         let config = Config::load(env_with(&[], dir.path())).expect("config");
         for (name, _) in BUILTIN {
             let agent = resolve(&config, name).expect(name);
-            let argv = agent.argv(NASTY, "job-1");
+            let argv = agent.argv(&Substitutions {
+                prompt: NASTY,
+                job: "job-1",
+                settings: "/s.json",
+            });
             assert_eq!(
                 argv.iter().filter(|a| a.as_str() == NASTY).count(),
                 1,
                 "{name}: {argv:?}"
             );
         }
+    }
+
+    #[test]
+    fn claude_hook_commands_are_silent_quoted_and_never_fail() {
+        let settings =
+            claude_settings(Path::new("/opt/it's here/tmux-delegate"), OnStop::Completed);
+        let hooks = settings["hooks"].as_object().expect("hooks");
+        for event in ["SessionStart", "PostToolUse", "Notification", "Stop"] {
+            let command = hooks[event][0]["hooks"][0]["command"]
+                .as_str()
+                .expect(event);
+            assert!(
+                command.starts_with("'/opt/it'\\''s here/tmux-delegate' publish"),
+                "{command}"
+            );
+            assert!(command.ends_with(">/dev/null 2>&1 || true"), "{command}");
+        }
+        assert!(hooks["Stop"][0]["hooks"][0]["command"]
+            .as_str()
+            .expect("stop")
+            .contains("--event completed"));
+        let waiting = claude_settings(Path::new("/t"), OnStop::Waiting);
+        assert!(waiting["hooks"]["Stop"][0]["hooks"][0]["command"]
+            .as_str()
+            .expect("stop")
+            .contains("--event waiting"));
     }
 
     #[test]
@@ -139,7 +247,12 @@ mod tests {
         assert_eq!(codex.liveness, Liveness::Events);
         assert_eq!(codex.command[0], "codex");
         let mine = resolve(&config, "mine").expect("mine");
-        assert_eq!(mine.argv("a b", "j"), vec!["./run.sh", "--task=a b"]);
+        let values = Substitutions {
+            prompt: "a {job} b",
+            job: "j",
+            settings: "",
+        };
+        assert_eq!(mine.argv(&values), vec!["./run.sh", "--task=a {job} b"]);
         assert!(mine.complete_on_exit);
         let failure = resolve(&config, "codx").expect_err("unknown");
         assert_eq!(

@@ -87,6 +87,17 @@ pub struct JobArgs {
     pub workdir: Option<PathBuf>,
 }
 
+impl From<JobArgs> for crate::config::job::JobFlags {
+    fn from(args: JobArgs) -> Self {
+        crate::config::job::JobFlags {
+            prompt: args.prompt,
+            agent: args.agent,
+            name: args.name,
+            workdir: args.workdir,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Job spec files (TOML: one job, or several as [[jobs]]).
@@ -123,8 +134,12 @@ pub struct PublishArgs {
     #[arg(long)]
     pub event: String,
     /// A human-readable message.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "message_from_stdin")]
     pub message: Option<String>,
+    /// Take the message from stdin: the `message` field of a JSON object
+    /// (as hook runners such as Claude Code's pass), else the text itself.
+    #[arg(long)]
+    pub message_from_stdin: bool,
     /// Extra data as a JSON value.
     #[arg(long)]
     pub data: Option<String>,

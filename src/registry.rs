@@ -132,6 +132,22 @@ pub struct Record {
 }
 
 impl Record {
+    /// The job as `status --json` (and outcome hooks) show it.
+    pub fn summary(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "name": self.spec.name,
+            "agent": self.spec.agent,
+            "state": self.state,
+            "attempt": self.attempt,
+            "max_attempts": self.spec.retry.max_attempts,
+            "created": self.created,
+            "updated": self.updated,
+            "last_event": self.last_event,
+            "failure": self.failure,
+        })
+    }
+
     /// The record of attempt `n`, created on first use.
     pub fn attempt_mut(&mut self, n: u32) -> &mut AttemptInfo {
         if let Some(i) = self.attempts.iter().position(|a| a.number == n) {

@@ -73,7 +73,26 @@ pub async fn run(registry: &Registry, job: &JobId, attempt: u32) -> Result<Exit>
             .await?;
     }
 
-    let argv = agent.argv(&record.spec.prompt, job.as_str());
+    let settings = match agent.hooks {
+        Some(crate::config::file::HookStyle::Claude) => {
+            let exe =
+                std::env::current_exe().context("locating tmux-delegate for the hook commands")?;
+            let path = registry
+                .job_dir(job)
+                .join(format!("claude-settings-{attempt}.json"));
+            crate::registry::write_atomic(
+                &path,
+                &crate::agents::claude_settings(&exe, agent.on_stop),
+            )?;
+            path.display().to_string()
+        }
+        None => String::new(),
+    };
+    let argv = agent.argv(&crate::agents::Substitutions {
+        prompt: &record.spec.prompt,
+        job: job.as_str(),
+        settings: &settings,
+    });
     let mut child = spawn_agent(&argv, &record, &agent, &broker, &reporter)
         .with_context(|| format!("starting the agent `{}`", argv[0]))?;
     let pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);

@@ -3,23 +3,12 @@
 use crate::broker::setup::{self, Options};
 use crate::config::{Config, Env};
 use crate::error::Exit;
-use crate::mqtt::topic::DEFAULT_TOPIC_PREFIX;
 
 pub fn run(mut options: Options) -> anyhow::Result<Exit> {
     let env = Env::from_process()?;
     // The ACL's topic prefix follows the configuration, as the clients will.
     let config = Config::load(env)?;
-    options.topic_prefix = config
-        .env
-        .var("MQTT_TOPIC_PREFIX")
-        .map(str::to_owned)
-        .or_else(|| {
-            config
-                .layers
-                .iter()
-                .find_map(|l| l.broker.topic_prefix.clone())
-        })
-        .unwrap_or_else(|| DEFAULT_TOPIC_PREFIX.to_owned());
+    options.topic_prefix = config.topic_prefix();
     let written = setup::run(&options)?;
     println!(
         "wrote a Mosquitto bundle for {}:{}:",

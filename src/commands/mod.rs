@@ -1,5 +1,6 @@
 //! One file per subcommand; this module only routes.
 
+mod agents;
 mod attach;
 #[cfg(feature = "embedded-broker")]
 mod broker_serve;
@@ -7,6 +8,7 @@ mod broker_setup;
 mod doctor;
 mod exec;
 mod generate;
+mod init;
 mod kill;
 mod logs;
 mod publish;
@@ -33,8 +35,8 @@ pub async fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::Kill(args) => kill::run(&args).await,
         Command::Retry(args) => retry::run(&args).await,
         Command::Resume => not_yet("resume"),
-        Command::Init(_) => not_yet("init"),
-        Command::Agents => not_yet("agents"),
+        Command::Init(args) => init::run(&args),
+        Command::Agents => agents::run(),
         #[cfg(feature = "embedded-broker")]
         Command::Broker(BrokerCommand::Serve {
             port,

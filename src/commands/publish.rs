@@ -29,6 +29,11 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<Exit> {
                 .help("pass a JSON value, e.g. --data '{\"files\": 3}'")
         })?),
     };
+    let message = if args.message_from_stdin {
+        message_from_stdin()
+    } else {
+        args.message
+    };
     let config = Config::load(env)?;
     let window_job = config.env.var("DELEGATE_JOB_ID").map(str::to_owned);
     let (key, attempt, settings) = if let Some(window_job) = window_job {
@@ -78,7 +83,7 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<Exit> {
         attempt,
         seq: None,
         ts: now_ts(),
-        message: args.message,
+        message,
         data,
         sig: None,
     };
@@ -87,4 +92,23 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<Exit> {
     publish_once(&settings, &topic, payload, kind.is_terminal()).await?;
     tracing::info!("published {kind} for {job} (attempt {attempt}) to {topic}");
     Ok(Exit::Success)
+}
+
+/// The `message` of a JSON object on stdin, else the trimmed text (capped:
+/// an event must stay under the payload limit).
+fn message_from_stdin() -> Option<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::io::stdin()
+        .take(16 * 1024)
+        .read_to_string(&mut text)
+        .ok()?;
+    let message = match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(object)) => object
+            .get("message")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        _ => Some(text.trim().to_owned()),
+    };
+    message.filter(|m| !m.is_empty())
 }

@@ -12,12 +12,7 @@ use crate::registry::{new_job_id, now_rfc3339, JobState, Record, Registry, RECOR
 pub fn run(args: RegisterArgs) -> anyhow::Result<Exit> {
     let env = Env::from_process()?;
     let config = Config::load(env)?;
-    let flags = JobFlags {
-        prompt: args.job.prompt,
-        agent: args.job.agent,
-        name: args.job.name,
-        workdir: args.job.workdir,
-    };
+    let flags = JobFlags::from(args.job);
     let spec_file = match &args.spec {
         Some(path) => {
             let mut jobs = load_job_file(path)?;

@@ -44,12 +44,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
     }
     let env = Env::from_process()?;
     let config = Config::load(env)?;
-    let flags = JobFlags {
-        prompt: args.job.prompt,
-        agent: args.job.agent,
-        name: args.job.name,
-        workdir: args.job.workdir,
-    };
+    let flags = JobFlags::from(args.job);
     let mut files: Vec<(Option<PathBuf>, JobFile)> = Vec::new();
     for path in &args.specs {
         files.extend(
@@ -110,18 +105,9 @@ impl Brokers {
 
 #[cfg(feature = "embedded-broker")]
 async fn embedded(config: &Config) -> Result<Brokers, Failure> {
-    let prefix = config
-        .env
-        .var("MQTT_TOPIC_PREFIX")
-        .map(str::to_owned)
-        .or_else(|| {
-            config
-                .layers
-                .iter()
-                .find_map(|l| l.broker.topic_prefix.clone())
-        });
+    let prefix = config.topic_prefix();
     let broker =
-        crate::broker::embedded::start(std::net::Ipv4Addr::LOCALHOST.into(), 0, prefix.as_deref())
+        crate::broker::embedded::start(std::net::Ipv4Addr::LOCALHOST.into(), 0, Some(&prefix))
             .await?;
     tracing::info!(
         "no broker configured: started the embedded broker on {}",
@@ -267,6 +253,7 @@ pub async fn supervise(
     let exe =
         std::env::current_exe().map_err(|e| anyhow::anyhow!("cannot locate this program: {e}"))?;
     let places = Places {
+        hooks: config.hooks.clone(),
         registry: Registry::at(registry.root().to_path_buf()),
         tmux,
         session,

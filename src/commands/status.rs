@@ -6,7 +6,6 @@ use crate::config::Env;
 use crate::error::Exit;
 use crate::mqtt::topic::JobId;
 use crate::registry::{Record, Registry};
-use serde_json::json;
 
 pub fn run(args: &StatusArgs) -> anyhow::Result<Exit> {
     let env = Env::from_process()?;
@@ -22,7 +21,7 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<Exit> {
         }
     };
     if args.json {
-        let rows: Vec<_> = records.iter().map(to_json).collect();
+        let rows: Vec<_> = records.iter().map(Record::summary).collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else if records.is_empty() {
         eprintln!("no jobs in {}", registry.root().display());
@@ -30,21 +29,6 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<Exit> {
         print_table(&records);
     }
     Ok(Exit::Success)
-}
-
-fn to_json(record: &Record) -> serde_json::Value {
-    json!({
-        "id": record.id,
-        "name": record.spec.name,
-        "agent": record.spec.agent,
-        "state": record.state,
-        "attempt": record.attempt,
-        "max_attempts": record.spec.retry.max_attempts,
-        "created": record.created,
-        "updated": record.updated,
-        "last_event": record.last_event,
-        "failure": record.failure,
-    })
 }
 
 fn print_table(records: &[Record]) {

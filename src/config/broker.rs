@@ -182,6 +182,20 @@ pub fn record_layer(job: &str, settings: &BrokerSettings) -> BrokerLayer {
 }
 
 impl Config {
+    /// The topic prefix in force without a broker block: `MQTT_TOPIC_PREFIX`,
+    /// else the highest file that sets one, else the default.
+    pub fn topic_prefix(&self) -> String {
+        self.env
+            .var("MQTT_TOPIC_PREFIX")
+            .map(str::to_owned)
+            .or_else(|| {
+                self.layers
+                    .iter()
+                    .find_map(|l| l.broker.topic_prefix.clone())
+            })
+            .unwrap_or_else(default_topic_prefix)
+    }
+
     fn observer_file_layers(&self) -> impl Iterator<Item = BrokerLayer> + '_ {
         self.layers.iter().map(|l| BrokerLayer {
             source: l.source.clone(),

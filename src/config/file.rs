@@ -210,6 +210,22 @@ pub struct DefaultsFile {
     pub tmux: Option<TmuxFile>,
 }
 
+/// Agents whose own hook mechanism tmux-delegate configures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HookStyle {
+    /// Claude Code: a settings file (`{settings}`) with hook commands.
+    Claude,
+}
+
+/// What Claude Code's Stop hook (the end of every turn) reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnStop {
+    Completed,
+    Waiting,
+}
+
 #[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AgentFile {
@@ -218,6 +234,18 @@ pub struct AgentFile {
     pub complete_on_exit: Option<bool>,
     pub liveness: Option<Liveness>,
     pub description: Option<String>,
+    pub hooks: Option<HookStyle>,
+    pub on_stop: Option<OnStop>,
+}
+
+/// `[hooks]`: commands (argv) run on job outcomes, with the job as JSON on
+/// stdin. Failures are logged, never fatal.
+#[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HooksFile {
+    pub on_done: Option<Vec<String>>,
+    pub on_failed: Option<Vec<String>>,
+    pub on_waiting: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -235,6 +263,7 @@ pub struct ConfigFile {
     #[serde(default)]
     pub agents: BTreeMap<String, AgentFile>,
     pub events: Option<EventsFile>,
+    pub hooks: Option<HooksFile>,
 }
 
 /// A loaded configuration file: its validated content, with paths made
@@ -247,6 +276,7 @@ pub struct Layer {
     pub defaults: DefaultsFile,
     pub agents: BTreeMap<String, AgentFile>,
     pub require_signature: Option<bool>,
+    pub hooks: HooksFile,
 }
 
 pub fn read_toml(path: &Path) -> Result<String, Failure> {
@@ -278,6 +308,22 @@ impl Layer {
         }
         let defaults = file.defaults.unwrap_or_default();
         validate_defaults(&defaults, &in_file)?;
+        let hooks = file.hooks.clone().unwrap_or_default();
+        for (key, argv) in [
+            ("on_done", &hooks.on_done),
+            ("on_failed", &hooks.on_failed),
+            ("on_waiting", &hooks.on_waiting),
+        ] {
+            if argv
+                .as_ref()
+                .is_some_and(|a| a.first().is_none_or(String::is_empty))
+            {
+                return Err(in_file(
+                    &format!("hooks.{key}"),
+                    "must name a program: [\"notify-send\", \"tmux-delegate\"]".into(),
+                ));
+            }
+        }
         for (name, agent) in &file.agents {
             if let Some(command) = &agent.command {
                 if command.is_empty() || command[0].is_empty() {
@@ -296,6 +342,7 @@ impl Layer {
             defaults,
             agents: file.agents,
             require_signature: file.events.and_then(|e| e.require_signature),
+            hooks,
         })
     }
 }

@@ -184,6 +184,8 @@ pub struct Config {
     pub defaults: Defaults,
     pub agents: BTreeMap<String, AgentFile>,
     pub require_signature: bool,
+    /// Outcome hooks, each taken from the highest layer that sets it.
+    pub hooks: file::HooksFile,
 }
 
 impl Config {
@@ -219,12 +221,18 @@ impl Config {
             .iter()
             .find_map(|l| l.require_signature)
             .unwrap_or(true);
+        let hooks = file::HooksFile {
+            on_done: layers.iter().find_map(|l| l.hooks.on_done.clone()),
+            on_failed: layers.iter().find_map(|l| l.hooks.on_failed.clone()),
+            on_waiting: layers.iter().find_map(|l| l.hooks.on_waiting.clone()),
+        };
         Config {
             env,
             layers,
             defaults,
             agents,
             require_signature,
+            hooks,
         }
     }
 }

@@ -61,17 +61,7 @@ async fn await_puback(
         match eventloop.poll().await {
             Ok(Event::Outgoing(Outgoing::Publish(id))) => pkid = Some(id),
             Ok(Event::Incoming(Packet::PubAck(ack))) if pkid.is_none_or(|id| id == ack.pkid) => {
-                return match ack.reason {
-                    PubAckReason::Success => Ok(Delivery::Delivered),
-                    PubAckReason::NoMatchingSubscribers => Ok(Delivery::NoSubscribers),
-                    PubAckReason::NotAuthorized => {
-                        Err(publish_refused(settings, topic, "0x87 Not authorized"))
-                    }
-                    other => Err(Failure::new(
-                        Exit::PublishRefused,
-                        format!("the broker refused the publish to `{topic}`: PUBACK {other:?}"),
-                    )),
-                };
+                return verdict(ack.reason, settings, topic);
             }
             Ok(Event::Incoming(Packet::Disconnect(d))) => {
                 return Err(broker_error(format!(
@@ -82,6 +72,24 @@ async fn await_puback(
             Ok(_) => {}
             Err(e) => return Err(explain(&e, settings)),
         }
+    }
+}
+
+/// What a PUBACK's reason code means: delivered (0x00, or 0x10 with no
+/// subscriber) or refused (exit 4), naming the user and topic.
+fn verdict(
+    reason: PubAckReason,
+    settings: &BrokerSettings,
+    topic: &str,
+) -> Result<Delivery, Failure> {
+    match reason {
+        PubAckReason::Success => Ok(Delivery::Delivered),
+        PubAckReason::NoMatchingSubscribers => Ok(Delivery::NoSubscribers),
+        PubAckReason::NotAuthorized => Err(publish_refused(settings, topic, "0x87 Not authorized")),
+        other => Err(Failure::new(
+            Exit::PublishRefused,
+            format!("the broker refused the publish to `{topic}`: PUBACK {other:?}"),
+        )),
     }
 }
 
@@ -158,16 +166,7 @@ impl Subscriber {
     }
 
     async fn subscribe(&self) -> Result<(), Failure> {
-        for filter in &self.filters {
-            self.connection
-                .client
-                .subscribe(filter.clone(), QoS::AtLeastOnce)
-                .await
-                .map_err(|e| {
-                    broker_error(format!("cannot queue the subscription to `{filter}`: {e}"))
-                })?;
-        }
-        Ok(())
+        subscribe_all(&self.connection.client, &self.filters).await
     }
 
     async fn await_suback(&mut self) -> Result<(), Failure> {
@@ -304,17 +303,7 @@ impl Publisher {
             .await
             .map_err(|e| broker_error(format!("cannot queue the publish to `{topic}`: {e}")))?;
         match tokio::time::timeout(wait, self.acks.recv()).await {
-            Ok(Some(Ok(PubAckReason::Success))) => Ok(Delivery::Delivered),
-            Ok(Some(Ok(PubAckReason::NoMatchingSubscribers))) => Ok(Delivery::NoSubscribers),
-            Ok(Some(Ok(PubAckReason::NotAuthorized))) => Err(publish_refused(
-                &self.settings,
-                topic,
-                "0x87 Not authorized",
-            )),
-            Ok(Some(Ok(other))) => Err(Failure::new(
-                Exit::PublishRefused,
-                format!("the broker refused the publish to `{topic}`: PUBACK {other:?}"),
-            )),
+            Ok(Some(Ok(reason))) => verdict(reason, &self.settings, topic),
             Ok(Some(Err(e))) => Err(broker_error(e)),
             Ok(None) | Err(_) => Err(broker_error(format!(
                 "no acknowledgement for the publish to `{topic}` within {}",

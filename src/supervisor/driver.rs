@@ -47,6 +47,7 @@ impl JobRuntime {
 
 pub struct Driver {
     pub core: Core,
+    hooks: crate::config::file::HooksFile,
     pub registry: Registry,
     pub tmux: Tmux,
     pub session: String,
@@ -70,6 +71,8 @@ pub enum Ending {
 /// Where the driver acts: the registry, the tmux server and session, the
 /// wrapper binary, and the topics it listens on.
 pub struct Places {
+    /// Commands run on outcomes (`[hooks]`).
+    pub hooks: crate::config::file::HooksFile,
     pub registry: Registry,
     pub tmux: Tmux,
     pub session: String,
@@ -80,6 +83,7 @@ pub struct Places {
 impl Driver {
     pub fn new(core: Core, places: Places, jobs: HashMap<JobId, JobRuntime>, view: View) -> Driver {
         let Places {
+            hooks,
             registry,
             tmux,
             session,
@@ -88,6 +92,7 @@ impl Driver {
         } = places;
         Driver {
             core,
+            hooks,
             registry,
             tmux,
             session,
@@ -486,8 +491,9 @@ impl Driver {
                 }
             }
         });
-        if let Err(e) = update {
-            tracing::warn!("job {job}: cannot update the record: {e:#}");
+        match update {
+            Ok(record) => self.run_outcome_hook(to, &record, reason.as_deref()),
+            Err(e) => tracing::warn!("job {job}: cannot update the record: {e:#}"),
         }
         let name = self
             .jobs
@@ -503,6 +509,24 @@ impl Driver {
             reason.as_deref(),
             failure.as_ref(),
         );
+    }
+
+    /// `on_done`, `on_failed` or `on_waiting`, for the state reached.
+    fn run_outcome_hook(
+        &self,
+        to: JobState,
+        record: &crate::registry::Record,
+        reason: Option<&str>,
+    ) {
+        let hook = match to {
+            JobState::Completed => &self.hooks.on_done,
+            JobState::Failed | JobState::TimedOut => &self.hooks.on_failed,
+            JobState::Waiting => &self.hooks.on_waiting,
+            _ => &None,
+        };
+        if let Some(argv) = hook {
+            run_hook(argv.clone(), hook_input(record, reason));
+        }
     }
 
     fn record_event(
@@ -539,6 +563,47 @@ impl Driver {
             let _ = self.registry.update(job, |r| r.last_event = Some(last));
         }
     }
+}
+
+/// The job as a hook sees it on stdin (the `status --json` shape, plus why).
+fn hook_input(record: &crate::registry::Record, reason: Option<&str>) -> serde_json::Value {
+    let mut input = record.summary();
+    input["reason"] = serde_json::json!(reason);
+    input["workdir"] = serde_json::json!(record.spec.workdir);
+    input
+}
+
+/// Runs an outcome hook (argv, no shell) with `input` on stdin, in the
+/// background: a slow or failing hook is logged and never holds up or
+/// fails supervision.
+fn run_hook(argv: Vec<String>, input: serde_json::Value) {
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let spawned = tokio::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn();
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => return tracing::warn!("hook `{}` could not start: {e}", argv[0]),
+        };
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(input.to_string().as_bytes()).await;
+        }
+        match tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await {
+            Ok(Ok(out)) if out.status.success() => {}
+            Ok(Ok(out)) => tracing::warn!(
+                "hook `{}` failed ({}): {}",
+                argv[0],
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            Ok(Err(e)) => tracing::warn!("hook `{}`: {e}", argv[0]),
+            Err(_) => tracing::warn!("hook `{}` ran for over a minute; left running", argv[0]),
+        }
+    });
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -362,10 +362,19 @@ pub struct TmuxServer {
 
 impl TmuxServer {
     pub fn new(dir: &Path) -> TmuxServer {
+        TmuxServer::named(
+            dir,
+            &format!("td-test-{}-{}", std::process::id(), free_port()),
+        )
+    }
+
+    /// A server with a given socket name; still private, since its
+    /// `TMUX_TMPDIR` is the test's own directory.
+    pub fn named(dir: &Path, socket: &str) -> TmuxServer {
         let tmpdir = dir.join("tmux");
         std::fs::create_dir_all(&tmpdir).expect("tmux tmpdir");
         TmuxServer {
-            socket: format!("td-test-{}-{}", std::process::id(), free_port()),
+            socket: socket.to_owned(),
             tmpdir,
         }
     }

@@ -1,0 +1,229 @@
+//! Agent templates end to end: the `claude` template driven by a stand-in
+//! `claude` that runs its --settings hooks like Claude Code does, waiting
+//! detection with an on_waiting hook, and `init` found from a subdirectory.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A stand-in for Claude Code: reads `--settings`, runs each configured hook
+/// command through the shell with the hook's JSON on stdin (as Claude Code
+/// does), then stays at its prompt without exiting.
+const FAKE_CLAUDE: &str = r#"#!/usr/bin/env python3
+import json, os, subprocess, sys, time
+args = sys.argv[1:]
+settings = json.load(open(args[args.index("--settings") + 1]))["hooks"]
+log = os.environ["FAKE_CLAUDE_LOG"]
+def fire(event, payload):
+    for group in settings.get(event, []):
+        for hook in group["hooks"]:
+            done = subprocess.run(hook["command"], shell=True, input=json.dumps(payload).encode(), capture_output=True)
+            with open(log, "a") as f:
+                f.write(f"{event} rc={done.returncode} stdout={done.stdout!r} stderr={done.stderr!r}\n")
+fire("SessionStart", {"hook_event_name": "SessionStart", "source": "startup"})
+print("fake claude got:", args[-1], flush=True)
+if os.environ.get("FAKE_CLAUDE_MODE") == "notify":
+    fire("Notification", {"hook_event_name": "Notification", "message": "Claude needs your permission to use Bash"})
+else:
+    fire("PostToolUse", {"hook_event_name": "PostToolUse", "tool_name": "Bash"})
+    fire("Stop", {"hook_event_name": "Stop", "stop_hook_active": False})
+while True:
+    time.sleep(1)
+"#;
+
+struct World {
+    _dir: tempfile::TempDir,
+    home: PathBuf,
+    tmux: TmuxServer,
+    path: String,
+    log: PathBuf,
+}
+
+impl World {
+    fn new(config: &str) -> World {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = dir.path().join("home");
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&home).expect("home");
+        std::fs::create_dir_all(&bin).expect("bin");
+        // `script` makes it executable; the python shebang replaces its /bin/sh one.
+        script(&bin.join("claude"), "");
+        std::fs::write(bin.join("claude"), FAKE_CLAUDE).expect("claude");
+        let tmux = TmuxServer::new(dir.path());
+        std::fs::write(
+            home.join("tmux-delegate.toml"),
+            format!("{config}\n[defaults.tmux]\nsocket = \"{}\"\nkill_grace = \"1s\"\nkeep_failed = false\n", tmux.socket),
+        )
+        .expect("config");
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let log = dir.path().join("claude.log");
+        World {
+            home,
+            tmux,
+            path,
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn td(&self) -> std::process::Command {
+        let tmpdir = self.tmux.tmpdir.display().to_string();
+        td(
+            &self.home,
+            &[("TMUX_TMPDIR", &tmpdir), ("PATH", &self.path)],
+        )
+    }
+
+    fn job_spec(&self, mode: &str) -> PathBuf {
+        let spec = self.home.join("job.toml");
+        std::fs::write(
+            &spec,
+            format!(
+                "name = \"claude-job\"\nagent = \"claude\"\nprompt = \"Fix the parser; don't touch `tests/` or $(HOME)\"\n\
+                 [env]\nFAKE_CLAUDE_MODE = \"{mode}\"\nFAKE_CLAUDE_LOG = \"{}\"\n",
+                self.log.display()
+            ),
+        )
+        .expect("spec");
+        spec
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let out = run(self.td().args(["status", "--json"]));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("status")[0].clone()
+    }
+}
+
+#[test]
+fn the_claude_template_completes_on_the_stop_hook_and_closes_the_window() {
+    let world = World::new("");
+    let spec = world.job_spec("stop");
+    let out = Guard(Some(
+        world
+            .td()
+            .arg("run")
+            .arg("--json")
+            .arg(&spec)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run"),
+    ))
+    .wait_output(Duration::from_secs(60));
+    let log = std::fs::read_to_string(&world.log).unwrap_or_default();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}\n{log}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    // Every hook ran silently and exited 0 (stdout would reach Claude's context).
+    for event in ["SessionStart", "PostToolUse", "Stop"] {
+        assert!(
+            log.contains(&format!("{event} rc=0 stdout=b'' stderr=b''")),
+            "{event}: {log}"
+        );
+    }
+    let job = world.status();
+    assert_eq!(job["state"], "completed", "{job}");
+    let windows = world
+        .tmux
+        .output(&["list-windows", "-a", "-F", "#{window_name}"]);
+    assert!(
+        !windows.contains("claude-job"),
+        "the window is still open: {windows}"
+    );
+}
+
+#[test]
+fn a_notification_makes_the_job_wait_without_being_killed_and_runs_on_waiting_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hook_log = dir.path().join("waiting.log");
+    let world = World::new(&format!(
+        "[defaults.timeouts]\nidle = \"2s\"\n[hooks]\non_waiting = [\"sh\", \"-c\", \"cat >> {0}; echo >> {0}\"]\n",
+        hook_log.display()
+    ));
+    let spec = world.job_spec("notify");
+    let mut command = world.td();
+    command.arg("run").arg("--json").arg(&spec);
+    let mut running = Lines::spawn(&mut command);
+    assert!(
+        running.wait_line("\"to\":\"waiting\"", Duration::from_secs(30)),
+        "{:?}\n{:?}",
+        running.stdout,
+        running.stderr
+    );
+    // Well past timeouts.idle: a waiting job is not hung.
+    std::thread::sleep(Duration::from_secs(4));
+    let job = world.status();
+    assert_eq!(job["state"], "waiting", "{job}");
+    assert_eq!(job["attempt"], 1, "{job}");
+    assert_eq!(
+        job["last_event"]["message"], "Claude needs your permission to use Bash",
+        "{job}"
+    );
+    let calls = std::fs::read_to_string(&hook_log).unwrap_or_default();
+    let calls: Vec<&str> = calls.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(
+        calls.len(),
+        1,
+        "on_waiting ran {} times: {calls:?}",
+        calls.len()
+    );
+    let input: serde_json::Value = serde_json::from_str(calls[0]).expect("hook input is JSON");
+    assert_eq!(input["state"], "waiting");
+    assert_eq!(input["name"], "claude-job");
+
+    let id = job["id"].as_str().expect("id").to_owned();
+    assert!(run(world.td().args(["kill", &id])).status.success());
+    assert_eq!(running.finish(Duration::from_secs(20)).code(), Some(1));
+}
+
+#[test]
+fn init_writes_a_project_config_that_run_finds_from_a_subdirectory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let project = dir.path().join("project");
+    let nested = project.join("src/deep");
+    std::fs::create_dir_all(&nested).expect("dirs");
+    let tmux = TmuxServer::named(dir.path(), "default");
+    let tmpdir = tmux.tmpdir.display().to_string();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    let in_dir = |cwd: &Path| {
+        let mut command = td(&home, &[("TMUX_TMPDIR", &tmpdir)]);
+        command.current_dir(cwd);
+        command
+    };
+    let out = run(in_dir(&project).args(["init", "--agent", "shell"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(project.join("tmux-delegate.toml").is_file());
+    let again = run(in_dir(&project).args(["init"]));
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "init must refuse to overwrite"
+    );
+
+    let out = run(in_dir(&nested).args(["run", "--json", "--prompt", "hello from below"]));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let status = run(in_dir(&nested).args(["status", "--json"]));
+    let jobs: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status");
+    assert_eq!(
+        jobs[0]["agent"], "shell",
+        "the project's default agent was not used: {jobs}"
+    );
+    assert_eq!(jobs[0]["state"], "completed");
+}
