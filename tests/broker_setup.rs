@@ -55,7 +55,7 @@ fn start(bundle: &Bundle) -> Guard {
 fn start_conf(conf: &Path, port: u16) -> Guard {
     let log = std::fs::File::create(conf.with_extension("log")).expect("log");
     let mut guard = Guard(Some(
-        std::process::Command::new("mosquitto")
+        std::process::Command::new(mosquitto_bin())
             .arg("-c")
             .arg(conf)
             .stdout(std::process::Stdio::null())

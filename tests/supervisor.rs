@@ -512,3 +512,57 @@ fn kill_cancels_a_running_job_logs_shows_it_and_retry_runs_a_new_attempt() {
     assert_eq!(job["state"], "completed", "{job}");
     assert_eq!(job["attempt"], 2);
 }
+
+#[test]
+fn ctrl_c_stops_every_window_cleanly_and_exits_130() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid_file = dir.path().join("pids");
+    let agent = script(
+        &dir.path().join("busy.sh"),
+        &format!("echo $$ >> {}\nexec sleep 60", pid_file.display()),
+    );
+    let setup = Setup::new(&format!(
+        "[agents.busy]\ncommand = [\"{}\"]\n",
+        agent.display()
+    ));
+    std::fs::write(
+        setup.path("jobs.toml"),
+        "[[jobs]]\nname = \"one\"\nagent = \"busy\"\n[[jobs]]\nname = \"two\"\nagent = \"busy\"\n",
+    )
+    .expect("jobs");
+    let mut command = setup.td(&[]);
+    command.args(["run", "--json", "jobs.toml"]);
+    let mut running = Lines::spawn(&mut command);
+    for _ in 0..2 {
+        assert!(
+            running.wait_line("\"to\":\"running\"", Duration::from_secs(20)),
+            "{:?}",
+            running.stderr
+        );
+    }
+    let agents = wait_for(Duration::from_secs(5), || {
+        let found = pids(&pid_file);
+        (found.len() == 2).then_some(found)
+    })
+    .expect("two agents");
+    let pid = running.guard.child().id().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    assert_eq!(
+        running.finish(Duration::from_secs(20)).code(),
+        Some(130),
+        "{:?}",
+        running.stdout
+    );
+    for name in ["one", "two"] {
+        assert_eq!(setup.job(name)["state"], "cancelled");
+    }
+    let survivors: Vec<i32> = agents.into_iter().filter(|p| alive(*p)).collect();
+    assert!(
+        survivors.is_empty(),
+        "agents survived Ctrl-C: {survivors:?}"
+    );
+}

@@ -75,6 +75,18 @@ impl Drop for Guard {
     }
 }
 
+/// The mosquitto binary: on PATH, else Debian's /usr/sbin (not on every
+/// user's PATH).
+pub fn mosquitto_bin() -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join("mosquitto"))
+                .find(|candidate| candidate.is_file())
+        })
+        .unwrap_or_else(|| PathBuf::from("/usr/sbin/mosquitto"))
+}
+
 /// A Mosquitto broker on a free loopback port, stopped on drop.
 pub struct Mosquitto {
     pub port: u16,
@@ -95,7 +107,7 @@ impl Mosquitto {
         );
         std::fs::write(&conf, text).expect("write mosquitto.conf");
         let log = std::fs::File::create(dir.join(format!("mosquitto-{port}.log"))).expect("log");
-        let child = Command::new("mosquitto")
+        let child = Command::new(mosquitto_bin())
             .arg("-c")
             .arg(&conf)
             .stdin(Stdio::null())
