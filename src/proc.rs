@@ -65,6 +65,17 @@ pub fn signal_group(pgid: i32, signal: Signal) -> Result<bool, Errno> {
     }
 }
 
+/// Whether `pid` runs this program (its executable is tmux-delegate).
+pub fn is_tmux_delegate(pid: i32) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/exe"))
+        .ok()
+        .and_then(|exe| {
+            exe.file_name()
+                .map(|n| n.to_string_lossy().starts_with("tmux-delegate"))
+        })
+        .unwrap_or(false)
+}
+
 /// Sends `signal` to one process (the supervisor, for `kill`); `Ok(false)`
 /// when it is gone.
 pub fn signal_process(pid: i32, signal: Signal) -> Result<bool, Errno> {

@@ -93,8 +93,19 @@ pub async fn run(registry: &Registry, job: &JobId, attempt: u32) -> Result<Exit>
         job: job.as_str(),
         settings: &settings,
     });
-    let mut child = spawn_agent(&argv, &record, &agent, &broker, &reporter)
-        .with_context(|| format!("starting the agent `{}`", argv[0]))?;
+    let mut child = match spawn_agent(&argv, &record, &agent, &broker, &reporter) {
+        Ok(child) => child,
+        Err(e) => {
+            // Tell the supervisor why, so the failure names the cause.
+            let reason = format!("cannot start the agent `{}`: {e}", argv[0]);
+            let _ = reporter
+                .send(&mut publisher, EventKind::Error, Some(reason.clone()), None)
+                .await;
+            publisher.close().await;
+            eprintln!("[tmux-delegate] {reason}");
+            return Ok(Exit::Raw(127));
+        }
+    };
     let pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
     // The agent leads its own group (process_group(0)): pgid == pid.
     hand_terminal_to(pid);

@@ -227,3 +227,37 @@ fn init_writes_a_project_config_that_run_finds_from_a_subdirectory() {
     );
     assert_eq!(jobs[0]["state"], "completed");
 }
+
+#[test]
+fn agents_lists_every_template_with_how_it_reports_and_whether_it_is_installed() {
+    let world = World::new("[agents.mine]\ncommand = [\"/nonexistent/agent\", \"{prompt}\"]\n");
+    let out = run(world.td().arg("agents"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listing = text(&out.stdout);
+    for name in [
+        "claude ",
+        "claude-print",
+        "codex",
+        "aider",
+        "gemini",
+        "opencode",
+        "shell",
+        "mine",
+    ] {
+        assert!(listing.contains(name), "{name} missing:\n{listing}");
+    }
+    let line = |name: &str| {
+        listing
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    // The stand-in claude is on this PATH; /nonexistent/agent is not installed.
+    assert!(line("claude ").contains(" yes "), "{listing}");
+    assert!(line("claude ").contains("Claude Code hooks"), "{listing}");
+    assert!(
+        line("mine").contains("configured") && line("mine").contains(" no "),
+        "{listing}"
+    );
+}

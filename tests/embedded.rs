@@ -118,3 +118,47 @@ fn run_on_the_embedded_broker_is_watched_from_another_process_and_refuses_strang
         running.stderr
     );
 }
+
+#[test]
+fn broker_serve_prints_settings_keeps_passwords_in_0600_files_and_serves() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port().to_string();
+    let mut serve = Lines::spawn(td(dir.path(), &[]).args(["broker", "serve", "--port", &port]));
+    assert!(
+        serve.wait_line("or in tmux-delegate.toml", Duration::from_secs(20)),
+        "{:?}",
+        serve.stderr
+    );
+    let printed = serve.stdout.join("\n");
+    assert!(printed.contains(&format!("MQTT_PORT={port}")), "{printed}");
+    let observer_file = dir.path().join("state/broker/hermes.pass");
+    let worker_file = dir.path().join("state/broker/claude-worker.pass");
+    for file in [&observer_file, &worker_file] {
+        let mode = std::fs::metadata(file)
+            .expect("password file")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{}", file.display());
+        let password = std::fs::read_to_string(file).expect("read");
+        assert!(!printed.contains(password.trim()), "a password was printed");
+    }
+    let worker_pw = std::fs::read_to_string(&worker_file).expect("pw");
+    let env = [
+        ("MQTT_BROKER", "127.0.0.1"),
+        ("MQTT_PORT", port.as_str()),
+        ("MQTT_USERNAME", "claude-worker"),
+        ("MQTT_PASSWORD", worker_pw.trim()),
+    ];
+    let out =
+        run(td(dir.path(), &env).args(["publish", "--job", "served", "--event", "completed"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(td(dir.path(), &env).args(["watch", "--job", "served", "--timeout", "10"]));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the retained completed: {}",
+        text(&out.stderr)
+    );
+}

@@ -566,3 +566,23 @@ fn ctrl_c_stops_every_window_cleanly_and_exits_130() {
         "agents survived Ctrl-C: {survivors:?}"
     );
 }
+
+#[test]
+fn an_agent_that_cannot_start_fails_with_the_reason() {
+    let setup = Setup::new(
+        "[defaults.retry]\nmax_attempts = 1\n[agents.missing]\ncommand = [\"/nonexistent/agent\", \"{prompt}\"]\n",
+    );
+    let (code, stdout, stderr) = setup.run(
+        &["--agent", "missing", "--name", "missing", "--prompt", "x"],
+        &[],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    let job = setup.job("missing");
+    assert_eq!(job["failure"]["kind"], "error", "{job}");
+    let reason = job["failure"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("cannot start the agent `/nonexistent/agent`"),
+        "{job}"
+    );
+}

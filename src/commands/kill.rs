@@ -26,8 +26,11 @@ pub async fn run(args: &IdArg) -> anyhow::Result<Exit> {
         return Ok(Exit::Success);
     }
     let grace = record.spec.tmux.kill_grace;
+    // Only a live tmux-delegate is asked: SIGUSR1 would end a stranger that
+    // reused the pid of a supervisor that died.
     let asked = record
         .supervisor_pid
+        .filter(|pid| crate::proc::is_tmux_delegate(*pid))
         .is_some_and(|pid| crate::proc::signal_process(pid, Signal::SIGUSR1).unwrap_or(false));
     if asked {
         let deadline = Instant::now() + grace + Duration::from_secs(10);
