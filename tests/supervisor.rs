@@ -586,3 +586,37 @@ fn an_agent_that_cannot_start_fails_with_the_reason() {
         "{job}"
     );
 }
+
+#[test]
+fn on_done_and_on_failed_hooks_get_the_job_on_stdin_even_for_the_last_job() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let done = dir.path().join("done.json");
+    let failed = dir.path().join("failed.json");
+    let ok = script(&dir.path().join("ok.sh"), "exit 0");
+    let bad = script(&dir.path().join("bad.sh"), "exit 5");
+    let setup = Setup::new(&format!(
+        "[defaults.retry]\nmax_attempts = 1\n\
+         [hooks]\non_done = [\"sh\", \"-c\", \"sleep 0.3; cat > {}\"]\non_failed = [\"sh\", \"-c\", \"cat > {}\"]\n\
+         [agents.ok]\ncommand = [\"{}\"]\n[agents.bad]\ncommand = [\"{}\"]\n",
+        done.display(),
+        failed.display(),
+        ok.display(),
+        bad.display()
+    ));
+    std::fs::write(
+        setup.path("jobs.toml"),
+        "[[jobs]]\nname = \"good\"\nagent = \"ok\"\n[[jobs]]\nname = \"broken\"\nagent = \"bad\"\n",
+    )
+    .expect("jobs");
+    let (code, stdout, stderr) = setup.run(&["jobs.toml"], &[], Duration::from_secs(30));
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    let done: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&done).expect("on_done ran")).expect("json");
+    assert_eq!(done["name"], "good");
+    assert_eq!(done["state"], "completed");
+    let failed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&failed).expect("on_failed ran"))
+            .expect("json");
+    assert_eq!(failed["name"], "broken");
+    assert_eq!(failed["failure"]["kind"], "exit");
+}

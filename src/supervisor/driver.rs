@@ -19,6 +19,8 @@ use tokio::sync::mpsc;
 
 /// How often tmux is looked at (one call for all windows).
 pub const OBSERVE_EVERY: Duration = Duration::from_millis(200);
+/// How long `run` waits at its end for outcome hooks still running.
+const HOOK_GRACE: Duration = Duration::from_secs(10);
 /// How often the groups of attempts being stopped are checked.
 const STOPPING_CHECK: Duration = Duration::from_millis(20);
 
@@ -59,6 +61,9 @@ pub struct Driver {
     /// Window activity last seen, per window id.
     activity: HashMap<String, u64>,
     inputs: VecDeque<Input>,
+    /// Outcome hooks still running: waited for (briefly) before `run` exits,
+    /// so the last job's `on_done` is not cut off with the runtime.
+    hook_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// How `run` ended.
@@ -102,6 +107,7 @@ impl Driver {
             view,
             activity: HashMap::new(),
             inputs: VecDeque::new(),
+            hook_tasks: Vec::new(),
         }
     }
 
@@ -157,6 +163,11 @@ impl Driver {
         }
         listener.abort();
         self.view.finish();
+        for task in self.hook_tasks.drain(..) {
+            if tokio::time::timeout(HOOK_GRACE, task).await.is_err() {
+                tracing::warn!("an outcome hook is still running; not waiting for it");
+            }
+        }
         let states = self
             .core
             .job_ids()
@@ -513,7 +524,7 @@ impl Driver {
 
     /// `on_done`, `on_failed` or `on_waiting`, for the state reached.
     fn run_outcome_hook(
-        &self,
+        &mut self,
         to: JobState,
         record: &crate::registry::Record,
         reason: Option<&str>,
@@ -525,7 +536,9 @@ impl Driver {
             _ => &None,
         };
         if let Some(argv) = hook {
-            run_hook(argv.clone(), hook_input(record, reason));
+            let task = run_hook(argv.clone(), hook_input(record, reason));
+            self.hook_tasks.retain(|t| !t.is_finished());
+            self.hook_tasks.push(task);
         }
     }
 
@@ -576,7 +589,7 @@ fn hook_input(record: &crate::registry::Record, reason: Option<&str>) -> serde_j
 /// Runs an outcome hook (argv, no shell) with `input` on stdin, in the
 /// background: a slow or failing hook is logged and never holds up or
 /// fails supervision.
-fn run_hook(argv: Vec<String>, input: serde_json::Value) {
+fn run_hook(argv: Vec<String>, input: serde_json::Value) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         use tokio::io::AsyncWriteExt;
         let spawned = tokio::process::Command::new(&argv[0])
@@ -603,7 +616,7 @@ fn run_hook(argv: Vec<String>, input: serde_json::Value) {
             Ok(Err(e)) => tracing::warn!("hook `{}`: {e}", argv[0]),
             Err(_) => tracing::warn!("hook `{}` ran for over a minute; left running", argv[0]),
         }
-    });
+    })
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
