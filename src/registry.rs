@@ -430,20 +430,17 @@ fn parse_record(text: &str) -> Result<Record> {
     serde_json::from_value(value).context("not a job record")
 }
 
-/// Writes a secret (one line) to `path`, 0600, atomically, creating its
-/// directory 0700.
-pub fn write_secret_file(path: &Path, secret: &str) -> Result<()> {
+/// Writes `content` to `path` atomically (temp file in the same directory,
+/// fsync, rename) with permissions `mode`; the directory must exist.
+pub fn write_file(path: &Path, content: &str, mode: u32) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("creating {}", dir.display()))?;
     let mut temp = tempfile::Builder::new()
-        .prefix(".secret.")
+        .prefix(".write.")
         .tempfile_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    writeln!(temp, "{secret}")?;
+    temp.write_all(content.as_bytes())?;
+    temp.as_file()
+        .set_permissions(fs::Permissions::from_mode(mode))?;
     temp.as_file().sync_all()?;
     temp.persist(path)
         .with_context(|| format!("writing {}", path.display()))?;

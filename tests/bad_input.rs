@@ -115,6 +115,6 @@ fn malformed_toml_and_unknown_keys_point_at_file_line_and_column() {
 #[test]
 fn unimplemented_commands_say_so_and_exit_2() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = run(td(dir.path(), &[]).args(["resume"]));
+    let out = run(td(dir.path(), &[]).args(["run", "--detach", "--prompt", "x"]));
     assert_config_error(&out, "not implemented yet");
 }

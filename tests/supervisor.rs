@@ -620,3 +620,85 @@ fn on_done_and_on_failed_hooks_get_the_job_on_stdin_even_for_the_last_job() {
     assert_eq!(failed["name"], "broken");
     assert_eq!(failed["failure"]["kind"], "exit");
 }
+
+#[test]
+fn resume_re_adopts_live_windows_and_settles_jobs_that_ended_meanwhile() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gate = |name: &str| dir.path().join(name);
+    // Each agent waits for its gate file, then completes and exits.
+    let agent = script(
+        &dir.path().join("gated.sh"),
+        &format!(
+            "B=\"$TMUX_DELEGATE_BIN\"\n\
+             i=0; while [ ! -e {}/$1 ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\n\
+             $B publish --event completed --message \"done after $1\"",
+            dir.path().display()
+        ),
+    );
+    let setup = Setup::new(&format!(
+        "[agents.gated]\ncommand = [\"{}\", \"{{prompt}}\"]\ncomplete_on_exit = false\n",
+        agent.display()
+    ));
+    std::fs::write(
+        setup.path("jobs.toml"),
+        "[[jobs]]\nname = \"live\"\nagent = \"gated\"\nprompt = \"gate-live\"\n\
+         [[jobs]]\nname = \"meanwhile\"\nagent = \"gated\"\nprompt = \"gate-meanwhile\"\n",
+    )
+    .expect("jobs");
+    let mut command = setup.td(&[]);
+    command.args(["run", "--json", "jobs.toml"]);
+    let mut first = Lines::spawn(&mut command);
+    for _ in 0..2 {
+        assert!(
+            first.wait_line("\"to\":\"running\"", Duration::from_secs(20)),
+            "{:?}",
+            first.stderr
+        );
+    }
+    // The supervisor crashes; its windows and agents live on.
+    let pid = first.guard.child().id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-KILL", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    first.finish(Duration::from_secs(10));
+    // One job ends while nobody supervises it: its retained `completed` waits.
+    std::fs::write(gate("gate-meanwhile"), "").expect("gate");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        setup.job("meanwhile")["state"],
+        "running",
+        "no supervisor should have recorded it"
+    );
+
+    let mut command = setup.td(&[]);
+    command.arg("resume");
+    let mut resumed = Lines::spawn(&mut command);
+    assert!(
+        resumed.wait_line("\"to\":\"completed\"", Duration::from_secs(20)),
+        "{:?}\n{:?}",
+        resumed.stdout,
+        resumed.stderr
+    );
+    std::fs::write(gate("gate-live"), "").expect("gate");
+    assert_eq!(
+        resumed.finish(Duration::from_secs(30)).code(),
+        Some(0),
+        "{:?}\n{:?}",
+        resumed.stdout,
+        resumed.stderr
+    );
+    for name in ["live", "meanwhile"] {
+        let job = setup.job(name);
+        assert_eq!(job["state"], "completed", "{job}");
+        assert_eq!(job["attempt"], 1, "{job}");
+    }
+    let out = run(setup.td(&[]).arg("resume"));
+    assert!(out.status.success());
+    assert!(
+        text(&out.stderr).contains("nothing to resume"),
+        "{}",
+        text(&out.stderr)
+    );
+}

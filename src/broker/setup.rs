@@ -20,7 +20,6 @@ use crate::config::random_password;
 use crate::error::{config_error, Failure};
 use anyhow::{Context, Result};
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -202,7 +201,7 @@ pub fn run(options: &Options) -> Result<Written> {
     // The broker's directory holds its key and password hashes: not for others.
     fs::set_permissions(&broker_dir, fs::Permissions::from_mode(0o700))?;
     for file in &files {
-        write_file(&file.path, &file.content, file.mode)?;
+        crate::registry::write_file(&file.path, &file.content, file.mode)?;
     }
     let handed_to_mosquitto = hand_to_mosquitto(&broker_dir, &files)?;
     Ok(Written {
@@ -211,21 +210,6 @@ pub fn run(options: &Options) -> Result<Written> {
         client_config: dir.join("tmux-delegate.toml"),
         handed_to_mosquitto,
     })
-}
-
-fn write_file(path: &Path, content: &str, mode: u32) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut temp = tempfile::Builder::new()
-        .prefix(".setup.")
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a file in {}", dir.display()))?;
-    temp.write_all(content.as_bytes())?;
-    temp.as_file()
-        .set_permissions(fs::Permissions::from_mode(mode))?;
-    temp.as_file().sync_all()?;
-    temp.persist(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
 }
 
 /// As root, with a `mosquitto` user present: give it the broker's side.

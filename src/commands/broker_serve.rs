@@ -3,8 +3,9 @@
 
 use crate::config::{BrokerSettings, Env};
 use crate::error::Exit;
-use crate::registry::{write_secret_file, Registry};
+use crate::registry::{write_file, Registry};
 use std::net::IpAddr;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 pub async fn run(port: u16, bind: IpAddr, show_passwords: bool) -> anyhow::Result<Exit> {
@@ -14,12 +15,17 @@ pub async fn run(port: u16, bind: IpAddr, show_passwords: bool) -> anyhow::Resul
     let dir = registry.root().join("broker");
     let observer_file = dir.join("hermes.pass");
     let worker_file = dir.join("claude-worker.pass");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
     for (path, settings) in [
         (&observer_file, &broker.observer),
         (&worker_file, &broker.worker),
     ] {
         let password = settings.password.as_ref().map_or("", |p| p.expose());
-        write_secret_file(path, password)?;
+        write_file(path, &format!("{password}\n"), 0o600)?;
     }
     if !bind.is_loopback() {
         eprintln!("warning: listening on {bind}: a plain-text broker reachable from the network");

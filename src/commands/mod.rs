@@ -13,13 +13,14 @@ mod kill;
 mod logs;
 mod publish;
 mod register;
+mod resume;
 mod retry;
 mod run;
 mod status;
 mod watch;
 
 use crate::cli::{BrokerCommand, Command};
-use crate::error::{Exit, Failure};
+use crate::error::Exit;
 
 pub async fn dispatch(command: Command) -> anyhow::Result<Exit> {
     match command {
@@ -34,7 +35,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::Attach(args) => attach::run(&args),
         Command::Kill(args) => kill::run(&args).await,
         Command::Retry(args) => retry::run(&args).await,
-        Command::Resume => not_yet("resume"),
+        Command::Resume => resume::run().await,
         Command::Init(args) => init::run(&args),
         Command::Agents => agents::run(),
         #[cfg(feature = "embedded-broker")]
@@ -44,7 +45,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<Exit> {
             show_passwords,
         }) => broker_serve::run(port, bind, show_passwords).await,
         #[cfg(not(feature = "embedded-broker"))]
-        Command::Broker(BrokerCommand::Serve { .. }) => Err(Failure::new(
+        Command::Broker(BrokerCommand::Serve { .. }) => Err(crate::error::Failure::new(
             Exit::Usage,
             "this build has no embedded broker (the `embedded-broker` feature is off)",
         )
@@ -70,14 +71,4 @@ pub async fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::Doctor(args) => doctor::run(&args).await,
         Command::Exec(args) => exec::run(args).await,
     }
-}
-
-/// Commands declared by the spec but not built yet say so plainly (exit 2).
-fn not_yet(name: &str) -> anyhow::Result<Exit> {
-    Err(Failure::new(
-        Exit::Usage,
-        format!("`tmux-delegate {name}` is not implemented yet"),
-    )
-    .help("register / publish / watch / status work today; see README.md for the roadmap")
-    .into())
 }

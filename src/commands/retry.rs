@@ -39,5 +39,5 @@ pub async fn run(args: &IdArg) -> anyhow::Result<Exit> {
         r.supervisor_pid = i32::try_from(std::process::id()).ok();
     })?;
     let json = !std::io::IsTerminal::is_terminal(&std::io::stdout());
-    supervise(&config, &registry, &brokers, vec![record], json).await
+    supervise(&config, &registry, &brokers, vec![record], json, false).await
 }

@@ -75,7 +75,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
         registry.create(&record)?;
         prepared.push(record);
     }
-    supervise(&config, &registry, &brokers, prepared, args.json).await
+    supervise(&config, &registry, &brokers, prepared, args.json, false).await
 }
 
 /// The observer (supervisor) and worker (window) connections.
@@ -191,6 +191,7 @@ pub async fn supervise(
     brokers: &Brokers,
     records: Vec<Record>,
     json: bool,
+    adopting: bool,
 ) -> anyhow::Result<Exit> {
     let tmux_settings = crate::config::TmuxSettings::resolve(&config.defaults.tmux);
     let tmux = Tmux::new(&tmux_settings.socket, secret_vars(config, &records));
@@ -237,6 +238,19 @@ pub async fn supervise(
                 EventKey::from_hex(&record.event_key).unwrap_or_else(EventKey::generate),
             ),
         );
+        let adopt = adopting && record.attempt > 0;
+        if adopt {
+            let info = record
+                .attempt_info(record.attempt)
+                .cloned()
+                .unwrap_or_default();
+            if let Some(runtime) = runtimes.remove(&id) {
+                runtimes.insert(
+                    id.clone(),
+                    runtime.adopting(record.attempt, info.window, info.pgid),
+                );
+            }
+        }
         let job_config = JobConfig {
             timeouts: record.spec.timeouts.clone(),
             retry: record.spec.retry.clone(),
@@ -248,7 +262,11 @@ pub async fn supervise(
             require_signature: config.require_signature,
             first_attempt: record.attempt + 1,
         };
-        core.add(now, id, job_config);
+        if adopt {
+            core.adopt(now, id, job_config, record.attempt);
+        } else {
+            core.add(now, id, job_config);
+        }
     }
     let exe =
         std::env::current_exe().map_err(|e| anyhow::anyhow!("cannot locate this program: {e}"))?;

@@ -242,6 +242,27 @@ impl Core {
         self.launch(now, &id);
     }
 
+    /// Takes over a job whose attempt `attempt` is already running (after a
+    /// supervisor crash): no launch; its timers start now, since the old
+    /// supervisor's clock is gone. A retained terminal event or the state of
+    /// its window decides what happens next, as for any running attempt.
+    pub fn adopt(&mut self, now: Instant, id: JobId, config: JobConfig, attempt: u32) {
+        let job = Job {
+            attempt,
+            state: JobState::Running,
+            phase: Phase::Running {
+                last_life: now,
+                waiting: false,
+            },
+            job_deadline: Some(now + config.timeouts.job),
+            attempt_deadline: Some(now + config.timeouts.attempt),
+            config,
+            lost: false,
+            dead: None,
+        };
+        self.jobs.insert(id, job);
+    }
+
     pub fn poll_effect(&mut self) -> Option<Effect> {
         self.effects.pop_front()
     }
@@ -1334,6 +1355,32 @@ mod tests {
             },
         );
         assert_eq!(h.state(), JobState::Failed);
+    }
+
+    #[test]
+    fn an_adopted_attempt_runs_on_without_a_launch_and_ends_by_its_events() {
+        let t0 = Instant::now();
+        let job = JobId::parse("adopted").expect("id");
+        let mut core = Core::new(Box::new(|| 1.0));
+        core.adopt(t0, job.clone(), config(), 2);
+        assert!(core.poll_effect().is_none(), "adopting must not launch");
+        assert_eq!(core.state(&job), Some(JobState::Running));
+        assert_eq!(core.poll_timeout(), Some(t0 + 600 * SEC));
+        let event = Incoming {
+            kind: EventKind::Completed,
+            attempt: Some(2),
+            message: None,
+            exit_code: None,
+            signature: Signature::Valid,
+        };
+        core.handle(
+            t0 + SEC,
+            Input::Event {
+                job: job.clone(),
+                event,
+            },
+        );
+        assert_eq!(core.state(&job), Some(JobState::Completed));
     }
 
     #[test]

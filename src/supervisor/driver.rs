@@ -45,6 +45,30 @@ impl JobRuntime {
             pgid: HashMap::new(),
         }
     }
+
+    /// For an adopted attempt: the window (and agent group) the registry
+    /// says it has.
+    pub fn adopting(
+        mut self,
+        attempt: u32,
+        window: Option<String>,
+        pgid: Option<i32>,
+    ) -> JobRuntime {
+        if let Some(window_id) = window {
+            self.window = Some((
+                attempt,
+                Launched {
+                    window_id,
+                    pane_id: String::new(),
+                    pane_pid: 0,
+                },
+            ));
+        }
+        if let Some(pgid) = pgid {
+            self.pgid.insert(attempt, pgid);
+        }
+        self
+    }
 }
 
 pub struct Driver {
