@@ -133,6 +133,7 @@ pub struct Message {
 pub struct Subscriber {
     connection: Connection,
     settings: BrokerSettings,
+    options: ConnectOptions,
     filters: Vec<String>,
     backoff: Duration,
 }
@@ -150,6 +151,7 @@ impl Subscriber {
         let mut subscriber = Subscriber {
             connection,
             settings: settings.clone(),
+            options: options.clone(),
             filters,
             backoff: Duration::from_millis(250),
         };
@@ -234,8 +236,23 @@ impl Subscriber {
         }
     }
 
+    /// Disconnects cleanly. A persistent session is ended too (reconnecting
+    /// once with a clean start under the same client id, since rumqttc cannot
+    /// send a session expiry in its DISCONNECT): otherwise the broker would
+    /// keep queueing every job's events for it until the session expires.
     pub async fn disconnect(self) {
         self.connection.close().await;
+        if self.options.clean_start || self.options.client_id.is_none() {
+            return;
+        }
+        let mut clean = self.options.clone();
+        clean.clean_start = true;
+        clean.session_expiry = None;
+        clean.last_will = None;
+        match connect(&self.settings, &clean).await {
+            Ok(connection) => connection.close().await,
+            Err(e) => tracing::warn!("could not end the persistent session: {e}"),
+        }
     }
 }
 

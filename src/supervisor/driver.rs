@@ -141,17 +141,22 @@ impl Driver {
         subscriber: Subscriber,
     ) -> anyhow::Result<(Ending, Vec<(JobId, JobState)>)> {
         let (tx, mut messages) = mpsc::channel::<Message>(1024);
+        let (stop_listening, mut stopped) = tokio::sync::oneshot::channel::<()>();
         // The subscriber lives in its own task: its receive loop is never
-        // cancelled half-way by the select below.
+        // cancelled half-way by the select below, only when it is told to end.
         let listener = tokio::spawn(async move {
             let mut subscriber = subscriber;
             loop {
-                let message = subscriber.next().await;
-                if tx.send(message).await.is_err() {
-                    subscriber.disconnect().await;
-                    return;
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    message = subscriber.next() => {
+                        if tx.send(message).await.is_err() {
+                            break;
+                        }
+                    }
                 }
             }
+            subscriber.disconnect().await;
         });
         let mut interrupt =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
@@ -185,7 +190,13 @@ impl Driver {
             }
             self.perform().await;
         }
-        listener.abort();
+        let _ = stop_listening.send(());
+        if tokio::time::timeout(Duration::from_secs(5), listener)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the broker connection did not close in time");
+        }
         self.view.finish();
         for task in self.hook_tasks.drain(..) {
             if tokio::time::timeout(HOOK_GRACE, task).await.is_err() {
