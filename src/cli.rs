@@ -209,28 +209,31 @@ pub enum BrokerCommand {
         show_passwords: bool,
     },
     /// Write a production Mosquitto bundle (conf, ACL, passwords, private CA).
-    Setup {
-        /// Directory for the bundle (created if missing).
-        dir: PathBuf,
-        /// The broker's host name as clients reach it (the certificate's SAN).
-        #[arg(long)]
-        host: String,
-        /// TLS port of the listener.
-        #[arg(long, default_value_t = 8883)]
-        port: u16,
-        /// Listen address (default: every interface).
-        #[arg(long)]
-        bind: Option<String>,
-        /// Require client certificates (mTLS) and generate them.
-        #[arg(long)]
-        client_certs: bool,
-        /// Also certify localhost and 127.0.0.1.
-        #[arg(long)]
-        add_localhost: bool,
-        /// Overwrite an existing bundle (new passwords and certificates).
-        #[arg(long)]
-        force: bool,
-    },
+    Setup(SetupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// Directory for the bundle (created if missing).
+    pub dir: PathBuf,
+    /// The broker's host name as clients reach it (the certificate's SAN).
+    #[arg(long)]
+    pub host: String,
+    /// TLS port of the listener.
+    #[arg(long, default_value_t = 8883)]
+    pub port: u16,
+    /// Listen address (default: every interface).
+    #[arg(long)]
+    pub bind: Option<String>,
+    /// Require client certificates (mTLS) and generate them.
+    #[arg(long)]
+    pub client_certs: bool,
+    /// Also certify localhost and 127.0.0.1.
+    #[arg(long)]
+    pub add_localhost: bool,
+    /// Overwrite an existing bundle (new passwords and certificates).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

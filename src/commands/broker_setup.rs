@@ -1,14 +1,23 @@
 //! `broker setup DIR --host NAME`: write a production Mosquitto bundle.
 
 use crate::broker::setup::{self, Options};
+use crate::cli::SetupArgs;
 use crate::config::{Config, Env};
 use crate::error::Exit;
 
-pub fn run(mut options: Options) -> anyhow::Result<Exit> {
-    let env = Env::from_process()?;
+pub fn run(args: SetupArgs) -> anyhow::Result<Exit> {
     // The ACL's topic prefix follows the configuration, as the clients will.
-    let config = Config::load(env)?;
-    options.topic_prefix = config.topic_prefix();
+    let config = Config::load(Env::from_process()?)?;
+    let options = Options {
+        dir: args.dir,
+        host: args.host,
+        port: args.port,
+        bind: args.bind,
+        client_certs: args.client_certs,
+        add_localhost: args.add_localhost,
+        force: args.force,
+        topic_prefix: config.topic_prefix(),
+    };
     let written = setup::run(&options)?;
     println!(
         "wrote a Mosquitto bundle for {}:{}:",

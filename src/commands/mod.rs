@@ -50,24 +50,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<Exit> {
             "this build has no embedded broker (the `embedded-broker` feature is off)",
         )
         .into()),
-        Command::Broker(BrokerCommand::Setup {
-            dir,
-            host,
-            port,
-            bind,
-            client_certs,
-            add_localhost,
-            force,
-        }) => broker_setup::run(crate::broker::setup::Options {
-            dir,
-            host,
-            port,
-            bind,
-            client_certs,
-            add_localhost,
-            force,
-            topic_prefix: String::new(),
-        }),
+        Command::Broker(BrokerCommand::Setup(args)) => broker_setup::run(args),
         Command::Doctor(args) => doctor::run(&args).await,
         Command::Exec(args) => exec::run(args).await,
     }

@@ -1,0 +1,648 @@
+//! The state machine driven by a fake clock: every transition, the kill
+//! sequence, and the races between events, exits and timers.
+
+use super::*;
+use crate::config::file::FailureKind as K;
+
+const SEC: Duration = Duration::from_secs(1);
+
+fn config() -> JobConfig {
+    JobConfig {
+        timeouts: Timeouts {
+            start: 60 * SEC,
+            idle: 600 * SEC,
+            attempt: 7200 * SEC,
+            job: 6 * 3600 * SEC,
+        },
+        retry: RetryPolicy {
+            max_attempts: 3,
+            backoff: 5 * SEC,
+            multiplier: 2.0,
+            backoff_max: 300 * SEC,
+            on: vec![
+                K::Error,
+                K::Hung,
+                K::Timeout,
+                K::Lost,
+                K::Exit,
+                K::StartTimeout,
+            ],
+        },
+        liveness: Liveness::Both,
+        complete_on_exit: false,
+        keep_failed: true,
+        kill_grace: 5 * SEC,
+        on_waiting: OnWaiting::Notify,
+        require_signature: true,
+        first_attempt: 1,
+    }
+}
+
+/// A core with no jitter (the full ceiling) and a fake clock.
+struct Harness {
+    core: Core,
+    t0: Instant,
+    job: JobId,
+}
+
+impl Harness {
+    fn new(config: JobConfig) -> Harness {
+        let t0 = Instant::now();
+        let job = JobId::parse("job-1").expect("id");
+        let mut core = Core::new(Box::new(|| 1.0));
+        core.add(t0, job.clone(), config);
+        Harness { core, t0, job }
+    }
+
+    fn at(&self, secs: f64) -> Instant {
+        self.t0 + Duration::from_secs_f64(secs)
+    }
+
+    fn effects(&mut self) -> Vec<Effect> {
+        std::iter::from_fn(|| self.core.poll_effect()).collect()
+    }
+
+    /// The effects, without event records (most tests look at actions).
+    fn actions(&mut self) -> Vec<Effect> {
+        self.effects()
+            .into_iter()
+            .filter(|e| !matches!(e, Effect::RecordEvent { .. }))
+            .collect()
+    }
+
+    fn event(&mut self, secs: f64, kind: EventKind, attempt: Option<u32>) {
+        self.event_with(secs, kind, attempt, None, Signature::Valid);
+    }
+
+    fn event_with(
+        &mut self,
+        secs: f64,
+        kind: EventKind,
+        attempt: Option<u32>,
+        exit_code: Option<i32>,
+        signature: Signature,
+    ) {
+        let event = Incoming {
+            kind,
+            attempt,
+            message: None,
+            exit_code,
+            signature,
+        };
+        let job = self.job.clone();
+        self.core.handle(self.at(secs), Input::Event { job, event });
+    }
+
+    fn input(&mut self, secs: f64, input: Input) {
+        self.core.handle(self.at(secs), input);
+    }
+
+    fn tick(&mut self, secs: f64) {
+        self.core.handle_timeout(self.at(secs));
+    }
+
+    fn state(&self) -> JobState {
+        self.core.state(&self.job).expect("job")
+    }
+
+    fn started(&mut self, secs: f64) {
+        self.event(secs, EventKind::Started, None);
+        self.effects();
+    }
+}
+
+fn transition(
+    job: &JobId,
+    attempt: u32,
+    from: JobState,
+    to: JobState,
+) -> impl Fn(&Effect) -> bool + '_ {
+    move |e| matches!(e, Effect::Transition { job: j, attempt: a, from: f, to: t, .. } if j == job && *a == attempt && *f == from && *t == to)
+}
+
+#[test]
+fn a_job_that_completes_is_stopped_and_its_window_closed() {
+    let mut h = Harness::new(config());
+    let job = h.job.clone();
+    let effects = h.actions();
+    assert!(transition(&job, 1, JobState::Pending, JobState::Launching)(
+        &effects[0]
+    ));
+    assert_eq!(
+        effects[1],
+        Effect::Launch {
+            job: job.clone(),
+            attempt: 1
+        }
+    );
+    h.event(1.0, EventKind::Started, Some(1));
+    assert_eq!(h.state(), JobState::Running);
+    h.effects();
+    h.event(2.0, EventKind::Completed, Some(1));
+    let effects = h.actions();
+    assert!(transition(&job, 1, JobState::Running, JobState::Completed)(
+        &effects[0]
+    ));
+    assert_eq!(
+        effects[1],
+        Effect::Signal {
+            job: job.clone(),
+            attempt: 1,
+            signal: StopSignal::Term
+        }
+    );
+    h.input(
+        2.1,
+        Input::GroupGone {
+            job: job.clone(),
+            attempt: 1,
+        },
+    );
+    assert_eq!(
+        h.actions(),
+        vec![Effect::CloseWindow {
+            job: job.clone(),
+            attempt: 1,
+            keep: false
+        }]
+    );
+    assert!(h.core.is_done());
+    assert_eq!(h.core.poll_timeout(), None);
+}
+
+#[test]
+fn a_hang_is_sigtermed_then_sigkilled_after_the_grace_then_retried_after_the_backoff() {
+    let mut h = Harness::new(config());
+    let job = h.job.clone();
+    h.effects();
+    h.started(0.0);
+    assert_eq!(h.core.poll_timeout(), Some(h.at(600.0)));
+    h.tick(599.9);
+    assert!(h.actions().is_empty());
+    h.tick(600.0);
+    let effects = h.actions();
+    assert!(matches!(
+        &effects[0],
+        Effect::Transition {
+            to: JobState::Retrying,
+            failure: Some(Failure { kind: K::Hung, .. }),
+            ..
+        }
+    ));
+    assert_eq!(
+        effects[1],
+        Effect::Signal {
+            job: job.clone(),
+            attempt: 1,
+            signal: StopSignal::Term
+        }
+    );
+    // The agent ignores SIGTERM: nothing happens until the grace ends.
+    assert_eq!(h.core.poll_timeout(), Some(h.at(605.0)));
+    h.tick(605.0);
+    assert_eq!(
+        h.actions(),
+        vec![
+            Effect::Signal {
+                job: job.clone(),
+                attempt: 1,
+                signal: StopSignal::Kill
+            },
+            Effect::CloseWindow {
+                job: job.clone(),
+                attempt: 1,
+                keep: true
+            },
+        ]
+    );
+    // First backoff: 5 s (no jitter in this harness).
+    assert_eq!(h.core.poll_timeout(), Some(h.at(610.0)));
+    h.tick(610.0);
+    let effects = h.actions();
+    assert!(transition(&job, 2, JobState::Retrying, JobState::Launching)(&effects[0]));
+    assert_eq!(effects[1], Effect::Launch { job, attempt: 2 });
+}
+
+#[test]
+fn backoff_grows_per_retry() {
+    let mut h = Harness::new(config());
+    let job = h.job.clone();
+    let mut now = 0.0;
+    let mut delays = Vec::new();
+    for attempt in 1..=2 {
+        h.started(now);
+        h.event(now + 1.0, EventKind::Error, Some(attempt));
+        h.input(
+            now + 1.0,
+            Input::GroupGone {
+                job: job.clone(),
+                attempt,
+            },
+        );
+        h.effects();
+        let next = h.core.poll_timeout().expect("backoff timer");
+        delays.push(next.duration_since(h.at(now + 1.0)).as_secs());
+        now = next.duration_since(h.t0).as_secs_f64();
+        h.tick(now);
+        h.effects();
+    }
+    assert_eq!(delays, vec![5, 10]);
+    assert_eq!(h.core.attempt(&job), Some(3));
+}
+
+#[test]
+fn retries_stop_at_max_attempts_and_the_job_fails() {
+    let mut cfg = config();
+    cfg.retry.max_attempts = 2;
+    cfg.retry.backoff = Duration::ZERO;
+    let mut h = Harness::new(cfg);
+    let job = h.job.clone();
+    h.effects();
+    for attempt in 1..=2 {
+        h.started(f64::from(attempt));
+        h.event_with(
+            f64::from(attempt) + 0.5,
+            EventKind::Exited,
+            Some(attempt),
+            Some(1),
+            Signature::Valid,
+        );
+        h.input(
+            f64::from(attempt) + 0.5,
+            Input::GroupGone {
+                job: job.clone(),
+                attempt,
+            },
+        );
+    }
+    assert_eq!(h.state(), JobState::Failed);
+    assert!(h.core.is_done());
+    let effects = h.effects();
+    assert!(effects.iter().any(|e| matches!(
+        e,
+        Effect::Transition {
+            attempt: 2,
+            to: JobState::Failed,
+            failure: Some(Failure { kind: K::Exit, .. }),
+            ..
+        }
+    )));
+}
+
+#[test]
+fn kinds_not_in_retry_on_fail_at_once() {
+    let mut cfg = config();
+    cfg.retry.on = vec![K::Hung];
+    let mut h = Harness::new(cfg);
+    h.started(0.0);
+    h.event(1.0, EventKind::Error, None);
+    assert_eq!(h.state(), JobState::Failed);
+}
+
+#[test]
+fn a_stale_completed_from_an_older_attempt_is_recorded_and_ignored() {
+    let mut cfg = config();
+    cfg.retry.backoff = Duration::ZERO;
+    let mut h = Harness::new(cfg);
+    let job = h.job.clone();
+    h.started(0.0);
+    h.event(1.0, EventKind::Error, Some(1));
+    h.input(
+        1.0,
+        Input::GroupGone {
+            job: job.clone(),
+            attempt: 1,
+        },
+    );
+    h.started(1.5);
+    h.effects();
+    h.event(2.0, EventKind::Completed, Some(1));
+    let effects = h.effects();
+    assert_eq!(effects.len(), 1, "{effects:?}");
+    assert!(
+        matches!(&effects[0], Effect::RecordEvent { attempt: 1, ignored: Some(why), .. } if why.contains("stale"))
+    );
+    assert_eq!(h.state(), JobState::Running);
+    // A bare `completed` (no attempt) counts for the current attempt.
+    h.event(3.0, EventKind::Completed, None);
+    assert_eq!(h.state(), JobState::Completed);
+}
+
+#[test]
+fn an_error_and_an_exited_arriving_together_fail_the_attempt_once() {
+    let mut h = Harness::new(config());
+    h.started(0.0);
+    h.event(1.0, EventKind::Error, Some(1));
+    h.event_with(1.0, EventKind::Exited, Some(1), Some(1), Signature::Valid);
+    let effects = h.effects();
+    let failures = effects
+        .iter()
+        .filter(|e| matches!(e, Effect::Transition { .. }))
+        .count();
+    assert_eq!(failures, 1, "{effects:?}");
+    assert!(effects.iter().any(|e| matches!(
+        e,
+        Effect::RecordEvent {
+            event: Incoming {
+                kind: EventKind::Exited,
+                ..
+            },
+            ignored: Some(_),
+            ..
+        }
+    )));
+}
+
+#[test]
+fn completed_arriving_as_the_idle_timeout_fires_wins() {
+    let mut h = Harness::new(config());
+    h.started(0.0);
+    h.event(600.0, EventKind::Completed, Some(1));
+    h.tick(600.0);
+    assert_eq!(h.state(), JobState::Completed);
+    let transitions = h
+        .effects()
+        .into_iter()
+        .filter(|e| matches!(e, Effect::Transition { .. }))
+        .count();
+    assert_eq!(transitions, 1);
+}
+
+#[test]
+fn the_timeout_firing_first_then_a_late_completed_does_not_resurrect_the_attempt() {
+    let mut cfg = config();
+    cfg.retry.max_attempts = 1;
+    let mut h = Harness::new(cfg);
+    h.started(0.0);
+    h.tick(600.0);
+    assert_eq!(h.state(), JobState::Failed);
+    h.event(600.0, EventKind::Completed, Some(1));
+    assert_eq!(h.state(), JobState::Failed);
+}
+
+#[test]
+fn unsigned_events_are_ignored_when_signatures_are_required() {
+    let mut h = Harness::new(config());
+    h.started(0.0);
+    h.event_with(1.0, EventKind::Completed, None, None, Signature::Unsigned);
+    assert_eq!(h.state(), JobState::Running);
+    let mut cfg = config();
+    cfg.require_signature = false;
+    let mut lax = Harness::new(cfg);
+    lax.started(0.0);
+    lax.event_with(1.0, EventKind::Completed, None, None, Signature::Unsigned);
+    assert_eq!(lax.state(), JobState::Completed);
+}
+
+#[test]
+fn output_keeps_a_job_alive_unless_liveness_is_events() {
+    for (liveness, hung) in [
+        (Liveness::Both, false),
+        (Liveness::Output, false),
+        (Liveness::Events, true),
+    ] {
+        let mut cfg = config();
+        cfg.liveness = liveness;
+        let mut h = Harness::new(cfg);
+        let job = h.job.clone();
+        h.started(0.0);
+        h.input(500.0, Input::Output { job, attempt: 1 });
+        h.tick(600.0);
+        assert_eq!(h.state() == JobState::Retrying, hung, "{liveness:?}");
+    }
+}
+
+#[test]
+fn waiting_pauses_the_idle_timer_until_the_agent_works_again() {
+    let mut h = Harness::new(config());
+    h.started(0.0);
+    h.event(10.0, EventKind::Waiting, None);
+    assert_eq!(h.state(), JobState::Waiting);
+    h.tick(5000.0);
+    assert_eq!(h.state(), JobState::Waiting);
+    h.event(5001.0, EventKind::Heartbeat, None);
+    assert_eq!(h.state(), JobState::Running);
+    assert_eq!(h.core.poll_timeout(), Some(h.at(5601.0)));
+}
+
+#[test]
+fn on_waiting_fail_fails_the_attempt() {
+    let mut cfg = config();
+    cfg.on_waiting = OnWaiting::Fail;
+    cfg.retry.max_attempts = 1;
+    let mut h = Harness::new(cfg);
+    h.started(0.0);
+    h.event(1.0, EventKind::Waiting, None);
+    assert_eq!(h.state(), JobState::Failed);
+}
+
+#[test]
+fn exit_zero_completes_only_with_complete_on_exit() {
+    for (complete_on_exit, expected) in [(true, JobState::Completed), (false, JobState::Retrying)] {
+        let mut cfg = config();
+        cfg.complete_on_exit = complete_on_exit;
+        let mut h = Harness::new(cfg);
+        h.started(0.0);
+        h.event_with(1.0, EventKind::Exited, None, Some(0), Signature::Valid);
+        assert_eq!(h.state(), expected);
+    }
+}
+
+#[test]
+fn a_dead_pane_waits_for_the_exited_event_then_decides_from_its_status() {
+    let mut h = Harness::new(config());
+    let job = h.job.clone();
+    h.started(0.0);
+    h.input(
+        1.0,
+        Input::PaneDead {
+            job: job.clone(),
+            attempt: 1,
+            status: Some(3),
+        },
+    );
+    assert_eq!(h.state(), JobState::Running);
+    h.tick(1.0 + EXIT_SETTLE.as_secs_f64());
+    assert_eq!(h.state(), JobState::Retrying);
+    let effects = h.effects();
+    assert!(effects.iter().any(|e| matches!(e, Effect::Transition { failure: Some(Failure { kind: K::Exit, reason }), .. } if reason.contains("status 3"))));
+}
+
+#[test]
+fn a_wrapper_that_dies_before_started_is_a_start_timeout() {
+    let mut h = Harness::new(config());
+    let job = h.job.clone();
+    h.effects();
+    h.input(
+        0.1,
+        Input::PaneDead {
+            job,
+            attempt: 1,
+            status: Some(3),
+        },
+    );
+    h.tick(0.1 + EXIT_SETTLE.as_secs_f64());
+    let effects = h.effects();
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            Effect::Transition {
+                failure: Some(Failure {
+                    kind: K::StartTimeout,
+                    ..
+                }),
+                ..
+            }
+        )),
+        "{effects:?}"
+    );
+}
+
+#[test]
+fn no_started_within_the_start_timeout_fails() {
+    let mut h = Harness::new(config());
+    h.effects();
+    h.tick(59.0);
+    assert_eq!(h.state(), JobState::Launching);
+    h.tick(60.0);
+    assert_eq!(h.state(), JobState::Retrying);
+}
+
+#[test]
+fn lost_plus_a_dead_pane_is_lost() {
+    let mut h = Harness::new(config());
+    let job = h.job.clone();
+    h.started(0.0);
+    h.event(1.0, EventKind::Lost, None);
+    assert_eq!(h.state(), JobState::Running);
+    h.input(1.2, Input::WindowGone { job, attempt: 1 });
+    let effects = h.effects();
+    assert!(effects.iter().any(|e| matches!(
+        e,
+        Effect::Transition {
+            failure: Some(Failure { kind: K::Lost, .. }),
+            ..
+        }
+    )));
+}
+
+#[test]
+fn the_job_timeout_ends_it_as_timed_out_without_retry() {
+    let mut cfg = config();
+    cfg.timeouts.job = 100 * SEC;
+    cfg.timeouts.idle = 1000 * SEC;
+    let mut h = Harness::new(cfg);
+    h.started(0.0);
+    h.tick(100.0);
+    assert_eq!(h.state(), JobState::TimedOut);
+}
+
+#[test]
+fn the_attempt_timeout_retries_and_finally_times_out() {
+    let mut cfg = config();
+    cfg.timeouts.attempt = 100 * SEC;
+    cfg.timeouts.idle = 1000 * SEC;
+    cfg.retry.max_attempts = 1;
+    let mut h = Harness::new(cfg);
+    h.started(0.0);
+    h.tick(100.0);
+    assert_eq!(h.state(), JobState::TimedOut);
+}
+
+#[test]
+fn cancel_stops_the_attempt_and_never_retries() {
+    let mut h = Harness::new(config());
+    let job = h.job.clone();
+    h.started(0.0);
+    h.input(
+        1.0,
+        Input::Cancel {
+            job: job.clone(),
+            reason: "user".into(),
+        },
+    );
+    assert_eq!(h.state(), JobState::Cancelled);
+    let effects = h.actions();
+    assert_eq!(
+        effects[1],
+        Effect::Signal {
+            job: job.clone(),
+            attempt: 1,
+            signal: StopSignal::Term
+        }
+    );
+    h.input(
+        1.1,
+        Input::GroupGone {
+            job: job.clone(),
+            attempt: 1,
+        },
+    );
+    assert_eq!(
+        h.actions(),
+        vec![Effect::CloseWindow {
+            job,
+            attempt: 1,
+            keep: false
+        }]
+    );
+    assert!(h.core.is_done());
+}
+
+#[test]
+fn a_failed_launch_is_a_start_failure() {
+    let mut cfg = config();
+    cfg.retry.max_attempts = 1;
+    let mut h = Harness::new(cfg);
+    let job = h.job.clone();
+    h.effects();
+    h.input(
+        0.0,
+        Input::LaunchFailed {
+            job,
+            attempt: 1,
+            reason: "no tmux".into(),
+        },
+    );
+    assert_eq!(h.state(), JobState::Failed);
+}
+
+#[test]
+fn an_adopted_attempt_runs_on_without_a_launch_and_ends_by_its_events() {
+    let t0 = Instant::now();
+    let job = JobId::parse("adopted").expect("id");
+    let mut core = Core::new(Box::new(|| 1.0));
+    core.adopt(t0, job.clone(), config(), 2);
+    assert!(core.poll_effect().is_none(), "adopting must not launch");
+    assert_eq!(core.state(&job), Some(JobState::Running));
+    assert_eq!(core.poll_timeout(), Some(t0 + 600 * SEC));
+    let event = Incoming {
+        kind: EventKind::Completed,
+        attempt: Some(2),
+        message: None,
+        exit_code: None,
+        signature: Signature::Valid,
+    };
+    core.handle(
+        t0 + SEC,
+        Input::Event {
+            job: job.clone(),
+            event,
+        },
+    );
+    assert_eq!(core.state(&job), Some(JobState::Completed));
+}
+
+#[test]
+fn many_jobs_share_one_timer_query() {
+    let mut core = Core::new(Box::new(|| 1.0));
+    let t0 = Instant::now();
+    for i in 0..500 {
+        let mut cfg = config();
+        cfg.timeouts.start = Duration::from_secs(60 + i);
+        core.add(t0, JobId::parse(&format!("j{i}")).expect("id"), cfg);
+    }
+    assert_eq!(core.poll_timeout(), Some(t0 + 60 * SEC));
+    core.handle_timeout(t0 + 60 * SEC);
+    assert_eq!(core.poll_timeout(), Some(t0 + 61 * SEC));
+}
