@@ -111,6 +111,10 @@ pub struct RunArgs {
     /// One JSON object per transition on stdout instead of the live table.
     #[arg(long)]
     pub json: bool,
+    /// Internal (`--detach`): the 0600 launch file with this run's
+    /// arguments and environment.
+    #[arg(long, hide = true, conflicts_with_all = ["detach", "specs"])]
+    pub detached_from: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -113,8 +113,15 @@ fn malformed_toml_and_unknown_keys_point_at_file_line_and_column() {
 }
 
 #[test]
-fn unimplemented_commands_say_so_and_exit_2() {
+fn usage_errors_exit_2_and_help_teaches() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = run(td(dir.path(), &[]).args(["run", "--detach", "--prompt", "x"]));
-    assert_config_error(&out, "not implemented yet");
+    let out = run(td(dir.path(), &[]).args(["frobnicate"]));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let out = run(td(dir.path(), &[]).args(["watch"]));
+    assert_eq!(out.status.code(), Some(2), "watch needs --job or --all");
+    let help = run(td(dir.path(), &[]).args(["--help"]));
+    assert!(help.status.success());
+    for needle in ["MQTT_BROKER", "Exit codes", "run", "doctor"] {
+        assert!(text(&help.stdout).contains(needle), "--help lacks {needle}");
+    }
 }

@@ -702,3 +702,49 @@ fn resume_re_adopts_live_windows_and_settles_jobs_that_ended_meanwhile() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn detach_runs_the_supervisor_in_its_own_window_and_returns_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let agent = script(&dir.path().join("quick.sh"), "sleep 2; exit 0");
+    let setup = Setup::on(
+        BrokerKind::Embedded,
+        &format!("[agents.quick]\ncommand = [\"{}\"]\n", agent.display()),
+    );
+    const SECRET: &str = "detach-Secret-5e1f";
+    let out = run(setup
+        .td(&[("MQTT_PASSWORD", SECRET), ("MY_API_KEY", SECRET)])
+        .args([
+            "run", "--detach", "--agent", "quick", "--name", "detached", "--prompt", "x",
+        ]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("attach"),
+        "{}",
+        text(&out.stdout)
+    );
+    // While the supervisor runs, its server's environment holds no secret.
+    let global_env = setup.tmux.output(&["show-environment", "-g"]);
+    assert!(
+        global_env.contains("PATH="),
+        "the tmux server should be up: {global_env}"
+    );
+    assert!(
+        !global_env.contains(SECRET),
+        "a secret reached the tmux environment:\n{global_env}"
+    );
+    let state = wait_for(Duration::from_secs(30), || {
+        let out = run(setup.td(&[]).args(["status", "--json"]));
+        let jobs: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).ok()?;
+        let job = jobs.into_iter().find(|j| j["name"] == "detached")?;
+        (job["state"] == "completed").then_some(job)
+    });
+    assert!(
+        state.is_some(),
+        "the detached supervisor did not complete the job"
+    );
+    let launch_files = std::fs::read_dir(setup.home.join("state/detached"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(launch_files, 0, "the 0600 launch file must be consumed");
+}

@@ -5,6 +5,7 @@ mod attach;
 #[cfg(feature = "embedded-broker")]
 mod broker_serve;
 mod broker_setup;
+mod detach;
 mod doctor;
 mod exec;
 mod generate;

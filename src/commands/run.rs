@@ -34,16 +34,15 @@ pub fn listen_for_cancel_requests() -> anyhow::Result<()> {
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
-    listen_for_cancel_requests()?;
-    if args.detach {
-        return Err(
-            Failure::new(Exit::Usage, "`run --detach` is not implemented yet")
-                .help("run it inside tmux (or with nohup) for now")
-                .into(),
-        );
+    if let Some(launch_file) = &args.detached_from {
+        return super::detach::supervise_from(launch_file).await;
     }
+    listen_for_cancel_requests()?;
     let env = Env::from_process()?;
     let config = Config::load(env)?;
+    let detach = args.detach;
+    let json = args.json;
+    let relaunch = detach.then(|| super::detach::Relaunch::of(&args, &config.env));
     let flags = JobFlags::from(args.job);
     let mut files: Vec<(Option<PathBuf>, JobFile)> = Vec::new();
     for path in &args.specs {
@@ -67,6 +66,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
         }
         jobs.push((spec, agent));
     }
+    // Everything is validated above, in this terminal; the detached
+    // supervisor starts from the same arguments and environment.
+    if let Some(relaunch) = relaunch {
+        return super::detach::launch(&config, relaunch?).await;
+    }
     let brokers = Brokers::resolve(&config).await?;
     let registry = Registry::open(&config.env)?;
     let mut prepared = Vec::new();
@@ -75,7 +79,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
         registry.create(&record)?;
         prepared.push(record);
     }
-    supervise(&config, &registry, &brokers, prepared, args.json, false).await
+    supervise(&config, &registry, &brokers, prepared, json, false).await
 }
 
 /// The observer (supervisor) and worker (window) connections.
