@@ -180,6 +180,9 @@ pub enum LogEntry {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         data: Option<serde_json::Value>,
         signature: Signature,
+        /// The sender's own timestamp, when it gave one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sent: Option<f64>,
         /// Why the event was not acted on, if it was not (stale attempt, bad signature).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ignored: Option<String>,

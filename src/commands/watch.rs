@@ -276,7 +276,7 @@ impl Watcher {
         ignored: Option<String>,
         acts: bool,
     ) {
-        let ts = event.ts.unwrap_or_else(now_ts);
+        let ts = now_ts();
         let ignored = ignored.or_else(|| (!acts).then(|| format!("signature {signature:?}")));
         let entry = LogEntry::Event {
             ts,
@@ -285,6 +285,7 @@ impl Watcher {
             message: event.message.clone(),
             data: event.data.clone(),
             signature,
+            sent: event.ts,
             ignored,
         };
         if let Err(e) = self.registry.append(job, &entry) {

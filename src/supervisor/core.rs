@@ -43,6 +43,8 @@ pub struct Incoming {
     /// The agent's exit code, for `exited`.
     pub exit_code: Option<i32>,
     pub signature: Signature,
+    /// The sender's timestamp (`ts`), kept in the history to measure delays.
+    pub sent: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -10,7 +10,10 @@ use crate::mqtt::event::{decode, Decoded, EventKind};
 use crate::mqtt::sign::{check, EventKey};
 use crate::mqtt::topic::{job_of_topic, JobId};
 use crate::registry::{now_rfc3339, FailureInfo, JobState, LastEvent, LogEntry, Registry};
-use crate::tmux::{Launched, Tmux};
+use crate::tmux::{Launched, Tmux, WindowInfo};
+
+/// A `list-windows` answer and when it was asked for.
+type Observation = (Instant, anyhow::Result<Vec<WindowInfo>>);
 use nix::sys::signal::Signal;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -31,6 +34,9 @@ pub struct JobRuntime {
     pub key: EventKey,
     /// The current attempt's window.
     window: Option<(u32, Launched)>,
+    /// When that window was asked for: a tmux snapshot taken earlier cannot
+    /// show it, and must not count it as gone.
+    launched_at: Option<Instant>,
     /// The agent's process group per attempt, once the wrapper recorded it.
     pgid: HashMap<u32, i32>,
 }
@@ -42,6 +48,7 @@ impl JobRuntime {
             workdir,
             key,
             window: None,
+            launched_at: None,
             pgid: HashMap::new(),
         }
     }
@@ -85,6 +92,11 @@ pub struct Driver {
     /// Window activity last seen, per window id.
     activity: HashMap<String, u64>,
     inputs: VecDeque<Input>,
+    /// Last events not yet written to their records: written together once
+    /// per observation tick (events.jsonl has every event at once).
+    pending_last: HashMap<JobId, LastEvent>,
+    /// A `list-windows` is under way (it runs beside the event loop).
+    observing: bool,
     /// Outcome hooks still running: waited for (briefly) before `run` exits,
     /// so the last job's `on_done` is not cut off with the runtime.
     hook_tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -132,6 +144,8 @@ impl Driver {
             activity: HashMap::new(),
             inputs: VecDeque::new(),
             hook_tasks: Vec::new(),
+            pending_last: HashMap::new(),
+            observing: false,
         }
     }
 
@@ -167,6 +181,9 @@ impl Driver {
         let mut observe = tokio::time::interval(OBSERVE_EVERY);
         observe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut redraw = tokio::time::interval(Duration::from_secs(1));
+        // tmux answers in the background: with hundreds of windows a
+        // `list-windows` takes milliseconds that events must not wait for.
+        let (observed_tx, mut observed) = mpsc::unbounded_channel::<Observation>();
         let mut ending = Ending::Finished;
         self.perform().await;
         while !self.core.is_done() {
@@ -174,7 +191,14 @@ impl Driver {
             let stopping = self.core.stopping().next().is_some();
             tokio::select! {
                 Some(message) = messages.recv() => self.on_message(&message),
-                _ = observe.tick() => self.observe().await,
+                _ = observe.tick(), if !self.observing => {
+                    drop(self.flush_last_events());
+                    self.start_observation(&observed_tx);
+                }
+                Some((asked, windows)) = observed.recv() => {
+                    self.observing = false;
+                    self.apply_observation(asked, windows);
+                }
                 () = sleep_until(timer) => self.core.handle_timeout(Instant::now()),
                 () = tokio::time::sleep(STOPPING_CHECK), if stopping => self.check_stopping(),
                 _ = redraw.tick() => self.view.refresh(),
@@ -189,6 +213,9 @@ impl Driver {
                 }
             }
             self.perform().await;
+        }
+        if let Some(flush) = self.flush_last_events() {
+            let _ = flush.await;
         }
         let _ = stop_listening.send(());
         if tokio::time::timeout(Duration::from_secs(5), listener)
@@ -272,6 +299,7 @@ impl Driver {
             message: received.message,
             exit_code,
             signature,
+            sent: received.ts,
         };
         self.core
             .handle(Instant::now(), Input::Event { job, event });
@@ -279,15 +307,28 @@ impl Driver {
 
     /// One `list-windows -a` for every job: dead panes, closed windows and
     /// output activity.
-    async fn observe(&mut self) {
-        let windows = match self.tmux.list_windows().await {
+    fn start_observation(&mut self, results: &mpsc::UnboundedSender<Observation>) {
+        self.observing = true;
+        let tmux = self.tmux.clone();
+        let results = results.clone();
+        let asked = Instant::now();
+        tokio::spawn(async move {
+            let windows = tmux.list_windows().await;
+            let _ = results.send((asked, windows));
+        });
+    }
+
+    /// Turns a snapshot of every window into dead-pane, closed-window and
+    /// output inputs. Windows asked for after the snapshot are not judged.
+    fn apply_observation(&mut self, asked: Instant, windows: anyhow::Result<Vec<WindowInfo>>) {
+        let windows = match windows {
             Ok(windows) => windows,
             Err(e) => {
                 tracing::warn!("cannot list tmux windows: {e:#}");
                 return;
             }
         };
-        let by_id: HashMap<&str, &crate::tmux::WindowInfo> =
+        let by_id: HashMap<&str, &WindowInfo> =
             windows.iter().map(|w| (w.window_id.as_str(), w)).collect();
         let now = Instant::now();
         let mut inputs = Vec::new();
@@ -295,6 +336,9 @@ impl Driver {
             let Some((attempt, launched)) = &runtime.window else {
                 continue;
             };
+            if runtime.launched_at.is_some_and(|at| at > asked) {
+                continue;
+            }
             let (job, attempt) = (job.clone(), *attempt);
             match by_id.get(launched.window_id.as_str()) {
                 None => inputs.push(Input::WindowGone { job, attempt }),
@@ -411,6 +455,7 @@ impl Driver {
             "--registry".into(),
             self.registry.root().display().to_string(),
         ];
+        let asked = Instant::now();
         match self
             .tmux
             .launch(&self.session, &runtime.name, &runtime.workdir, &argv)
@@ -426,6 +471,7 @@ impl Driver {
                 });
                 if let Some(runtime) = self.jobs.get_mut(&job) {
                     runtime.window = Some((attempt, launched));
+                    runtime.launched_at = Some(asked);
                 }
                 self.inputs.push_back(Input::Launched { job, attempt });
             }
@@ -523,7 +569,11 @@ impl Driver {
         if let Err(e) = self.registry.append(job, &entry) {
             tracing::warn!("job {job}: cannot append to its history: {e:#}");
         }
+        let last = self.pending_last.remove(job);
         let update = self.registry.update(job, |r| {
+            if last.is_some() {
+                r.last_event = last;
+            }
             r.state = to;
             r.attempt = attempt;
             if failure.is_some() || to == JobState::Completed {
@@ -592,6 +642,7 @@ impl Driver {
             message: event.message.clone(),
             data: event.exit_code.map(|c| serde_json::json!({ "code": c })),
             signature: event.signature,
+            sent: event.sent,
             ignored: ignored.clone(),
         };
         if let Err(e) = self.registry.append(job, &entry) {
@@ -607,9 +658,31 @@ impl Driver {
             message: event.message.clone(),
         };
         self.view.event(job, &last);
-        if event.kind != EventKind::Heartbeat {
-            let _ = self.registry.update(job, |r| r.last_event = Some(last));
+        self.pending_last.insert(job.clone(), last);
+    }
+
+    /// Writes the last events received since the previous tick into their
+    /// records: one rewrite per job per tick, however many events came, on
+    /// the blocking pool so fsyncs never delay the event loop. A transition
+    /// may have written a newer one meanwhile: never go back in time.
+    fn flush_last_events(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        if self.pending_last.is_empty() {
+            return None;
         }
+        let pending = std::mem::take(&mut self.pending_last);
+        let registry = Registry::at(self.registry.root().to_path_buf());
+        Some(tokio::task::spawn_blocking(move || {
+            for (job, last) in pending {
+                let result = registry.update(&job, |r| {
+                    if r.last_event.as_ref().is_none_or(|old| old.ts <= last.ts) {
+                        r.last_event = Some(last);
+                    }
+                });
+                if let Err(e) = result {
+                    tracing::warn!("job {job}: cannot update the record: {e:#}");
+                }
+            }
+        }))
     }
 }
 

@@ -88,6 +88,7 @@ impl Harness {
             message: None,
             exit_code,
             signature,
+            sent: None,
         };
         let job = self.job.clone();
         self.core.handle(self.at(secs), Input::Event { job, event });
@@ -622,6 +623,7 @@ fn an_adopted_attempt_runs_on_without_a_launch_and_ends_by_its_events() {
         message: None,
         exit_code: None,
         signature: Signature::Valid,
+        sent: None,
     };
     core.handle(
         t0 + SEC,
