@@ -28,8 +28,13 @@ pub fn run(args: &IdArg) -> anyhow::Result<Exit> {
     } else {
         "attach-session"
     };
-    let status = tmux
-        .interactive(&[verb, "-t", &window])
+    let mut command = tmux.interactive(&[verb, "-t", &window]);
+    if !inside {
+        // From inside another tmux server, attaching nests (tmux refuses
+        // while TMUX is set): the job runs on its own server.
+        command.env_remove("TMUX");
+    }
+    let status = command
         .status()
         .map_err(|e| anyhow::anyhow!("running tmux {verb}: {e}"))?;
     if status.success() {
