@@ -19,23 +19,17 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import free_port, pct, start_mosquitto  # noqa: E402
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def pct(values, p):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
 def history(state, name):
@@ -60,10 +54,7 @@ def main():
 
     d = tempfile.mkdtemp(prefix="td-reaction-")
     port = free_port()
-    with open(os.path.join(d, "mosquitto.conf"), "w") as f:
-        f.write(f"user root\nallow_anonymous true\nset_tcp_nodelay true\nlistener {port} 127.0.0.1\n")
-    broker = subprocess.Popen(["mosquitto", "-c", os.path.join(d, "mosquitto.conf")],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    broker = start_mosquitto(d, [port])
     socket_name = f"td-bench-{os.getpid()}"
     tmpdir = os.path.join(d, "tmux")
     os.makedirs(tmpdir)
@@ -87,15 +78,6 @@ command = ["sleep", "30"]
 liveness = "events"
 """)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    sys.exit("mosquitto did not start")
-                time.sleep(0.01)
         with open(os.path.join(d, "jobs.toml"), "w") as f:
             f.write(f"""[[jobs]]
 name = "fail"

@@ -25,12 +25,14 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import free_port, pct, start_mosquitto  # noqa: E402
 
 try:
     import paho.mqtt.client as mqtt
@@ -38,15 +40,8 @@ except ImportError:
     sys.exit("needs paho-mqtt: pip install paho-mqtt")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def pct(values, p):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
 def proc_stat(pid):
@@ -116,11 +111,7 @@ def main():
     d = tempfile.mkdtemp(prefix="td-scale-")
     state = os.path.join(d, "state")
     port = free_port()
-    with open(os.path.join(d, "mosquitto.conf"), "w") as f:
-        f.write(f"user root\nallow_anonymous true\nset_tcp_nodelay true\nmax_queued_messages 100000\n"
-                f"listener {port} 127.0.0.1\n")
-    broker = subprocess.Popen(["mosquitto", "-c", os.path.join(d, "mosquitto.conf")],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    broker = start_mosquitto(d, [port], extra="max_queued_messages 100000\n")
     sock = f"td-scale-{os.getpid()}"
     env = {k: v for k, v in os.environ.items() if k != "TMUX" and not k.startswith("MQTT_")}
     env.update(TMUX_TMPDIR=d, TMUX_DELEGATE_HOME=state, HOME=d)
@@ -142,7 +133,6 @@ liveness = "events"
         for i in range(args.jobs):
             f.write(f'[[jobs]]\nname = "j{i}"\nagent = "idle"\n')
     run_log = open(os.path.join(d, "run.jsonl"), "w")
-    time.sleep(0.3)
     started = time.monotonic()
     run = subprocess.Popen([binary, "run", "--json", "jobs.toml"], cwd=d, env=env,
                            stdout=run_log, stderr=subprocess.DEVNULL)

@@ -13,18 +13,16 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import free_port, start_mosquitto  # noqa: E402
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+
 
 
 def opened_at(state):
@@ -66,12 +64,8 @@ def main():
     env = {k: v for k, v in os.environ.items() if k != "TMUX" and not k.startswith("MQTT_")}
     env.update(TMUX_TMPDIR=d, TMUX_DELEGATE_HOME=os.path.join(d, "state"), HOME=d)
     port = free_port()
-    with open(os.path.join(d, "mosquitto.conf"), "w") as f:
-        f.write(f"user root\nallow_anonymous true\nset_tcp_nodelay true\nlistener {port} 127.0.0.1\n")
-    broker = subprocess.Popen(["mosquitto", "-c", os.path.join(d, "mosquitto.conf")],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    broker = start_mosquitto(d, [port])
     try:
-        time.sleep(0.3)
         embedded = measure(binary, d, env, "", args.runs)
         mosquitto = measure(binary, d, env, f'[broker]\nhost = "127.0.0.1"\nport = {port}\n', args.runs)
     finally:
