@@ -748,3 +748,73 @@ fn detach_runs_the_supervisor_in_its_own_window_and_returns_at_once() {
         .unwrap_or(0);
     assert_eq!(launch_files, 0, "the 0600 launch file must be consumed");
 }
+
+#[test]
+fn inside_tmux_the_windows_go_to_the_current_server_and_session() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    let gate = dir.path().join("gate");
+    let agent = script(
+        &dir.path().join("gated.sh"),
+        &format!(
+            "i=0; while [ ! -e {} ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done",
+            gate.display()
+        ),
+    );
+    // No socket configured: `auto` means the server and session we run in.
+    std::fs::write(
+        home.join("tmux-delegate.toml"),
+        format!("[agents.gated]\ncommand = [\"{}\"]\n", agent.display()),
+    )
+    .expect("config");
+    let user = TmuxServer::named(dir.path(), "user-server");
+    let default = TmuxServer::named(dir.path(), "default");
+    let rc = dir.path().join("rc");
+    let command = format!(
+        "cd {home} && env HOME={home} TMUX_DELEGATE_HOME={home}/state PATH={path} {bin} run --json --agent gated --name inner --prompt x > {home}/out 2>&1; echo $? > {rc}; sleep 30",
+        home = home.display(),
+        path = std::env::var("PATH").unwrap_or_default(),
+        bin = BIN,
+        rc = rc.display()
+    );
+    let out = user
+        .command(&[
+            "new-session",
+            "-d",
+            "-s",
+            "work",
+            "-x",
+            "120",
+            "-y",
+            "30",
+            &command,
+        ])
+        .output()
+        .expect("tmux");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let windows = wait_for(Duration::from_secs(20), || {
+        let names = user.output(&["list-windows", "-t", "work", "-F", "#{window_name}"]);
+        names.contains("inner").then_some(names)
+    });
+    assert!(
+        windows.is_some(),
+        "no job window in the user's session: {}",
+        user.output(&["list-windows", "-a"])
+    );
+    let sessions = default.output(&["list-sessions"]);
+    assert!(
+        sessions.contains("no server") || sessions.contains("error connecting"),
+        "a default server was started: {sessions}"
+    );
+    std::fs::write(&gate, "").expect("gate");
+    let code = wait_for(Duration::from_secs(20), || {
+        std::fs::read_to_string(&rc).ok()
+    });
+    assert_eq!(
+        code.as_deref().map(str::trim),
+        Some("0"),
+        "{}",
+        std::fs::read_to_string(home.join("out")).unwrap_or_default()
+    );
+}

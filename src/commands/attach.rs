@@ -21,7 +21,7 @@ pub fn run(args: &IdArg) -> anyhow::Result<Exit> {
                 record.state.as_str()
             ))
         })?;
-    let tmux = Tmux::new(&record.spec.tmux.socket, vec!["MQTT_PASSWORD".into()]);
+    let tmux = Tmux::new(&record.spec.tmux, vec!["MQTT_PASSWORD".into()]);
     let inside = env.var("TMUX").is_some() && record.spec.tmux.socket.is_empty();
     let verb = if inside {
         "switch-client"

@@ -73,7 +73,7 @@ pub async fn launch(config: &Config, relaunch: Relaunch) -> anyhow::Result<Exit>
     let file = dir.join(format!("{}.json", crate::registry::new_job_id("run")));
     write_file(&file, &serde_json::to_string(&relaunch)?, 0o600)?;
     let exe = std::env::current_exe().context("locating this program")?;
-    let settings = TmuxSettings::resolve(&config.defaults.tmux);
+    let settings = TmuxSettings::resolve(&config.defaults.tmux).with_current_server(&config.env);
     // The launch file holds the secrets: tmux itself gets none of them.
     let secrets: Vec<String> = relaunch
         .env
@@ -86,7 +86,7 @@ pub async fn launch(config: &Config, relaunch: Relaunch) -> anyhow::Result<Exit>
         })
         .cloned()
         .collect();
-    let tmux = Tmux::new(&settings.socket, secrets);
+    let tmux = Tmux::new(&settings, secrets);
     let session = tmux
         .resolve_session(&settings.session, config.env.var("TMUX").is_some())
         .await;

@@ -68,7 +68,7 @@ async fn stop_here(registry: &Registry, job: &JobId, grace: Duration) -> anyhow:
         }
     }
     if let Some(window) = &attempt.window {
-        let tmux = Tmux::new(&record.spec.tmux.socket, vec!["MQTT_PASSWORD".into()]);
+        let tmux = Tmux::new(&record.spec.tmux, vec!["MQTT_PASSWORD".into()]);
         tmux.kill_window(window).await?;
     }
     let from = record.state;

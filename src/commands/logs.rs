@@ -117,7 +117,7 @@ async fn print_pane(record: &Record) {
     else {
         return;
     };
-    let tmux = Tmux::new(&record.spec.tmux.socket, vec!["MQTT_PASSWORD".into()]);
+    let tmux = Tmux::new(&record.spec.tmux, vec!["MQTT_PASSWORD".into()]);
     match tmux.capture(&window).await {
         Ok(text) => {
             println!(

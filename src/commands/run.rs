@@ -133,7 +133,14 @@ async fn embedded(_config: &Config) -> Result<Brokers, Failure> {
     )
 }
 
-fn new_record(config: &Config, spec: JobSpec, agent: AgentDef, broker: BrokerSettings) -> Record {
+fn new_record(
+    config: &Config,
+    mut spec: JobSpec,
+    agent: AgentDef,
+    broker: BrokerSettings,
+) -> Record {
+    // Later commands (logs, attach, kill) must find the same tmux server.
+    spec.tmux = spec.tmux.with_current_server(&config.env);
     let mut pass_env = BTreeMap::new();
     for name in &spec.pass_env {
         match config.env.var(name) {
@@ -197,8 +204,9 @@ pub async fn supervise(
     json: bool,
     adopting: bool,
 ) -> anyhow::Result<Exit> {
-    let tmux_settings = crate::config::TmuxSettings::resolve(&config.defaults.tmux);
-    let tmux = Tmux::new(&tmux_settings.socket, secret_vars(config, &records));
+    let tmux_settings = crate::config::TmuxSettings::resolve(&config.defaults.tmux)
+        .with_current_server(&config.env);
+    let tmux = Tmux::new(&tmux_settings, secret_vars(config, &records));
     let session = tmux
         .resolve_session(&tmux_settings.session, config.env.var("TMUX").is_some())
         .await;

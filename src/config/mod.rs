@@ -147,6 +147,11 @@ pub struct TmuxSettings {
     pub keep_failed: bool,
     #[serde(with = "humantime_serde_compat")]
     pub kill_grace: Duration,
+    /// The socket of the tmux server `run` was started inside (from `TMUX`)
+    /// when no `socket` is configured: so windows go to the user's server
+    /// even when it is not the default one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket_path: Option<PathBuf>,
 }
 
 /// Durations in records are humantime strings, like in the config files.
@@ -333,7 +338,21 @@ impl TmuxSettings {
             socket: file.socket.clone().unwrap_or_default(),
             keep_failed: file.keep_failed.unwrap_or(true),
             kill_grace: file.kill_grace.map_or(Duration::from_secs(5), |h| h.0),
+            socket_path: None,
         }
+    }
+
+    /// Inside tmux with no `socket` configured: the current server's socket.
+    #[must_use]
+    pub fn with_current_server(mut self, env: &Env) -> TmuxSettings {
+        if self.socket.is_empty() {
+            self.socket_path = env
+                .var("TMUX")
+                .and_then(|value| value.split(',').next())
+                .filter(|path| !path.is_empty())
+                .map(PathBuf::from);
+        }
+        self
     }
 }
 

@@ -3,6 +3,7 @@
 //! server by accident) and the secret variables (a server this process
 //! starts must not inherit them), and that checks tmux's exit status itself.
 
+use crate::config::TmuxSettings;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use tmux_interface::{
@@ -37,9 +38,18 @@ pub struct Launched {
     pub pane_pid: i32,
 }
 
+/// Which tmux server: a `-L` name, or (`-S`) the socket of the server the
+/// caller runs inside; neither means the default server.
+#[derive(Debug, Clone)]
+enum Server {
+    Default,
+    Named(String),
+    Path(String),
+}
+
 #[derive(Debug, Clone)]
 pub struct Tmux {
-    socket: Option<String>,
+    server: Server,
     scrub: Vec<String>,
 }
 
@@ -53,19 +63,26 @@ pub fn sanitize_name(name: &str) -> String {
 }
 
 impl Tmux {
-    /// `socket` is the `-L` name (empty: the default server); `scrub` lists
-    /// environment variables tmux must never see.
-    pub fn new(socket: &str, scrub: Vec<String>) -> Tmux {
-        Tmux {
-            socket: (!socket.is_empty()).then(|| socket.to_owned()),
-            scrub,
-        }
+    /// The server `settings` name (`socket`, else the one recorded from
+    /// `TMUX`, else the default); `scrub` lists environment variables tmux
+    /// must never see.
+    pub fn new(settings: &TmuxSettings, scrub: Vec<String>) -> Tmux {
+        let server = if !settings.socket.is_empty() {
+            Server::Named(settings.socket.clone())
+        } else if let Some(path) = &settings.socket_path {
+            Server::Path(path.display().to_string())
+        } else {
+            Server::Default
+        };
+        Tmux { server, scrub }
     }
 
     fn command(&self, command: TmuxCommand<'_>) -> tokio::process::Command {
         let mut cli = TmuxCli::with_command(command);
-        if let Some(socket) = &self.socket {
-            cli = cli.socket_name(socket.clone());
+        match &self.server {
+            Server::Default => {}
+            Server::Named(name) => cli = cli.socket_name(name.clone()),
+            Server::Path(path) => cli = cli.socket_path(path.clone()),
         }
         let mut std_command = cli.into_command();
         std_command.env_remove("TMUX").env_remove("TMUX_PANE");
@@ -98,7 +115,7 @@ impl Tmux {
         if configured != "auto" {
             return configured.to_owned();
         }
-        if inside_tmux && self.socket.is_none() {
+        if inside_tmux && !matches!(self.server, Server::Named(_)) {
             let mut command = tokio::process::Command::new("tmux");
             command.args(["display-message", "-p", "#{session_name}"]);
             for name in &self.scrub {
@@ -205,8 +222,14 @@ impl Tmux {
     /// A blocking `tmux` command with the terminal (for `attach`).
     pub fn interactive(&self, args: &[&str]) -> std::process::Command {
         let mut command = std::process::Command::new("tmux");
-        if let Some(socket) = &self.socket {
-            command.arg("-L").arg(socket);
+        match &self.server {
+            Server::Default => {}
+            Server::Named(name) => {
+                command.arg("-L").arg(name);
+            }
+            Server::Path(path) => {
+                command.arg("-S").arg(path);
+            }
         }
         command.args(args);
         for name in &self.scrub {
