@@ -109,16 +109,24 @@ pub async fn run(registry: &Registry, job: &JobId, attempt: u32) -> Result<Exit>
     let pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
     // The agent leads its own group (process_group(0)): pgid == pid.
     hand_terminal_to(pid);
-    registry.update(job, |r| {
+    // From here on the agent runs: nothing may end the wrapper before the
+    // agent does, or the agent would be left without its reporter.
+    let recorded = registry.update(job, |r| {
         let info = r.attempt_mut(attempt);
         info.pgid = Some(pid);
         info.pane_pid = i32::try_from(std::process::id()).ok();
         info.started = Some(now_rfc3339());
-    })?;
+    });
+    if let Err(e) = recorded {
+        eprintln!("[tmux-delegate] could not record the agent's process group: {e:#}");
+    }
     let data = serde_json::json!({ "pid": pid, "pgid": pid });
-    reporter
+    if let Err(e) = reporter
         .send(&mut publisher, EventKind::Started, None, Some(data))
-        .await?;
+        .await
+    {
+        eprintln!("[tmux-delegate] could not report `started`: {e}");
+    }
 
     let status = child.wait().await.context("waiting for the agent")?;
     take_terminal_back();

@@ -127,5 +127,8 @@ fn usage_errors_exit_2_and_help_teaches() {
     let completions = run(td(dir.path(), &[]).args(["completions", "bash"]));
     assert!(completions.status.success() && text(&completions.stdout).contains("tmux-delegate"));
     let man = run(td(dir.path(), &[]).args(["man"]));
-    assert!(man.status.success() && text(&man.stdout).contains(".TH"), "not a man page");
+    assert!(
+        man.status.success() && text(&man.stdout).contains(".TH"),
+        "not a man page"
+    );
 }
