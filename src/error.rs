@@ -39,6 +39,9 @@ pub struct Failure {
     pub exit: Exit,
     pub message: String,
     pub help: Option<String>,
+    /// A transient failure that trying again may cure (a broker that closed
+    /// the connection without a reason).
+    pub transient: bool,
 }
 
 impl fmt::Display for Failure {
@@ -55,12 +58,19 @@ impl Failure {
             exit,
             message: message.into(),
             help: None,
+            transient: false,
         }
     }
 
     #[must_use]
     pub fn help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
+        self
+    }
+
+    #[must_use]
+    pub fn transient(mut self) -> Self {
+        self.transient = true;
         self
     }
 }

@@ -132,3 +132,15 @@ fn usage_errors_exit_2_and_help_teaches() {
         "not a man page"
     );
 }
+
+#[test]
+fn run_against_an_unreachable_broker_exits_3_and_registers_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port().to_string();
+    let env = [("MQTT_BROKER", "127.0.0.1"), ("MQTT_PORT", port.as_str())];
+    let out = run(td(dir.path(), &env).args(["run", "--agent", "shell", "--prompt", "x"]));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("connection refused"), "{err}");
+    no_jobs_registered(dir.path());
+}

@@ -42,6 +42,7 @@ pub async fn run() -> anyhow::Result<Exit> {
         .into());
     }
     let brokers = Brokers::resolve(&config).await?;
+    let subscriber = brokers.listen().await?;
     let me = i32::try_from(std::process::id()).ok();
     let mut adopted = Vec::new();
     for record in orphans {
@@ -50,5 +51,8 @@ pub async fn run() -> anyhow::Result<Exit> {
         adopted.push(registry.update(&id, |r| r.supervisor_pid = me)?);
     }
     let json = !std::io::IsTerminal::is_terminal(&std::io::stdout());
-    supervise(&config, &registry, &brokers, adopted, json, true).await
+    supervise(
+        &config, &registry, &brokers, subscriber, adopted, json, true,
+    )
+    .await
 }

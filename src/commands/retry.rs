@@ -32,6 +32,7 @@ pub async fn run(args: &IdArg) -> anyhow::Result<Exit> {
         .into());
     }
     let brokers = Brokers::resolve(&config).await?;
+    let subscriber = brokers.listen().await?;
     let record = registry.update(&job, |r| {
         r.state = JobState::Pending;
         r.failure = None;
@@ -39,5 +40,14 @@ pub async fn run(args: &IdArg) -> anyhow::Result<Exit> {
         r.supervisor_pid = i32::try_from(std::process::id()).ok();
     })?;
     let json = !std::io::IsTerminal::is_terminal(&std::io::stdout());
-    supervise(&config, &registry, &brokers, vec![record], json, false).await
+    supervise(
+        &config,
+        &registry,
+        &brokers,
+        subscriber,
+        vec![record],
+        json,
+        false,
+    )
+    .await
 }

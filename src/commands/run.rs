@@ -72,6 +72,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
         return super::detach::launch(&config, relaunch?).await;
     }
     let brokers = Brokers::resolve(&config).await?;
+    let subscriber = brokers.listen().await?;
     let registry = Registry::open(&config.env)?;
     let mut prepared = Vec::new();
     for (spec, agent) in jobs {
@@ -79,7 +80,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
         registry.create(&record)?;
         prepared.push(record);
     }
-    supervise(&config, &registry, &brokers, prepared, json, false).await
+    supervise(
+        &config, &registry, &brokers, subscriber, prepared, json, false,
+    )
+    .await
 }
 
 /// The observer (supervisor) and worker (window) connections.
@@ -104,6 +108,25 @@ impl Brokers {
             });
         }
         embedded(config).await
+    }
+
+    /// The supervisor's subscription to every job's events. Made before any
+    /// record is written (a broker that cannot be reached leaves no job
+    /// pending) and before the first window opens (no event is missed); a
+    /// persistent session keeps events sent while the connection is down.
+    pub async fn listen(&self) -> Result<Subscriber, Failure> {
+        let mut options = ConnectOptions::new("supervisor");
+        options.client_id = Some(client_id(&self.observer.client_id_prefix, "supervisor"));
+        if self.persistent {
+            options.clean_start = false;
+            options.session_expiry = Some(3600);
+        }
+        Subscriber::connect(
+            &self.observer,
+            &options,
+            vec![all_events_filter(&self.observer.topic_prefix)],
+        )
+        .await
     }
 }
 
@@ -200,6 +223,7 @@ pub async fn supervise(
     config: &Config,
     registry: &Registry,
     brokers: &Brokers,
+    subscriber: Subscriber,
     records: Vec<Record>,
     json: bool,
     adopting: bool,
@@ -210,20 +234,6 @@ pub async fn supervise(
     let session = tmux
         .resolve_session(&tmux_settings.session, config.env.var("TMUX").is_some())
         .await;
-    // Subscribe before the first window opens, so no event can be missed; a
-    // persistent session keeps events sent while the connection is down.
-    let mut options = ConnectOptions::new("supervisor");
-    options.client_id = Some(client_id(&brokers.observer.client_id_prefix, "supervisor"));
-    if brokers.persistent {
-        options.clean_start = false;
-        options.session_expiry = Some(3600);
-    }
-    let subscriber = Subscriber::connect(
-        &brokers.observer,
-        &options,
-        vec![all_events_filter(&brokers.observer.topic_prefix)],
-    )
-    .await?;
 
     let live = !json && std::io::stdout().is_terminal();
     let mut view = View::new(live);

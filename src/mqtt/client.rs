@@ -2,7 +2,7 @@
 //! receiving events (subscribe, SUBACK checked, reconnect with backoff and
 //! resubscribe on every CONNACK).
 
-use super::connect::{connect, explain, ConnectOptions, Connection};
+use super::connect::{connect, explain, with_retries, ConnectOptions, Connection};
 use crate::config::BrokerSettings;
 use crate::error::{broker_error, Exit, Failure};
 use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason, SubscribeReasonCode};
@@ -22,6 +22,17 @@ pub enum Delivery {
 /// Publishes one QoS 1 message and waits for the broker's verdict. A refused
 /// publish (e.g. PUBACK 0x87 from an ACL) is exit 4 naming the user and topic.
 pub async fn publish_once(
+    settings: &BrokerSettings,
+    topic: &str,
+    payload: Vec<u8>,
+    retain: bool,
+) -> Result<Delivery, Failure> {
+    // QoS 1 is at least once: sending again after a dropped connection is
+    // within its contract.
+    with_retries(|| publish_attempt(settings, topic, payload.clone(), retain)).await
+}
+
+async fn publish_attempt(
     settings: &BrokerSettings,
     topic: &str,
     payload: Vec<u8>,
@@ -143,6 +154,14 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 impl Subscriber {
     /// Connects, subscribes to `filters` with QoS 1 and waits for the SUBACK.
     pub async fn connect(
+        settings: &BrokerSettings,
+        options: &ConnectOptions,
+        filters: Vec<String>,
+    ) -> Result<Subscriber, Failure> {
+        with_retries(|| Subscriber::connect_once(settings, options, filters.clone())).await
+    }
+
+    async fn connect_once(
         settings: &BrokerSettings,
         options: &ConnectOptions,
         filters: Vec<String>,

@@ -191,26 +191,52 @@ pub fn tls_config(settings: &BrokerSettings) -> Result<ClientConfig, Failure> {
     }
 }
 
+/// Runs `attempt` up to three times while it fails transiently (the broker
+/// closed the connection without a reason code): rumqttd 0.20 reuses a
+/// connection id as soon as a client disconnects and then closes the
+/// newcomer when the old link's late disconnect arrives. A broker that
+/// really refuses (a wrong password on rumqttd also just closes) costs
+/// ~60 ms more before the same error.
+pub async fn with_retries<T, F, Fut>(mut attempt: F) -> Result<T, Failure>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Failure>>,
+{
+    let mut tries = 0_u64;
+    loop {
+        match attempt().await {
+            Err(failure) if failure.transient && tries < 2 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(20 * tries)).await;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
 /// Connects and waits for the broker's CONNACK, within `connect_timeout`.
 pub async fn connect(
     settings: &BrokerSettings,
     options: &ConnectOptions,
 ) -> Result<Connection, Failure> {
+    let attempts = with_retries(|| connect_once(settings, options));
+    tokio::time::timeout(settings.connect_timeout, attempts)
+        .await
+        .unwrap_or_else(|_| Err(no_answer(settings)))
+}
+
+async fn connect_once(
+    settings: &BrokerSettings,
+    options: &ConnectOptions,
+) -> Result<Connection, Failure> {
     let mqtt = mqtt_options(settings, options)?;
     let (client, mut eventloop) = AsyncClient::new(mqtt, 16);
-    let wait = async {
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
-                Ok(_) => {}
-                Err(e) => return Err(explain(&e, settings)),
-            }
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(Connection { client, eventloop }),
+            Ok(_) => {}
+            Err(e) => return Err(explain(&e, settings)),
         }
-    };
-    match tokio::time::timeout(settings.connect_timeout, wait).await {
-        Ok(Ok(())) => Ok(Connection { client, eventloop }),
-        Ok(Err(failure)) => Err(failure),
-        Err(_) => Err(no_answer(settings)),
     }
 }
 
@@ -264,6 +290,24 @@ fn rustls_error_of(error: &ConnectionError) -> Option<&rustls::Error> {
         .downcast_ref::<rustls::Error>()
 }
 
+/// The broker (or something on its port) closed the connection without a
+/// reason code.
+fn closed_early(error: &ConnectionError) -> bool {
+    rustls_error_of(error).is_none()
+        && (matches!(
+            error,
+            ConnectionError::MqttState(rumqttc::v5::StateError::ConnectionAborted)
+        ) || matches!(
+            io_error_of(error).map(std::io::Error::kind),
+            Some(
+                std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            )
+        ))
+}
+
 /// Maps a connection failure to a message that names the cause and the fix.
 pub fn explain(error: &ConnectionError, settings: &BrokerSettings) -> Failure {
     let at = endpoint(settings);
@@ -298,23 +342,12 @@ pub fn explain(error: &ConnectionError, settings: &BrokerSettings) -> Failure {
         }
         _ => {}
     }
-    let closed = matches!(
-        error,
-        ConnectionError::MqttState(rumqttc::v5::StateError::ConnectionAborted)
-    ) || matches!(
-        io_error_of(error).map(std::io::Error::kind),
-        Some(
-            std::io::ErrorKind::UnexpectedEof
-                | std::io::ErrorKind::ConnectionReset
-                | std::io::ErrorKind::ConnectionAborted
-                | std::io::ErrorKind::BrokenPipe
-        )
-    );
-    if closed {
+    if closed_early(error) {
         return broker_error(format!(
             "the broker at {at} closed the connection before accepting {}",
             who(settings)
         ))
+        .transient()
         .help(
             "likely causes: wrong credentials on a broker that closes without a reason code, \
              a client certificate the broker requires or rejects, or a TLS/plain mismatch (MQTT_TLS vs the port)",

@@ -264,6 +264,8 @@ pub fn td(home: &Path, vars: &[(&str, &str)]) -> Command {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", home)
         .env("TMUX_DELEGATE_HOME", home.join("state"))
+        // Debugging a test: TMUX_DELEGATE_LOG=debug cargo test ...
+        .envs(std::env::var("TMUX_DELEGATE_LOG").map(|v| ("TMUX_DELEGATE_LOG", v)))
         .current_dir(home)
         .stdin(Stdio::null());
     for (k, v) in vars {
