@@ -41,32 +41,43 @@ fn main() -> ExitCode {
 
 /// rumqttd logs ~5 lines per connection and a spurious ERROR on every
 /// normal disconnect: silent unless asked for with -vv.
-fn embedded_broker_logs(verbose: u8) -> &'static str {
+fn embedded_broker_level(verbose: u8) -> tracing_subscriber::filter::LevelFilter {
     if verbose >= 2 {
-        "rumqttd=info"
+        tracing_subscriber::filter::LevelFilter::INFO
     } else {
-        "rumqttd=off"
+        tracing_subscriber::filter::LevelFilter::OFF
     }
 }
 
 /// Logs go to stderr; `TMUX_DELEGATE_LOG` (an env-filter) overrides `-v`.
 fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("TMUX_DELEGATE_LOG").unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new(format!(
-                // rumqttc warns about refused publishes we report ourselves.
-                "{default},rumqttc=error,{}",
-                embedded_broker_logs(verbose)
-            ))
-        });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let format = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match std::env::var("TMUX_DELEGATE_LOG") {
+        Ok(directives) => {
+            let filter = tracing_subscriber::EnvFilter::try_new(&directives).unwrap_or_else(|e| {
+                eprintln!("warning: TMUX_DELEGATE_LOG={directives}: {e}; using `warn`");
+                tracing_subscriber::EnvFilter::new("warn")
+            });
+            tracing_subscriber::registry().with(format).with(filter).init();
+        }
+        Err(_) => {
+            // A plain target filter (no regex engine): `publish` runs once per
+            // event and its start-up time is measured against mosquitto_pub.
+            let level = match verbose {
+                0 => tracing::Level::WARN,
+                1 => tracing::Level::INFO,
+                _ => tracing::Level::DEBUG,
+            };
+            let filter = tracing_subscriber::filter::Targets::new()
+                .with_default(level)
+                // rumqttc warns about refused publishes we report ourselves.
+                .with_target("rumqttc", tracing::Level::ERROR)
+                .with_target("rumqttd", embedded_broker_level(verbose));
+            tracing_subscriber::registry().with(format).with(filter).init();
+        }
+    }
 }
