@@ -62,7 +62,10 @@ fn init_logging(verbose: u8) {
                 eprintln!("warning: TMUX_DELEGATE_LOG={directives}: {e}; using `warn`");
                 tracing_subscriber::EnvFilter::new("warn")
             });
-            tracing_subscriber::registry().with(format).with(filter).init();
+            tracing_subscriber::registry()
+                .with(format)
+                .with(filter)
+                .init();
         }
         Err(_) => {
             // A plain target filter (no regex engine): `publish` runs once per
@@ -77,7 +80,10 @@ fn init_logging(verbose: u8) {
                 // rumqttc warns about refused publishes we report ourselves.
                 .with_target("rumqttc", tracing::Level::ERROR)
                 .with_target("rumqttd", embedded_broker_level(verbose));
-            tracing_subscriber::registry().with(format).with(filter).init();
+            tracing_subscriber::registry()
+                .with(format)
+                .with(filter)
+                .init();
         }
     }
 }

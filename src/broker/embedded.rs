@@ -4,7 +4,6 @@
 
 use crate::config::{random_password, BrokerSettings, Secret};
 use crate::error::{broker_error, Failure};
-use crate::mqtt::connect::{connect, ConnectOptions};
 use crate::mqtt::topic::DEFAULT_TOPIC_PREFIX;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
@@ -122,18 +121,16 @@ pub async fn start(ip: IpAddr, port: u16, topic_prefix: Option<&str>) -> Result<
     Ok(embedded)
 }
 
-/// Connects with the generated credentials until it works: proves the
-/// listener is ours and up (another process may hold the port).
+/// Waits until the listener accepts TCP connections. Only TCP: an MQTT
+/// probe that connects and disconnects makes rumqttd 0.20 free its
+/// connection id and then close the next client (the supervisor) that gets
+/// it. Whether the listener is really ours shows at the first MQTT connect,
+/// which uses the generated credentials and fails clearly otherwise.
 async fn wait_until_ready(settings: &BrokerSettings) -> Result<(), Failure> {
     let deadline = Instant::now() + Duration::from_secs(5);
-    let mut probe = settings.clone();
-    probe.connect_timeout = Duration::from_millis(500);
     loop {
-        match connect(&probe, &ConnectOptions::new("probe")).await {
-            Ok(connection) => {
-                connection.close().await;
-                return Ok(());
-            }
+        match tokio::net::TcpStream::connect((settings.host.as_str(), settings.port)).await {
+            Ok(_) => return Ok(()),
             Err(e) if Instant::now() > deadline => {
                 return Err(broker_error(format!(
                     "the embedded broker did not come up on {}:{}: {e}",
@@ -141,7 +138,7 @@ async fn wait_until_ready(settings: &BrokerSettings) -> Result<(), Failure> {
                 ))
                 .help("another program may hold the port; pick another with --port, or configure a broker"))
             }
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
         }
     }
 }

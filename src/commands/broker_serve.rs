@@ -12,6 +12,20 @@ pub async fn run(port: u16, bind: IpAddr, show_passwords: bool) -> anyhow::Resul
     let env = Env::from_process()?;
     let registry = Registry::open(&env)?;
     let broker = crate::broker::embedded::start(bind, port, None).await?;
+    // rumqttd only logs a port already in use: prove the listener is ours
+    // before printing how to reach it.
+    let probe = crate::mqtt::connect::ConnectOptions::new("probe");
+    crate::mqtt::connect::connect(&broker.observer, &probe)
+        .await
+        .map_err(|e| {
+            crate::error::broker_error(format!(
+                "{} does not answer as the embedded broker: {e}",
+                broker.address
+            ))
+            .help("another program may hold the port: pick another with --port")
+        })?
+        .close()
+        .await;
     let dir = registry.root().join("broker");
     let observer_file = dir.join("hermes.pass");
     let worker_file = dir.join("claude-worker.pass");
