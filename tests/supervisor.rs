@@ -818,3 +818,50 @@ fn inside_tmux_the_windows_go_to_the_current_server_and_session() {
         std::fs::read_to_string(home.join("out")).unwrap_or_default()
     );
 }
+
+#[test]
+fn a_broker_outage_mid_job_is_survived_by_the_supervisor() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gate = dir.path().join("gate");
+    let agent = script(
+        &dir.path().join("gated.sh"),
+        &format!(
+            "i=0; while [ ! -e {} ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done\n\
+             \"$TMUX_DELEGATE_BIN\" publish --event completed --message 'after the outage'\nsleep 1",
+            gate.display()
+        ),
+    );
+    let mut broker = Mosquitto::start(dir.path(), "allow_anonymous true\n");
+    let port = broker.port;
+    let setup = Setup::with_broker(
+        tempfile::tempdir().expect("tempdir"),
+        None,
+        &format!(
+            "[broker]\nhost = \"127.0.0.1\"\nport = {port}\n\
+             [agents.gated]\ncommand = [\"{}\"]\ncomplete_on_exit = false\n",
+            agent.display()
+        ),
+    );
+    let mut command = setup.td(&[]);
+    command.args([
+        "run", "--json", "--agent", "gated", "--name", "outage", "--prompt", "x",
+    ]);
+    let mut running = Lines::spawn(&mut command);
+    assert!(
+        running.wait_line("\"to\":\"running\"", Duration::from_secs(20)),
+        "{:?}",
+        running.stderr
+    );
+    broker.restart();
+    std::fs::write(&gate, "").expect("gate");
+    assert_eq!(
+        running.finish(Duration::from_secs(30)).code(),
+        Some(0),
+        "{:?}\n{:?}",
+        running.stdout,
+        running.stderr
+    );
+    let job = setup.job("outage");
+    assert_eq!(job["state"], "completed", "{job}");
+    assert_eq!(job["last_event"]["message"], "after the outage", "{job}");
+}

@@ -278,9 +278,17 @@ impl Subscriber {
 /// A long-lived publishing connection (the window's wrapper): a background
 /// task keeps polling the event loop (keepalive, reconnects) and reports
 /// each PUBACK; `publish` waits for its own.
+/// What the publisher's event loop task reports.
+enum Heard {
+    Ack(PubAckReason),
+    /// The connection was lost and made again (a clean session: what was
+    /// in flight is gone).
+    Reconnected,
+}
+
 pub struct Publisher {
     client: rumqttc::v5::AsyncClient,
-    acks: tokio::sync::mpsc::UnboundedReceiver<Result<PubAckReason, String>>,
+    acks: tokio::sync::mpsc::UnboundedReceiver<Heard>,
     task: tokio::task::JoinHandle<EventLoop>,
     stop: tokio::sync::oneshot::Sender<()>,
     settings: BrokerSettings,
@@ -305,7 +313,11 @@ impl Publisher {
                     polled = eventloop.poll() => match polled {
                         Ok(Event::Incoming(Packet::PubAck(ack))) => {
                             backoff = Duration::from_millis(250);
-                            let _ = ack_tx.send(Ok(ack.reason));
+                            let _ = ack_tx.send(Heard::Ack(ack.reason));
+                        }
+                        // The first CONNACK was taken by `connect`: this is a reconnect.
+                        Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                            let _ = ack_tx.send(Heard::Reconnected);
                         }
                         Ok(_) => {}
                         Err(e) => {
@@ -326,7 +338,9 @@ impl Publisher {
         })
     }
 
-    /// Publishes with QoS 1 and waits (up to `wait`) for the broker's verdict.
+    /// Publishes with QoS 1 and waits (up to `wait`) for the broker's
+    /// verdict. A publish in flight when the connection is remade is sent
+    /// again (the clean session dropped it; a duplicate is within QoS 1).
     pub async fn publish(
         &mut self,
         topic: &str,
@@ -334,17 +348,29 @@ impl Publisher {
         retain: bool,
         wait: Duration,
     ) -> Result<Delivery, Failure> {
-        self.client
-            .publish(topic, QoS::AtLeastOnce, retain, payload)
-            .await
-            .map_err(|e| broker_error(format!("cannot queue the publish to `{topic}`: {e}")))?;
-        match tokio::time::timeout(wait, self.acks.recv()).await {
-            Ok(Some(Ok(reason))) => verdict(reason, &self.settings, topic),
-            Ok(Some(Err(e))) => Err(broker_error(e)),
-            Ok(None) | Err(_) => Err(broker_error(format!(
-                "no acknowledgement for the publish to `{topic}` within {}",
-                humantime::format_duration(wait)
-            ))),
+        // Nothing heard before this publish belongs to it.
+        while self.acks.try_recv().is_ok() {}
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut sends = 0;
+        loop {
+            sends += 1;
+            self.client
+                .publish(topic, QoS::AtLeastOnce, retain, payload.clone())
+                .await
+                .map_err(|e| broker_error(format!("cannot queue the publish to `{topic}`: {e}")))?;
+            loop {
+                match tokio::time::timeout_at(deadline, self.acks.recv()).await {
+                    Ok(Some(Heard::Ack(reason))) => return verdict(reason, &self.settings, topic),
+                    Ok(Some(Heard::Reconnected)) if sends < 3 => break,
+                    Ok(Some(Heard::Reconnected)) => {}
+                    Ok(None) | Err(_) => {
+                        return Err(broker_error(format!(
+                            "no acknowledgement for the publish to `{topic}` within {}",
+                            humantime::format_duration(wait)
+                        )))
+                    }
+                }
+            }
         }
     }
 

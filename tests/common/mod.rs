@@ -91,7 +91,7 @@ pub fn mosquitto_bin() -> PathBuf {
 pub struct Mosquitto {
     pub port: u16,
     pub dir: PathBuf,
-    _process: Guard,
+    process: Guard,
 }
 
 impl Mosquitto {
@@ -106,6 +106,15 @@ impl Mosquitto {
              listener {port} 127.0.0.1\n{body}\n"
         );
         std::fs::write(&conf, text).expect("write mosquitto.conf");
+        Mosquitto {
+            port,
+            dir: dir.to_path_buf(),
+            process: Mosquitto::spawn(dir, port),
+        }
+    }
+
+    fn spawn(dir: &Path, port: u16) -> Guard {
+        let conf = dir.join(format!("mosquitto-{port}.conf"));
         let log = std::fs::File::create(dir.join(format!("mosquitto-{port}.log"))).expect("log");
         let child = Command::new(mosquitto_bin())
             .arg("-c")
@@ -127,11 +136,16 @@ impl Mosquitto {
             TcpStream::connect(("127.0.0.1", port)).ok()
         });
         assert!(up.is_some(), "mosquitto did not listen on {port}");
-        Mosquitto {
-            port,
-            dir: dir.to_path_buf(),
-            _process: process,
-        }
+        process
+    }
+
+    /// A broker outage: stops this Mosquitto (every session and retained
+    /// message is lost, `persistence false`) and starts it again on the
+    /// same port.
+    pub fn restart(&mut self) {
+        let old = std::mem::replace(&mut self.process, Guard(None));
+        drop(old);
+        self.process = Mosquitto::spawn(&self.dir, self.port);
     }
 }
 
