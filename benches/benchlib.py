@@ -18,15 +18,18 @@ def pct(values, p):
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-def start_mosquitto(directory, ports, extra=""):
-    """Starts Mosquitto with one listener per port (plus `extra` config
-    lines) and waits until every port accepts connections."""
+def start_mosquitto(directory, ports, extra="", listener_options=None):
+    """Starts Mosquitto with one listener per port (`listener_options` maps a
+    port to lines that configure that listener, e.g. TLS; `extra` holds
+    global lines) and waits until every port accepts connections."""
+    listener_options = listener_options or {}
     conf = os.path.join(directory, "mosquitto.conf")
     with open(conf, "w") as f:
         f.write("user root\nper_listener_settings false\nallow_anonymous true\nset_tcp_nodelay true\n")
         f.write(extra)
         for port in ports:
             f.write(f"listener {port} 127.0.0.1\n")
+            f.write(listener_options.get(port, ""))
     proc = subprocess.Popen(["mosquitto", "-c", conf], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10

@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import free_port, pct  # noqa: E402
+from benchlib import free_port, pct, start_mosquitto  # noqa: E402
 
 
 
@@ -40,35 +39,6 @@ def make_pki(d):
         f.write("subjectAltName = DNS:localhost, IP:127.0.0.1\n")
     openssl(["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
              "-CAcreateserial", "-days", "1", "-extfile", "san.ext", "-out", "server.crt"], d)
-
-
-def start_mosquitto(d, plain, tls):
-    conf = os.path.join(d, "mosquitto.conf")
-    with open(conf, "w") as f:
-        f.write(f"""user root
-per_listener_settings false
-allow_anonymous true
-set_tcp_nodelay true
-listener {plain} 127.0.0.1
-listener {tls} 127.0.0.1
-cafile {d}/ca.crt
-certfile {d}/server.crt
-keyfile {d}/server.key
-""")
-    proc = subprocess.Popen(["mosquitto", "-c", conf], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    for port in (plain, tls):
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    proc.kill()
-                    sys.exit("mosquitto did not start")
-                time.sleep(0.01)
-    return proc
 
 
 def timed(cmd, env):
@@ -97,7 +67,9 @@ def main():
     d = tempfile.mkdtemp(prefix="td-bench-")
     make_pki(d)
     plain, tls = free_port(), free_port()
-    broker = start_mosquitto(d, plain, tls)
+    broker = start_mosquitto(d, [plain, tls], listener_options={
+        tls: f"cafile {d}/ca.crt\ncertfile {d}/server.crt\nkeyfile {d}/server.key\n",
+    })
     payload = json.dumps({"job": "bench", "event": "heartbeat", "attempt": 1, "ts": time.time()})
     results = {}
     try:
