@@ -73,8 +73,9 @@ pub enum Command {
 /// What a job is, from the command line (overrides the job spec).
 #[derive(Debug, Args, Clone, Default)]
 pub struct JobArgs {
-    /// The prompt given to the agent (one argv element, never a shell string).
-    #[arg(long)]
+    /// The prompt given to the agent (one argv element, never a shell string;
+    /// it may start with `-`).
+    #[arg(long, allow_hyphen_values = true)]
     pub prompt: Option<String>,
     /// Agent template name (see `tmux-delegate agents`).
     #[arg(long)]
