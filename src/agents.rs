@@ -178,6 +178,9 @@ pub fn claude_settings(exe: &Path, on_stop: OnStop) -> serde_json::Value {
             "PostToolUse": [{ "matcher": "*", "hooks": [publish("--event heartbeat")] }],
             "Notification": [{ "hooks": [publish("--event waiting --message-from-stdin")] }],
             "Stop": [{ "hooks": [publish(stop)] }],
+            // An API error ends the turn with StopFailure instead of Stop:
+            // the attempt fails with the API's words (the retry policy decides).
+            "StopFailure": [{ "hooks": [publish("--event error --message-from-stdin --message-field last_assistant_message --message-field error")] }],
         }
     })
 }
@@ -213,7 +216,13 @@ mod tests {
         let settings =
             claude_settings(Path::new("/opt/it's here/tmux-delegate"), OnStop::Completed);
         let hooks = settings["hooks"].as_object().expect("hooks");
-        for event in ["SessionStart", "PostToolUse", "Notification", "Stop"] {
+        for event in [
+            "SessionStart",
+            "PostToolUse",
+            "Notification",
+            "Stop",
+            "StopFailure",
+        ] {
             let command = hooks[event][0]["hooks"][0]["command"]
                 .as_str()
                 .expect(event);
@@ -227,6 +236,10 @@ mod tests {
             .as_str()
             .expect("stop")
             .contains("--event completed"));
+        assert!(hooks["StopFailure"][0]["hooks"][0]["command"]
+            .as_str()
+            .expect("stop failure")
+            .contains("--event error --message-from-stdin --message-field last_assistant_message"));
         let waiting = claude_settings(Path::new("/t"), OnStop::Waiting);
         assert!(waiting["hooks"]["Stop"][0]["hooks"][0]["command"]
             .as_str()

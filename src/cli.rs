@@ -145,6 +145,10 @@ pub struct PublishArgs {
     /// (as hook runners such as Claude Code's pass), else the text itself.
     #[arg(long)]
     pub message_from_stdin: bool,
+    /// With --message-from-stdin: the JSON field(s) to take the message
+    /// from, the first non-empty one wins (default: `message`).
+    #[arg(long, value_name = "FIELD", requires = "message_from_stdin")]
+    pub message_field: Vec<String>,
     /// Extra data as a JSON value.
     #[arg(long)]
     pub data: Option<String>,

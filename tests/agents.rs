@@ -26,8 +26,13 @@ def fire(event, payload):
                 f.write(f"{event} rc={done.returncode} stdout={done.stdout!r} stderr={done.stderr!r}\n")
 fire("SessionStart", {"hook_event_name": "SessionStart", "source": "startup"})
 print("fake claude got:", args[-1], flush=True)
-if os.environ.get("FAKE_CLAUDE_MODE") == "notify":
+mode = os.environ.get("FAKE_CLAUDE_MODE")
+if mode == "notify":
     fire("Notification", {"hook_event_name": "Notification", "message": "Claude needs your permission to use Bash"})
+elif mode == "api_error":
+    # What Claude Code 2.1 sends when every API call of the turn failed.
+    fire("StopFailure", {"hook_event_name": "StopFailure", "session_id": "s1", "error": "invalid_request",
+         "last_assistant_message": "API Error: 400 {\"type\":\"error\",\"error\":{\"type\":\"invalid_request_error\",\"message\":\"prompt is too long\"}}"})
 else:
     fire("PostToolUse", {"hook_event_name": "PostToolUse", "tool_name": "Bash"})
     fire("Stop", {"hook_event_name": "Stop", "stop_hook_active": False})
@@ -264,5 +269,54 @@ fn agents_lists_every_template_with_how_it_reports_and_whether_it_is_installed()
     assert!(
         line("mine").contains("configured") && line("mine").contains(" no "),
         "{listing}"
+    );
+}
+
+#[test]
+fn an_api_error_fails_the_attempt_fast_with_the_apis_words_and_the_retry_policy_decides() {
+    let world = World::new("[defaults.retry]\nmax_attempts = 2\nbackoff = \"0s\"\n");
+    let spec = world.job_spec("api_error");
+    let started = std::time::Instant::now();
+    let out = Guard(Some(
+        world
+            .td()
+            .arg("run")
+            .arg("--json")
+            .arg(&spec)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run"),
+    ))
+    .wait_output(Duration::from_secs(60));
+    let stdout = text(&out.stdout);
+    let log = std::fs::read_to_string(&world.log).unwrap_or_default();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}\n{log}",
+        text(&out.stderr)
+    );
+    // Far less than any timeout: the error event ended each attempt.
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(stdout.contains("\"to\":\"retrying\""), "{stdout}");
+    assert!(!stdout.contains("\"to\":\"waiting\""), "{stdout}");
+    let job = world.status();
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["attempt"], 2, "{job}");
+    assert_eq!(job["failure"]["kind"], "error", "{job}");
+    let reason = job["failure"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("API Error: 400") && reason.contains("prompt is too long"),
+        "{job}"
+    );
+    assert!(
+        log.contains("StopFailure rc=0 stdout=b'' stderr=b''")
+            || log.contains("StopFailure started"),
+        "{log}"
     );
 }

@@ -30,7 +30,7 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<Exit> {
         })?),
     };
     let message = if args.message_from_stdin {
-        message_from_stdin()
+        message_from_stdin(&args.message_field)
     } else {
         args.message
     };
@@ -94,21 +94,68 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
-/// The `message` of a JSON object on stdin, else the trimmed text (capped:
-/// an event must stay under the payload limit).
-fn message_from_stdin() -> Option<String> {
+/// The message on stdin: from a JSON object, the first non-empty string
+/// among `fields` (`message` when none are named), else the trimmed text.
+/// Capped: an event must stay under the payload limit.
+fn message_from_stdin(fields: &[String]) -> Option<String> {
     use std::io::Read;
     let mut text = String::new();
     std::io::stdin()
         .take(16 * 1024)
         .read_to_string(&mut text)
         .ok()?;
-    let message = match serde_json::from_str::<Value>(&text) {
-        Ok(Value::Object(object)) => object
-            .get("message")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
+    message_from_text(&text, fields)
+}
+
+fn message_from_text(text: &str, fields: &[String]) -> Option<String> {
+    let message = match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(object)) => {
+            let default = ["message".to_owned()];
+            let fields = if fields.is_empty() {
+                &default[..]
+            } else {
+                fields
+            };
+            fields
+                .iter()
+                .filter_map(|field| object.get(field))
+                .find_map(|value| match value {
+                    Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+                    Value::Null | Value::String(_) => None,
+                    other => Some(other.to_string()),
+                })
+        }
         _ => Some(text.trim().to_owned()),
     };
     message.filter(|m| !m.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::message_from_text;
+
+    #[test]
+    fn the_first_non_empty_named_field_wins() {
+        let fields = ["last_assistant_message".to_owned(), "error".to_owned()];
+        let stop_failure = r#"{"hook_event_name":"StopFailure","error":"invalid_request","last_assistant_message":"API Error: 400 {\"type\":\"error\"}"}"#;
+        assert_eq!(
+            message_from_text(stop_failure, &fields).as_deref(),
+            Some(r#"API Error: 400 {"type":"error"}"#)
+        );
+        let no_message = r#"{"error":"rate_limit","last_assistant_message":""}"#;
+        assert_eq!(
+            message_from_text(no_message, &fields).as_deref(),
+            Some("rate_limit")
+        );
+        let notification = r#"{"message":"Claude needs your permission to use Bash"}"#;
+        assert_eq!(
+            message_from_text(notification, &[]).as_deref(),
+            Some("Claude needs your permission to use Bash")
+        );
+        assert_eq!(
+            message_from_text("  plain words \n", &[]).as_deref(),
+            Some("plain words")
+        );
+        assert_eq!(message_from_text(r#"{"other":1}"#, &[]), None);
+    }
 }
