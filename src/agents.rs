@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
+pub mod preflight;
+pub mod screens;
+
 /// The built-in templates, embedded at build time.
 pub const BUILTIN: &[(&str, &str)] = &[
     ("aider", include_str!("../templates/agents/aider.toml")),
@@ -43,6 +46,9 @@ pub struct AgentDef {
     pub on_stop: OnStop,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Screen rules: the user's first, then the built-ins for the program.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub screens: Vec<screens::ScreenRule>,
 }
 
 fn default_on_stop() -> OnStop {
@@ -133,6 +139,16 @@ pub fn resolve(config: &Config, name: &str) -> Result<AgentDef, Failure> {
     })?;
     let mut env = base.env.unwrap_or_default();
     env.extend(custom.env.unwrap_or_default());
+    let mut rules = custom.screens.unwrap_or_default();
+    rules.extend(base.screens.unwrap_or_default());
+    rules.extend(screens::builtin(&command[0]));
+    // Compiled here (run, agents, init) to report a bad rule early; never
+    // when loading the config, which `publish` does on every event.
+    screens::ScreenSet::compile(&rules).map_err(|e| {
+        config_error(format!("agents.{name}.{e}")).help(
+            "write `match` as a regex (https://docs.rs/regex/#syntax), e.g. match = \"(Do you trust the files in this folder\\?)\"",
+        )
+    })?;
     Ok(AgentDef {
         name: name.to_owned(),
         command,
@@ -146,6 +162,7 @@ pub fn resolve(config: &Config, name: &str) -> Result<AgentDef, Failure> {
         hooks: custom.hooks.or(base.hooks),
         on_stop: custom.on_stop.or(base.on_stop).unwrap_or(OnStop::Completed),
         description: custom.description.or(base.description),
+        screens: rules,
     })
 }
 

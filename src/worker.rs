@@ -96,10 +96,21 @@ pub async fn run(registry: &Registry, job: &JobId, attempt: u32) -> Result<Exit>
     let mut child = match spawn_agent(&argv, &record, &agent, &broker, &reporter) {
         Ok(child) => child,
         Err(e) => {
-            // Tell the supervisor why, so the failure names the cause.
-            let reason = format!("cannot start the agent `{}`: {e}", argv[0]);
+            // Tell the supervisor why, so the failure names the cause; a
+            // program that cannot be started is a configuration problem,
+            // which no retry fixes.
+            let reason = format!(
+                "cannot start the agent `{}`: {e}; {}",
+                argv[0],
+                crate::agents::preflight::install_help(&argv[0], &agent.name)
+            );
             let _ = reporter
-                .send(&mut publisher, EventKind::Error, Some(reason.clone()), None)
+                .send(
+                    &mut publisher,
+                    EventKind::Error,
+                    Some(reason.clone()),
+                    Some(serde_json::json!({ "kind": "agent_config" })),
+                )
                 .await;
             publisher.close().await;
             eprintln!("[tmux-delegate] {reason}");
@@ -131,6 +142,9 @@ pub async fn run(registry: &Registry, job: &JobId, attempt: u32) -> Result<Exit>
     let status = child.wait().await.context("waiting for the agent")?;
     take_terminal_back();
     let code = exit_code(status);
+    if code != 0 {
+        report_refusal(&agent, &mut reporter, &mut publisher).await;
+    }
     let message = format!("the agent exited with code {code}");
     let data = serde_json::json!({ "code": code });
     if let Err(e) = reporter
@@ -147,6 +161,40 @@ pub async fn run(registry: &Registry, job: &JobId, attempt: u32) -> Result<Exit>
     publisher.close().await;
     eprintln!("\n[tmux-delegate] {message}");
     Ok(Exit::Raw(u8::try_from(code & 0xff).unwrap_or(1)))
+}
+
+/// An agent that exited refusing its configuration (its last words match
+/// one of its `agent_config` screen rules) fails the attempt as kind
+/// `agent_config` with those words and the fix, before `exited` is sent.
+async fn report_refusal(agent: &AgentDef, reporter: &mut Reporter, publisher: &mut Publisher) {
+    use crate::agents::screens::{ScreenSet, ScreenState};
+    if !agent
+        .screens
+        .iter()
+        .any(|r| r.state == ScreenState::AgentConfig)
+    {
+        return;
+    }
+    let Ok(rules) = ScreenSet::compile(&agent.screens) else {
+        return;
+    };
+    let pane = match crate::tmux::own_pane_text() {
+        Ok(pane) => pane,
+        Err(e) => {
+            eprintln!("[tmux-delegate] cannot read this pane to classify the exit: {e:#}");
+            return;
+        }
+    };
+    let Some(reason) = rules.refusal(&pane) else {
+        return;
+    };
+    let data = serde_json::json!({ "kind": "agent_config" });
+    if let Err(e) = reporter
+        .send(publisher, EventKind::Error, Some(reason), Some(data))
+        .await
+    {
+        eprintln!("[tmux-delegate] could not report the refusal: {e}");
+    }
 }
 
 /// Builds and signs this attempt's events.

@@ -66,6 +66,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
         }
         jobs.push((spec, agent));
     }
+    agents::preflight::check(&config, &jobs).await?;
     // Everything is validated above, in this terminal; the detached
     // supervisor starts from the same arguments and environment.
     if let Some(relaunch) = relaunch {
@@ -258,7 +259,8 @@ pub async fn supervise(
                 record.spec.name.clone(),
                 record.spec.workdir.clone(),
                 EventKey::from_hex(&record.event_key).unwrap_or_else(EventKey::generate),
-            ),
+            )
+            .with_screens(screen_rules(&id, &agent)),
         );
         let adopt = adopting && record.attempt > 0;
         if adopt {
@@ -303,6 +305,15 @@ pub async fn supervise(
     let driver = Driver::new(core, places, runtimes, view);
     let (ending, states) = driver.run(subscriber).await?;
     Ok(summarise(ending, &states))
+}
+
+/// The agent's compiled screen rules (checked when the job was resolved; a
+/// record written by another version may still hold a bad one: skipped).
+fn screen_rules(id: &JobId, agent: &AgentDef) -> crate::agents::screens::ScreenSet {
+    crate::agents::screens::ScreenSet::compile(&agent.screens).unwrap_or_else(|e| {
+        tracing::warn!("job {id}: ignoring its screen rules: {e}");
+        crate::agents::screens::ScreenSet::default()
+    })
 }
 
 fn summarise(ending: Ending, states: &[(JobId, JobState)]) -> Exit {

@@ -154,6 +154,9 @@ pub enum FailureKind {
     Lost,
     Exit,
     StartTimeout,
+    /// The agent cannot run as configured (program missing, untrusted
+    /// folder, no key): retrying would fail the same way.
+    AgentConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -236,6 +239,8 @@ pub struct AgentFile {
     pub description: Option<String>,
     pub hooks: Option<HookStyle>,
     pub on_stop: Option<OnStop>,
+    /// `[[agents.NAME.screens]]`: screen rules (see `agents::screens`).
+    pub screens: Option<Vec<crate::agents::screens::ScreenRule>>,
 }
 
 /// `[hooks]`: commands (argv) run on job outcomes, with the job as JSON on

@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 /// carries the exit code and follows any `completed` the agent sent) before
 /// the pane's own status decides.
 pub const EXIT_SETTLE: Duration = Duration::from_secs(2);
+/// An attempt with no event for this long may be stuck at a screen no hook
+/// reports (a dialog): its pane is worth a look (jobs with screen rules).
+pub const SCREEN_QUIET: Duration = Duration::from_secs(2);
 
 /// What the core needs to know about a job.
 #[derive(Debug, Clone)]
@@ -86,6 +89,26 @@ pub enum Input {
         job: JobId,
         reason: String,
     },
+    /// An event that says the agent refused its configuration (the wrapper
+    /// could not start it, or it exited with a known refusal): handled like
+    /// `Event`, but an `error` fails the attempt as kind `agent_config`.
+    AgentConfig {
+        job: JobId,
+        event: Incoming,
+    },
+    /// The attempt's pane shows a screen a rule recognises: the agent waits
+    /// for a human. `keys` (maybe empty) answers it.
+    Screen {
+        job: JobId,
+        attempt: u32,
+        message: String,
+        keys: Vec<String>,
+    },
+    /// A look at the pane found no such screen (any more).
+    ScreenGone {
+        job: JobId,
+        attempt: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +147,12 @@ pub enum Effect {
         to: JobState,
         reason: Option<String>,
         failure: Option<Failure>,
+    },
+    /// Type `keys` into the attempt's pane (a screen rule's answer).
+    SendKeys {
+        job: JobId,
+        attempt: u32,
+        keys: Vec<String>,
     },
     /// Append an event to the job's history; `ignored` says why it was not acted on.
     RecordEvent {
@@ -175,6 +204,10 @@ struct Job {
     lost: bool,
     /// The pane died (or the window vanished) at this time, with this status.
     dead: Option<(Instant, Option<i32>, bool)>,
+    /// When the attempt last acted on an event (or was launched).
+    last_event: Option<Instant>,
+    /// The message of the screen the pane shows, while it shows one.
+    screen: Option<String>,
 }
 
 impl Job {
@@ -239,6 +272,8 @@ impl Core {
             attempt_deadline: None,
             lost: false,
             dead: None,
+            last_event: None,
+            screen: None,
         };
         self.jobs.insert(id.clone(), job);
         self.launch(now, &id);
@@ -261,6 +296,8 @@ impl Core {
             config,
             lost: false,
             dead: None,
+            last_event: Some(now),
+            screen: None,
         };
         self.jobs.insert(id, job);
     }
@@ -331,6 +368,8 @@ impl Core {
         job.phase = Phase::Starting { since: now };
         job.lost = false;
         job.dead = None;
+        job.last_event = Some(now);
+        job.screen = None;
         job.attempt_deadline = Some(now + job.config.timeouts.attempt);
         if job.job_deadline.is_none() {
             job.job_deadline = Some(now + job.config.timeouts.job);
@@ -360,7 +399,17 @@ impl Core {
                     );
                 }
             }
-            Input::Event { job, event } => self.on_event(now, &job, event),
+            Input::Event { job, event } => self.on_event(now, &job, event, FailureKind::Error),
+            Input::AgentConfig { job, event } => {
+                self.on_event(now, &job, event, FailureKind::AgentConfig);
+            }
+            Input::Screen {
+                job,
+                attempt,
+                message,
+                keys,
+            } => self.on_screen(now, &job, attempt, message, keys),
+            Input::ScreenGone { job, attempt } => self.on_screen_gone(now, &job, attempt),
             Input::Output { job, attempt } => {
                 if let Some(j) = self.jobs.get_mut(&job) {
                     if j.attempt == attempt && j.config.liveness != Liveness::Events {
@@ -389,7 +438,7 @@ impl Core {
         self.jobs.get(id).is_some_and(|j| j.attempt == attempt)
     }
 
-    fn on_event(&mut self, now: Instant, id: &JobId, event: Incoming) {
+    fn on_event(&mut self, now: Instant, id: &JobId, event: Incoming, error_kind: FailureKind) {
         let Some(job) = self.jobs.get(id) else {
             return;
         };
@@ -424,17 +473,30 @@ impl Core {
             ignored,
         });
         if acts {
-            self.act_on(now, id, event);
+            if let Some(job) = self.jobs.get_mut(id) {
+                job.last_event = Some(now);
+            }
+            self.act_on(now, id, event, error_kind);
         }
     }
 
-    fn act_on(&mut self, now: Instant, id: &JobId, event: Incoming) {
+    fn act_on(&mut self, now: Instant, id: &JobId, event: Incoming, error_kind: FailureKind) {
         let Some(job) = self.jobs.get_mut(id) else {
             return;
         };
         let complete_on_exit = job.config.complete_on_exit;
         let on_waiting = job.config.on_waiting;
         match event.kind {
+            EventKind::Started | EventKind::Heartbeat | EventKind::Progress
+                if job.screen.is_some() =>
+            {
+                // A screen is still shown (e.g. the wrapper's `started`
+                // arrived after it was seen): only its going away, seen in
+                // the pane, ends this wait.
+                if let Phase::Running { last_life, .. } = &mut job.phase {
+                    *last_life = now;
+                }
+            }
             EventKind::Started | EventKind::Heartbeat | EventKind::Progress => {
                 let was_waiting = matches!(job.phase, Phase::Running { waiting: true, .. });
                 job.phase = Phase::Running {
@@ -466,7 +528,7 @@ impl Core {
                 let reason = event
                     .message
                     .unwrap_or_else(|| "the agent reported an error".into());
-                self.fail(now, id, FailureKind::Error, reason);
+                self.fail(now, id, error_kind, reason);
             }
             EventKind::Exited => {
                 let code = event.exit_code;
@@ -496,6 +558,98 @@ impl Core {
             }
             EventKind::Other(_) => {}
         }
+    }
+
+    /// Jobs whose pane is worth reading for screens now: the attempt has no
+    /// `started` yet, or a screen is shown (to see it go), or it is running
+    /// without waiting and without an event for `SCREEN_QUIET`. The driver
+    /// reads only those of them that have screen rules, at most every 2 s.
+    pub fn screen_watch(&self, now: Instant) -> Vec<(JobId, u32)> {
+        self.jobs
+            .iter()
+            .filter(|(_, j)| match j.phase {
+                Phase::Starting { .. } => true,
+                Phase::Running { waiting, .. } => {
+                    j.screen.is_some()
+                        || (!waiting
+                            && j.last_event
+                                .is_none_or(|at| now.saturating_duration_since(at) >= SCREEN_QUIET))
+                }
+                _ => false,
+            })
+            .map(|(id, j)| (id.clone(), j.attempt))
+            .collect()
+    }
+
+    /// A screen rule matched the pane: the agent waits for a human. A
+    /// screen before `started` proves the agent is up, so the start timeout
+    /// no longer applies; the idle timer pauses as for a `waiting` event.
+    fn on_screen(
+        &mut self,
+        now: Instant,
+        id: &JobId,
+        attempt: u32,
+        message: String,
+        keys: Vec<String>,
+    ) {
+        let Some(job) = self.jobs.get_mut(id) else {
+            return;
+        };
+        if job.attempt != attempt || !job.is_active() || job.screen.as_ref() == Some(&message) {
+            return;
+        }
+        if job.config.on_waiting == OnWaiting::Fail {
+            // A new attempt would show the same screen: a one-time grant
+            // (trust, key, login) is configuration, not retried by default.
+            self.fail(
+                now,
+                id,
+                FailureKind::AgentConfig,
+                format!("the agent shows a screen that needs a human ({message}) and on_waiting = \"fail\""),
+            );
+            return;
+        }
+        job.screen = Some(message.clone());
+        job.phase = Phase::Running {
+            last_life: now,
+            waiting: true,
+        };
+        if job.state == JobState::Waiting {
+            // Already waiting (another screen, or a `waiting` event): one
+            // wait, one on_waiting.
+        } else {
+            self.transition(id, JobState::Waiting, Some(message), None);
+        }
+        if !keys.is_empty() {
+            self.effects.push_back(Effect::SendKeys {
+                job: id.clone(),
+                attempt,
+                keys,
+            });
+        }
+    }
+
+    /// The screen is gone (answered in the window, or by `keys`): running
+    /// again, with a fresh idle timer.
+    fn on_screen_gone(&mut self, now: Instant, id: &JobId, attempt: u32) {
+        let Some(job) = self.jobs.get_mut(id) else {
+            return;
+        };
+        if job.attempt != attempt || job.screen.is_none() || !job.is_active() {
+            return;
+        }
+        job.screen = None;
+        job.last_event = Some(now);
+        job.phase = Phase::Running {
+            last_life: now,
+            waiting: false,
+        };
+        self.transition(
+            id,
+            JobState::Running,
+            Some("the screen was answered".into()),
+            None,
+        );
     }
 
     fn on_dead(&mut self, now: Instant, id: &JobId, attempt: u32, status: Option<i32>, gone: bool) {
@@ -751,3 +905,6 @@ impl Core {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod screen_tests;

@@ -5,6 +5,7 @@
 
 use super::core::{Core, Effect, Incoming, Input, StopSignal};
 use super::view::View;
+use crate::agents::screens::ScreenSet;
 use crate::mqtt::client::{Message, Subscriber};
 use crate::mqtt::event::{decode, Decoded, EventKind};
 use crate::mqtt::sign::{check, EventKey};
@@ -26,6 +27,11 @@ pub const OBSERVE_EVERY: Duration = Duration::from_millis(200);
 const HOOK_GRACE: Duration = Duration::from_secs(10);
 /// How often the groups of attempts being stopped are checked.
 const STOPPING_CHECK: Duration = Duration::from_millis(20);
+/// At most one pane read per job this often (screen rules).
+pub const SCREEN_READ_EVERY: Duration = Duration::from_secs(2);
+
+/// A pane read for screen rules: job, attempt, the visible screen.
+type ScreenRead = (JobId, u32, anyhow::Result<String>);
 
 /// What the driver knows about one job besides the core's state.
 pub struct JobRuntime {
@@ -39,6 +45,11 @@ pub struct JobRuntime {
     launched_at: Option<Instant>,
     /// The agent's process group per attempt, once the wrapper recorded it.
     pgid: HashMap<u32, i32>,
+    /// The agent's screen rules, for agents that have waiting rules.
+    screens: Option<std::sync::Arc<ScreenSet>>,
+    /// When its pane was last read for them; whether a read is under way.
+    screen_read_at: Option<Instant>,
+    screen_reading: bool,
 }
 
 impl JobRuntime {
@@ -50,7 +61,18 @@ impl JobRuntime {
             window: None,
             launched_at: None,
             pgid: HashMap::new(),
+            screens: None,
+            screen_read_at: None,
+            screen_reading: false,
         }
+    }
+
+    /// The agent's screen rules; without waiting rules its pane is never read.
+    pub fn with_screens(mut self, screens: ScreenSet) -> JobRuntime {
+        self.screens = screens
+            .watches_screens()
+            .then(|| std::sync::Arc::new(screens));
+        self
     }
 
     /// For an adopted attempt: the window (and agent group) the registry
@@ -184,6 +206,7 @@ impl Driver {
         // tmux answers in the background: with hundreds of windows a
         // `list-windows` takes milliseconds that events must not wait for.
         let (observed_tx, mut observed) = mpsc::unbounded_channel::<Observation>();
+        let (screen_tx, mut screen_reads) = mpsc::unbounded_channel::<ScreenRead>();
         let mut ending = Ending::Finished;
         self.perform().await;
         while !self.core.is_done() {
@@ -194,7 +217,9 @@ impl Driver {
                 _ = observe.tick(), if !self.observing => {
                     drop(self.flush_last_events());
                     self.start_observation(&observed_tx);
+                    self.start_screen_reads(&screen_tx);
                 }
+                Some(read) = screen_reads.recv() => self.apply_screen_read(read),
                 Some((asked, windows)) = observed.recv() => {
                     self.observing = false;
                     self.apply_observation(asked, windows);
@@ -293,6 +318,13 @@ impl Driver {
             .then(|| received.data.as_ref()?.get("code")?.as_i64())
             .flatten()
             .and_then(|c| i32::try_from(c).ok());
+        let refused = received.event == EventKind::Error
+            && received
+                .data
+                .as_ref()
+                .and_then(|d| d.get("kind"))
+                .and_then(serde_json::Value::as_str)
+                == Some("agent_config");
         let event = Incoming {
             kind: received.event,
             attempt: received.attempt,
@@ -301,8 +333,86 @@ impl Driver {
             signature,
             sent: received.ts,
         };
-        self.core
-            .handle(Instant::now(), Input::Event { job, event });
+        let input = if refused {
+            Input::AgentConfig { job, event }
+        } else {
+            Input::Event { job, event }
+        };
+        self.core.handle(Instant::now(), input);
+    }
+
+    /// Reads the panes of jobs the core says may show a screen, for agents
+    /// with screen rules: at most one read per job every SCREEN_READ_EVERY,
+    /// in the background.
+    fn start_screen_reads(&mut self, results: &mpsc::UnboundedSender<ScreenRead>) {
+        let now = Instant::now();
+        for (job, attempt) in self.core.screen_watch(now) {
+            let Some(runtime) = self.jobs.get_mut(&job) else {
+                continue;
+            };
+            let Some((window_attempt, launched)) = &runtime.window else {
+                continue;
+            };
+            let due = runtime
+                .screen_read_at
+                .is_none_or(|at| now.saturating_duration_since(at) >= SCREEN_READ_EVERY);
+            if runtime.screens.is_none()
+                || *window_attempt != attempt
+                || runtime.screen_reading
+                || !due
+            {
+                continue;
+            }
+            runtime.screen_reading = true;
+            runtime.screen_read_at = Some(now);
+            let target = pane_target(launched);
+            let tmux = self.tmux.clone();
+            let results = results.clone();
+            tokio::spawn(async move {
+                let screen = tmux.capture_screen(&target).await;
+                let _ = results.send((job, attempt, screen));
+            });
+        }
+    }
+
+    /// Matches a pane read against the job's rules: a screen, or none.
+    fn apply_screen_read(&mut self, (job, attempt, screen): ScreenRead) {
+        let Some(runtime) = self.jobs.get_mut(&job) else {
+            return;
+        };
+        runtime.screen_reading = false;
+        let (Some(rules), Ok(screen)) = (&runtime.screens, screen) else {
+            return;
+        };
+        let input = match rules.waiting(&screen) {
+            Some(shown) => Input::Screen {
+                job,
+                attempt,
+                message: shown.message,
+                keys: shown.keys,
+            },
+            None => Input::ScreenGone { job, attempt },
+        };
+        self.core.handle(Instant::now(), input);
+    }
+
+    /// Answers a screen: its rule's keys, typed into the attempt's pane.
+    async fn send_keys(&mut self, job: &JobId, attempt: u32, keys: &[String]) {
+        let Some(runtime) = self.jobs.get(job) else {
+            return;
+        };
+        let Some((window_attempt, launched)) = &runtime.window else {
+            return;
+        };
+        if *window_attempt != attempt {
+            return;
+        }
+        match self.tmux.send_keys(&pane_target(launched), keys).await {
+            Ok(()) => {
+                tracing::info!("job {job} attempt {attempt}: answered a screen with {keys:?}")
+            }
+            Err(e) => tracing::warn!("job {job}: cannot send keys to its pane: {e:#}"),
+        }
     }
 
     /// One `list-windows -a` for every job: dead panes, closed windows and
@@ -437,6 +547,9 @@ impl Driver {
                     event,
                     ignored,
                 } => self.record_event(&job, attempt, &event, ignored),
+                Effect::SendKeys { job, attempt, keys } => {
+                    self.send_keys(&job, attempt, &keys).await;
+                }
             }
         }
     }
@@ -725,6 +838,16 @@ fn run_hook(argv: Vec<String>, input: serde_json::Value) -> tokio::task::JoinHan
             Err(_) => tracing::warn!("hook `{}` ran for over a minute; left running", argv[0]),
         }
     })
+}
+
+/// The pane to read or type into: its id, else (an adopted window) the
+/// window's active pane.
+fn pane_target(launched: &Launched) -> String {
+    if launched.pane_id.is_empty() {
+        launched.window_id.clone()
+    } else {
+        launched.pane_id.clone()
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -7,8 +7,8 @@ use crate::config::TmuxSettings;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use tmux_interface::{
-    CapturePane, KillWindow, ListWindows, NewSession, NewWindow, RenameWindow, SetOption,
-    Tmux as TmuxCli, TmuxCommand,
+    CapturePane, KillWindow, ListWindows, NewSession, NewWindow, RenameWindow, SendKeys, SetOption,
+    ShowEnvironment, Tmux as TmuxCli, TmuxCommand,
 };
 
 /// `#{...}` fields of one window, `|`-separated: tmux prints a tab as `_`
@@ -219,6 +219,48 @@ impl Tmux {
         .await
     }
 
+    /// A variable of the server's global environment (what a new window
+    /// gets); `None` when no server runs (one started now would get this
+    /// process's environment) or the variable is not set there.
+    pub async fn global_env(&self, name: &str) -> Result<Option<String>> {
+        let command = ShowEnvironment::new()
+            .global()
+            .variable(name.to_owned())
+            .build();
+        match self.run(command).await {
+            Ok(text) => Ok(text
+                .lines()
+                .next()
+                .and_then(|line| line.strip_prefix(&format!("{name}=")))
+                .map(str::to_owned)),
+            Err(e) if is_no_server(&e) || e.to_string().contains("unknown variable") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// What the pane shows now (its visible screen, wrapped lines joined):
+    /// what screen rules read.
+    pub async fn capture_screen(&self, target: &str) -> Result<String> {
+        self.run(
+            CapturePane::new()
+                .stdout()
+                .join()
+                .target_pane(target.to_owned())
+                .build(),
+        )
+        .await
+    }
+
+    /// Types `keys` (tmux key names such as `Enter`, `Down`, or text) into
+    /// the pane.
+    pub async fn send_keys(&self, target: &str, keys: &[String]) -> Result<()> {
+        let mut command = SendKeys::new().target_pane(target.to_owned());
+        for key in keys {
+            command = command.key(key.clone());
+        }
+        self.run(command.build()).await.map(drop)
+    }
+
     /// A blocking `tmux` command with the terminal (for `attach`).
     pub fn interactive(&self, args: &[&str]) -> std::process::Command {
         let mut command = std::process::Command::new("tmux");
@@ -264,6 +306,31 @@ pub fn keep_own_pane() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Called by the window's wrapper when the agent failed: the last lines of
+/// its own pane (the agent's last words), for `agent_config` rules.
+pub fn own_pane_text() -> Result<String> {
+    let pane =
+        std::env::var("TMUX_PANE").context("TMUX_PANE is not set: not inside a tmux pane")?;
+    let command = CapturePane::new()
+        .stdout()
+        .join()
+        .start_line("-200")
+        .target_pane(pane)
+        .build();
+    let output = TmuxCli::with_command(command)
+        .into_command()
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("running tmux")?;
+    if !output.status.success() {
+        bail!(
+            "tmux capture-pane: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// Appends `-- argv...`: tmux execs several arguments directly, without a
