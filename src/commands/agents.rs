@@ -36,6 +36,7 @@ fn installed(program: &str, path_var: Option<&str>) -> bool {
 pub fn run() -> anyhow::Result<Exit> {
     let config = Config::load(Env::from_process()?)?;
     let mut rows = Vec::new();
+    let mut missing = Vec::new();
     for name in agents::names(&config) {
         let agent = agents::resolve(&config, &name)?;
         let source = match (
@@ -50,6 +51,10 @@ pub fn run() -> anyhow::Result<Exit> {
         let present = if installed(&program, config.env.var("PATH")) {
             "yes"
         } else {
+            missing.push(format!(
+                "{name}: `{program}` is not installed; {}",
+                crate::agents::preflight::install_help(&program, &name)
+            ));
             "no"
         };
         rows.push([
@@ -78,6 +83,12 @@ pub fn run() -> anyhow::Result<Exit> {
     print(header);
     for r in &rows {
         print([&r[0], &r[1], &r[2], &r[3], &r[4]]);
+    }
+    if !missing.is_empty() {
+        println!();
+        for line in &missing {
+            println!("{line}");
+        }
     }
     Ok(Exit::Success)
 }

@@ -25,7 +25,7 @@ pub fn run(args: &InitArgs) -> anyhow::Result<Exit> {
         .agent
         .clone()
         .unwrap_or_else(|| config.defaults.agent.clone());
-    crate::agents::resolve(&config, &agent)?;
+    let def = crate::agents::resolve(&config, &agent)?;
     let path = config.env.cwd.join(PROJECT_FILES[0]);
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -36,5 +36,14 @@ pub fn run(args: &InitArgs) -> anyhow::Result<Exit> {
         .with_context(|| format!("writing {}", path.display()))?;
     println!("wrote {} (default agent: {agent})", path.display());
     println!("delegate from here or any directory below: tmux-delegate run --prompt \"...\"");
+    if let Some(program) = def.command.first() {
+        use crate::agents::preflight::{find_program, install_help};
+        if find_program(program, config.env.var("PATH"), &config.env.cwd).is_none() {
+            println!(
+                "note: `{program}` (agent {agent}) is not installed here; {}",
+                install_help(program, &agent)
+            );
+        }
+    }
     Ok(Exit::Success)
 }
