@@ -1,0 +1,241 @@
+//! Screens no hook reports, in a real tmux server: a stand-in Claude Code
+//! that shows its folder-trust dialog before any hook and waits for a key.
+//! The job goes `waiting` with the dialog's question within 10 s (no start
+//! or idle timeout, no retry, `on_waiting` runs), and once the dialog is
+//! answered (in the window, or by a rule's opt-in `keys`) it completes.
+
+mod common;
+
+use common::*;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// A stand-in for Claude Code 2.1 in a folder it has not been told to
+/// trust: it draws the trust dialog, waits for Enter, then runs its
+/// SessionStart and Stop hooks (from --settings) as Claude Code does.
+const FAKE_CLAUDE: &str = r#"#!/usr/bin/env python3
+import json, os, subprocess, sys, time
+args = sys.argv[1:]
+settings = json.load(open(args[args.index("--settings") + 1]))["hooks"]
+def fire(event, payload):
+    for group in settings.get(event, []):
+        for hook in group["hooks"]:
+            subprocess.run(hook["command"], shell=True, input=json.dumps(payload).encode())
+dialog = """
+╭──────────────────────────────────────────────────────────────────────────────╮
+│                                                                              │
+│ Accessing workspace:                                                         │
+│                                                                              │
+│ {cwd}
+│                                                                              │
+│ Quick safety check: Is this a project you created or one you trust? (Like    │
+│ your own code, a well-known open source project, or work from your team).    │
+│ If not, take a moment to review what's in this folder first.                 │
+│                                                                              │
+│ Claude Code'll be able to read, edit, and execute files here.                │
+│                                                                              │
+│ ❯ 1. Yes, I trust this folder                                                │
+│   2. No, exit                                                                │
+│                                                                              │
+╰──────────────────────────────────────────────────────────────────────────────╯
+  Enter to confirm · Esc to cancel
+""".replace("{cwd}", os.getcwd())
+print(dialog, flush=True)
+with open(os.environ["FAKE_LOG"], "a") as f:
+    f.write(f"dialog {time.time()}\n")
+sys.stdin.readline()
+with open(os.environ["FAKE_LOG"], "a") as f:
+    f.write("answered\n")
+print("\x1b[2J\x1b[H> " + args[-1], flush=True)
+fire("SessionStart", {"hook_event_name": "SessionStart", "source": "startup"})
+fire("Stop", {"hook_event_name": "Stop", "stop_hook_active": False})
+while True:
+    time.sleep(1)
+"#;
+
+struct World {
+    _dir: tempfile::TempDir,
+    home: PathBuf,
+    tmux: TmuxServer,
+    path: String,
+    log: PathBuf,
+    hook_log: PathBuf,
+}
+
+impl World {
+    fn new(config: &str) -> World {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = dir.path().join("home");
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&home).expect("home");
+        std::fs::create_dir_all(&bin).expect("bin");
+        script(&bin.join("claude"), "");
+        std::fs::write(bin.join("claude"), FAKE_CLAUDE).expect("claude");
+        let tmux = TmuxServer::new(dir.path());
+        let log = dir.path().join("claude.log");
+        let hook_log = dir.path().join("waiting.log");
+        // Short start and idle timeouts: a dialog must trip neither.
+        std::fs::write(
+            home.join("tmux-delegate.toml"),
+            format!(
+                "{config}\n[defaults.timeouts]\nstart = \"3s\"\nidle = \"4s\"\n\
+                 [defaults.retry]\nmax_attempts = 3\nbackoff = \"0s\"\n\
+                 [defaults.tmux]\nsocket = \"{}\"\nkill_grace = \"1s\"\nkeep_failed = false\n\
+                 [hooks]\non_waiting = [\"sh\", \"-c\", \"cat >> {1}; echo >> {1}\"]\n",
+                tmux.socket,
+                hook_log.display()
+            ),
+        )
+        .expect("config");
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        World {
+            _dir: dir,
+            home,
+            tmux,
+            path,
+            log,
+            hook_log,
+        }
+    }
+
+    fn run(&self) -> Lines {
+        let tmpdir = self.tmux.tmpdir.display().to_string();
+        let log = self.log.display().to_string();
+        let mut command = td(
+            &self.home,
+            &[
+                ("TMUX_TMPDIR", &tmpdir),
+                ("PATH", &self.path),
+                ("FAKE_LOG", &log),
+            ],
+        );
+        command.args(["run", "--json", "--agent", "claude", "--prompt", "say done"]);
+        Lines::spawn(&mut command)
+    }
+
+    /// When the dialog was drawn (Unix seconds), once it was.
+    fn dialog_shown(&self) -> Option<f64> {
+        let log = std::fs::read_to_string(&self.log).ok()?;
+        log.lines()
+            .find_map(|l| l.strip_prefix("dialog ")?.parse().ok())
+    }
+
+    fn on_waiting_calls(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.hook_log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_str(l).expect("hook input"))
+            .collect()
+    }
+}
+
+fn now_unix() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64()
+}
+
+const QUESTION: &str = "Quick safety check: Is this a project you created or one you trust?";
+
+#[test]
+fn the_trust_dialog_is_reported_as_waiting_then_answered_in_the_window_and_completes() {
+    let world = World::new("");
+    let mut running = world.run();
+    assert!(
+        running.wait_line("\"to\":\"waiting\"", Duration::from_secs(30)),
+        "{:?}\n{:?}",
+        running.stdout,
+        running.stderr
+    );
+    let seen = now_unix();
+    let shown = world.dialog_shown().expect("the dialog was drawn");
+    assert!(
+        seen - shown < 10.0,
+        "waiting reported {:.1} s after the dialog",
+        seen - shown
+    );
+    eprintln!("waiting reported {:.2} s after the dialog", seen - shown);
+    let waiting = running.stdout.last().cloned().unwrap_or_default();
+    assert!(waiting.contains(QUESTION), "{waiting}");
+
+    // Well past the start (3 s) and idle (4 s) timeouts: still waiting,
+    // same attempt, on_waiting ran once.
+    std::thread::sleep(Duration::from_secs(6));
+    let windows = world
+        .tmux
+        .output(&["list-panes", "-a", "-F", "#{pane_id} #{window_name}"]);
+    let pane = windows
+        .lines()
+        .find(|l| l.contains("say-done"))
+        .and_then(|l| l.split(' ').next())
+        .unwrap_or_else(|| panic!("no job window: {windows}"))
+        .to_owned();
+    assert!(
+        !running
+            .stdout
+            .iter()
+            .any(|l| l.contains("\"to\":\"retrying\"") || l.contains("\"to\":\"failed\"")),
+        "{:?}",
+        running.stdout
+    );
+    let calls = world.on_waiting_calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert!(
+        calls[0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(QUESTION),
+        "{}",
+        calls[0]
+    );
+
+    // A human answers in the window.
+    world.tmux.output(&["send-keys", "-t", &pane, "Enter"]);
+    let status = running.finish(Duration::from_secs(60));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{:?}\n{:?}",
+        running.stdout,
+        running.stderr
+    );
+    let all = running.stdout.join("\n");
+    assert!(all.contains("\"to\":\"completed\""), "{all}");
+    assert_eq!(all.matches("\"attempt\":2").count(), 0, "retried: {all}");
+}
+
+#[test]
+fn a_rule_with_keys_answers_the_dialog_and_the_job_completes() {
+    let world = World::new(
+        "[[agents.claude.screens]]\nmatch = \"(Quick safety check: [^?]*\\\\?)\"\nkeys = [\"Enter\"]\n",
+    );
+    let started = Instant::now();
+    let mut running = world.run();
+    assert!(
+        running.wait_line("\"to\":\"waiting\"", Duration::from_secs(30)),
+        "{:?}\n{:?}",
+        running.stdout,
+        running.stderr
+    );
+    let waiting = running.stdout.last().cloned().unwrap_or_default();
+    assert!(waiting.contains(QUESTION), "{waiting}");
+    let status = running.finish(Duration::from_secs(60));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{:?}\n{:?}",
+        running.stdout,
+        running.stderr
+    );
+    let log = std::fs::read_to_string(&world.log).unwrap_or_default();
+    assert!(log.contains("answered"), "{log}");
+    let all = running.stdout.join("\n");
+    assert!(all.contains("\"to\":\"completed\""), "{all}");
+    eprintln!("answered and completed in {:?}", started.elapsed());
+}
