@@ -290,4 +290,36 @@ mod tests {
             Some("a similar agent exists: `codex`")
         );
     }
+
+    #[test]
+    fn screen_rules_merge_user_first_then_builtins_and_bad_ones_are_reported_at_resolve() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("tmux-delegate.toml"),
+            "[[agents.claude.screens]]\nmatch = \"(Proceed\\\\?)\"\nkeys = [\"Enter\"]\n\
+             [[agents.broken.screens]]\nmatch = \"(unclosed\"\n[agents.broken]\ncommand = [\"b\"]\n\
+             [defaults.retry]\non = [\"agent_config\", \"exit\"]\n",
+        )
+        .expect("write");
+        let config =
+            Config::load(env_with(&[], dir.path())).expect("config loads without compiling rules");
+        let claude = resolve(&config, "claude").expect("claude");
+        assert_eq!(claude.screens[0].pattern, "(Proceed\\?)");
+        assert_eq!(claude.screens[0].keys, Some(vec!["Enter".to_owned()]));
+        assert!(claude.screens.len() > 1, "built-ins follow");
+        let failure = resolve(&config, "broken").expect_err("bad regex");
+        assert!(
+            failure
+                .to_string()
+                .contains("agents.broken.screens[0].match"),
+            "{failure}"
+        );
+        assert_eq!(
+            config.defaults.retry.on.clone().unwrap_or_default(),
+            vec![
+                crate::config::file::FailureKind::AgentConfig,
+                crate::config::file::FailureKind::Exit
+            ]
+        );
+    }
 }
