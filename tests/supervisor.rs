@@ -577,14 +577,14 @@ fn an_agent_that_cannot_start_fails_with_the_reason() {
         &[],
         Duration::from_secs(30),
     );
-    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
-    let job = setup.job("missing");
-    assert_eq!(job["failure"]["kind"], "error", "{job}");
-    let reason = job["failure"]["reason"].as_str().unwrap_or_default();
+    // Caught before anything is registered (tests/preflight.rs covers a
+    // program that vanishes after the check: kind agent_config).
+    assert_eq!(code, Some(2), "{stdout}\n{stderr}");
     assert!(
-        reason.contains("cannot start the agent `/nonexistent/agent`"),
-        "{job}"
+        stderr.contains("needs `/nonexistent/agent`, which is not installed"),
+        "{stderr}"
     );
+    assert!(setup.status().is_empty());
 }
 
 #[test]

@@ -44,13 +44,15 @@ pub async fn check(config: &Config, jobs: &[(JobSpec, AgentDef)]) -> Result<(), 
             .map(String::as_str)
             .or(window_path.as_deref());
         if find_program(program, path, &spec.workdir).is_none() {
-            let place = if program.contains('/') {
-                format!("in {}", spec.workdir.display())
+            let place = if program.starts_with('/') {
+                String::new()
+            } else if program.contains('/') {
+                format!(" (relative to {})", spec.workdir.display())
             } else {
-                "on the PATH the job's window gets".to_owned()
+                " (not on the PATH the job's window gets)".to_owned()
             };
             return Err(config_error(format!(
-                "job `{}`: the agent `{}` needs `{program}`, which is not installed ({place})",
+                "job `{}`: the agent `{}` needs `{program}`, which is not installed{place}",
                 spec.name, agent.name
             ))
             .help(install_help(program, &agent.name)));
