@@ -10,7 +10,7 @@ use std::path::Path;
 fn reports(agent: &AgentDef) -> String {
     let how = match (agent.hooks, agent.complete_on_exit) {
         (Some(HookStyle::Claude), _) => {
-            "Claude Code hooks (started, heartbeat, waiting, completed)"
+            "Claude Code hooks (started, heartbeat, waiting, completed, error)"
         }
         (None, true) => "its exit code (0 = completed)",
         (None, false) => "its own events (tmux-delegate publish)",
