@@ -118,14 +118,27 @@ async fn print_pane(record: &Record) {
 
 /// The last capture of the job's current window, under a heading line.
 pub async fn pane_lines(record: &Record) -> Vec<String> {
-    let Some(window) = record
-        .attempt_info(record.attempt)
-        .and_then(|a| a.window.clone())
-    else {
+    let Some(attempt) = record.attempt_info(record.attempt) else {
+        return Vec::new();
+    };
+    let Some(window) = attempt.window.clone() else {
         return Vec::new();
     };
     let tmux = Tmux::new(&record.spec.tmux, vec!["MQTT_PASSWORD".into()]);
-    match tmux.capture(&window).await {
+    // Window ids start again at @0 when a tmux server restarts: only the
+    // window whose pane is still the attempt's wrapper is the job's.
+    let ours = match (attempt.pane_pid, tmux.list_windows().await) {
+        (Some(pid), Ok(windows)) => windows
+            .iter()
+            .any(|w| w.window_id == window && w.pane_pid == pid),
+        _ => true,
+    };
+    let capture = if ours {
+        tmux.capture(&window).await
+    } else {
+        Err(anyhow::anyhow!("the window is gone"))
+    };
+    match capture {
         Ok(text) => std::iter::once(format!(
             "--- pane of attempt {} (window {window}) ---",
             record.attempt

@@ -129,6 +129,22 @@ impl App {
         self.sort();
     }
 
+    /// An event seen on the broker: the job's last-event cell (a message
+    /// about the feed itself has no job). `true` when the screen changed.
+    pub fn event(&mut self, job: &str, text: String) -> bool {
+        if job.is_empty() {
+            self.message = Some(text);
+            return true;
+        }
+        match self.rows.iter_mut().find(|r| r.id == job) {
+            Some(row) => {
+                row.last_event = text;
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn remove(&mut self, id: &str) {
         self.rows.retain(|r| r.id != id);
     }

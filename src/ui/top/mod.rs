@@ -6,6 +6,7 @@
 
 mod app;
 mod draw;
+mod feed;
 mod watch;
 
 use crate::config::Env;
@@ -39,11 +40,15 @@ pub async fn run(registry: &Registry, env: &Env) -> anyhow::Result<()> {
             None
         }
     };
+    let feed = crate::config::Config::load(env.clone())
+        .ok()
+        .and_then(|config| feed::spawn(&config));
     let mut terminal = ratatui::try_init()?;
     let mut session = Session {
         registry,
         env,
         watcher,
+        feed,
         messages: mpsc::channel(),
     };
     let result = session.event_loop(&mut terminal, &mut app).await;
@@ -55,6 +60,8 @@ struct Session<'a> {
     registry: &'a Registry,
     env: &'a Env,
     watcher: Option<watch::Watcher>,
+    /// Events from the configured broker, when there is one.
+    feed: Option<tokio::sync::mpsc::UnboundedReceiver<feed::Seen>>,
     /// Outcomes of actions that run in the background (kill).
     messages: (mpsc::Sender<String>, mpsc::Receiver<String>),
 }
@@ -74,7 +81,12 @@ impl Session<'_> {
                 drawn = Instant::now();
                 dirty = false;
             }
-            if event::poll(KEY_POLL)? {
+            // Sleeping (not blocking in a poll) lets the broker feed run.
+            tokio::select! {
+                Some((job, text)) = next_seen(&mut self.feed) => dirty |= app.event(&job, text),
+                () = tokio::time::sleep(KEY_POLL) => {}
+            }
+            while event::poll(Duration::ZERO)? {
                 match event::read()? {
                     Event::Key(key) if key.kind == KeyEventKind::Press => {
                         let action = app.on_key(key);
@@ -224,6 +236,15 @@ fn retry(id: &str, sender: mpsc::Sender<String>) -> String {
             format!("retrying {id} in the background")
         }
         Err(e) => format!("cannot run retry: {e}"),
+    }
+}
+
+async fn next_seen(
+    feed: &mut Option<tokio::sync::mpsc::UnboundedReceiver<feed::Seen>>,
+) -> Option<feed::Seen> {
+    match feed {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
