@@ -39,6 +39,15 @@ pub enum Command {
     /// List jobs with their state, attempt and last event.
     #[command(visible_alias = "list")]
     Status(StatusArgs),
+    /// Full-screen live view of every job: attach, logs, kill and retry by key.
+    #[command(
+        long_about = "Full-screen live view of every job in the registry: name, agent, state \
+(waiting jobs first, highlighted), attempt, age, last event. It follows the registry live.\n\n\
+Keys: Up/Down select, Enter attach (switch-client inside tmux), l logs (scrollable), x kill (y to \
+confirm), r retry, / filter, q or Esc quit.\n\n\
+In tmux: bind-key T display-popup -E -w 90% -h 80% tmux-delegate top"
+    )]
+    Top,
     /// Show a job's event and transition history and its last pane capture.
     Logs(LogsArgs),
     /// Switch to (or attach to) a job's tmux window.
@@ -179,8 +188,12 @@ pub struct StatusArgs {
     /// Only this job.
     pub id: Option<String>,
     /// A JSON array with one object per job.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "tmux")]
     pub json: bool,
+    /// One short line of counts by state for tmux's status-right (waiting
+    /// first, e.g. `⏸1 ▶3 ✓12 ✗1`); nothing when there are no jobs.
+    #[arg(long, conflicts_with = "id")]
+    pub tmux: bool,
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,7 @@ mod proc;
 mod registry;
 mod supervisor;
 mod tmux;
+mod ui;
 mod worker;
 
 use clap::Parser;

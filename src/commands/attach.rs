@@ -4,7 +4,7 @@ use crate::cli::IdArg;
 use crate::config::Env;
 use crate::error::{config_error, Exit};
 use crate::mqtt::topic::JobId;
-use crate::registry::Registry;
+use crate::registry::{Record, Registry};
 use crate::tmux::Tmux;
 
 pub fn run(args: &IdArg) -> anyhow::Result<Exit> {
@@ -12,6 +12,19 @@ pub fn run(args: &IdArg) -> anyhow::Result<Exit> {
     let registry = Registry::open(&env)?;
     let job = JobId::parse(&args.id)?;
     let record = registry.load(&job)?;
+    attach(&env, &record)?;
+    Ok(Exit::Success)
+}
+
+/// Whether attaching only switches this tmux client (inside tmux, on the
+/// job's own server) rather than taking over the terminal.
+pub fn switches(env: &Env, record: &Record) -> bool {
+    env.var("TMUX").is_some() && record.spec.tmux.socket.is_empty()
+}
+
+/// Switches to (inside tmux) or attaches to the job's current window.
+pub fn attach(env: &Env, record: &Record) -> anyhow::Result<()> {
+    let job = &record.id;
     let window = record
         .attempt_info(record.attempt)
         .and_then(|a| a.window.clone())
@@ -22,7 +35,7 @@ pub fn run(args: &IdArg) -> anyhow::Result<Exit> {
             ))
         })?;
     let tmux = Tmux::new(&record.spec.tmux, vec!["MQTT_PASSWORD".into()]);
-    let inside = env.var("TMUX").is_some() && record.spec.tmux.socket.is_empty();
+    let inside = switches(env, record);
     let verb = if inside {
         "switch-client"
     } else {
@@ -38,7 +51,7 @@ pub fn run(args: &IdArg) -> anyhow::Result<Exit> {
         .status()
         .map_err(|e| anyhow::anyhow!("running tmux {verb}: {e}"))?;
     if status.success() {
-        Ok(Exit::Success)
+        Ok(())
     } else {
         Err(config_error(format!(
             "tmux {verb} -t {window} failed (is the window still open? `tmux-delegate logs {job}`)"

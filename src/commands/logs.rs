@@ -54,7 +54,7 @@ fn when(ts: f64) -> String {
     humantime::format_rfc3339_millis(at).to_string()
 }
 
-fn describe(entry: &LogEntry) -> String {
+pub fn describe(entry: &LogEntry) -> String {
     match entry {
         LogEntry::Event {
             ts,
@@ -111,25 +111,43 @@ fn describe(entry: &LogEntry) -> String {
 }
 
 async fn print_pane(record: &Record) {
-    let Some(window) = record
-        .attempt_info(record.attempt)
-        .and_then(|a| a.window.clone())
-    else {
-        return;
+    for line in pane_lines(record).await {
+        println!("{line}");
+    }
+}
+
+/// The last capture of the job's current window, under a heading line.
+pub async fn pane_lines(record: &Record) -> Vec<String> {
+    let Some(attempt) = record.attempt_info(record.attempt) else {
+        return Vec::new();
+    };
+    let Some(window) = attempt.window.clone() else {
+        return Vec::new();
     };
     let tmux = Tmux::new(&record.spec.tmux, vec!["MQTT_PASSWORD".into()]);
-    match tmux.capture(&window).await {
-        Ok(text) => {
-            println!(
-                "--- pane of attempt {} (window {window}) ---",
-                record.attempt
-            );
-            print!("{}", text.trim_end_matches('\n'));
-            println!();
-        }
-        Err(_) => println!(
+    // Window ids start again at @0 when a tmux server restarts: only the
+    // window whose pane is still the attempt's wrapper is the job's.
+    let ours = match (attempt.pane_pid, tmux.list_windows().await) {
+        (Some(pid), Ok(windows)) => windows
+            .iter()
+            .any(|w| w.window_id == window && w.pane_pid == pid),
+        _ => true,
+    };
+    let capture = if ours {
+        tmux.capture(&window).await
+    } else {
+        Err(anyhow::anyhow!("the window is gone"))
+    };
+    match capture {
+        Ok(text) => std::iter::once(format!(
+            "--- pane of attempt {} (window {window}) ---",
+            record.attempt
+        ))
+        .chain(text.trim_end_matches('\n').lines().map(str::to_owned))
+        .collect(),
+        Err(_) => vec![format!(
             "--- the window of attempt {} ({window}) is closed ---",
             record.attempt
-        ),
+        )],
     }
 }

@@ -1,7 +1,7 @@
 //! One file per subcommand; this module only routes.
 
 mod agents;
-mod attach;
+pub mod attach;
 #[cfg(feature = "embedded-broker")]
 mod broker_serve;
 mod broker_setup;
@@ -11,13 +11,14 @@ mod exec;
 mod generate;
 mod init;
 mod kill;
-mod logs;
+pub mod logs;
 mod publish;
 mod register;
 mod resume;
 mod retry;
 mod run;
 mod status;
+mod top;
 mod watch;
 
 use crate::cli::{BrokerCommand, Command};
@@ -29,6 +30,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::Publish(args) => publish::run(args).await,
         Command::Watch(args) => watch::run(args).await,
         Command::Status(args) => status::run(&args),
+        Command::Top => top::run().await,
         Command::Completions { shell } => generate::completions(shell),
         Command::Man => generate::man(),
         Command::Run(args) => run::run(args).await,

@@ -6,10 +6,21 @@ use crate::config::Env;
 use crate::error::Exit;
 use crate::mqtt::topic::JobId;
 use crate::registry::{Record, Registry};
+use crate::ui::table::Grid;
+use std::io::IsTerminal;
 
 pub fn run(args: &StatusArgs) -> anyhow::Result<Exit> {
     let env = Env::from_process()?;
     let registry = Registry::open(&env)?;
+    if args.tmux {
+        // Run by tmux every status-interval: counts only, never an error
+        // line in the status bar.
+        let line = crate::ui::summary::line(crate::ui::summary::states(registry.root()));
+        if !line.is_empty() {
+            println!("{line}");
+        }
+        return Ok(Exit::Success);
+    }
     let records = match &args.id {
         Some(id) => vec![registry.load(&JobId::parse(id)?)?],
         None => {
@@ -32,45 +43,30 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<Exit> {
 }
 
 fn print_table(records: &[Record]) {
-    let rows: Vec<[String; 6]> = records
-        .iter()
-        .map(|r| {
-            [
-                r.id.clone(),
-                r.spec.name.clone(),
-                r.spec.agent.clone(),
-                r.state.as_str().to_owned(),
-                format!("{}/{}", r.attempt, r.spec.retry.max_attempts),
-                r.last_event
-                    .as_ref()
-                    .map(|e| match &e.message {
-                        Some(m) => format!("{} {m:?}", e.event),
-                        None => e.event.to_string(),
-                    })
-                    .unwrap_or_default(),
-            ]
-        })
-        .collect();
-    let header = ["ID", "NAME", "AGENT", "STATE", "ATTEMPT", "LAST EVENT"];
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
+    let mut grid = Grid::new(&["ID", "NAME", "AGENT", "STATE", "ATTEMPT", "LAST EVENT"]);
+    for r in records {
+        grid.push(vec![
+            r.id.clone(),
+            r.spec.name.clone(),
+            r.spec.agent.clone(),
+            r.state.as_str().to_owned(),
+            format!("{}/{}", r.attempt, r.spec.retry.max_attempts),
+            r.last_event
+                .as_ref()
+                .map(|e| match &e.message {
+                    Some(m) => format!("{} {m:?}", e.event),
+                    None => e.event.to_string(),
+                })
+                .unwrap_or_default(),
+        ]);
     }
-    let line = |cells: [&str; 6]| {
-        let mut out = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                out.push_str(cell);
-            } else {
-                out.push_str(&format!("{cell:<width$}  ", width = widths[i]));
-            }
-        }
-        println!("{}", out.trim_end());
+    // In a terminal the table fits its width; piped, nothing is cut.
+    let width = if std::io::stdout().is_terminal() {
+        crate::ui::terminal_width()
+    } else {
+        u16::MAX
     };
-    line(header);
-    for row in &rows {
-        line([&row[0], &row[1], &row[2], &row[3], &row[4], &row[5]]);
+    for line in grid.lines(width) {
+        println!("{line}");
     }
 }

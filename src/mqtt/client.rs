@@ -186,8 +186,12 @@ impl Subscriber {
         Ok(subscriber)
     }
 
-    async fn subscribe(&self) -> Result<(), Failure> {
-        subscribe_all(&self.connection.client, &self.filters).await
+    /// Owns what it needs, so a subscriber can be made inside a spawned
+    /// (Send) task: the client is `Send` but not `Sync`.
+    fn subscribe(&self) -> impl std::future::Future<Output = Result<(), Failure>> + Send + 'static {
+        let client = self.connection.client.clone();
+        let filters = self.filters.clone();
+        async move { subscribe_all(&client, &filters).await }
     }
 
     async fn await_suback(&mut self) -> Result<(), Failure> {

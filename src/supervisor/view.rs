@@ -4,6 +4,7 @@
 
 use crate::mqtt::topic::JobId;
 use crate::registry::{FailureInfo, JobState, LastEvent};
+use crate::ui::table::Grid;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Instant;
@@ -132,45 +133,82 @@ impl View {
     }
 
     fn draw(&mut self) {
+        let frame = self.frame(crate::ui::terminal_width());
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(frame.as_bytes());
+        let _ = stdout.flush();
+    }
+
+    /// The bytes that redraw the table in place at `width` columns.
+    fn frame(&mut self, width: u16) -> String {
         let mut out = String::new();
         if self.drawn > 0 {
-            // Back to the table's first line, and clear what was below.
+            // Back to the table's first line, and clear what was below. Every
+            // line is cut to the terminal's width, so none wrapped and the
+            // count of lines drawn is the count of lines to go back.
             out.push_str(&format!("\x1b[{}A\x1b[J", self.drawn));
         }
-        let header = ["JOB", "AGENT", "ATTEMPT", "STATE", "AGE", "LAST EVENT"];
-        let rows: Vec<[String; 6]> = self
-            .rows
-            .values()
-            .map(|r| {
-                [
-                    r.name.clone(),
-                    r.agent.clone(),
-                    format!("{}/{}", r.attempt, r.max_attempts),
-                    r.state.as_str().to_owned(),
-                    format!("{}s", r.since.elapsed().as_secs()),
-                    r.last_event.chars().take(50).collect(),
-                ]
-            })
-            .collect();
-        let mut widths = header.map(str::len);
-        for row in &rows {
-            for (w, cell) in widths.iter_mut().zip(row) {
-                *w = (*w).max(cell.chars().count());
-            }
-        }
-        let mut line = |cells: [&str; 6]| {
-            for (i, cell) in cells.iter().enumerate() {
-                out.push_str(&format!("{cell:<w$}  ", w = widths[i]));
-            }
+        let lines = self.grid().lines(width);
+        for line in &lines {
+            out.push_str(line);
             out.push('\n');
-        };
-        line(header);
-        for r in &rows {
-            line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]);
         }
-        self.drawn = rows.len() + 1;
-        let mut stdout = std::io::stdout().lock();
-        let _ = stdout.write_all(out.as_bytes());
-        let _ = stdout.flush();
+        self.drawn = lines.len();
+        out
+    }
+
+    /// The live table's rows.
+    fn grid(&self) -> Grid {
+        let mut grid = Grid::new(&["JOB", "AGENT", "ATTEMPT", "STATE", "AGE", "LAST EVENT"]);
+        for r in self.rows.values() {
+            grid.push(vec![
+                r.name.clone(),
+                r.agent.clone(),
+                format!("{}/{}", r.attempt, r.max_attempts),
+                r.state.as_str().to_owned(),
+                format!("{}s", r.since.elapsed().as_secs()),
+                r.last_event.clone(),
+            ]);
+        }
+        grid
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use unicode_width::UnicodeWidthStr;
+
+    #[test]
+    fn the_live_table_is_redrawn_in_place_and_never_wider_than_80_columns() {
+        let mut view = View::new(false);
+        let long = "refactor-the-parser-module-and-its-tests-so-that-every-case-is-covered";
+        for n in 0..3 {
+            let id = JobId::parse(&format!("job-{n}")).expect("id");
+            view.add(&id, &format!("{long}-{n}"), "claude", 3);
+            view.event(
+                &id,
+                &LastEvent {
+                    event: crate::mqtt::event::EventKind::Progress,
+                    attempt: 1,
+                    ts: 0.0,
+                    message: Some(
+                        "step 3 of 9: compiling every crate of the workspace with all features on"
+                            .into(),
+                    ),
+                },
+            );
+        }
+        let first = view.frame(80);
+        assert!(!first.starts_with('\x1b'), "the first frame moves nothing");
+        let lines: Vec<&str> = first.lines().collect();
+        assert_eq!(lines.len(), 4, "a header and one line per job: {first}");
+        for line in &lines {
+            assert!(line.width() <= 80, "{} columns: {line}", line.width());
+        }
+        assert!(lines[1].contains('…'), "{}", lines[1]);
+        let second = view.frame(80);
+        assert!(second.starts_with("\x1b[4A\x1b[J"), "{second:?}");
+        assert_eq!(second.matches("JOB").count(), 1);
     }
 }
