@@ -90,6 +90,22 @@ pub struct AttemptInfo {
     pub ended: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<String>,
+    /// The agent's exit code, recorded by the wrapper before it publishes
+    /// `exited`: what the wrapper saw survives a broker outage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+}
+
+/// What a supervisor that crashes leaves for `resume`: the first attempt of
+/// the current retry budget, the job deadline (from the first launch) and a
+/// pending backoff, as Unix seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ResumePoint {
+    pub first_attempt: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_deadline: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_until: Option<f64>,
 }
 
 /// `record.json`: the spec, resolved config, broker block, event key and state.
@@ -129,6 +145,9 @@ pub struct Record {
     /// Set by `kill ID`: the supervisor stops the job and marks it cancelled.
     #[serde(default)]
     pub cancel_requested: bool,
+    /// Kept up to date by the supervisor for a `resume` after a crash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<ResumePoint>,
 }
 
 impl Record {
@@ -503,6 +522,7 @@ mod tests {
             agent: None,
             supervisor_pid: None,
             cancel_requested: false,
+            resume: None,
         }
     }
 

@@ -13,7 +13,7 @@ use crate::mqtt::connect::{client_id, ConnectOptions};
 use crate::mqtt::sign::EventKey;
 use crate::mqtt::topic::{all_events_filter, JobId};
 use crate::registry::{new_job_id, now_rfc3339, JobState, Record, Registry, RECORD_VERSION};
-use crate::supervisor::core::{Core, JobConfig};
+use crate::supervisor::core::{Adoption, Core, JobConfig};
 use crate::supervisor::driver::{Driver, Ending, JobRuntime, Places};
 use crate::supervisor::view::View;
 use crate::tmux::Tmux;
@@ -194,6 +194,7 @@ fn new_record(
         agent: Some(agent),
         supervisor_pid: i32::try_from(std::process::id()).ok(),
         cancel_requested: false,
+        resume: None,
     }
 }
 
@@ -260,8 +261,8 @@ pub async fn supervise(
                 EventKey::from_hex(&record.event_key).unwrap_or_else(EventKey::generate),
             ),
         );
-        let adopt = adopting && record.attempt > 0;
-        if adopt {
+        let adoption = (adopting && record.attempt > 0).then(|| adoption_of(&record, now));
+        if adoption.is_some_and(|a| a.backoff_until.is_none()) {
             let info = record
                 .attempt_info(record.attempt)
                 .cloned()
@@ -282,10 +283,15 @@ pub async fn supervise(
             kill_grace: record.spec.tmux.kill_grace,
             on_waiting: record.spec.on_waiting,
             require_signature: config.require_signature,
-            first_attempt: record.attempt + 1,
+            first_attempt: match adoption {
+                // The budget of the run that crashed (1 for a record that
+                // predates checkpoints: never more launches than allowed).
+                Some(_) => record.resume.map_or(1, |r| r.first_attempt),
+                None => record.attempt + 1,
+            },
         };
-        if adopt {
-            core.adopt(now, id, job_config, record.attempt);
+        if let Some(adoption) = adoption {
+            core.adopt(now, id, job_config, adoption);
         } else {
             core.add(now, id, job_config);
         }
@@ -303,6 +309,20 @@ pub async fn supervise(
     let driver = Driver::new(core, places, runtimes, view);
     let (ending, states) = driver.run(subscriber).await?;
     Ok(summarise(ending, &states))
+}
+
+/// How to take over an orphaned record: its attempt, the job deadline its
+/// checkpoint kept and, for a job that was between attempts (`retrying`),
+/// when its backoff ends (now, if the crash came before the backoff began).
+fn adoption_of(record: &Record, now: Instant) -> Adoption {
+    let at = |ts: f64| crate::supervisor::clock::from_unix(ts, now);
+    let point = record.resume.unwrap_or_default();
+    Adoption {
+        attempt: record.attempt,
+        job_deadline: point.job_deadline.map(at),
+        backoff_until: (record.state == JobState::Retrying)
+            .then(|| point.backoff_until.map_or(now, at)),
+    }
 }
 
 fn summarise(ending: Ending, states: &[(JobId, JobState)]) -> Exit {
