@@ -364,7 +364,9 @@ impl Registry {
             }
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        parse_record(&text).with_context(|| format!("reading {}", path.display()))
+        let record = parse_record(&text).with_context(|| format!("reading {}", path.display()))?;
+        check_id(&record, id.as_str()).with_context(|| format!("reading {}", path.display()))?;
+        Ok(record)
     }
 
     /// Loads, changes and atomically rewrites a record under the lock.
@@ -426,6 +428,7 @@ impl Registry {
             match fs::read_to_string(&path)
                 .map_err(anyhow::Error::from)
                 .and_then(|text| parse_record(&text))
+                .and_then(|record| check_id(&record, &id).map(|()| record))
             {
                 Ok(record) => records.push(record),
                 Err(e) => corrupt.push(Corrupt {
@@ -438,6 +441,21 @@ impl Registry {
         corrupt.sort_by(|a, b| a.id.cmp(&b.id));
         Ok((records, corrupt))
     }
+}
+
+/// A record must name the job of its directory with a valid id: a foreign
+/// or invalid one would make commands act on (or publish to) another job.
+fn check_id(record: &Record, dir_name: &str) -> Result<()> {
+    if let Err(e) = JobId::parse(&record.id) {
+        anyhow::bail!("its id {:?} is not a valid job id: {e:#}", record.id);
+    }
+    if record.id != dir_name {
+        anyhow::bail!(
+            "its id `{}` names another job than its directory `{dir_name}`",
+            record.id
+        );
+    }
+    Ok(())
 }
 
 fn parse_record(text: &str) -> Result<Record> {

@@ -71,8 +71,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
     if let Some(relaunch) = relaunch {
         return super::detach::launch(&config, relaunch?).await;
     }
-    let brokers = Brokers::resolve(&config).await?;
-    let subscriber = brokers.listen().await?;
+    // A detached supervisor tells its launching terminal why it stopped.
+    let brokers = super::detach::report_failure(&config.env, Brokers::resolve(&config).await)?;
+    let subscriber = super::detach::report_failure(&config.env, brokers.listen().await)?;
     let registry = Registry::open(&config.env)?;
     let mut prepared = Vec::new();
     for (spec, agent) in jobs {
@@ -80,10 +81,39 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
         registry.create(&record)?;
         prepared.push(record);
     }
+    // SPEC section 5: `run` re-adopts the orphans of a dead supervisor too.
+    prepared.extend(orphans_on(&registry, &brokers));
+    super::detach::report_ready(&config.env);
     supervise(
-        &config, &registry, &brokers, subscriber, prepared, json, false,
+        &config, &registry, &brokers, subscriber, prepared, json, true,
     )
     .await
+}
+
+/// The unfinished jobs of a dead supervisor whose wrappers report to this
+/// run's broker (an embedded broker died with its supervisor: nothing
+/// reports to it any more), claimed for this run.
+fn orphans_on(registry: &Registry, brokers: &Brokers) -> Vec<Record> {
+    if !brokers.persistent {
+        return Vec::new();
+    }
+    let records = match registry.list() {
+        Ok((records, _)) => records,
+        Err(e) => {
+            eprintln!("warning: cannot look for jobs to re-adopt: {e:#}");
+            return Vec::new();
+        }
+    };
+    let same_broker = |b: &BrokerSettings| {
+        b.host == brokers.worker.host
+            && b.port == brokers.worker.port
+            && b.topic_prefix == brokers.worker.topic_prefix
+    };
+    let orphans = records
+        .into_iter()
+        .filter(|r| super::resume::orphaned(r) && r.broker.as_ref().is_some_and(same_broker))
+        .collect();
+    super::resume::claim(registry, orphans)
 }
 
 /// The observer (supervisor) and worker (window) connections.
