@@ -39,11 +39,12 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::dispatch(cli.command)) {
         Ok(exit) => ExitCode::from(exit.code()),
         // The same quiet end when a command returns the EPIPE as an error.
-        Err(e) if e.chain().any(|cause| {
-            cause
-                .downcast_ref::<std::io::Error>()
-                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-        }) =>
+        Err(e)
+            if e.chain().any(|cause| {
+                cause
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
         {
             ExitCode::from(BROKEN_PIPE_EXIT)
         }

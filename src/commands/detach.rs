@@ -141,7 +141,10 @@ pub async fn launch(config: &Config, relaunch: Relaunch) -> anyhow::Result<Exit>
             let failure = match outcome {
                 Some(r) => Failure::new(
                     exit_for(r.code),
-                    format!("the detached supervisor could not start:\n{}", r.message.trim()),
+                    format!(
+                        "the detached supervisor could not start:\n{}",
+                        r.message.trim()
+                    ),
                 ),
                 None => Failure::new(
                     Exit::JobFailed,
@@ -218,7 +221,10 @@ pub fn report_ready(env: &Env) {
 
 /// In a detached supervisor: a failure to start is also told to the
 /// launching terminal, which exits with it; passes `result` on.
-pub fn report_failure<T, E: Into<anyhow::Error>>(env: &Env, result: Result<T, E>) -> anyhow::Result<T> {
+pub fn report_failure<T, E: Into<anyhow::Error>>(
+    env: &Env,
+    result: Result<T, E>,
+) -> anyhow::Result<T> {
     result.map_err(|e| {
         let error = e.into();
         report(

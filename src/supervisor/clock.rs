@@ -41,7 +41,10 @@ mod tests {
     #[test]
     fn instants_survive_the_round_trip_through_unix_seconds() {
         let now = Instant::now();
-        for at in [now + Duration::from_secs(90), now - Duration::from_millis(1500)] {
+        for at in [
+            now + Duration::from_secs(90),
+            now - Duration::from_millis(1500),
+        ] {
             let back = from_unix(to_unix(at), now);
             let error = if back > at { back - at } else { at - back };
             assert!(error < Duration::from_millis(50), "{error:?}");

@@ -306,11 +306,7 @@ impl Core {
             attempt: adoption.attempt,
             state,
             phase,
-            job_deadline: Some(
-                adoption
-                    .job_deadline
-                    .unwrap_or(now + config.timeouts.job),
-            ),
+            job_deadline: Some(adoption.job_deadline.unwrap_or(now + config.timeouts.job)),
             attempt_deadline,
             config,
             lost: false,
@@ -508,7 +504,10 @@ impl Core {
         {
             // A signature over a payload that names no attempt would be valid
             // in every attempt: it could be replayed to end a later one.
-            Some("a signed event must name its attempt (it could be replayed across attempts)".to_owned())
+            Some(
+                "a signed event must name its attempt (it could be replayed across attempts)"
+                    .to_owned(),
+            )
         } else if job.config.require_signature && event.signature != Signature::Valid {
             Some(
                 format!(

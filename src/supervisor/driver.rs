@@ -373,7 +373,12 @@ impl Driver {
     /// The exit code the wrapper recorded for a window that died: it
     /// outranks a Last Will or an `exited` event the broker lost.
     fn recorded_exit(&self, job: &JobId, attempt: u32) -> Option<Input> {
-        let code = self.registry.load(job).ok()?.attempt_info(attempt)?.exit_code?;
+        let code = self
+            .registry
+            .load(job)
+            .ok()?
+            .attempt_info(attempt)?
+            .exit_code?;
         Some(Input::ExitRecorded {
             job: job.clone(),
             attempt,

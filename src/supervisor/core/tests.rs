@@ -700,7 +700,13 @@ fn launches_and_backoffs_leave_a_checkpoint_with_the_first_launchs_job_deadline(
     );
     h.started(1.0);
     h.event(10.0, EventKind::Error, Some(1));
-    h.input(10.0, Input::GroupGone { job: job.clone(), attempt: 1 });
+    h.input(
+        10.0,
+        Input::GroupGone {
+            job: job.clone(),
+            attempt: 1,
+        },
+    );
     assert_eq!(
         checkpoints(&h.effects()),
         vec![Checkpoint {
@@ -735,17 +741,30 @@ fn an_adopted_job_in_backoff_resumes_as_retrying_and_launches_when_the_backoff_e
         },
     );
     assert_eq!(core.state(&job), Some(JobState::Retrying));
-    assert!(drain(&mut core).is_empty(), "no invented failure, no launch yet");
+    assert!(
+        drain(&mut core).is_empty(),
+        "no invented failure, no launch yet"
+    );
     let backoff_end = core.poll_timeout().expect("the backoff timer");
     assert!(backoff_end >= t0 && backoff_end <= now + 4 * SEC);
     core.handle_timeout(backoff_end);
     let effects = drain(&mut core);
     assert!(transition(&job, 2, JobState::Retrying, JobState::Launching)(&effects[0]));
-    assert_eq!(effects[1], Effect::Launch { job: job.clone(), attempt: 2 });
+    assert_eq!(
+        effects[1],
+        Effect::Launch {
+            job: job.clone(),
+            attempt: 2
+        }
+    );
     // Attempt 2 of 2 fails: the budget kept across the crash says no more.
     core.handle(
         backoff_end + SEC,
-        Input::LaunchFailed { job: job.clone(), attempt: 2, reason: "x".into() },
+        Input::LaunchFailed {
+            job: job.clone(),
+            attempt: 2,
+            reason: "x".into(),
+        },
     );
     assert_eq!(core.state(&job), Some(JobState::Failed));
     assert_eq!(core.attempt(&job), Some(2));
@@ -757,14 +776,32 @@ fn an_adopted_job_whose_window_was_killed_with_max_attempts_1_fails_and_ends() {
     cfg.retry.max_attempts = 1;
     let (mut core, job, t0) = adopted(
         cfg,
-        Adoption { attempt: 1, job_deadline: None, backoff_until: None },
+        Adoption {
+            attempt: 1,
+            job_deadline: None,
+            backoff_until: None,
+        },
     );
-    core.handle(t0, Input::WindowGone { job: job.clone(), attempt: 1 });
+    core.handle(
+        t0,
+        Input::WindowGone {
+            job: job.clone(),
+            attempt: 1,
+        },
+    );
     core.handle_timeout(t0 + EXIT_SETTLE);
     assert_eq!(core.state(&job), Some(JobState::Failed));
-    core.handle(t0 + EXIT_SETTLE, Input::GroupGone { job: job.clone(), attempt: 1 });
+    core.handle(
+        t0 + EXIT_SETTLE,
+        Input::GroupGone {
+            job: job.clone(),
+            attempt: 1,
+        },
+    );
     assert!(core.is_done(), "resume must end, not wait for a retry");
-    assert!(!drain(&mut core).iter().any(|e| matches!(e, Effect::Launch { .. })));
+    assert!(!drain(&mut core)
+        .iter()
+        .any(|e| matches!(e, Effect::Launch { .. })));
 }
 
 #[test]
@@ -807,8 +844,22 @@ fn a_recorded_clean_exit_completes_even_when_the_last_will_arrives() {
     h.effects();
     h.started(1.0);
     h.event(5.0, EventKind::Lost, Some(1));
-    h.input(5.0, Input::ExitRecorded { job: job.clone(), attempt: 1, code: 0 });
-    h.input(5.1, Input::PaneDead { job, attempt: 1, status: Some(0) });
+    h.input(
+        5.0,
+        Input::ExitRecorded {
+            job: job.clone(),
+            attempt: 1,
+            code: 0,
+        },
+    );
+    h.input(
+        5.1,
+        Input::PaneDead {
+            job,
+            attempt: 1,
+            status: Some(0),
+        },
+    );
     assert_eq!(h.state(), JobState::Completed);
 }
 
@@ -820,8 +871,22 @@ fn a_recorded_exit_beats_a_last_will_and_its_code_decides() {
     let job = h.job.clone();
     h.effects();
     h.started(1.0);
-    h.input(5.0, Input::ExitRecorded { job: job.clone(), attempt: 1, code: 3 });
-    h.input(5.0, Input::PaneDead { job, attempt: 1, status: Some(3) });
+    h.input(
+        5.0,
+        Input::ExitRecorded {
+            job: job.clone(),
+            attempt: 1,
+            code: 3,
+        },
+    );
+    h.input(
+        5.0,
+        Input::PaneDead {
+            job,
+            attempt: 1,
+            status: Some(3),
+        },
+    );
     h.event(5.5, EventKind::Lost, Some(1));
     assert_eq!(h.state(), JobState::Running, "waits for a late completed");
     h.tick(7.0);
