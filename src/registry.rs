@@ -603,6 +603,31 @@ mod tests {
     }
 
     #[test]
+    fn records_with_a_bad_or_foreign_id_are_reported_and_skipped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let registry = Registry::at(dir.path().join("state"));
+        for id in ["good", "bad", "foreign"] {
+            registry
+                .create(&sample_record(dir.path(), id))
+                .expect("create");
+        }
+        for (dir_id, new_id) in [("bad", "no/such id"), ("foreign", "good")] {
+            let path = registry.jobs_dir().join(dir_id).join("record.json");
+            let mut record = sample_record(dir.path(), dir_id);
+            record.id = new_id.into();
+            write_atomic(&path, &record).expect("rewrite");
+        }
+        let (records, corrupt) = registry.list().expect("list");
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].id, "good");
+        let skipped: Vec<&str> = corrupt.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(skipped, ["bad", "foreign"]);
+        let foreign = JobId::parse("foreign").expect("id");
+        let error = registry.load(&foreign).expect_err("a foreign record");
+        assert!(format!("{error:#}").contains("another job"), "{error:#}");
+    }
+
+    #[test]
     fn committed_v1_fixture_still_loads() {
         let text = include_str!("../tests/fixtures/record-v1.json");
         let record = parse_record(text).expect("v1 fixture loads");

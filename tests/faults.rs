@@ -13,11 +13,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// Fields drop in order: the tmux server and the broker are stopped while
+/// their directory (the tmux socket's) still exists.
 struct Setup {
-    dir: tempfile::TempDir,
-    home: PathBuf,
     tmux: TmuxServer,
     broker: Mosquitto,
+    home: PathBuf,
+    dir: tempfile::TempDir,
 }
 
 impl Setup {
@@ -293,7 +295,7 @@ fn supervisor_sigkilled_mid_run(recovery: Recovery) {
         .expect("a timed_out transition");
     let after_launch = timed_out - setup.first_launch(&deadline);
     assert!(
-        after_launch >= JOB_DEADLINE - 0.5 && after_launch < JOB_DEADLINE + 3.0,
+        (JOB_DEADLINE - 0.5..JOB_DEADLINE + 3.0).contains(&after_launch),
         "timed out {after_launch:.1}s after the first launch (job deadline {JOB_DEADLINE}s; \
          recovery began {:.1}s after it)",
         recovered_at - setup.first_launch(&deadline)
@@ -681,7 +683,7 @@ fn a_signed_event_without_attempt_is_rejected_and_logged_while_bare_words_still_
 
 /// A pipe whose reading end is already closed: every write gets EPIPE.
 fn closed_pipe() -> Stdio {
-    let (reader, writer) = std::io::pipe().expect("pipe");
+    let (reader, writer) = nix::unistd::pipe().expect("pipe");
     drop(reader);
     Stdio::from(writer)
 }
