@@ -82,7 +82,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
         prepared.push(record);
     }
     // SPEC section 5: `run` re-adopts the orphans of a dead supervisor too.
-    prepared.extend(orphans_on(&registry, &brokers));
+    prepared.extend(orphans_on(&config, &registry, &brokers));
     super::detach::report_ready(&config.env);
     supervise(
         &config, &registry, &brokers, subscriber, prepared, json, true,
@@ -92,8 +92,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
 
 /// The unfinished jobs of a dead supervisor whose wrappers report to this
 /// run's broker (an embedded broker died with its supervisor: nothing
-/// reports to it any more), claimed for this run.
-fn orphans_on(registry: &Registry, brokers: &Brokers) -> Vec<Record> {
+/// reports to it any more) from windows of this run's tmux server, claimed
+/// for this run. Orphans elsewhere are left to `resume` with their config.
+fn orphans_on(config: &Config, registry: &Registry, brokers: &Brokers) -> Vec<Record> {
     if !brokers.persistent {
         return Vec::new();
     }
@@ -109,9 +110,18 @@ fn orphans_on(registry: &Registry, brokers: &Brokers) -> Vec<Record> {
             && b.port == brokers.worker.port
             && b.topic_prefix == brokers.worker.topic_prefix
     };
+    let tmux = crate::config::TmuxSettings::resolve(&config.defaults.tmux)
+        .with_current_server(&config.env);
+    let same_server = |r: &Record| {
+        r.spec.tmux.socket == tmux.socket && r.spec.tmux.socket_path == tmux.socket_path
+    };
     let orphans = records
         .into_iter()
-        .filter(|r| super::resume::orphaned(r) && r.broker.as_ref().is_some_and(same_broker))
+        .filter(|r| {
+            super::resume::orphaned(r)
+                && r.broker.as_ref().is_some_and(same_broker)
+                && same_server(r)
+        })
         .collect();
     super::resume::claim(registry, orphans)
 }
