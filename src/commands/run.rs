@@ -78,7 +78,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
     let mut prepared = Vec::new();
     for (spec, agent) in jobs {
         let record = new_record(&config, spec, agent, brokers.worker.clone());
-        registry.create(&record)?;
+        super::detach::report_failure(&config.env, registry.create(&record))?;
         prepared.push(record);
     }
     // SPEC section 5: `run` re-adopts the orphans of a dead supervisor too.
