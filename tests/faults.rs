@@ -186,7 +186,7 @@ fn supervisor_sigkilled_mid_run(recovery: Recovery) {
             "[[jobs]]\nname = \"live\"\nagent = \"gated\"\nprompt = \"live\"\n\
              [[jobs]]\nname = \"meanwhile\"\nagent = \"gated\"\nprompt = \"meanwhile\"\n\
              [[jobs]]\nname = \"backoff\"\nagent = \"failing\"\nprompt = \"x\"\n\
-             [jobs.retry]\nmax_attempts = 2\nbackoff = \"6s\"\nmultiplier = 1.0\nbackoff_max = \"6s\"\n\
+             [jobs.retry]\nmax_attempts = 2\nbackoff = \"12s\"\nmultiplier = 1.0\nbackoff_max = \"12s\"\n\
              [[jobs]]\nname = \"killed\"\nagent = \"gated\"\nprompt = \"killed\"\n\
              [jobs.retry]\nmax_attempts = 1\n\
              [[jobs]]\nname = \"deadline\"\nagent = \"gated\"\nprompt = \"deadline\"\n\
@@ -203,9 +203,6 @@ fn supervisor_sigkilled_mid_run(recovery: Recovery) {
             && reached(seen, "backoff", "retrying")
     });
     assert!(all_underway, "{:?}\n{:?}", first.stdout, first.stderr);
-    // The supervisor dies; its windows and agents live on.
-    sigkill(&mut first);
-
     let id = |name: &str| setup.job(name)["id"].as_str().expect("id").to_owned();
     let (live, meanwhile, backoff, killed, deadline) = (
         id("live"),
@@ -214,6 +211,16 @@ fn supervisor_sigkilled_mid_run(recovery: Recovery) {
         id("killed"),
         id("deadline"),
     );
+    // Crash while `backoff` waits out its (jittered, up to 12 s) backoff,
+    // once its checkpoint is on disk (unless the draw was tiny and attempt
+    // 2 is already under way: the budget is then checked all the same).
+    let in_backoff = wait_for(Duration::from_secs(10), || {
+        let record = setup.record(&backoff);
+        (record["resume"]["backoff_until"].is_number() || record["attempt"] == 2).then_some(())
+    });
+    assert!(in_backoff.is_some(), "{}", setup.record(&backoff));
+    // The supervisor dies; its windows and agents live on.
+    sigkill(&mut first);
     // While no supervisor runs: one agent finishes (its retained `completed`
     // waits), and one window is killed.
     std::fs::write(setup.path("gate-meanwhile"), "").expect("gate");
