@@ -16,9 +16,15 @@ mod ui;
 mod worker;
 
 use clap::Parser;
+use std::io::Write;
 use std::process::ExitCode;
 
+/// The exit status of a command whose reader went away (`status | head -1`):
+/// what a shell reports for a process ended by SIGPIPE, quietly.
+const BROKEN_PIPE_EXIT: u8 = 128 + 13;
+
 fn main() -> ExitCode {
+    exit_quietly_on_broken_pipe();
     let cli = cli::Cli::parse();
     init_logging(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -33,11 +39,50 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(commands::dispatch(cli.command)) {
         Ok(exit) => ExitCode::from(exit.code()),
+        // The same quiet end when a command returns the EPIPE as an error.
+        Err(e)
+            if e.chain().any(|cause| {
+                cause
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::from(BROKEN_PIPE_EXIT)
+        }
         Err(e) => {
-            eprintln!("{}", error::render(&e));
+            // A closed stderr must not turn the command's exit code into a panic.
+            let _ = writeln!(std::io::stderr(), "{}", error::render(&e));
             ExitCode::from(error::exit_of(&e).code())
         }
     }
+}
+
+/// Rust ignores SIGPIPE, so a write to a pipe whose reader is gone fails
+/// with EPIPE, and `println!` (or a generator writing with `expect`) panics
+/// with exit 101. Every command's output goes through such writes; rather
+/// than guard each one, a panic caused by a broken pipe ends the process
+/// quietly with the status a SIGPIPE death would give. Any other panic is
+/// reported as before.
+fn exit_quietly_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if is_broken_pipe(payload) {
+            std::process::exit(i32::from(BROKEN_PIPE_EXIT));
+        }
+        default(info);
+    }));
+}
+
+fn is_broken_pipe(message: &str) -> bool {
+    message.contains("Broken pipe")
+        || message.contains("os error 32")
+        || message.contains("kind: BrokenPipe")
 }
 
 /// rumqttd logs ~5 lines per connection and a spurious ERROR on every

@@ -90,6 +90,22 @@ pub struct AttemptInfo {
     pub ended: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<String>,
+    /// The agent's exit code, recorded by the wrapper before it publishes
+    /// `exited`: what the wrapper saw survives a broker outage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+}
+
+/// What a supervisor that crashes leaves for `resume`: the first attempt of
+/// the current retry budget, the job deadline (from the first launch) and a
+/// pending backoff, as Unix seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ResumePoint {
+    pub first_attempt: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_deadline: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_until: Option<f64>,
 }
 
 /// `record.json`: the spec, resolved config, broker block, event key and state.
@@ -129,6 +145,9 @@ pub struct Record {
     /// Set by `kill ID`: the supervisor stops the job and marks it cancelled.
     #[serde(default)]
     pub cancel_requested: bool,
+    /// Kept up to date by the supervisor for a `resume` after a crash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<ResumePoint>,
 }
 
 impl Record {
@@ -345,7 +364,9 @@ impl Registry {
             }
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        parse_record(&text).with_context(|| format!("reading {}", path.display()))
+        let record = parse_record(&text).with_context(|| format!("reading {}", path.display()))?;
+        check_id(&record, id.as_str()).with_context(|| format!("reading {}", path.display()))?;
+        Ok(record)
     }
 
     /// Loads, changes and atomically rewrites a record under the lock.
@@ -407,6 +428,7 @@ impl Registry {
             match fs::read_to_string(&path)
                 .map_err(anyhow::Error::from)
                 .and_then(|text| parse_record(&text))
+                .and_then(|record| check_id(&record, &id).map(|()| record))
             {
                 Ok(record) => records.push(record),
                 Err(e) => corrupt.push(Corrupt {
@@ -419,6 +441,21 @@ impl Registry {
         corrupt.sort_by(|a, b| a.id.cmp(&b.id));
         Ok((records, corrupt))
     }
+}
+
+/// A record must name the job of its directory with a valid id: a foreign
+/// or invalid one would make commands act on (or publish to) another job.
+fn check_id(record: &Record, dir_name: &str) -> Result<()> {
+    if let Err(e) = JobId::parse(&record.id) {
+        anyhow::bail!("its id {:?} is not a valid job id: {e:#}", record.id);
+    }
+    if record.id != dir_name {
+        anyhow::bail!(
+            "its id `{}` names another job than its directory `{dir_name}`",
+            record.id
+        );
+    }
+    Ok(())
 }
 
 fn parse_record(text: &str) -> Result<Record> {
@@ -503,6 +540,7 @@ mod tests {
             agent: None,
             supervisor_pid: None,
             cancel_requested: false,
+            resume: None,
         }
     }
 
@@ -562,6 +600,31 @@ mod tests {
         assert_eq!(records.len(), 1);
         assert_eq!(corrupt.len(), 1);
         assert_eq!(corrupt[0].id, "bad");
+    }
+
+    #[test]
+    fn records_with_a_bad_or_foreign_id_are_reported_and_skipped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let registry = Registry::at(dir.path().join("state"));
+        for id in ["good", "bad", "foreign"] {
+            registry
+                .create(&sample_record(dir.path(), id))
+                .expect("create");
+        }
+        for (dir_id, new_id) in [("bad", "no/such id"), ("foreign", "good")] {
+            let path = registry.jobs_dir().join(dir_id).join("record.json");
+            let mut record = sample_record(dir.path(), dir_id);
+            record.id = new_id.into();
+            write_atomic(&path, &record).expect("rewrite");
+        }
+        let (records, corrupt) = registry.list().expect("list");
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].id, "good");
+        let skipped: Vec<&str> = corrupt.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(skipped, ["bad", "foreign"]);
+        let foreign = JobId::parse("foreign").expect("id");
+        let error = registry.load(&foreign).expect_err("a foreign record");
+        assert!(format!("{error:#}").contains("another job"), "{error:#}");
     }
 
     #[test]

@@ -142,6 +142,11 @@ pub async fn run(registry: &Registry, job: &JobId, attempt: u32) -> Result<Exit>
     let status = child.wait().await.context("waiting for the agent")?;
     take_terminal_back();
     let code = exit_code(status);
+    // Durable before it is published: a broker outage or a Last Will can
+    // then never turn this exit into `lost` (SPEC: what the wrapper saw wins).
+    if let Err(e) = registry.update(job, |r| r.attempt_mut(attempt).exit_code = Some(code)) {
+        eprintln!("[tmux-delegate] could not record the agent's exit: {e:#}");
+    }
     if code != 0 {
         report_refusal(&agent, &mut reporter, &mut publisher).await;
     }

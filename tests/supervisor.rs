@@ -15,11 +15,13 @@ enum BrokerKind {
     Embedded,
 }
 
+/// Fields drop in order: tmux is stopped while its socket's directory
+/// (inside `_dir`) still exists, or its server would outlive the test.
 struct Setup {
-    _dir: tempfile::TempDir,
-    home: PathBuf,
     tmux: TmuxServer,
     _broker: Option<Mosquitto>,
+    home: PathBuf,
+    _dir: tempfile::TempDir,
 }
 
 impl Setup {

@@ -8,7 +8,7 @@
 
 use crate::cli::RunArgs;
 use crate::config::{expand_path, Config, Env, TmuxSettings};
-use crate::error::Exit;
+use crate::error::{Exit, Failure};
 use crate::registry::{write_file, Registry};
 use crate::tmux::Tmux;
 use anyhow::Context;
@@ -16,6 +16,23 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Where the detached supervisor reports whether it started (set in its
+/// environment by the launcher; the file lives in the 0700 launch directory).
+const READY_VAR: &str = "TMUX_DELEGATE_READY_FILE";
+/// How long the launcher waits for that report: a broker connect fails
+/// within its `connect_timeout` (5 s by default), with room for a retry.
+const READY_WAIT: Duration = Duration::from_secs(60);
+
+/// What the detached supervisor reports to the terminal that launched it.
+#[derive(Debug, Serialize, Deserialize)]
+struct Readiness {
+    /// Exit code: 0 when it supervises, else why it stopped (3: broker).
+    code: u8,
+    #[serde(default)]
+    message: String,
+}
 
 /// What the detached supervisor needs to start exactly like `run` would.
 #[derive(Debug, Serialize, Deserialize)]
@@ -70,7 +87,13 @@ pub async fn launch(config: &Config, relaunch: Relaunch) -> anyhow::Result<Exit>
         .mode(0o700)
         .create(&dir)
         .with_context(|| format!("creating {}", dir.display()))?;
-    let file = dir.join(format!("{}.json", crate::registry::new_job_id("run")));
+    let name = crate::registry::new_job_id("run");
+    let file = dir.join(format!("{name}.json"));
+    let ready = dir.join(format!("{name}.ready"));
+    let mut relaunch = relaunch;
+    relaunch
+        .env
+        .insert(READY_VAR.to_owned(), ready.display().to_string());
     write_file(&file, &serde_json::to_string(&relaunch)?, 0o600)?;
     let exe = std::env::current_exe().context("locating this program")?;
     let settings = TmuxSettings::resolve(&config.defaults.tmux).with_current_server(&config.env);
@@ -106,6 +129,35 @@ pub async fn launch(config: &Config, relaunch: Relaunch) -> anyhow::Result<Exit>
             return Err(e.context("opening the supervisor's tmux window"));
         }
     };
+    // Say "it runs" only once it does: a supervisor that cannot reach its
+    // broker must fail here, loudly, not die unseen in its window.
+    let readiness = wait_ready(&ready).await;
+    let _ = std::fs::remove_file(&ready);
+    match readiness {
+        Some(Readiness { code: 0, .. }) => {}
+        outcome => {
+            let _ = std::fs::remove_file(&file);
+            let _ = tmux.kill_window(&launched.window_id).await;
+            let failure = match outcome {
+                Some(r) => Failure::new(
+                    exit_for(r.code),
+                    format!(
+                        "the detached supervisor could not start:\n{}",
+                        r.message.trim()
+                    ),
+                ),
+                None => Failure::new(
+                    Exit::JobFailed,
+                    format!(
+                        "the detached supervisor did not report within {}s; its window was closed",
+                        READY_WAIT.as_secs()
+                    ),
+                )
+                .help("run without --detach to see what holds it up"),
+            };
+            return Err(failure.into());
+        }
+    }
     let socket = if settings.socket.is_empty() {
         String::new()
     } else {
@@ -117,6 +169,73 @@ pub async fn launch(config: &Config, relaunch: Relaunch) -> anyhow::Result<Exit>
     );
     println!("follow it with `tmux-delegate status` or `tmux-delegate watch --all`; this terminal may close");
     Ok(Exit::Success)
+}
+
+/// Waits for the detached supervisor's report (`None` after `READY_WAIT`).
+async fn wait_ready(path: &Path) -> Option<Readiness> {
+    let deadline = Instant::now() + READY_WAIT;
+    while Instant::now() < deadline {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if let Ok(readiness) = serde_json::from_str(&text) {
+                return Some(readiness);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+fn exit_for(code: u8) -> Exit {
+    match code {
+        1 => Exit::JobFailed,
+        2 => Exit::Usage,
+        3 => Exit::BrokerUnreachable,
+        4 => Exit::PublishRefused,
+        other => Exit::Raw(other),
+    }
+}
+
+fn report(env: &Env, readiness: &Readiness) {
+    let Some(path) = env.var(READY_VAR) else {
+        return;
+    };
+    let written = serde_json::to_string(readiness)
+        .map_err(anyhow::Error::from)
+        .and_then(|text| write_file(Path::new(path), &text, 0o600));
+    if let Err(e) = written {
+        eprintln!("warning: cannot tell the launching terminal: {e:#}");
+    }
+}
+
+/// In a detached supervisor: tells the launching terminal that jobs are
+/// registered and supervised (a no-op in a plain `run`).
+pub fn report_ready(env: &Env) {
+    report(
+        env,
+        &Readiness {
+            code: 0,
+            message: String::new(),
+        },
+    );
+}
+
+/// In a detached supervisor: a failure to start is also told to the
+/// launching terminal, which exits with it; passes `result` on.
+pub fn report_failure<T, E: Into<anyhow::Error>>(
+    env: &Env,
+    result: Result<T, E>,
+) -> anyhow::Result<T> {
+    result.map_err(|e| {
+        let error = e.into();
+        report(
+            env,
+            &Readiness {
+                code: crate::error::exit_of(&error).code(),
+                message: crate::error::render(&error),
+            },
+        );
+        error
+    })
 }
 
 /// In the supervisor's window: read (and delete) the launch file, then run

@@ -10,7 +10,7 @@ use crate::mqtt::topic::JobId;
 use crate::registry::{Record, Registry};
 
 /// A supervised job left unfinished by a supervisor that no longer runs.
-fn orphaned(record: &Record) -> bool {
+pub fn orphaned(record: &Record) -> bool {
     record.supervised
         && record.agent.is_some()
         && !record.state.is_finished()
@@ -18,6 +18,33 @@ fn orphaned(record: &Record) -> bool {
         && !record
             .supervisor_pid
             .is_some_and(crate::proc::is_tmux_delegate)
+}
+
+/// Makes this process the supervisor of each orphan that is still one when
+/// the registry lock is held: two supervisors starting at once never adopt
+/// the same job. Returns the records claimed.
+pub fn claim(registry: &Registry, orphans: Vec<Record>) -> Vec<Record> {
+    let me = i32::try_from(std::process::id()).ok();
+    let mut claimed = Vec::new();
+    for record in orphans {
+        let Ok(id) = JobId::parse(&record.id) else {
+            continue;
+        };
+        let update = registry.update(&id, |r| {
+            if orphaned(r) {
+                r.supervisor_pid = me;
+            }
+        });
+        match update {
+            Ok(record) if record.supervisor_pid == me => {
+                eprintln!("re-adopting job {id} (attempt {})", record.attempt);
+                claimed.push(record);
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("warning: cannot re-adopt job {id}: {e:#}"),
+        }
+    }
+    claimed
 }
 
 pub async fn run() -> anyhow::Result<Exit> {
@@ -43,13 +70,7 @@ pub async fn run() -> anyhow::Result<Exit> {
     }
     let brokers = Brokers::resolve(&config).await?;
     let subscriber = brokers.listen().await?;
-    let me = i32::try_from(std::process::id()).ok();
-    let mut adopted = Vec::new();
-    for record in orphans {
-        let id = JobId::parse(&record.id)?;
-        eprintln!("re-adopting job {id} (attempt {})", record.attempt);
-        adopted.push(registry.update(&id, |r| r.supervisor_pid = me)?);
-    }
+    let adopted = claim(&registry, orphans);
     let json = !std::io::IsTerminal::is_terminal(&std::io::stdout());
     supervise(
         &config, &registry, &brokers, subscriber, adopted, json, true,

@@ -13,7 +13,7 @@ use crate::mqtt::connect::{client_id, ConnectOptions};
 use crate::mqtt::sign::EventKey;
 use crate::mqtt::topic::{all_events_filter, JobId};
 use crate::registry::{new_job_id, now_rfc3339, JobState, Record, Registry, RECORD_VERSION};
-use crate::supervisor::core::{Core, JobConfig};
+use crate::supervisor::core::{Adoption, Core, JobConfig};
 use crate::supervisor::driver::{Driver, Ending, JobRuntime, Places};
 use crate::supervisor::view::View;
 use crate::tmux::Tmux;
@@ -72,19 +72,59 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
     if let Some(relaunch) = relaunch {
         return super::detach::launch(&config, relaunch?).await;
     }
-    let brokers = Brokers::resolve(&config).await?;
-    let subscriber = brokers.listen().await?;
+    // A detached supervisor tells its launching terminal why it stopped.
+    let brokers = super::detach::report_failure(&config.env, Brokers::resolve(&config).await)?;
+    let subscriber = super::detach::report_failure(&config.env, brokers.listen().await)?;
     let registry = Registry::open(&config.env)?;
     let mut prepared = Vec::new();
     for (spec, agent) in jobs {
         let record = new_record(&config, spec, agent, brokers.worker.clone());
-        registry.create(&record)?;
+        super::detach::report_failure(&config.env, registry.create(&record))?;
         prepared.push(record);
     }
+    // SPEC section 5: `run` re-adopts the orphans of a dead supervisor too.
+    prepared.extend(orphans_on(&config, &registry, &brokers));
+    super::detach::report_ready(&config.env);
     supervise(
-        &config, &registry, &brokers, subscriber, prepared, json, false,
+        &config, &registry, &brokers, subscriber, prepared, json, true,
     )
     .await
+}
+
+/// The unfinished jobs of a dead supervisor whose wrappers report to this
+/// run's broker (an embedded broker died with its supervisor: nothing
+/// reports to it any more) from windows of this run's tmux server, claimed
+/// for this run. Orphans elsewhere are left to `resume` with their config.
+fn orphans_on(config: &Config, registry: &Registry, brokers: &Brokers) -> Vec<Record> {
+    if !brokers.persistent {
+        return Vec::new();
+    }
+    let records = match registry.list() {
+        Ok((records, _)) => records,
+        Err(e) => {
+            eprintln!("warning: cannot look for jobs to re-adopt: {e:#}");
+            return Vec::new();
+        }
+    };
+    let same_broker = |b: &BrokerSettings| {
+        b.host == brokers.worker.host
+            && b.port == brokers.worker.port
+            && b.topic_prefix == brokers.worker.topic_prefix
+    };
+    let tmux = crate::config::TmuxSettings::resolve(&config.defaults.tmux)
+        .with_current_server(&config.env);
+    let same_server = |r: &Record| {
+        r.spec.tmux.socket == tmux.socket && r.spec.tmux.socket_path == tmux.socket_path
+    };
+    let orphans = records
+        .into_iter()
+        .filter(|r| {
+            super::resume::orphaned(r)
+                && r.broker.as_ref().is_some_and(same_broker)
+                && same_server(r)
+        })
+        .collect();
+    super::resume::claim(registry, orphans)
 }
 
 /// The observer (supervisor) and worker (window) connections.
@@ -195,6 +235,7 @@ fn new_record(
         agent: Some(agent),
         supervisor_pid: i32::try_from(std::process::id()).ok(),
         cancel_requested: false,
+        resume: None,
     }
 }
 
@@ -262,8 +303,8 @@ pub async fn supervise(
             )
             .with_screens(screen_rules(&id, &agent)),
         );
-        let adopt = adopting && record.attempt > 0;
-        if adopt {
+        let adoption = (adopting && record.attempt > 0).then(|| adoption_of(&record, now));
+        if adoption.is_some_and(|a| a.backoff_until.is_none()) {
             let info = record
                 .attempt_info(record.attempt)
                 .cloned()
@@ -284,10 +325,15 @@ pub async fn supervise(
             kill_grace: record.spec.tmux.kill_grace,
             on_waiting: record.spec.on_waiting,
             require_signature: config.require_signature,
-            first_attempt: record.attempt + 1,
+            first_attempt: match adoption {
+                // The budget of the run that crashed (1 for a record that
+                // predates checkpoints: never more launches than allowed).
+                Some(_) => record.resume.map_or(1, |r| r.first_attempt),
+                None => record.attempt + 1,
+            },
         };
-        if adopt {
-            core.adopt(now, id, job_config, record.attempt);
+        if let Some(adoption) = adoption {
+            core.adopt(now, id, job_config, adoption);
         } else {
             core.add(now, id, job_config);
         }
@@ -314,6 +360,20 @@ fn screen_rules(id: &JobId, agent: &AgentDef) -> crate::agents::screens::ScreenS
         tracing::warn!("job {id}: ignoring its screen rules: {e}");
         crate::agents::screens::ScreenSet::default()
     })
+}
+
+/// How to take over an orphaned record: its attempt, the job deadline its
+/// checkpoint kept and, for a job that was between attempts (`retrying`),
+/// when its backoff ends (now, if the crash came before the backoff began).
+fn adoption_of(record: &Record, now: Instant) -> Adoption {
+    let at = |ts: f64| crate::supervisor::clock::from_unix(ts, now);
+    let point = record.resume.unwrap_or_default();
+    Adoption {
+        attempt: record.attempt,
+        job_deadline: point.job_deadline.map(at),
+        backoff_until: (record.state == JobState::Retrying)
+            .then(|| point.backoff_until.map_or(now, at)),
+    }
 }
 
 fn summarise(ending: Ending, states: &[(JobId, JobState)]) -> Exit {

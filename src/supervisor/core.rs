@@ -85,6 +85,14 @@ pub enum Input {
         job: JobId,
         attempt: u32,
     },
+    /// The wrapper recorded the agent's exit code in the registry (it does
+    /// so before publishing `exited`): what the wrapper saw wins over a
+    /// lost connection or a Last Will.
+    ExitRecorded {
+        job: JobId,
+        attempt: u32,
+        code: i32,
+    },
     Cancel {
         job: JobId,
         reason: String,
@@ -124,6 +132,27 @@ pub struct Failure {
     pub reason: String,
 }
 
+/// What a crashed supervisor leaves for the next one (kept in the job
+/// record): the first attempt of the job's retry budget, the job deadline
+/// (from the first launch) and a pending backoff.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub first_attempt: u32,
+    pub job_deadline: Option<Instant>,
+    pub backoff_until: Option<Instant>,
+}
+
+/// How an orphaned job is taken over: its current attempt, and the job
+/// deadline and pending backoff its checkpoint kept (`config.first_attempt`
+/// is the checkpoint's, so the retry budget is not reset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Adoption {
+    pub attempt: u32,
+    pub job_deadline: Option<Instant>,
+    /// The attempt had failed and the next one was waiting out its backoff.
+    pub backoff_until: Option<Instant>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     /// Open the attempt's window running the wrapper.
@@ -161,6 +190,8 @@ pub enum Effect {
         event: Incoming,
         ignored: Option<String>,
     },
+    /// Persist what a later `resume` needs (on each launch and backoff).
+    Checkpoint { job: JobId, checkpoint: Checkpoint },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,6 +239,8 @@ struct Job {
     last_event: Option<Instant>,
     /// The message of the screen the pane shows, while it shows one.
     screen: Option<String>,
+    /// The agent's exit code as the wrapper recorded it.
+    exit: Option<i32>,
 }
 
 impl Job {
@@ -274,32 +307,68 @@ impl Core {
             dead: None,
             last_event: None,
             screen: None,
+            exit: None,
         };
         self.jobs.insert(id.clone(), job);
         self.launch(now, &id);
     }
 
-    /// Takes over a job whose attempt `attempt` is already running (after a
-    /// supervisor crash): no launch; its timers start now, since the old
-    /// supervisor's clock is gone. A retained terminal event or the state of
-    /// its window decides what happens next, as for any running attempt.
-    pub fn adopt(&mut self, now: Instant, id: JobId, config: JobConfig, attempt: u32) {
+    /// Takes over a job of a supervisor that crashed: no launch. An attempt
+    /// that was running runs on (its idle and attempt timers start now,
+    /// since the old supervisor's clock is gone; a retained terminal event
+    /// or the state of its window decides what happens next); one that was
+    /// waiting out its backoff is `retrying` until the backoff ends. The job
+    /// deadline and the retry budget are the checkpoint's, never restarted.
+    pub fn adopt(&mut self, now: Instant, id: JobId, config: JobConfig, adoption: Adoption) {
+        let (state, phase, attempt_deadline) = match adoption.backoff_until {
+            Some(until) => (
+                JobState::Retrying,
+                Phase::Backoff {
+                    until: until.max(now),
+                },
+                None,
+            ),
+            None => (
+                JobState::Running,
+                Phase::Running {
+                    last_life: now,
+                    waiting: false,
+                },
+                Some(now + config.timeouts.attempt),
+            ),
+        };
         let job = Job {
-            attempt,
-            state: JobState::Running,
-            phase: Phase::Running {
-                last_life: now,
-                waiting: false,
-            },
-            job_deadline: Some(now + config.timeouts.job),
-            attempt_deadline: Some(now + config.timeouts.attempt),
+            attempt: adoption.attempt,
+            state,
+            phase,
+            job_deadline: Some(adoption.job_deadline.unwrap_or(now + config.timeouts.job)),
+            attempt_deadline,
             config,
             lost: false,
             dead: None,
             last_event: Some(now),
             screen: None,
+            exit: None,
         };
         self.jobs.insert(id, job);
+    }
+
+    fn checkpoint(&mut self, id: &JobId) {
+        let Some(job) = self.jobs.get(id) else {
+            return;
+        };
+        let backoff_until = match job.phase {
+            Phase::Backoff { until } => Some(until),
+            _ => None,
+        };
+        self.effects.push_back(Effect::Checkpoint {
+            job: id.clone(),
+            checkpoint: Checkpoint {
+                first_attempt: job.config.first_attempt,
+                job_deadline: job.job_deadline,
+                backoff_until,
+            },
+        });
     }
 
     pub fn poll_effect(&mut self) -> Option<Effect> {
@@ -370,6 +439,7 @@ impl Core {
         job.dead = None;
         job.last_event = Some(now);
         job.screen = None;
+        job.exit = None;
         job.attempt_deadline = Some(now + job.config.timeouts.attempt);
         if job.job_deadline.is_none() {
             job.job_deadline = Some(now + job.config.timeouts.job);
@@ -380,6 +450,7 @@ impl Core {
             job: id.clone(),
             attempt,
         });
+        self.checkpoint(id);
     }
 
     pub fn handle(&mut self, now: Instant, input: Input) {
@@ -430,7 +501,32 @@ impl Core {
                     self.finish_stop(now, &job, false);
                 }
             }
+            Input::ExitRecorded { job, attempt, code } => {
+                self.on_recorded_exit(now, &job, attempt, code);
+            }
             Input::Cancel { job, reason } => self.cancel(now, &job, reason),
+        }
+    }
+
+    /// An exit the wrapper made durable: a clean exit of an agent that
+    /// completes on exit completes at once; any other code waits (as a dead
+    /// pane does) for a late `completed`, then decides by this code, never
+    /// by a Last Will.
+    fn on_recorded_exit(&mut self, now: Instant, id: &JobId, attempt: u32, code: i32) {
+        let Some(job) = self.jobs.get_mut(id) else {
+            return;
+        };
+        if job.attempt != attempt || !job.is_active() {
+            return;
+        }
+        job.exit = Some(code);
+        if code == 0 && job.config.complete_on_exit {
+            self.decide(
+                now,
+                id,
+                None,
+                Some("the agent exited with code 0 (recorded by the wrapper)".into()),
+            );
         }
     }
 
@@ -452,6 +548,15 @@ impl Core {
             Some(format!(
                 "from attempt {attempt}, which has not been launched"
             ))
+        } else if event.attempt.is_none()
+            && matches!(event.signature, Signature::Valid | Signature::Invalid)
+        {
+            // A signature over a payload that names no attempt would be valid
+            // in every attempt: it could be replayed to end a later one.
+            Some(
+                "a signed event must name its attempt (it could be replayed across attempts)"
+                    .to_owned(),
+            )
         } else if job.config.require_signature && event.signature != Signature::Valid {
             Some(
                 format!(
@@ -547,7 +652,7 @@ impl Core {
             }
             EventKind::Lost => {
                 job.lost = true;
-                if job.dead.is_some() {
+                if job.dead.is_some() && job.exit.is_none() {
                     self.fail(
                         now,
                         id,
@@ -660,7 +765,7 @@ impl Core {
             return;
         }
         job.dead = Some((now, status, gone));
-        if job.lost {
+        if job.lost && job.exit.is_none() {
             self.fail(
                 now,
                 id,
@@ -678,6 +783,15 @@ impl Core {
         let Some((_, status, gone)) = job.dead else {
             return;
         };
+        if let Some(code) = job.exit {
+            // The wrapper saw the agent end: its code decides, not the pane.
+            return self.fail(
+                now,
+                id,
+                FailureKind::Exit,
+                format!("the agent exited with code {code} without reporting completed"),
+            );
+        }
         let what = if gone {
             "the window was closed".to_owned()
         } else {
@@ -788,6 +902,7 @@ impl Core {
                     self.launch(now, id);
                 } else {
                     job.phase = Phase::Backoff { until: now + delay };
+                    self.checkpoint(id);
                 }
             }
         }

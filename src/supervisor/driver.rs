@@ -3,14 +3,16 @@
 //! the clock into inputs, and performs the core's effects (tmux windows,
 //! process-group signals, registry writes, the view).
 
-use super::core::{Core, Effect, Incoming, Input, StopSignal};
+use super::core::{Checkpoint, Core, Effect, Incoming, Input, StopSignal};
 use super::view::View;
 use crate::agents::screens::ScreenSet;
 use crate::mqtt::client::{Message, Subscriber};
 use crate::mqtt::event::{decode, Decoded, EventKind};
 use crate::mqtt::sign::{check, EventKey};
 use crate::mqtt::topic::{job_of_topic, JobId};
-use crate::registry::{now_rfc3339, FailureInfo, JobState, LastEvent, LogEntry, Registry};
+use crate::registry::{
+    now_rfc3339, FailureInfo, JobState, LastEvent, LogEntry, Registry, ResumePoint,
+};
 use crate::tmux::{Launched, Tmux, WindowInfo};
 
 /// A `list-windows` answer and when it was asked for.
@@ -451,12 +453,18 @@ impl Driver {
             }
             let (job, attempt) = (job.clone(), *attempt);
             match by_id.get(launched.window_id.as_str()) {
-                None => inputs.push(Input::WindowGone { job, attempt }),
-                Some(info) if info.dead => inputs.push(Input::PaneDead {
-                    job,
-                    attempt,
-                    status: info.dead_status,
-                }),
+                None => {
+                    inputs.extend(self.recorded_exit(&job, attempt));
+                    inputs.push(Input::WindowGone { job, attempt });
+                }
+                Some(info) if info.dead => {
+                    inputs.extend(self.recorded_exit(&job, attempt));
+                    inputs.push(Input::PaneDead {
+                        job,
+                        attempt,
+                        status: info.dead_status,
+                    });
+                }
                 Some(info) => {
                     let seen = self
                         .activity
@@ -469,6 +477,35 @@ impl Driver {
         }
         for input in inputs {
             self.core.handle(now, input);
+        }
+    }
+
+    /// The exit code the wrapper recorded for a window that died: it
+    /// outranks a Last Will or an `exited` event the broker lost.
+    fn recorded_exit(&self, job: &JobId, attempt: u32) -> Option<Input> {
+        let code = self
+            .registry
+            .load(job)
+            .ok()?
+            .attempt_info(attempt)?
+            .exit_code?;
+        Some(Input::ExitRecorded {
+            job: job.clone(),
+            attempt,
+            code,
+        })
+    }
+
+    /// Keeps the job's retry budget, deadline and backoff in its record, so
+    /// a `resume` after a crash honours them.
+    fn record_checkpoint(&self, job: &JobId, checkpoint: Checkpoint) {
+        let point = ResumePoint {
+            first_attempt: checkpoint.first_attempt,
+            job_deadline: checkpoint.job_deadline.map(super::clock::to_unix),
+            backoff_until: checkpoint.backoff_until.map(super::clock::to_unix),
+        };
+        if let Err(e) = self.registry.update(job, |r| r.resume = Some(point)) {
+            tracing::warn!("job {job}: cannot update the record: {e:#}");
         }
     }
 
@@ -550,6 +587,7 @@ impl Driver {
                 Effect::SendKeys { job, attempt, keys } => {
                     self.send_keys(&job, attempt, &keys).await;
                 }
+                Effect::Checkpoint { job, checkpoint } => self.record_checkpoint(&job, checkpoint),
             }
         }
     }

@@ -2,6 +2,7 @@
 //! feeds it MQTT events, tmux observations, signals and the clock, and
 //! performs its effects.
 
+pub mod clock;
 pub mod core;
 pub mod driver;
 pub mod policy;

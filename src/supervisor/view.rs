@@ -84,7 +84,7 @@ impl View {
                 "reason": reason,
                 "failure": failure,
             });
-            println!("{line}");
+            say(&line.to_string());
         }
     }
 
@@ -126,9 +126,9 @@ impl View {
             .values()
             .filter(|r| r.state == JobState::Completed)
             .count();
-        println!("\n{done} of {} jobs completed", self.rows.len());
+        say(&format!("\n{done} of {} jobs completed", self.rows.len()));
         for (id, failure) in failed {
-            println!("  {id}: {failure}");
+            say(&format!("  {id}: {failure}"));
         }
     }
 
@@ -172,6 +172,15 @@ impl View {
         }
         grid
     }
+}
+
+/// One line on stdout. A reader that went away (`run | head -1`, a closed
+/// terminal) must not end supervision: the jobs still run and the registry
+/// still records them, so a write error is ignored here.
+fn say(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
 }
 
 #[cfg(test)]

@@ -141,6 +141,26 @@ impl Tmux {
         workdir: &Path,
         argv: &[String],
     ) -> Result<Launched> {
+        // Another process (a second `run` on a cold server) may create the
+        // session between our new-window and new-session: then tmux says
+        // "duplicate session" and the window goes into that session.
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.launch_once(session, name, workdir, argv).await {
+                Err(e) if tries < 3 && is_duplicate_session(&e) => continue,
+                result => return result,
+            }
+        }
+    }
+
+    async fn launch_once(
+        &self,
+        session: &str,
+        name: &str,
+        workdir: &Path,
+        argv: &[String],
+    ) -> Result<Launched> {
         let dir = workdir.display().to_string();
         let name = sanitize_name(name);
         let mut window = NewWindow::new()
@@ -349,6 +369,10 @@ fn push_argv(command: &mut TmuxCommand<'_>, argv: &[String]) {
 fn is_no_server(error: &anyhow::Error) -> bool {
     let text = error.to_string();
     text.contains("no server running") || text.contains("error connecting to")
+}
+
+fn is_duplicate_session(error: &anyhow::Error) -> bool {
+    error.to_string().contains("duplicate session")
 }
 
 fn is_missing(error: &anyhow::Error) -> bool {

@@ -147,6 +147,17 @@ impl Mosquitto {
         drop(old);
         self.process = Mosquitto::spawn(&self.dir, self.port);
     }
+
+    /// The first half of an outage: the broker is gone until `start_again`.
+    pub fn stop(&mut self) {
+        let old = std::mem::replace(&mut self.process, Guard(None));
+        drop(old);
+    }
+
+    /// The end of an outage begun with `stop`: the same port again.
+    pub fn start_again(&mut self) {
+        self.process = Mosquitto::spawn(&self.dir, self.port);
+    }
 }
 
 /// A private CA, a server certificate for localhost/127.0.0.1, a client

@@ -69,10 +69,11 @@ impl H {
             .collect()
     }
 
+    /// A signed event of the current attempt (signed events name theirs).
     fn event(&mut self, secs: f64, kind: EventKind, message: Option<&str>) {
         let event = Incoming {
             kind,
-            attempt: None,
+            attempt: self.core.attempt(&self.job),
             message: message.map(str::to_owned),
             exit_code: None,
             signature: Signature::Valid,

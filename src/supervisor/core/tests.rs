@@ -66,11 +66,14 @@ impl Harness {
     fn actions(&mut self) -> Vec<Effect> {
         self.effects()
             .into_iter()
-            .filter(|e| !matches!(e, Effect::RecordEvent { .. }))
+            .filter(|e| !matches!(e, Effect::RecordEvent { .. } | Effect::Checkpoint { .. }))
             .collect()
     }
 
+    /// A signed event; `None` means the current attempt (a signed event
+    /// always names its attempt: see `event_with` for one that does not).
     fn event(&mut self, secs: f64, kind: EventKind, attempt: Option<u32>) {
+        let attempt = attempt.or_else(|| self.core.attempt(&self.job));
         self.event_with(secs, kind, attempt, None, Signature::Valid);
     }
 
@@ -444,7 +447,7 @@ fn exit_zero_completes_only_with_complete_on_exit() {
         cfg.complete_on_exit = complete_on_exit;
         let mut h = Harness::new(cfg);
         h.started(0.0);
-        h.event_with(1.0, EventKind::Exited, None, Some(0), Signature::Valid);
+        h.event_with(1.0, EventKind::Exited, Some(1), Some(0), Signature::Valid);
         assert_eq!(h.state(), expected);
     }
 }
@@ -613,7 +616,16 @@ fn an_adopted_attempt_runs_on_without_a_launch_and_ends_by_its_events() {
     let t0 = Instant::now();
     let job = JobId::parse("adopted").expect("id");
     let mut core = Core::new(Box::new(|| 1.0));
-    core.adopt(t0, job.clone(), config(), 2);
+    core.adopt(
+        t0,
+        job.clone(),
+        config(),
+        Adoption {
+            attempt: 2,
+            job_deadline: None,
+            backoff_until: None,
+        },
+    );
     assert!(core.poll_effect().is_none(), "adopting must not launch");
     assert_eq!(core.state(&job), Some(JobState::Running));
     assert_eq!(core.poll_timeout(), Some(t0 + 600 * SEC));
@@ -647,4 +659,262 @@ fn many_jobs_share_one_timer_query() {
     assert_eq!(core.poll_timeout(), Some(t0 + 60 * SEC));
     core.handle_timeout(t0 + 60 * SEC);
     assert_eq!(core.poll_timeout(), Some(t0 + 61 * SEC));
+}
+
+/// A core that adopts `job` (a crashed supervisor's) at `t0`.
+fn adopted(config: JobConfig, adoption: Adoption) -> (Core, JobId, Instant) {
+    let t0 = Instant::now();
+    let job = JobId::parse("orphan").expect("id");
+    let mut core = Core::new(Box::new(|| 1.0));
+    core.adopt(t0, job.clone(), config, adoption);
+    (core, job, t0)
+}
+
+fn drain(core: &mut Core) -> Vec<Effect> {
+    std::iter::from_fn(|| core.poll_effect()).collect()
+}
+
+#[test]
+fn launches_and_backoffs_leave_a_checkpoint_with_the_first_launchs_job_deadline() {
+    let mut cfg = config();
+    cfg.retry.max_attempts = 2;
+    let mut h = Harness::new(cfg);
+    let job = h.job.clone();
+    let checkpoints = |effects: &[Effect]| -> Vec<Checkpoint> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Checkpoint { checkpoint, .. } => Some(*checkpoint),
+                _ => None,
+            })
+            .collect()
+    };
+    let deadline = Some(h.at(6.0 * 3600.0));
+    assert_eq!(
+        checkpoints(&h.effects()),
+        vec![Checkpoint {
+            first_attempt: 1,
+            job_deadline: deadline,
+            backoff_until: None
+        }]
+    );
+    h.started(1.0);
+    h.event(10.0, EventKind::Error, Some(1));
+    h.input(
+        10.0,
+        Input::GroupGone {
+            job: job.clone(),
+            attempt: 1,
+        },
+    );
+    assert_eq!(
+        checkpoints(&h.effects()),
+        vec![Checkpoint {
+            first_attempt: 1,
+            job_deadline: deadline,
+            backoff_until: Some(h.at(15.0))
+        }]
+    );
+    h.tick(15.0);
+    assert_eq!(
+        checkpoints(&h.effects()),
+        vec![Checkpoint {
+            first_attempt: 1,
+            job_deadline: deadline,
+            backoff_until: None
+        }],
+        "the second launch keeps the first launch's job deadline"
+    );
+}
+
+#[test]
+fn an_adopted_job_in_backoff_resumes_as_retrying_and_launches_when_the_backoff_ends() {
+    let now = Instant::now();
+    let mut cfg = config();
+    cfg.retry.max_attempts = 2;
+    let (mut core, job, t0) = adopted(
+        cfg,
+        Adoption {
+            attempt: 1,
+            job_deadline: Some(now + 3600 * SEC),
+            backoff_until: Some(now + 4 * SEC),
+        },
+    );
+    assert_eq!(core.state(&job), Some(JobState::Retrying));
+    assert!(
+        drain(&mut core).is_empty(),
+        "no invented failure, no launch yet"
+    );
+    let backoff_end = core.poll_timeout().expect("the backoff timer");
+    assert!(backoff_end >= t0 && backoff_end <= now + 4 * SEC);
+    core.handle_timeout(backoff_end);
+    let effects = drain(&mut core);
+    assert!(transition(&job, 2, JobState::Retrying, JobState::Launching)(&effects[0]));
+    assert_eq!(
+        effects[1],
+        Effect::Launch {
+            job: job.clone(),
+            attempt: 2
+        }
+    );
+    // Attempt 2 of 2 fails: the budget kept across the crash says no more.
+    core.handle(
+        backoff_end + SEC,
+        Input::LaunchFailed {
+            job: job.clone(),
+            attempt: 2,
+            reason: "x".into(),
+        },
+    );
+    assert_eq!(core.state(&job), Some(JobState::Failed));
+    assert_eq!(core.attempt(&job), Some(2));
+}
+
+#[test]
+fn an_adopted_job_whose_window_was_killed_with_max_attempts_1_fails_and_ends() {
+    let mut cfg = config();
+    cfg.retry.max_attempts = 1;
+    let (mut core, job, t0) = adopted(
+        cfg,
+        Adoption {
+            attempt: 1,
+            job_deadline: None,
+            backoff_until: None,
+        },
+    );
+    core.handle(
+        t0,
+        Input::WindowGone {
+            job: job.clone(),
+            attempt: 1,
+        },
+    );
+    core.handle_timeout(t0 + EXIT_SETTLE);
+    assert_eq!(core.state(&job), Some(JobState::Failed));
+    core.handle(
+        t0 + EXIT_SETTLE,
+        Input::GroupGone {
+            job: job.clone(),
+            attempt: 1,
+        },
+    );
+    assert!(core.is_done(), "resume must end, not wait for a retry");
+    assert!(!drain(&mut core)
+        .iter()
+        .any(|e| matches!(e, Effect::Launch { .. })));
+}
+
+#[test]
+fn an_adopted_job_keeps_its_original_job_deadline() {
+    let now = Instant::now();
+    let (mut core, job, _) = adopted(
+        config(),
+        Adoption {
+            attempt: 1,
+            job_deadline: Some(now + 30 * SEC),
+            backoff_until: None,
+        },
+    );
+    assert_eq!(core.poll_timeout(), Some(now + 30 * SEC));
+    core.handle_timeout(now + 30 * SEC);
+    assert_eq!(core.state(&job), Some(JobState::TimedOut));
+}
+
+#[test]
+fn an_adopted_job_whose_deadline_passed_meanwhile_times_out_at_once() {
+    let now = Instant::now();
+    let (mut core, job, t0) = adopted(
+        config(),
+        Adoption {
+            attempt: 1,
+            job_deadline: Some(now),
+            backoff_until: None,
+        },
+    );
+    core.handle_timeout(t0);
+    assert_eq!(core.state(&job), Some(JobState::TimedOut));
+}
+
+#[test]
+fn a_recorded_clean_exit_completes_even_when_the_last_will_arrives() {
+    let mut cfg = config();
+    cfg.complete_on_exit = true;
+    let mut h = Harness::new(cfg);
+    let job = h.job.clone();
+    h.effects();
+    h.started(1.0);
+    h.event(5.0, EventKind::Lost, Some(1));
+    h.input(
+        5.0,
+        Input::ExitRecorded {
+            job: job.clone(),
+            attempt: 1,
+            code: 0,
+        },
+    );
+    h.input(
+        5.1,
+        Input::PaneDead {
+            job,
+            attempt: 1,
+            status: Some(0),
+        },
+    );
+    assert_eq!(h.state(), JobState::Completed);
+}
+
+#[test]
+fn a_recorded_exit_beats_a_last_will_and_its_code_decides() {
+    let mut cfg = config();
+    cfg.retry.max_attempts = 1;
+    let mut h = Harness::new(cfg);
+    let job = h.job.clone();
+    h.effects();
+    h.started(1.0);
+    h.input(
+        5.0,
+        Input::ExitRecorded {
+            job: job.clone(),
+            attempt: 1,
+            code: 3,
+        },
+    );
+    h.input(
+        5.0,
+        Input::PaneDead {
+            job,
+            attempt: 1,
+            status: Some(3),
+        },
+    );
+    h.event(5.5, EventKind::Lost, Some(1));
+    assert_eq!(h.state(), JobState::Running, "waits for a late completed");
+    h.tick(7.0);
+    let effects = h.effects();
+    assert!(
+        effects.iter().any(|e| matches!(e, Effect::Transition {
+            to: JobState::Failed,
+            failure: Some(Failure { kind: K::Exit, reason }), ..
+        } if reason.contains("code 3"))),
+        "{effects:?}"
+    );
+}
+
+#[test]
+fn a_signed_event_without_an_attempt_is_recorded_and_ignored() {
+    let mut cfg = config();
+    cfg.require_signature = false;
+    let mut h = Harness::new(cfg);
+    h.effects();
+    h.started(1.0);
+    h.event_with(2.0, EventKind::Completed, None, None, Signature::Valid);
+    let effects = h.effects();
+    assert!(
+        matches!(&effects[..], [Effect::RecordEvent { ignored: Some(why), .. }] if why.contains("attempt")),
+        "{effects:?}"
+    );
+    assert_eq!(h.state(), JobState::Running);
+    // Unsigned, without attempt (mosquitto_pub, the Python scripts): accepted.
+    h.event_with(3.0, EventKind::Completed, None, None, Signature::Unsigned);
+    assert_eq!(h.state(), JobState::Completed);
 }

@@ -1,0 +1,772 @@
+//! Fault injection, one test per fault (docs/reliability.md lists them):
+//! a supervisor SIGKILLed mid-run, a broker outage as the agent exits,
+//! several `run`s racing to start one tmux server, a detached supervisor
+//! that cannot reach its broker, records with bad ids, replayable signed
+//! events, and readers that close the pipe. Real Mosquitto, real tmux on a
+//! private socket, the real binary, small fake agents.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Fields drop in order: the tmux server and the broker are stopped while
+/// their directory (the tmux socket's) still exists.
+struct Setup {
+    tmux: TmuxServer,
+    broker: Mosquitto,
+    home: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    /// A plain Mosquitto, a private tmux server (not started) and a project
+    /// config naming both, plus `extra`.
+    fn new(extra: &str) -> Setup {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let broker = Mosquitto::start(dir.path(), "allow_anonymous true\n");
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&home).expect("home");
+        let tmux = TmuxServer::new(dir.path());
+        let config = format!(
+            "[broker]\nhost = \"127.0.0.1\"\nport = {}\n{extra}\n\
+             [defaults.tmux]\nsocket = \"{}\"\nkeep_failed = false\nkill_grace = \"1s\"\n",
+            broker.port, tmux.socket
+        );
+        std::fs::write(home.join("tmux-delegate.toml"), config).expect("project config");
+        Setup {
+            dir,
+            home,
+            tmux,
+            broker,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn td(&self) -> Command {
+        let tmpdir = self.tmux.tmpdir.display().to_string();
+        td(&self.home, &[("TMUX_TMPDIR", tmpdir.as_str())])
+    }
+
+    fn status(&self) -> Vec<Value> {
+        let out = run(self.td().args(["status", "--json"]));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("status json")
+    }
+
+    fn job(&self, name: &str) -> Value {
+        self.status()
+            .into_iter()
+            .find(|j| j["name"] == name)
+            .unwrap_or_else(|| panic!("no job named {name}: {:?}", self.status()))
+    }
+
+    fn job_dir(&self, id: &str) -> PathBuf {
+        self.home.join("state/jobs").join(id)
+    }
+
+    fn record(&self, id: &str) -> Value {
+        let text = std::fs::read_to_string(self.job_dir(id).join("record.json")).expect("record");
+        serde_json::from_str(&text).expect("record json")
+    }
+
+    fn history(&self, id: &str) -> Vec<Value> {
+        std::fs::read_to_string(self.job_dir(id).join("events.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Windows opened for the job, over every supervisor it had.
+    fn launches(&self, id: &str) -> usize {
+        self.history(id)
+            .iter()
+            .filter(|e| e["type"] == "window" && e["action"] == "opened")
+            .count()
+    }
+
+    fn first_launch(&self, id: &str) -> f64 {
+        self.history(id)
+            .iter()
+            .find(|e| e["type"] == "window" && e["action"] == "opened")
+            .and_then(|e| e["ts"].as_f64())
+            .expect("a window was opened")
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64()
+}
+
+/// An agent that waits for its gate file `<dir>/gate-<prompt>`, then
+/// reports `completed` and exits 0.
+fn gated_agent(dir: &Path) -> PathBuf {
+    script(
+        &dir.join("gated.sh"),
+        &format!(
+            "i=0; while [ ! -e {}/gate-$1 ] && [ $i -lt 900 ]; do sleep 0.1; i=$((i+1)); done\n\
+             \"$TMUX_DELEGATE_BIN\" publish --event completed --message \"done: $1\"",
+            dir.display()
+        ),
+    )
+}
+
+/// Reads transition lines of `run --json` until `done` holds for them.
+fn wait_transitions(lines: &mut Lines, limit: Duration, done: impl Fn(&[Value]) -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let seen: Vec<Value> = lines
+            .stdout
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if done(&seen) {
+            return true;
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || !lines.wait_line("", left) {
+            return false;
+        }
+    }
+}
+
+fn reached(seen: &[Value], name: &str, to: &str) -> bool {
+    seen.iter().any(|t| t["name"] == name && t["to"] == to)
+}
+
+fn sigkill(lines: &mut Lines) {
+    let pid = lines.guard.child().id().to_string();
+    assert!(Command::new("kill")
+        .args(["-KILL", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    lines.finish(Duration::from_secs(10));
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Recovery {
+    Resume,
+    FreshRun,
+}
+
+/// The job deadline of the `deadline` job (seconds from its first launch).
+const JOB_DEADLINE: f64 = 14.0;
+
+fn supervisor_sigkilled_mid_run(recovery: Recovery) {
+    let setup = Setup::new("");
+    let gated = gated_agent(setup.dir.path());
+    let failing = script(&setup.path("failing.sh"), "sleep 0.3; exit 1");
+    let quick = script(&setup.path("quick.sh"), "exit 0");
+    let config = std::fs::read_to_string(setup.home.join("tmux-delegate.toml")).expect("config");
+    std::fs::write(
+        setup.home.join("tmux-delegate.toml"),
+        format!(
+            "{config}\n[agents.gated]\ncommand = [\"{}\", \"{{prompt}}\"]\ncomplete_on_exit = false\n\
+             [agents.failing]\ncommand = [\"{}\"]\n[agents.quick]\ncommand = [\"{}\"]\n",
+            gated.display(),
+            failing.display(),
+            quick.display()
+        ),
+    )
+    .expect("config");
+    std::fs::write(
+        setup.home.join("jobs.toml"),
+        format!(
+            "[[jobs]]\nname = \"live\"\nagent = \"gated\"\nprompt = \"live\"\n\
+             [[jobs]]\nname = \"meanwhile\"\nagent = \"gated\"\nprompt = \"meanwhile\"\n\
+             [[jobs]]\nname = \"backoff\"\nagent = \"failing\"\nprompt = \"x\"\n\
+             [jobs.retry]\nmax_attempts = 2\nbackoff = \"12s\"\nmultiplier = 1.0\nbackoff_max = \"12s\"\n\
+             [[jobs]]\nname = \"killed\"\nagent = \"gated\"\nprompt = \"killed\"\n\
+             [jobs.retry]\nmax_attempts = 1\n\
+             [[jobs]]\nname = \"deadline\"\nagent = \"gated\"\nprompt = \"deadline\"\n\
+             [jobs.timeouts]\njob = \"{JOB_DEADLINE}s\"\n"
+        ),
+    )
+    .expect("jobs");
+
+    let mut first = Lines::spawn(setup.td().args(["run", "--json", "jobs.toml"]));
+    let all_underway = wait_transitions(&mut first, Duration::from_secs(40), |seen| {
+        ["live", "meanwhile", "killed", "deadline"]
+            .iter()
+            .all(|n| reached(seen, n, "running"))
+            && reached(seen, "backoff", "retrying")
+    });
+    assert!(all_underway, "{:?}\n{:?}", first.stdout, first.stderr);
+    let id = |name: &str| setup.job(name)["id"].as_str().expect("id").to_owned();
+    let (live, meanwhile, backoff, killed, deadline) = (
+        id("live"),
+        id("meanwhile"),
+        id("backoff"),
+        id("killed"),
+        id("deadline"),
+    );
+    // Crash while `backoff` waits out its (jittered, up to 12 s) backoff,
+    // once its checkpoint is on disk (unless the draw was tiny and attempt
+    // 2 is already under way: the budget is then checked all the same).
+    let in_backoff = wait_for(Duration::from_secs(10), || {
+        let record = setup.record(&backoff);
+        (record["resume"]["backoff_until"].is_number() || record["attempt"] == 2).then_some(())
+    });
+    assert!(in_backoff.is_some(), "{}", setup.record(&backoff));
+    // The supervisor dies; its windows and agents live on.
+    sigkill(&mut first);
+    // While no supervisor runs: one agent finishes (its retained `completed`
+    // waits), and one window is killed.
+    std::fs::write(setup.path("gate-meanwhile"), "").expect("gate");
+    let window = setup.record(&killed)["attempts"][0]["window"]
+        .as_str()
+        .expect("window id")
+        .to_owned();
+    let out = setup.tmux.output(&["kill-window", "-t", &window]);
+    assert!(!out.contains("can't find"), "{out}");
+    // Recover well after the first launch: a restarted job deadline would
+    // then end the `deadline` job visibly later than the original one.
+    let since_launch = unix_now() - setup.first_launch(&deadline);
+    if since_launch < 6.0 {
+        std::thread::sleep(Duration::from_secs_f64(6.0 - since_launch));
+    }
+    let recovered_at = unix_now();
+
+    let mut command = setup.td();
+    match recovery {
+        Recovery::Resume => command.args(["resume"]),
+        Recovery::FreshRun => command.args([
+            "run", "--json", "--agent", "quick", "--name", "fresh", "--prompt", "x",
+        ]),
+    };
+    let mut second = Lines::spawn(&mut command);
+    assert!(
+        wait_transitions(&mut second, Duration::from_secs(30), |seen| reached(
+            seen,
+            "meanwhile",
+            "completed"
+        )),
+        "{:?}\n{:?}",
+        second.stdout,
+        second.stderr
+    );
+    std::fs::write(setup.path("gate-live"), "").expect("gate");
+    let code = second.finish(Duration::from_secs(60)).code();
+    assert_eq!(
+        code,
+        Some(1),
+        "some jobs failed, none hangs\n{:?}\n{:?}",
+        second.stdout,
+        second.stderr
+    );
+
+    let check = |name: &str, id: &str, state: &str, attempt: u64, launches: usize| {
+        let job = setup.job(name);
+        assert_eq!(job["state"], state, "{name}: {job}");
+        assert_eq!(job["attempt"], attempt, "{name}: {job}");
+        assert_eq!(setup.launches(id), launches, "{name}: windows opened");
+        assert!(
+            launches as u64 <= job["max_attempts"].as_u64().expect("max"),
+            "{name}"
+        );
+    };
+    check("live", &live, "completed", 1, 1);
+    check("meanwhile", &meanwhile, "completed", 1, 1);
+    check("backoff", &backoff, "failed", 2, 2);
+    check("killed", &killed, "failed", 1, 1);
+    check("deadline", &deadline, "timed_out", 1, 1);
+    if let Recovery::FreshRun = recovery {
+        assert_eq!(setup.job("fresh")["state"], "completed");
+    }
+    // The job in backoff was charged its one real failure, not another one
+    // invented from the window it no longer had.
+    let failures_of_attempt_1 = setup
+        .history(&backoff)
+        .iter()
+        .filter(|e| e["type"] == "transition" && e["attempt"] == 1)
+        .filter(|e| ["retrying", "failed"].contains(&e["to"].as_str().unwrap_or_default()))
+        .count();
+    assert_eq!(failures_of_attempt_1, 1, "{:?}", setup.history(&backoff));
+    // The original deadline, not one restarted by the recovery.
+    let timed_out = setup
+        .history(&deadline)
+        .iter()
+        .find(|e| e["type"] == "transition" && e["to"] == "timed_out")
+        .and_then(|e| e["ts"].as_f64())
+        .expect("a timed_out transition");
+    let after_launch = timed_out - setup.first_launch(&deadline);
+    assert!(
+        (JOB_DEADLINE - 0.5..JOB_DEADLINE + 3.0).contains(&after_launch),
+        "timed out {after_launch:.1}s after the first launch (job deadline {JOB_DEADLINE}s; \
+         recovery began {:.1}s after it)",
+        recovered_at - setup.first_launch(&deadline)
+    );
+}
+
+#[test]
+fn supervisor_sigkilled_mid_run_then_resume_settles_every_job_within_its_budget_and_deadline() {
+    supervisor_sigkilled_mid_run(Recovery::Resume);
+}
+
+#[test]
+fn supervisor_sigkilled_mid_run_then_a_fresh_run_re_adopts_and_settles_its_orphans() {
+    supervisor_sigkilled_mid_run(Recovery::FreshRun);
+}
+
+#[test]
+fn broker_stopped_as_the_agent_exits_0_and_restarted_3s_later_completes_5_of_5() {
+    let mut setup = Setup::new("");
+    let agent = script(
+        &setup.path("exits.sh"),
+        &format!(
+            "i=0; while [ ! -e {}/gate-$1 ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\nexit 0",
+            setup.dir.path().display()
+        ),
+    );
+    let config = std::fs::read_to_string(setup.home.join("tmux-delegate.toml")).expect("config");
+    std::fs::write(
+        setup.home.join("tmux-delegate.toml"),
+        format!(
+            "{config}\n[agents.exits]\ncommand = [\"{}\", \"{{prompt}}\"]\ncomplete_on_exit = true\n\
+             [defaults.retry]\nmax_attempts = 1\n",
+            agent.display()
+        ),
+    )
+    .expect("config");
+    let mut completed = 0;
+    for trial in 1..=5 {
+        let name = format!("trial-{trial}");
+        let mut running = Lines::spawn(setup.td().args([
+            "run", "--json", "--agent", "exits", "--name", &name, "--prompt", &name,
+        ]));
+        assert!(
+            running.wait_line("\"to\":\"running\"", Duration::from_secs(30)),
+            "{:?}",
+            running.stderr
+        );
+        setup.broker.stop();
+        std::fs::write(setup.path(&format!("gate-{name}")), "").expect("gate");
+        std::thread::sleep(Duration::from_secs(3));
+        setup.broker.start_again();
+        let code = running.finish(Duration::from_secs(60)).code();
+        let job = setup.job(&name);
+        if code == Some(0) && job["state"] == "completed" && job["attempt"] == 1 {
+            completed += 1;
+        } else {
+            eprintln!(
+                "trial {trial}: exit {code:?}, {job}\n{:?}\n{:?}",
+                running.stdout, running.stderr
+            );
+        }
+    }
+    assert_eq!(completed, 5, "a clean exit must survive the outage");
+}
+
+fn runs_at_once_on_a_cold_tmux_server(count: usize) {
+    let setup = Setup::new("");
+    let agent = script(&setup.path("quick.sh"), "sleep 1; exit 0");
+    let config = std::fs::read_to_string(setup.home.join("tmux-delegate.toml")).expect("config");
+    std::fs::write(
+        setup.home.join("tmux-delegate.toml"),
+        format!(
+            "{config}\n[agents.quick]\ncommand = [\"{}\"]\n",
+            agent.display()
+        ),
+    )
+    .expect("config");
+    let cold = setup.tmux.output(&["list-sessions"]);
+    assert!(
+        cold.contains("no server") || cold.contains("error connecting"),
+        "{cold}"
+    );
+    let runs: Vec<Guard> = (0..count)
+        .map(|i| {
+            Guard(Some(
+                setup
+                    .td()
+                    .args([
+                        "run",
+                        "--json",
+                        "--agent",
+                        "quick",
+                        "--name",
+                        &format!("cold-{i}"),
+                        "--prompt",
+                        "x",
+                    ])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("spawn run"),
+            ))
+        })
+        .collect();
+    for (i, run) in runs.into_iter().enumerate() {
+        let out = run.wait_output(Duration::from_secs(60));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "run {i} of {count}:\n{}\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+    for i in 0..count {
+        let job = setup.job(&format!("cold-{i}"));
+        assert_eq!(job["state"], "completed", "{job}");
+        assert_eq!(job["attempt"], 1, "{job}");
+        let id = job["id"].as_str().expect("id");
+        assert_eq!(setup.launches(id), 1, "{job}");
+    }
+}
+
+#[test]
+fn two_runs_at_once_on_a_cold_tmux_server_each_complete_once() {
+    runs_at_once_on_a_cold_tmux_server(2);
+}
+
+#[test]
+fn three_runs_at_once_on_a_cold_tmux_server_each_complete_once() {
+    runs_at_once_on_a_cold_tmux_server(3);
+}
+
+#[test]
+fn detach_with_an_unreachable_broker_exits_3_with_the_reason_and_leaves_nothing() {
+    let setup = Setup::new("");
+    let agent = script(&setup.path("quick.sh"), "exit 0");
+    let dead_port = free_port();
+    std::fs::write(
+        setup.home.join("tmux-delegate.toml"),
+        format!(
+            "[broker]\nhost = \"127.0.0.1\"\nport = {dead_port}\n\
+             [agents.quick]\ncommand = [\"{}\"]\n\
+             [defaults.tmux]\nsocket = \"{}\"\n",
+            agent.display(),
+            setup.tmux.socket
+        ),
+    )
+    .expect("config");
+    let out = Guard(Some(
+        setup
+            .td()
+            .args([
+                "run", "--detach", "--agent", "quick", "--name", "nowhere", "--prompt", "x",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn"),
+    ))
+    .wait_output(Duration::from_secs(90));
+    let stderr = text(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}\n{stderr}",
+        text(&out.stdout)
+    );
+    assert!(
+        stderr.contains(&dead_port.to_string()) || stderr.contains("refused"),
+        "the reason is missing: {stderr}"
+    );
+    assert!(
+        !text(&out.stdout).contains("the supervisor runs"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(setup.status(), Vec::<Value>::new(), "nothing pending");
+    let windows = wait_for(Duration::from_secs(10), || {
+        let list = setup
+            .tmux
+            .output(&["list-windows", "-a", "-F", "#{window_name}"]);
+        (!list.contains("tmux-delegate")).then_some(list)
+    });
+    assert!(
+        windows.is_some(),
+        "a window is left: {}",
+        setup.tmux.output(&["list-windows", "-a"])
+    );
+    let left = std::fs::read_dir(setup.home.join("state/detached"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(left, 0, "launch or ready files left behind");
+}
+
+#[test]
+fn a_record_with_a_bad_or_foreign_id_is_reported_and_skipped_and_the_others_resume() {
+    let setup = Setup::new("");
+    let gated = gated_agent(setup.dir.path());
+    let config = std::fs::read_to_string(setup.home.join("tmux-delegate.toml")).expect("config");
+    std::fs::write(
+        setup.home.join("tmux-delegate.toml"),
+        format!(
+            "{config}\n[agents.gated]\ncommand = [\"{}\", \"{{prompt}}\"]\ncomplete_on_exit = false\n",
+            gated.display()
+        ),
+    )
+    .expect("config");
+    std::fs::write(
+        setup.home.join("jobs.toml"),
+        "[[jobs]]\nname = \"good\"\nagent = \"gated\"\nprompt = \"good\"\n\
+         [[jobs]]\nname = \"bad\"\nagent = \"gated\"\nprompt = \"bad\"\n\
+         [[jobs]]\nname = \"foreign\"\nagent = \"gated\"\nprompt = \"foreign\"\n",
+    )
+    .expect("jobs");
+    let mut first = Lines::spawn(setup.td().args(["run", "--json", "jobs.toml"]));
+    assert!(
+        wait_transitions(&mut first, Duration::from_secs(30), |seen| {
+            ["good", "bad", "foreign"]
+                .iter()
+                .all(|n| reached(seen, n, "running"))
+        }),
+        "{:?}",
+        first.stderr
+    );
+    sigkill(&mut first);
+    let id = |name: &str| setup.job(name)["id"].as_str().expect("id").to_owned();
+    let (good, bad, foreign) = (id("good"), id("bad"), id("foreign"));
+    let rewrite = |dir_id: &str, new_id: &str| {
+        let mut record = setup.record(dir_id);
+        record["id"] = Value::String(new_id.to_owned());
+        std::fs::write(
+            setup.job_dir(dir_id).join("record.json"),
+            serde_json::to_string_pretty(&record).expect("json"),
+        )
+        .expect("write record");
+    };
+    rewrite(&bad, "not a valid/id#");
+    rewrite(&foreign, &good);
+
+    let out = run(setup.td().args(["status", "--json"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["id"], good.as_str());
+    for skipped in [&bad, &foreign] {
+        assert!(
+            text(&out.stderr).contains(&format!("skipping job {skipped}")),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+
+    let mut resumed = Lines::spawn(setup.td().arg("resume"));
+    assert!(
+        resumed.wait_line(&format!("re-adopting job {good}"), Duration::from_secs(20)),
+        "{:?}",
+        resumed.stderr
+    );
+    std::fs::write(setup.path("gate-good"), "").expect("gate");
+    let code = resumed.finish(Duration::from_secs(30)).code();
+    assert_eq!(code, Some(0), "{:?}\n{:?}", resumed.stdout, resumed.stderr);
+    for skipped in [&bad, &foreign] {
+        assert!(
+            resumed
+                .stderr
+                .iter()
+                .any(|l| l.contains(&format!("skipping job {skipped}"))),
+            "{:?}",
+            resumed.stderr
+        );
+    }
+    assert_eq!(setup.job("good")["state"], "completed");
+}
+
+/// A `completed` for `job` signed with its key but naming no attempt.
+fn signed_without_attempt(job: &str, key_hex: &str) -> String {
+    use hmac::Mac;
+    let mut object = serde_json::Map::new();
+    object.insert("event".into(), "completed".into());
+    object.insert("job".into(), job.into());
+    object.insert("ts".into(), unix_now().into());
+    let key = hex::decode(key_hex).expect("hex key");
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).expect("key");
+    mac.update(Value::Object(object.clone()).to_string().as_bytes());
+    object.insert(
+        "sig".into(),
+        hex::encode(mac.finalize().into_bytes()).into(),
+    );
+    Value::Object(object).to_string()
+}
+
+#[test]
+fn a_signed_event_without_attempt_is_rejected_and_logged_while_bare_words_still_work() {
+    let setup = Setup::new("[events]\nrequire_signature = false\n");
+    let gated = script(
+        &setup.path("gated.sh"),
+        &format!(
+            "i=0; while [ ! -e {}/gate-$1 ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\nexit 1",
+            setup.dir.path().display()
+        ),
+    );
+    let config = std::fs::read_to_string(setup.home.join("tmux-delegate.toml")).expect("config");
+    std::fs::write(
+        setup.home.join("tmux-delegate.toml"),
+        format!(
+            "{config}\n[agents.gated]\ncommand = [\"{}\", \"{{prompt}}\"]\ncomplete_on_exit = false\n\
+             [defaults.retry]\nmax_attempts = 1\n",
+            gated.display()
+        ),
+    )
+    .expect("config");
+    std::fs::write(
+        setup.home.join("jobs.toml"),
+        "[[jobs]]\nname = \"replayed\"\nagent = \"gated\"\nprompt = \"replayed\"\n\
+         [[jobs]]\nname = \"python\"\nagent = \"gated\"\nprompt = \"python\"\n",
+    )
+    .expect("jobs");
+    let mut running = Lines::spawn(setup.td().args(["run", "--json", "jobs.toml"]));
+    assert!(
+        wait_transitions(&mut running, Duration::from_secs(30), |seen| {
+            reached(seen, "replayed", "running") && reached(seen, "python", "running")
+        }),
+        "{:?}",
+        running.stderr
+    );
+    let replayed = setup.job("replayed")["id"].as_str().expect("id").to_owned();
+    let python = setup.job("python")["id"].as_str().expect("id").to_owned();
+    let key = setup.record(&replayed)["event_key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+    let publish = |job: &str, payload: &str| {
+        let status = Command::new("mosquitto_pub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &setup.broker.port.to_string(),
+                "-q",
+                "1",
+            ])
+            .args([
+                "-t",
+                &format!("python/mqtt/jobs/{job}/events"),
+                "-m",
+                payload,
+            ])
+            .status()
+            .expect("mosquitto_pub");
+        assert!(status.success());
+    };
+    publish(&replayed, &signed_without_attempt(&replayed, &key));
+    // The original scripts' bare word, unsigned: still the current attempt's.
+    publish(&python, "completed");
+    let logged = wait_for(Duration::from_secs(20), || {
+        setup
+            .history(&replayed)
+            .into_iter()
+            .find(|e| e["type"] == "event" && e["event"] == "completed")
+    })
+    .expect("the event is in events.jsonl");
+    assert!(
+        logged["ignored"]
+            .as_str()
+            .is_some_and(|why| why.contains("attempt")),
+        "{logged}"
+    );
+    assert!(
+        wait_transitions(&mut running, Duration::from_secs(20), |seen| reached(
+            seen,
+            "python",
+            "completed"
+        )),
+        "{:?}",
+        running.stdout
+    );
+    assert_eq!(setup.job("replayed")["state"], "running");
+    std::fs::write(setup.path("gate-replayed"), "").expect("gate");
+    assert_eq!(running.finish(Duration::from_secs(30)).code(), Some(1));
+    let job = setup.job("replayed");
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["failure"]["kind"], "exit", "{job}");
+}
+
+/// A pipe whose reading end is already closed: every write gets EPIPE.
+fn closed_pipe() -> Stdio {
+    let (reader, writer) = nix::unistd::pipe().expect("pipe");
+    drop(reader);
+    Stdio::from(writer)
+}
+
+#[test]
+fn closed_stdout_or_stderr_never_panics_on_any_command() {
+    let setup = Setup::new("");
+    let out = run(setup.td().args(["register", "--prompt", "x"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_owned();
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["completions", "fish"],
+        vec!["completions", "bash"],
+        vec!["completions", "zsh"],
+        vec!["man"],
+        vec!["agents"],
+        vec!["status"],
+        vec!["status", "--json"],
+        vec!["status", &id],
+        vec!["list"],
+        vec!["logs", &id],
+        vec!["kill", &id],
+        vec!["status", "no-such-job"],
+        vec!["publish", "--job", "x", "--event", "bogus"],
+        vec!["--help"],
+        vec!["--version"],
+        vec!["run", "--prompt", "x", "--agent", "no-such-agent"],
+    ];
+    for args in &commands {
+        for (which, stdout, stderr) in [
+            ("stdout", closed_pipe(), Stdio::piped()),
+            ("stderr", Stdio::piped(), closed_pipe()),
+        ] {
+            let out = setup
+                .td()
+                .args(args)
+                .stdout(stdout)
+                .stderr(stderr)
+                .output()
+                .expect("run");
+            let shown = format!("{}{}", text(&out.stdout), text(&out.stderr));
+            assert_ne!(
+                out.status.code(),
+                Some(101),
+                "{args:?}, {which} closed: {shown}"
+            );
+            assert!(out.status.code().is_some(), "{args:?}: killed by a signal");
+            assert!(
+                !shown.contains("panicked"),
+                "{args:?}, {which} closed: {shown}"
+            );
+        }
+    }
+    // `run` keeps supervising when nobody reads its output any more.
+    let agent = script(&setup.path("quick.sh"), "exit 0");
+    let config = std::fs::read_to_string(setup.home.join("tmux-delegate.toml")).expect("config");
+    std::fs::write(
+        setup.home.join("tmux-delegate.toml"),
+        format!(
+            "{config}\n[agents.quick]\ncommand = [\"{}\"]\n",
+            agent.display()
+        ),
+    )
+    .expect("config");
+    let out = Guard(Some(
+        setup
+            .td()
+            .args([
+                "run", "--json", "--agent", "quick", "--name", "unread", "--prompt", "x",
+            ])
+            .stdout(closed_pipe())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn"),
+    ))
+    .wait_output(Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(setup.job("unread")["state"], "completed");
+}
