@@ -13,6 +13,7 @@ mod registry;
 mod supervisor;
 mod tmux;
 mod worker;
+mod workspace;
 
 use clap::Parser;
 use std::process::ExitCode;

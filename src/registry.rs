@@ -129,6 +129,9 @@ pub struct Record {
     /// Set by `kill ID`: the supervisor stops the job and marks it cancelled.
     #[serde(default)]
     pub cancel_requested: bool,
+    /// The job's git worktree (workspace = "worktree"); absent in older records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<crate::workspace::Workspace>,
 }
 
 impl Record {
@@ -503,6 +506,7 @@ mod tests {
             agent: None,
             supervisor_pid: None,
             cancel_requested: false,
+            workspace: None,
         }
     }
 
@@ -573,6 +577,8 @@ mod tests {
             record.broker.expect("broker").username.as_deref(),
             Some("claude-worker")
         );
+        assert!(record.workspace.is_none());
+        assert!(!record.spec.workspace.is_worktree());
     }
 
     #[test]

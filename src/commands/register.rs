@@ -57,6 +57,7 @@ pub fn run(args: RegisterArgs) -> anyhow::Result<Exit> {
         agent: None,
         supervisor_pid: None,
         cancel_requested: false,
+        workspace: None,
     };
     registry.create(&record)?;
     if args.json {

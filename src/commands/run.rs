@@ -43,7 +43,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
     let detach = args.detach;
     let json = args.json;
     let relaunch = detach.then(|| super::detach::Relaunch::of(&args, &config.env));
-    let flags = JobFlags::from(args.job);
+    let mut flags = JobFlags::from(args.job);
+    if args.worktree {
+        flags.workspace = Some(crate::config::workspace::WorkspaceMode::Worktree);
+    }
     let mut files: Vec<(Option<PathBuf>, JobFile)> = Vec::new();
     for path in &args.specs {
         files.extend(
@@ -64,7 +67,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
                 .help("pass --prompt TEXT, or set `prompt` in the job spec")
                 .into());
         }
-        jobs.push((spec, agent));
+        // Not a repository, or no such base: exit 2 before anything exists.
+        let checked = if spec.workspace.is_worktree() {
+            Some(crate::workspace::check(&spec)?)
+        } else {
+            None
+        };
+        jobs.push((spec, agent, checked));
     }
     // Everything is validated above, in this terminal; the detached
     // supervisor starts from the same arguments and environment.
@@ -75,10 +84,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
     let subscriber = brokers.listen().await?;
     let registry = Registry::open(&config.env)?;
     let mut prepared = Vec::new();
-    for (spec, agent) in jobs {
-        let record = new_record(&config, spec, agent, brokers.worker.clone());
-        registry.create(&record)?;
+    for (spec, agent, checked) in jobs {
+        let mut record = new_record(&config, spec, agent, brokers.worker.clone());
+        if let Some(checked) = checked {
+            match crate::workspace::create_for_job(&checked, &record, registry.root()) {
+                Ok(workspace) => record.workspace = Some(workspace),
+                Err(e) => {
+                    prepared.iter().filter_map(|r: &Record| r.workspace.as_ref())
+                        .for_each(crate::workspace::discard_unregistered);
+                    return Err(e.into());
+                }
+            }
+        }
         prepared.push(record);
+    }
+    for record in &prepared {
+        registry.create(record)?;
     }
     supervise(
         &config, &registry, &brokers, subscriber, prepared, json, false,
@@ -194,6 +215,7 @@ fn new_record(
         agent: Some(agent),
         supervisor_pid: i32::try_from(std::process::id()).ok(),
         cancel_requested: false,
+        workspace: None,
     }
 }
 

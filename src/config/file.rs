@@ -154,6 +154,8 @@ pub enum FailureKind {
     Lost,
     Exit,
     StartTimeout,
+    /// A workspace `setup` command failed before the agent started.
+    Setup,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -208,6 +210,13 @@ pub struct DefaultsFile {
     pub timeouts: Option<TimeoutsFile>,
     pub retry: Option<RetryFile>,
     pub tmux: Option<TmuxFile>,
+    // Workspace keys (SPEC section 10), see config/workspace.rs.
+    pub workspace: Option<super::workspace::WorkspaceMode>,
+    pub base: Option<String>,
+    pub branch: Option<String>,
+    pub copy: Option<Vec<PathBuf>>,
+    pub setup: Option<Vec<Vec<String>>>,
+    pub fresh: Option<bool>,
 }
 
 /// Agents whose own hook mechanism tmux-delegate configures.
