@@ -396,6 +396,7 @@ pub(crate) mod tests {
             TmuxSettings::resolve(&builtin.tmux)
         );
         assert_eq!(defaults.agent, builtin.agent);
+        assert_eq!(defaults.workspace.resolve(), builtin.workspace.resolve());
         assert_eq!(layer.require_signature, Some(true));
         assert_eq!(
             layer.broker.topic_prefix.as_deref(),

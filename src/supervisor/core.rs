@@ -42,6 +42,9 @@ pub struct Incoming {
     pub message: Option<String>,
     /// The agent's exit code, for `exited`.
     pub exit_code: Option<i32>,
+    /// For `error`: the failure kind the wrapper named (`data.kind`, e.g.
+    /// `setup`); `None` is kind `error`.
+    pub failure_kind: Option<FailureKind>,
     pub signature: Signature,
     /// The sender's timestamp (`ts`), kept in the history to measure delays.
     pub sent: Option<f64>,
@@ -466,7 +469,8 @@ impl Core {
                 let reason = event
                     .message
                     .unwrap_or_else(|| "the agent reported an error".into());
-                self.fail(now, id, FailureKind::Error, reason);
+                let kind = event.failure_kind.unwrap_or(FailureKind::Error);
+                self.fail(now, id, kind, reason);
             }
             EventKind::Exited => {
                 let code = event.exit_code;

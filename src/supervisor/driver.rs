@@ -293,7 +293,12 @@ impl Driver {
             .then(|| received.data.as_ref()?.get("code")?.as_i64())
             .flatten()
             .and_then(|c| i32::try_from(c).ok());
+        let failure_kind = (received.event == EventKind::Error)
+            .then(|| received.data.as_ref()?.get("kind").cloned())
+            .flatten()
+            .and_then(|kind| serde_json::from_value(kind).ok());
         let event = Incoming {
+            failure_kind,
             kind: received.event,
             attempt: received.attempt,
             message: received.message,
