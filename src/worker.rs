@@ -73,14 +73,25 @@ pub async fn run(registry: &Registry, job: &JobId, attempt: u32) -> Result<Exit>
             .await?;
     }
 
-    if let Err(reason) =
-        prepare_workspace(registry, &mut record, &agent, &broker, &mut reporter, &mut publisher)
-            .await
+    if let Err(reason) = prepare_workspace(
+        registry,
+        &mut record,
+        &agent,
+        &broker,
+        &mut reporter,
+        &mut publisher,
+    )
+    .await
     {
         // Fails the attempt as kind `setup`; the worktree stays as it is.
         let data = serde_json::json!({ "kind": "setup" });
         let _ = reporter
-            .send(&mut publisher, EventKind::Error, Some(reason.clone()), Some(data))
+            .send(
+                &mut publisher,
+                EventKind::Error,
+                Some(reason.clone()),
+                Some(data),
+            )
             .await;
         publisher.close().await;
         eprintln!("\n[tmux-delegate] {reason}");
@@ -384,7 +395,12 @@ async fn prepare_workspace(
         let shown = argv.join(" ");
         eprintln!("[tmux-delegate] setup: {shown}");
         let _ = reporter
-            .send(publisher, EventKind::Progress, Some(format!("setup: {shown}")), None)
+            .send(
+                publisher,
+                EventKind::Progress,
+                Some(format!("setup: {shown}")),
+                None,
+            )
             .await;
         let mut child = spawn_agent(&argv, record, agent, broker, reporter)
             .map_err(|e| format!("setup command `{shown}` cannot start: {e}"))?;
@@ -401,7 +417,9 @@ async fn prepare_workspace(
             }
         };
         take_terminal_back();
-        let code = status.map(exit_code).map_err(|e| format!("waiting for `{shown}`: {e}"))?;
+        let code = status
+            .map(exit_code)
+            .map_err(|e| format!("waiting for `{shown}`: {e}"))?;
         if code != 0 {
             return Err(format!("setup command `{shown}` exited with code {code}"));
         }

@@ -103,7 +103,9 @@ fn chosen(registry: &Registry, args: &CleanArgs) -> anyhow::Result<Vec<Record>> 
                 "job {id} is still {}: its agent works in that worktree",
                 record.state.as_str()
             ))
-            .help(format!("wait for it, or stop it first: tmux-delegate kill {id}"))
+            .help(format!(
+                "wait for it, or stop it first: tmux-delegate kill {id}"
+            ))
             .into());
         }
         workspace_of(&record)?;

@@ -90,7 +90,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
             match crate::workspace::create_for_job(&checked, &record, registry.root()) {
                 Ok(workspace) => record.workspace = Some(workspace),
                 Err(e) => {
-                    prepared.iter().filter_map(|r: &Record| r.workspace.as_ref())
+                    prepared
+                        .iter()
+                        .filter_map(|r: &Record| r.workspace.as_ref())
                         .for_each(crate::workspace::discard_unregistered);
                     return Err(e.into());
                 }

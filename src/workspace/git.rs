@@ -85,7 +85,13 @@ impl Git {
 
     /// The first line of what git printed, trimmed.
     pub fn line(&self, args: &[&str]) -> Result<String> {
-        Ok(self.ok(args)?.lines().next().unwrap_or("").trim().to_owned())
+        Ok(self
+            .ok(args)?
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_owned())
     }
 
     /// Whether the command exits 0 (for `--verify`, `--is-ancestor` and the like).
@@ -96,7 +102,13 @@ impl Git {
     /// The commit `rev` names, if it names one.
     pub fn commit_of(&self, rev: &str) -> Result<Option<String>> {
         let spec = format!("{rev}^{{commit}}");
-        let output = self.run(&["rev-parse", "--verify", "--quiet", "--end-of-options", &spec])?;
+        let output = self.run(&[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            "--end-of-options",
+            &spec,
+        ])?;
         Ok(output
             .success
             .then(|| output.stdout.trim().to_owned())

@@ -77,7 +77,8 @@ pub fn unmerged_commits(workspace: &Workspace) -> Result<Vec<String>> {
         return Ok(Vec::new());
     }
     let own = format!("refs/heads/{}", workspace.branch);
-    let exclude = format!("--exclude={own}");
+    // `--exclude` patterns for `--branches` are relative to refs/heads/.
+    let exclude = format!("--exclude={}", workspace.branch);
     git.lines(&[
         "log",
         "--oneline",
@@ -126,13 +127,19 @@ pub fn diff(workspace: &Workspace, stat: bool) -> Result<()> {
     let mode = if stat { "--stat" } else { "--patch" };
     if !exists {
         let branch = format!("refs/heads/{}", workspace.branch);
-        return pass_through(&Git::at(&workspace.repo), &["diff", mode, &workspace.base, &branch, "--"]);
+        return pass_through(
+            &Git::at(&workspace.repo),
+            &["diff", mode, &workspace.base, &branch, "--"],
+        );
     }
     let git = Git::at(&workspace.path);
     pass_through(&git, &["diff", mode, &workspace.base, "--"])?;
     for file in untracked(&git)? {
         // `--no-index` exits 1 when the files differ, which they do.
-        pass_through_any(&git, &["diff", "--no-index", mode, "--", "/dev/null", &file])?;
+        pass_through_any(
+            &git,
+            &["diff", "--no-index", mode, "--", "/dev/null", &file],
+        )?;
     }
     Ok(())
 }

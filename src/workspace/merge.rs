@@ -93,10 +93,9 @@ pub fn merge(workspace: &Workspace, job: &str) -> Result<Outcome> {
     }
     // Git refused before touching anything (e.g. an untracked file the
     // merge would overwrite).
-    Err(config_error(format!(
-        "git refused the merge: {}",
-        merged.stderr.trim()
-    ))
-    .help("move the files git names out of the way, then merge again")
-    .into())
+    Err(
+        config_error(format!("git refused the merge: {}", merged.stderr.trim()))
+            .help("move the files git names out of the way, then merge again")
+            .into(),
+    )
 }

@@ -97,7 +97,9 @@ pub fn check(spec: &JobSpec) -> Result<Checked, Failure> {
             spec.name,
             spec.workdir.display()
         ))
-        .help("run it in a repository (`git init` and a first commit), or use workspace = \"dir\""));
+        .help(
+            "run it in a repository (`git init` and a first commit), or use workspace = \"dir\"",
+        ));
     }
     let repo = PathBuf::from(top.stdout.trim());
     let prefix = in_workdir
@@ -279,7 +281,8 @@ fn copy_files(repo: &Path, worktree: &Path, paths: &[PathBuf]) -> Result<()> {
 }
 
 fn copy_tree(from: &Path, to: &Path) -> Result<()> {
-    let meta = std::fs::symlink_metadata(from).with_context(|| format!("reading {}", from.display()))?;
+    let meta =
+        std::fs::symlink_metadata(from).with_context(|| format!("reading {}", from.display()))?;
     if meta.file_type().is_symlink() {
         let target =
             std::fs::read_link(from).with_context(|| format!("reading {}", from.display()))?;
@@ -287,7 +290,9 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
             .with_context(|| format!("creating {}", to.display()))?;
     } else if meta.is_dir() {
         std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
-        for entry in std::fs::read_dir(from).with_context(|| format!("listing {}", from.display()))? {
+        for entry in
+            std::fs::read_dir(from).with_context(|| format!("listing {}", from.display()))?
+        {
             let entry = entry?;
             copy_tree(&entry.path(), &to.join(entry.file_name()))?;
         }
