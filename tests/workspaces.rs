@@ -429,6 +429,28 @@ fn not_a_repository_or_a_missing_base_exits_2_before_anything_is_registered() {
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("typo.toml"), "{stderr}");
 
+    // Uncommitted edits in the checkout would be missing from the worktree:
+    // refused unless `base` says where to start.
+    std::fs::write(setup.repo.join("shared.txt"), "half-finished edit\n").expect("write");
+    let (code, _, stderr) = setup.run(&[
+        "run",
+        "--worktree",
+        "--agent",
+        "noop",
+        "--prompt",
+        "p",
+        "--workdir",
+        "repo",
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("uncommitted changes")
+            && stderr.contains("shared.txt")
+            && stderr.contains("base = \"HEAD\""),
+        "{stderr}"
+    );
+    setup.git(&["checkout", "--", "shared.txt"]);
+
     assert!(setup.status().is_empty(), "a job was registered");
     assert!(!setup.home.join("state/worktrees").exists());
     assert_eq!(setup.git(&["branch", "--list", "delegate/*"]), "");

@@ -124,6 +124,9 @@ pub fn check(spec: &JobSpec) -> Result<Checked, Failure> {
             .help("make a first commit, or set `base`")
         })?,
     };
+    if spec.workspace.base.is_none() {
+        refuse_uncommitted_changes(&git, &spec.name)?;
+    }
     let template_ok = branch_name(&spec.workspace.branch, &spec.name, 1);
     if !git
         .succeeds(&["check-ref-format", "--branch", &template_ok])
@@ -140,6 +143,26 @@ pub fn check(spec: &JobSpec) -> Result<Checked, Failure> {
         subdir: PathBuf::from(prefix),
         base,
     })
+}
+
+/// The surprise this prevents: the user's uncommitted edits are not in a
+/// worktree made from HEAD, so an agent told "finish what I started" would
+/// not see them. Untracked files do not count (that is what `copy` is for);
+/// an explicit `base` says the user knows what the agent starts from.
+fn refuse_uncommitted_changes(git: &Git, job: &str) -> Result<(), Failure> {
+    let changes = git
+        .lines(&["status", "--porcelain", "--untracked-files=no"])
+        .map_err(|e| config_error(format!("{e:#}")))?;
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<&str> = changes.iter().take(10).map(String::as_str).collect();
+    Err(config_error(format!(
+        "job `{job}`: the checkout {} has uncommitted changes, which its worktree (made from HEAD) would not have:\n  {}",
+        git.dir().display(),
+        shown.join("\n  ")
+    ))
+    .help("commit or stash them first; or set base = \"HEAD\" (job spec or [defaults]) to start from HEAD without them"))
 }
 
 /// The job name as a branch component: lower case, `-` for anything else.
