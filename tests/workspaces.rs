@@ -727,3 +727,44 @@ fn a_crash_kill_and_retry_delete_nothing() {
     intact();
     assert_eq!(setup.job("long")["workspace"]["dirty"], true);
 }
+
+#[test]
+fn two_detached_runs_on_one_repository_each_get_a_worktree() {
+    let notes = tempfile::tempdir().expect("notes");
+    let agent = editor_agent(notes.path(), notes.path());
+    let setup = Setup::new(BrokerKind::Embedded, &agent_config("editor", &agent));
+    let before = setup.checkout_state();
+    for name in ["left", "right"] {
+        let (code, stdout, stderr) = setup.run(&[
+            "run",
+            "--detach",
+            "--worktree",
+            "--agent",
+            "editor",
+            "--name",
+            name,
+            "--prompt",
+            name,
+            "--workdir",
+            "repo",
+        ]);
+        assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    }
+    let done = wait_for(Duration::from_secs(60), || {
+        let jobs = setup.status();
+        let finished = jobs.iter().filter(|j| j["state"] == "completed").count();
+        (finished == 2).then_some(jobs)
+    })
+    .unwrap_or_else(|| panic!("the detached jobs did not complete: {:?}", setup.status()));
+    for job in done {
+        let name = job["name"].as_str().expect("name");
+        let ws = &job["workspace"];
+        assert_eq!(ws["branch"], format!("delegate/{name}"), "{ws}");
+        assert_eq!(ws["ahead"], 1, "{ws}");
+        assert_eq!(
+            setup.git(&["show", &format!("delegate/{name}:shared.txt")]),
+            name
+        );
+    }
+    assert_eq!(setup.checkout_state(), before);
+}
