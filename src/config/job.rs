@@ -288,6 +288,49 @@ mod tests {
     }
 
     #[test]
+    fn workspace_keys_come_from_flags_spec_and_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("tmux-delegate.toml"),
+            "[defaults]\nworkspace = \"worktree\"\ncopy = [\".env\"]\nsetup = [[\"npm\", \"ci\"]]\n",
+        )
+        .expect("write");
+        let config = Config::load(env_with(&[], dir.path())).expect("loads");
+        let spec_path = dir.path().join("job.toml");
+        std::fs::write(
+            &spec_path,
+            "prompt = \"p\"\nbranch = \"agents/{name}\"\nfresh = true\n",
+        )
+        .expect("write");
+        let file = load_job_file(&spec_path).expect("loads").remove(0);
+        let job = config
+            .resolve_job(Some((&spec_path, file)), &JobFlags::default())
+            .expect("resolves");
+        assert!(job.workspace.is_worktree());
+        assert_eq!(job.workspace.branch, "agents/{name}");
+        assert_eq!(job.workspace.copy, vec![PathBuf::from(".env")]);
+        assert_eq!(
+            job.workspace.setup,
+            vec![vec!["npm".to_owned(), "ci".to_owned()]]
+        );
+        assert!(job.workspace.fresh);
+        assert_eq!(job.workspace.base, None);
+
+        std::fs::write(&spec_path, "prompt = \"p\"\nworkspce = \"worktree\"\n").expect("write");
+        let failure = load_job_file(&spec_path).expect_err("unknown key");
+        assert_eq!(
+            failure.help.as_deref(),
+            Some("a similar key exists: `workspace`")
+        );
+        std::fs::write(&spec_path, "prompt = \"p\"\ncopy = [\"../x\"]\n").expect("write");
+        let file = load_job_file(&spec_path).expect("loads").remove(0);
+        let failure = config
+            .resolve_job(Some((&spec_path, file)), &JobFlags::default())
+            .expect_err("escaping copy path");
+        assert!(failure.message.contains("`copy` in"), "{}", failure.message);
+    }
+
+    #[test]
     fn bad_env_names_and_workdirs_are_rejected() {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = Config::load(env_with(&[], dir.path())).expect("loads");
