@@ -31,6 +31,10 @@ struct Setup {
 
 impl Setup {
     fn new(kind: BrokerKind, extra: &str) -> Setup {
+        Setup::keeping_failed(kind, extra, false)
+    }
+
+    fn keeping_failed(kind: BrokerKind, extra: &str, keep_failed: bool) -> Setup {
         let dir = tempfile::tempdir().expect("tempdir");
         let home = dir.path().join("home");
         std::fs::create_dir_all(&home).expect("home");
@@ -46,7 +50,7 @@ impl Setup {
         std::fs::write(
             home.join("tmux-delegate.toml"),
             format!(
-                "{broker_config}{extra}\n[defaults.tmux]\nsocket = \"{}\"\nkeep_failed = false\nkill_grace = \"1s\"\n",
+                "{broker_config}{extra}\n[defaults.tmux]\nsocket = \"{}\"\nkeep_failed = {keep_failed}\nkill_grace = \"1s\"\n",
                 tmux.socket
             ),
         )
@@ -767,4 +771,41 @@ fn two_detached_runs_on_one_repository_each_get_a_worktree() {
         );
     }
     assert_eq!(setup.checkout_state(), before);
+}
+
+#[test]
+fn a_setup_command_that_overruns_is_stopped_like_an_agent() {
+    let notes = tempfile::tempdir().expect("notes");
+    let pid_file = notes.path().join("setup-pid");
+    // keep_failed: the window stays, so only the signal to the recorded
+    // group can stop the setup command (closing the window would SIGHUP it).
+    let setup = Setup::keeping_failed(
+        BrokerKind::Mosquitto,
+        "[agents.noop]\ncommand = [\"true\"]\n[defaults.retry]\nmax_attempts = 1\n",
+        true,
+    );
+    std::fs::write(
+        setup.home.join("job.toml"),
+        format!(
+            "name = \"slow-setup\"\nagent = \"noop\"\nprompt = \"p\"\nworkdir = \"repo\"\n\
+             workspace = \"worktree\"\nsetup = [[\"sh\", \"-c\", \"echo $$ > {}; exec sleep 60\"]]\n\
+             [timeouts]\nattempt = \"3s\"\n",
+            pid_file.display()
+        ),
+    )
+    .expect("job");
+    let (code, stdout, stderr) = setup.run(&["run", "--json", "job.toml"]);
+    assert_eq!(code, Some(124), "{stdout}\n{stderr}");
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .expect("the setup command ran")
+        .trim()
+        .parse()
+        .expect("pid");
+    assert!(
+        wait_for(Duration::from_secs(10), || (!alive(pid)).then_some(())).is_some(),
+        "the setup command survived its attempt"
+    );
+    let job = setup.job("slow-setup");
+    assert_eq!(job["failure"]["kind"], "timeout", "{job}");
+    assert_eq!(job["workspace"]["exists"], true, "{job}");
 }
