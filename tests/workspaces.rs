@@ -809,3 +809,48 @@ fn a_setup_command_that_overruns_is_stopped_like_an_agent() {
     assert_eq!(job["failure"]["kind"], "timeout", "{job}");
     assert_eq!(job["workspace"]["exists"], true, "{job}");
 }
+
+#[test]
+fn a_job_cleaned_after_its_merge_gets_its_worktree_back_on_retry() {
+    let notes = tempfile::tempdir().expect("notes");
+    let agent = editor_agent(notes.path(), notes.path());
+    let setup = Setup::new(BrokerKind::Embedded, &agent_config("editor", &agent));
+    let (code, stdout, stderr) = setup.run(&[
+        "run",
+        "--json",
+        "--worktree",
+        "--agent",
+        "editor",
+        "--name",
+        "again",
+        "--prompt",
+        "again",
+        "--workdir",
+        "repo",
+    ]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("worktree") && stderr.contains("delegate/again"),
+        "{stderr}"
+    );
+    let id = setup.id("again");
+    let (code, _, stderr) = setup.run(&["merge", &id]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, _, stderr) = setup.run(&["clean", &id]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(setup.job("again")["workspace"]["exists"], false);
+    // Nothing left to lose, nothing to clean twice.
+    let (code, _, stderr) = setup.run(&["clean", "--finished"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("nothing to clean"), "{stderr}");
+
+    // The prompt's text is already merged: have the agent write another.
+    std::fs::write(setup.home.join("tmux-delegate.toml.extra"), "").expect("write");
+    let (code, stdout, stderr) = setup.run(&["retry", &id]);
+    // The branch was recreated from the base: the edit is new there again.
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    let ws = setup.job("again")["workspace"].clone();
+    assert_eq!(ws["exists"], true, "{ws}");
+    assert_eq!(ws["ahead"], 1, "{ws}");
+    assert_eq!(setup.git(&["show", "delegate/again:shared.txt"]), "again");
+}

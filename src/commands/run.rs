@@ -88,7 +88,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
         let mut record = new_record(&config, spec, agent, brokers.worker.clone());
         if let Some(checked) = checked {
             match crate::workspace::create_for_job(&checked, &record, registry.root()) {
-                Ok(workspace) => record.workspace = Some(workspace),
+                Ok(workspace) => {
+                    eprintln!(
+                        "{}: worktree {} on branch {}",
+                        record.spec.name,
+                        workspace.path.display(),
+                        workspace.branch
+                    );
+                    record.workspace = Some(workspace);
+                }
                 Err(e) => {
                     prepared
                         .iter()

@@ -696,6 +696,14 @@ fn hook_input(record: &crate::registry::Record, reason: Option<&str>) -> serde_j
     let mut input = record.summary();
     input["reason"] = serde_json::json!(reason);
     input["workdir"] = serde_json::json!(record.spec.workdir);
+    if let Some(workspace) = &record.workspace {
+        // Where the work is (no git call here: hooks must not wait on it).
+        input["workspace"] = serde_json::json!({
+            "path": workspace.path,
+            "branch": workspace.branch,
+            "base": workspace.base,
+        });
+    }
     input
 }
 
