@@ -362,8 +362,16 @@ fn two_jobs_in_one_repository_work_on_their_own_branches_then_merge_and_clean() 
 fn run_worktree_on_the_embedded_broker_takes_a_free_branch_name() {
     let notes = tempfile::tempdir().expect("notes");
     let agent = editor_agent(notes.path(), notes.path());
-    let setup = Setup::new(BrokerKind::Embedded, &agent_config("editor", &agent));
+    let setup = Setup::new(
+        BrokerKind::Embedded,
+        &format!(
+            "{}[defaults]\ncopy = [\"local.cfg\"]\n",
+            agent_config("editor", &agent)
+        ),
+    );
     setup.git(&["branch", "delegate/solo"]);
+    // Untracked and not ignored: copied in, yet not the agent's work.
+    std::fs::write(setup.repo.join("local.cfg"), "password=hunter2\n").expect("write");
     let before = setup.checkout_state();
     let (code, stdout, stderr) = setup.run(&[
         "run",
@@ -382,6 +390,23 @@ fn run_worktree_on_the_embedded_broker_takes_a_free_branch_name() {
     let ws = setup.job("solo")["workspace"].clone();
     assert_eq!(ws["branch"], "delegate/solo-2", "{ws}");
     assert_eq!(ws["ahead"], 1, "{ws}");
+    assert_eq!(
+        (ws["changed"].clone(), ws["dirty"].clone()),
+        (1.into(), false.into()),
+        "{ws}"
+    );
+    let path = PathBuf::from(ws["path"].as_str().expect("path"));
+    assert!(path.join("local.cfg").is_file(), "copy did not copy");
+    let id = setup.id("solo");
+    let (code, diff, stderr) = setup.run(&["diff", &id]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        diff.contains("+solo") && !diff.contains("hunter2"),
+        "{diff}"
+    );
+    // Once the agent changes it, it is work like any other.
+    std::fs::write(path.join("local.cfg"), "password=changed\n").expect("write");
+    assert_eq!(setup.job("solo")["workspace"]["dirty"], true);
     assert_eq!(setup.checkout_state(), before);
     assert_eq!(setup.git(&["show", "delegate/solo-2:shared.txt"]), "solo");
 }

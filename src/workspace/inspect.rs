@@ -5,6 +5,7 @@ use super::git::Git;
 use super::Workspace;
 use anyhow::Result;
 use std::collections::BTreeSet;
+use std::path::Path;
 
 /// `status --json`'s `workspace`: {path, branch, base, ahead, changed,
 /// dirty}, plus `repo` and `exists`. Values git cannot give are null.
@@ -56,7 +57,11 @@ pub fn changed_files(workspace: &Workspace) -> Result<BTreeSet<String>> {
         .lines(&["diff", "--name-only", &workspace.base, "--"])?
         .into_iter()
         .collect();
-    files.extend(untracked(&git)?);
+    files.extend(
+        untracked(&git)?
+            .into_iter()
+            .filter(|f| !is_untouched_copy(workspace, f)),
+    );
     Ok(files)
 }
 
@@ -64,9 +69,33 @@ fn untracked(git: &Git) -> Result<Vec<String>> {
     git.lines(&["ls-files", "--others", "--exclude-standard"])
 }
 
-/// `git status --porcelain` lines of the worktree: anything not committed.
+/// A file `copy` brought in, still identical to the checkout's: not work.
+fn is_untouched_copy(workspace: &Workspace, relative: &str) -> bool {
+    let relative = relative.trim_end_matches('/');
+    workspace
+        .copied
+        .iter()
+        .any(|c| c.as_path() == Path::new(relative))
+        && match (
+            std::fs::read(workspace.path.join(relative)),
+            std::fs::read(workspace.repo.join(relative)),
+        ) {
+            (Ok(here), Ok(there)) => here == there,
+            _ => false,
+        }
+}
+
+/// `git status --porcelain` lines of the worktree: anything not committed
+/// (untouched `copy` files aside).
 pub fn uncommitted(workspace: &Workspace) -> Result<Vec<String>> {
-    Git::at(&workspace.path).lines(&["status", "--porcelain"])
+    Ok(Git::at(&workspace.path)
+        .lines(&["status", "--porcelain"])?
+        .into_iter()
+        .filter(|line| {
+            line.strip_prefix("?? ")
+                .is_none_or(|path| !is_untouched_copy(workspace, path))
+        })
+        .collect())
 }
 
 /// Commits of the job's branch that no other local branch holds (so
@@ -134,7 +163,10 @@ pub fn diff(workspace: &Workspace, stat: bool) -> Result<()> {
     }
     let git = Git::at(&workspace.path);
     pass_through(&git, &["diff", mode, &workspace.base, "--"])?;
-    for file in untracked(&git)? {
+    for file in untracked(&git)?
+        .into_iter()
+        .filter(|f| !is_untouched_copy(workspace, f))
+    {
         // `--no-index` exits 1 when the files differ, which they do.
         pass_through_any(
             &git,

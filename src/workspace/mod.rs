@@ -43,6 +43,11 @@ pub struct Workspace {
     /// When `clean` removed the worktree.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub removed: Option<String>,
+    /// The `copy` entries copied in (relative paths): while unchanged they
+    /// are not the agent's work, so they make the worktree neither dirty
+    /// nor something `clean` would lose.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub copied: Vec<PathBuf>,
 }
 
 fn one() -> u32 {
@@ -247,9 +252,13 @@ pub fn create(
             since_attempt,
             earlier: Vec::new(),
             removed: None,
+            copied: Vec::new(),
         };
-        copy_files(&checked.repo, &workspace.path, &spec.workspace.copy)?;
-        return Ok(workspace);
+        let copied = copy_files(&checked.repo, &workspace.path, &spec.workspace.copy)?;
+        return Ok(Workspace {
+            copied,
+            ..workspace
+        });
     }
     anyhow::bail!(
         "every branch name from `{}` to `{}-100` is taken",
@@ -286,8 +295,10 @@ pub fn discard_unregistered(workspace: &Workspace) {
 }
 
 /// Copies untracked files (relative to the repository root) into the
-/// worktree, when present in the checkout and absent in the worktree.
-fn copy_files(repo: &Path, worktree: &Path, paths: &[PathBuf]) -> Result<()> {
+/// worktree, when present in the checkout and absent in the worktree;
+/// returns those it copied.
+fn copy_files(repo: &Path, worktree: &Path, paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut copied = Vec::new();
     for relative in paths {
         let from = repo.join(relative);
         let to = worktree.join(relative);
@@ -299,8 +310,9 @@ fn copy_files(repo: &Path, worktree: &Path, paths: &[PathBuf]) -> Result<()> {
                 .with_context(|| format!("creating {}", parent.display()))?;
         }
         copy_tree(&from, &to)?;
+        copied.push(relative.clone());
     }
-    Ok(())
+    Ok(copied)
 }
 
 fn copy_tree(from: &Path, to: &Path) -> Result<()> {
@@ -371,9 +383,10 @@ pub fn for_attempt(
             &current.base,
         ])?;
     }
-    copy_files(&current.repo, &current.path, &spec.workspace.copy)?;
+    let copied = copy_files(&current.repo, &current.path, &spec.workspace.copy)?;
     let mut back = current.clone();
     back.removed = None;
+    back.copied = copied;
     Ok((back, true))
 }
 
