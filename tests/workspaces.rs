@@ -879,3 +879,54 @@ fn a_job_cleaned_after_its_merge_gets_its_worktree_back_on_retry() {
     assert_eq!(ws["ahead"], 1, "{ws}");
     assert_eq!(setup.git(&["show", "delegate/again:shared.txt"]), "again");
 }
+
+#[test]
+fn two_runs_started_at_once_with_one_name_get_two_branches() {
+    let notes = tempfile::tempdir().expect("notes");
+    let agent = editor_agent(notes.path(), notes.path());
+    let setup = Setup::new(BrokerKind::Mosquitto, &agent_config("editor", &agent));
+    let before = setup.checkout_state();
+    let mut runs: Vec<Lines> = ["one", "two"]
+        .iter()
+        .map(|prompt| {
+            let mut command = setup.td();
+            command.args([
+                "run",
+                "--json",
+                "--worktree",
+                "--agent",
+                "editor",
+                "--name",
+                "twin",
+                "--prompt",
+                prompt,
+                "--workdir",
+                "repo",
+            ]);
+            Lines::spawn(&mut command)
+        })
+        .collect();
+    for run in &mut runs {
+        let status = run.finish(RUN_LIMIT);
+        assert_eq!(status.code(), Some(0), "{:?}\n{:?}", run.stdout, run.stderr);
+    }
+    let mut branches: Vec<String> = setup
+        .status()
+        .iter()
+        .map(|j| {
+            j["workspace"]["branch"]
+                .as_str()
+                .expect("branch")
+                .to_owned()
+        })
+        .collect();
+    branches.sort();
+    assert_eq!(branches, ["delegate/twin", "delegate/twin-2"]);
+    let mut contents: Vec<String> = branches
+        .iter()
+        .map(|b| setup.git(&["show", &format!("{b}:shared.txt")]))
+        .collect();
+    contents.sort();
+    assert_eq!(contents, ["one", "two"]);
+    assert_eq!(setup.checkout_state(), before);
+}

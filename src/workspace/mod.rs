@@ -234,8 +234,9 @@ pub fn create(
             &checked.base,
         ])?;
         if !added.success {
-            // Another job may have taken the name meanwhile: try the next.
-            if git.branch_exists(&branch)? {
+            // Another job may have taken the name meanwhile, or be taking
+            // it right now (git holds `<ref>.lock`): try the next.
+            if git.branch_exists(&branch)? || added.stderr.contains(".lock") {
                 continue;
             }
             anyhow::bail!(
