@@ -317,6 +317,9 @@ impl Layer {
         }
         let defaults = file.defaults.unwrap_or_default();
         validate_defaults(&defaults, &in_file)?;
+        defaults
+            .workspace_keys()
+            .validate(&|key| format!("{}: `defaults.{key}`", path.display()))?;
         let hooks = file.hooks.clone().unwrap_or_default();
         for (key, argv) in [
             ("on_done", &hooks.on_done),

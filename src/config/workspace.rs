@@ -187,6 +187,42 @@ mod tests {
     }
 
     #[test]
+    fn defaults_take_the_keys_and_retry_on_knows_setup() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("tmux-delegate.toml");
+        std::fs::write(
+            &path,
+            "[defaults]\nworkspace = \"worktree\"\nbase = \"main\"\nfresh = true\n\
+             [defaults.retry]\non = [\"setup\", \"error\"]\n",
+        )
+        .expect("write");
+        let layer = super::super::file::Layer::load(
+            super::super::Source::Project(path.clone()),
+            &path,
+            None,
+        )
+        .expect("loads");
+        let keys = layer.defaults.workspace_keys();
+        assert_eq!(keys.workspace, Some(WorkspaceMode::Worktree));
+        assert_eq!(keys.base.as_deref(), Some("main"));
+        assert_eq!(
+            layer.defaults.retry.and_then(|r| r.on),
+            Some(vec![
+                super::super::file::FailureKind::Setup,
+                super::super::file::FailureKind::Error
+            ])
+        );
+        std::fs::write(&path, "[defaults]\nsetup = [[]]\n").expect("write");
+        let failure = super::super::file::Layer::load(
+            super::super::Source::Project(path.clone()),
+            &path,
+            None,
+        )
+        .expect_err("empty setup command");
+        assert!(failure.message.contains("`defaults.setup`"), "{failure}");
+    }
+
+    #[test]
     fn copy_paths_may_not_leave_the_repository_and_setup_needs_programs() {
         let key = |k: &str| format!("`{k}` in job.toml");
         for bad in ["/etc/passwd", "../secrets", "a/../../b", ""] {
