@@ -120,6 +120,16 @@ impl Git {
         self.succeeds(&["show-ref", "--verify", "--quiet", &reference])
     }
 
+    /// NUL-separated output (`-z`): paths exactly as they are, unquoted.
+    pub fn paths(&self, args: &[&str]) -> Result<Vec<String>> {
+        Ok(self
+            .ok(args)?
+            .split('\0')
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
+
     /// Lines of output, empty ones dropped.
     pub fn lines(&self, args: &[&str]) -> Result<Vec<String>> {
         Ok(self

@@ -54,7 +54,7 @@ pub fn describe(workspace: &Workspace) -> serde_json::Value {
 pub fn changed_files(workspace: &Workspace) -> Result<BTreeSet<String>> {
     let git = Git::at(&workspace.path);
     let mut files: BTreeSet<String> = git
-        .lines(&["diff", "--name-only", &workspace.base, "--"])?
+        .paths(&["diff", "--name-only", "-z", &workspace.base, "--"])?
         .into_iter()
         .collect();
     files.extend(
@@ -66,7 +66,7 @@ pub fn changed_files(workspace: &Workspace) -> Result<BTreeSet<String>> {
 }
 
 fn untracked(git: &Git) -> Result<Vec<String>> {
-    git.lines(&["ls-files", "--others", "--exclude-standard"])
+    git.paths(&["ls-files", "--others", "--exclude-standard", "-z"])
 }
 
 /// A file `copy` brought in, still identical to the checkout's: not work.
