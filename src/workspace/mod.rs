@@ -89,13 +89,9 @@ pub struct Checked {
 /// git exists, the workdir is in a repository with a commit, the base exists.
 pub fn check(spec: &JobSpec) -> Result<Checked, Failure> {
     let in_workdir = Git::at(&spec.workdir);
-    let failure = |e: anyhow::Error| match e.downcast::<Failure>() {
-        Ok(failure) => failure,
-        Err(e) => config_error(format!("{e:#}")),
-    };
     let top = in_workdir
         .run(&["rev-parse", "--show-toplevel"])
-        .map_err(failure)?;
+        .map_err(as_failure)?;
     if !top.success || top.stdout.trim().is_empty() {
         return Err(config_error(format!(
             "job `{}`: workspace = \"worktree\" needs a git repository, and {} is not in one",
@@ -109,33 +105,16 @@ pub fn check(spec: &JobSpec) -> Result<Checked, Failure> {
     let repo = PathBuf::from(top.stdout.trim());
     let prefix = in_workdir
         .line(&["rev-parse", "--show-prefix"])
-        .map_err(failure)?;
+        .map_err(as_failure)?;
     let git = Git::at(&repo);
-    let base = match &spec.workspace.base {
-        Some(base) => git.commit_of(base).map_err(failure)?.ok_or_else(|| {
-            config_error(format!(
-                "job `{}`: `base` = \"{base}\" is not a commit in {}",
-                spec.name,
-                repo.display()
-            ))
-            .help("name an existing branch, tag or commit (`git branch -a` lists branches; `git fetch` first for a remote one)")
-        })?,
-        None => git.commit_of("HEAD").map_err(failure)?.ok_or_else(|| {
-            config_error(format!(
-                "job `{}`: the repository {} has no commit yet, so there is nothing to branch from",
-                spec.name,
-                repo.display()
-            ))
-            .help("make a first commit, or set `base`")
-        })?,
-    };
+    let base = resolve_base(&git, spec)?;
     if spec.workspace.base.is_none() {
         refuse_uncommitted_changes(&git, &spec.name)?;
     }
     let template_ok = branch_name(&spec.workspace.branch, &spec.name, 1);
     if !git
         .succeeds(&["check-ref-format", "--branch", &template_ok])
-        .map_err(failure)?
+        .map_err(as_failure)?
     {
         return Err(config_error(format!(
             "job `{}`: `branch` = \"{}\" gives `{template_ok}`, which is not a valid branch name",
@@ -150,6 +129,38 @@ pub fn check(spec: &JobSpec) -> Result<Checked, Failure> {
     })
 }
 
+/// A git failure while checking a job: a usage error (exit 2) before
+/// anything is registered, keeping a classified failure (git missing) as is.
+fn as_failure(e: anyhow::Error) -> Failure {
+    match e.downcast::<Failure>() {
+        Ok(failure) => failure,
+        Err(e) => config_error(format!("{e:#}")),
+    }
+}
+
+/// The commit the job's branch starts from: `base`, or the checkout's HEAD.
+fn resolve_base(git: &Git, spec: &JobSpec) -> Result<String, Failure> {
+    let repo = git.dir();
+    Ok(match &spec.workspace.base {
+        Some(base) => git.commit_of(base).map_err(as_failure)?.ok_or_else(|| {
+            config_error(format!(
+                "job `{}`: `base` = \"{base}\" is not a commit in {}",
+                spec.name,
+                repo.display()
+            ))
+            .help("name an existing branch, tag or commit (`git branch -a` lists branches; `git fetch` first for a remote one)")
+        })?,
+        None => git.commit_of("HEAD").map_err(as_failure)?.ok_or_else(|| {
+            config_error(format!(
+                "job `{}`: the repository {} has no commit yet, so there is nothing to branch from",
+                spec.name,
+                repo.display()
+            ))
+            .help("make a first commit, or set `base`")
+        })?,
+    })
+}
+
 /// The surprise this prevents: the user's uncommitted edits are not in a
 /// worktree made from HEAD, so an agent told "finish what I started" would
 /// not see them. Untracked files do not count (that is what `copy` is for);
@@ -157,7 +168,7 @@ pub fn check(spec: &JobSpec) -> Result<Checked, Failure> {
 fn refuse_uncommitted_changes(git: &Git, job: &str) -> Result<(), Failure> {
     let changes = git
         .lines(&["status", "--porcelain", "--untracked-files=no"])
-        .map_err(|e| config_error(format!("{e:#}")))?;
+        .map_err(as_failure)?;
     if changes.is_empty() {
         return Ok(());
     }
