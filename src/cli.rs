@@ -74,6 +74,13 @@ In tmux: bind-key T display-popup -E -w 90% -h 80% tmux-delegate top"
     },
     /// Print the man page (roff) on stdout.
     Man,
+    /// Show a worktree job's changes (committed and not) against its base.
+    Diff(DiffArgs),
+    /// Merge a worktree job's branch into the main checkout's current branch.
+    Merge(IdArg),
+    /// Remove worktrees of finished jobs; never unmerged or uncommitted work
+    /// unless --force.
+    Clean(CleanArgs),
     /// Internal: the job window's wrapper process.
     #[command(hide = true)]
     Exec(ExecArgs),
@@ -104,6 +111,7 @@ impl From<JobArgs> for crate::config::job::JobFlags {
             agent: args.agent,
             name: args.name,
             workdir: args.workdir,
+            workspace: None,
         }
     }
 }
@@ -115,6 +123,9 @@ pub struct RunArgs {
     pub specs: Vec<PathBuf>,
     #[command(flatten)]
     pub job: JobArgs,
+    /// Give each job its own git worktree and branch (workspace = "worktree").
+    #[arg(long)]
+    pub worktree: bool,
     /// Run the supervisor in its own tmux window so this terminal can close.
     #[arg(long)]
     pub detach: bool,
@@ -207,6 +218,26 @@ pub struct LogsArgs {
 #[derive(Debug, Args)]
 pub struct IdArg {
     pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    pub id: String,
+    /// Only the changed files and line counts.
+    #[arg(long)]
+    pub stat: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CleanArgs {
+    /// Jobs to clean (default with --finished: every finished job).
+    pub ids: Vec<String>,
+    /// Every finished job's worktree.
+    #[arg(long)]
+    pub finished: bool,
+    /// Also remove uncommitted changes and delete unmerged branches.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

@@ -14,6 +14,7 @@ mod supervisor;
 mod tmux;
 mod ui;
 mod worker;
+mod workspace;
 
 use clap::Parser;
 use std::io::Write;

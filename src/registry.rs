@@ -148,6 +148,9 @@ pub struct Record {
     /// Kept up to date by the supervisor for a `resume` after a crash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume: Option<ResumePoint>,
+    /// The job's git worktree (workspace = "worktree"); absent in older records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<crate::workspace::Workspace>,
 }
 
 impl Record {
@@ -541,6 +544,7 @@ mod tests {
             supervisor_pid: None,
             cancel_requested: false,
             resume: None,
+            workspace: None,
         }
     }
 
@@ -636,6 +640,8 @@ mod tests {
             record.broker.expect("broker").username.as_deref(),
             Some("claude-worker")
         );
+        assert!(record.workspace.is_none());
+        assert!(!record.spec.workspace.is_worktree());
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub async fn run(registry: &Registry, job: &JobId, attempt: u32) -> Result<Exit>
     if let Err(e) = crate::tmux::keep_own_pane() {
         tracing::warn!("cannot keep this pane after exit: {e:#}");
     }
-    let record = registry.load(job)?;
+    let mut record = registry.load(job)?;
     let agent = record.agent.clone().ok_or_else(|| {
         config_error(format!(
             "the record of job {job} names no agent command; it was not created by `run`"
@@ -71,6 +71,31 @@ pub async fn run(registry: &Registry, job: &JobId, attempt: u32) -> Result<Exit>
         publisher
             .publish(&reporter.topic, Vec::new(), true, PUBACK_WAIT)
             .await?;
+    }
+
+    if let Err(reason) = prepare_workspace(
+        registry,
+        &mut record,
+        &agent,
+        &broker,
+        &mut reporter,
+        &mut publisher,
+    )
+    .await
+    {
+        // Fails the attempt as kind `setup`; the worktree stays as it is.
+        let data = serde_json::json!({ "kind": "setup" });
+        let _ = reporter
+            .send(
+                &mut publisher,
+                EventKind::Error,
+                Some(reason.clone()),
+                Some(data),
+            )
+            .await;
+        publisher.close().await;
+        eprintln!("\n[tmux-delegate] {reason}");
+        return Ok(Exit::Raw(1));
     }
 
     let settings = match agent.hooks {
@@ -383,4 +408,74 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         .code()
         .or_else(|| status.signal().map(|s| 128 + s))
         .unwrap_or(1)
+}
+
+/// How often a long `setup` command reports that the wrapper is alive.
+const SETUP_HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// For a worktree job: makes sure the attempt's worktree exists (a `fresh`
+/// retry gets a new one), points the agent at it with `DELEGATE_WORKTREE`,
+/// `DELEGATE_BRANCH` and `DELEGATE_BASE`, and runs the `setup` commands in
+/// it, in this pane. The error is the reason the attempt fails (kind `setup`).
+async fn prepare_workspace(
+    registry: &Registry,
+    record: &mut Record,
+    agent: &AgentDef,
+    broker: &BrokerSettings,
+    reporter: &mut Reporter,
+    publisher: &mut Publisher,
+) -> std::result::Result<(), String> {
+    let Some(current) = record.workspace.clone() else {
+        return Ok(());
+    };
+    let job = reporter.job.clone();
+    let attempt = reporter.attempt;
+    let worktrees = crate::workspace::worktrees_dir(registry.root());
+    let (workspace, changed) =
+        crate::workspace::for_attempt(&current, &record.spec, attempt, &worktrees, job.as_str())
+            .map_err(|e| format!("cannot prepare the worktree: {e:#}"))?;
+    if changed {
+        let stored = workspace.clone();
+        registry
+            .update(&job, |r| r.workspace = Some(stored))
+            .map_err(|e| format!("cannot record the worktree: {e:#}"))?;
+    }
+    // The agent (and the setup commands) run in the worktree.
+    record.spec.workdir = workspace.agent_dir();
+    record.spec.env.extend(workspace.env());
+    record.workspace = Some(workspace);
+    for argv in record.spec.workspace.setup.clone() {
+        let shown = argv.join(" ");
+        eprintln!("[tmux-delegate] setup: {shown}");
+        let _ = reporter
+            .send(
+                publisher,
+                EventKind::Progress,
+                Some(format!("setup: {shown}")),
+                None,
+            )
+            .await;
+        let mut child = spawn_agent(&argv, record, agent, broker, reporter)
+            .map_err(|e| format!("setup command `{shown}` cannot start: {e}"))?;
+        let pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
+        hand_terminal_to(pid);
+        // So `kill` and timeouts stop the setup command like an agent.
+        let _ = registry.update(&job, |r| r.attempt_mut(attempt).pgid = Some(pid));
+        let status = loop {
+            tokio::select! {
+                status = child.wait() => break status,
+                () = tokio::time::sleep(SETUP_HEARTBEAT) => {
+                    let _ = reporter.send(publisher, EventKind::Heartbeat, Some(format!("setup: {shown}")), None).await;
+                }
+            }
+        };
+        take_terminal_back();
+        let code = status
+            .map(exit_code)
+            .map_err(|e| format!("waiting for `{shown}`: {e}"))?;
+        if code != 0 {
+            return Err(format!("setup command `{shown}` exited with code {code}"));
+        }
+    }
+    Ok(())
 }

@@ -8,11 +8,13 @@ use common::*;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// Fields drop in order: tmux and the broker stop before the directory that
+/// holds tmux's socket goes (else `kill-server` cannot find the server).
 struct Setup {
-    _dir: tempfile::TempDir,
     home: PathBuf,
     tmux: TmuxServer,
     _broker: Mosquitto,
+    _dir: tempfile::TempDir,
 }
 
 impl Setup {

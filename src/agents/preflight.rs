@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 /// exist, the program as the window will find it — on the PATH of the tmux
 /// server's global environment when a server runs (else this process's,
 /// which a server started now inherits), unless the job or agent sets PATH.
-pub async fn check(config: &Config, jobs: &[(JobSpec, AgentDef)]) -> Result<(), Failure> {
+pub async fn check<'a>(
+    config: &Config,
+    jobs: impl IntoIterator<Item = (&'a JobSpec, &'a AgentDef)>,
+) -> Result<(), Failure> {
     let own_path = config.env.var("PATH").map(str::to_owned);
     if find_program("tmux", own_path.as_deref(), &config.env.cwd).is_none() {
         return Err(

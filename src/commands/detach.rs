@@ -55,6 +55,9 @@ impl Relaunch {
         if args.json {
             argv.push("--json".into());
         }
+        if args.worktree {
+            argv.push("--worktree".into());
+        }
         let job = &args.job;
         for (flag, value) in [
             ("--prompt", &job.prompt),

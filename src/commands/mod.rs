@@ -5,13 +5,16 @@ pub mod attach;
 #[cfg(feature = "embedded-broker")]
 mod broker_serve;
 mod broker_setup;
+mod clean;
 mod detach;
+mod diff;
 mod doctor;
 mod exec;
 mod generate;
 mod init;
 mod kill;
 pub mod logs;
+mod merge;
 mod publish;
 mod register;
 mod resume;
@@ -56,5 +59,8 @@ pub async fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::Broker(BrokerCommand::Setup(args)) => broker_setup::run(args),
         Command::Doctor(args) => doctor::run(&args).await,
         Command::Exec(args) => exec::run(args).await,
+        Command::Diff(args) => diff::run(&args),
+        Command::Merge(args) => merge::run(&args),
+        Command::Clean(args) => clean::run(&args),
     }
 }

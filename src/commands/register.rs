@@ -58,6 +58,7 @@ pub fn run(args: RegisterArgs) -> anyhow::Result<Exit> {
         supervisor_pid: None,
         cancel_requested: false,
         resume: None,
+        workspace: None,
     };
     registry.create(&record)?;
     if args.json {

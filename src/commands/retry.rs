@@ -38,6 +38,8 @@ pub async fn run(args: &IdArg) -> anyhow::Result<Exit> {
         r.failure = None;
         r.cancel_requested = false;
         r.supervisor_pid = i32::try_from(std::process::id()).ok();
+        // An embedded broker is new for every supervisor (port, password).
+        r.broker = Some(brokers.worker.clone());
     })?;
     let json = !std::io::IsTerminal::is_terminal(&std::io::stdout());
     supervise(

@@ -43,7 +43,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
     let detach = args.detach;
     let json = args.json;
     let relaunch = detach.then(|| super::detach::Relaunch::of(&args, &config.env));
-    let flags = JobFlags::from(args.job);
+    let mut flags = JobFlags::from(args.job);
+    if args.worktree {
+        flags.workspace = Some(crate::config::workspace::WorkspaceMode::Worktree);
+    }
     let mut files: Vec<(Option<PathBuf>, JobFile)> = Vec::new();
     for path in &args.specs {
         files.extend(
@@ -64,9 +67,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
                 .help("pass --prompt TEXT, or set `prompt` in the job spec")
                 .into());
         }
-        jobs.push((spec, agent));
+        // Not a repository, or no such base: exit 2 before anything exists.
+        let checked = if spec.workspace.is_worktree() {
+            Some(crate::workspace::check(&spec)?)
+        } else {
+            None
+        };
+        jobs.push((spec, agent, checked));
     }
-    agents::preflight::check(&config, &jobs).await?;
+    agents::preflight::check(&config, jobs.iter().map(|(spec, agent, _)| (spec, agent))).await?;
     // Everything is validated above, in this terminal; the detached
     // supervisor starts from the same arguments and environment.
     if let Some(relaunch) = relaunch {
@@ -77,10 +86,32 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
     let subscriber = super::detach::report_failure(&config.env, brokers.listen().await)?;
     let registry = Registry::open(&config.env)?;
     let mut prepared = Vec::new();
-    for (spec, agent) in jobs {
-        let record = new_record(&config, spec, agent, brokers.worker.clone());
-        super::detach::report_failure(&config.env, registry.create(&record))?;
+    for (spec, agent, checked) in jobs {
+        let mut record = new_record(&config, spec, agent, brokers.worker.clone());
+        if let Some(checked) = checked {
+            match crate::workspace::create_for_job(&checked, &record, registry.root()) {
+                Ok(workspace) => {
+                    eprintln!(
+                        "{}: worktree {} on branch {}",
+                        record.spec.name,
+                        workspace.path.display(),
+                        workspace.branch
+                    );
+                    record.workspace = Some(workspace);
+                }
+                Err(e) => {
+                    prepared
+                        .iter()
+                        .filter_map(|r: &Record| r.workspace.as_ref())
+                        .for_each(crate::workspace::discard_unregistered);
+                    return super::detach::report_failure(&config.env, Err(e));
+                }
+            }
+        }
         prepared.push(record);
+    }
+    for record in &prepared {
+        super::detach::report_failure(&config.env, registry.create(record))?;
     }
     // SPEC section 5: `run` re-adopts the orphans of a dead supervisor too.
     prepared.extend(orphans_on(&config, &registry, &brokers));
@@ -236,6 +267,7 @@ fn new_record(
         supervisor_pid: i32::try_from(std::process::id()).ok(),
         cancel_requested: false,
         resume: None,
+        workspace: None,
     }
 }
 

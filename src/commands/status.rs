@@ -32,7 +32,7 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<Exit> {
         }
     };
     if args.json {
-        let rows: Vec<_> = records.iter().map(Record::summary).collect();
+        let rows: Vec<_> = records.iter().map(summary_with_workspace).collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else if records.is_empty() {
         eprintln!("no jobs in {}", registry.root().display());
@@ -40,6 +40,15 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<Exit> {
         print_table(&records);
     }
     Ok(Exit::Success)
+}
+
+/// The record's summary plus, for a worktree job, the worktree's live state.
+fn summary_with_workspace(record: &Record) -> serde_json::Value {
+    let mut row = record.summary();
+    if let Some(workspace) = &record.workspace {
+        row["workspace"] = crate::workspace::inspect::describe(workspace);
+    }
+    row
 }
 
 fn print_table(records: &[Record]) {

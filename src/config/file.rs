@@ -157,6 +157,8 @@ pub enum FailureKind {
     /// The agent cannot run as configured (program missing, untrusted
     /// folder, no key): retrying would fail the same way.
     AgentConfig,
+    /// A workspace `setup` command failed before the agent started.
+    Setup,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -211,6 +213,13 @@ pub struct DefaultsFile {
     pub timeouts: Option<TimeoutsFile>,
     pub retry: Option<RetryFile>,
     pub tmux: Option<TmuxFile>,
+    // Workspace keys (SPEC section 10), see config/workspace.rs.
+    pub workspace: Option<super::workspace::WorkspaceMode>,
+    pub base: Option<String>,
+    pub branch: Option<String>,
+    pub copy: Option<Vec<PathBuf>>,
+    pub setup: Option<Vec<Vec<String>>>,
+    pub fresh: Option<bool>,
 }
 
 /// Agents whose own hook mechanism tmux-delegate configures.
@@ -313,6 +322,9 @@ impl Layer {
         }
         let defaults = file.defaults.unwrap_or_default();
         validate_defaults(&defaults, &in_file)?;
+        defaults
+            .workspace_keys()
+            .validate(&|key| format!("{}: `defaults.{key}`", path.display()))?;
         let hooks = file.hooks.clone().unwrap_or_default();
         for (key, argv) in [
             ("on_done", &hooks.on_done),

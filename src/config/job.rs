@@ -24,6 +24,13 @@ pub struct JobFile {
     pub retry: Option<RetryFile>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    // Workspace keys (SPEC section 10), see config/workspace.rs.
+    pub workspace: Option<super::workspace::WorkspaceMode>,
+    pub base: Option<String>,
+    pub branch: Option<String>,
+    pub copy: Option<Vec<PathBuf>>,
+    pub setup: Option<Vec<Vec<String>>>,
+    pub fresh: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -57,6 +64,8 @@ pub struct JobFlags {
     pub agent: Option<String>,
     pub name: Option<String>,
     pub workdir: Option<PathBuf>,
+    /// `run --worktree`.
+    pub workspace: Option<super::workspace::WorkspaceMode>,
 }
 
 /// A job with every setting resolved: what the record stores.
@@ -76,6 +85,11 @@ pub struct JobSpec {
     pub tmux: TmuxSettings,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec_file: Option<PathBuf>,
+    #[serde(
+        default,
+        skip_serializing_if = "super::workspace::WorkspaceSpec::is_default"
+    )]
+    pub workspace: super::workspace::WorkspaceSpec,
 }
 
 fn is_env_name(name: &str) -> bool {
@@ -174,6 +188,17 @@ impl Config {
             config_error(format!("{}: {problem}", where_(key)))
         })?;
         merge_retry(&mut retry, &self.defaults.retry);
+        let mut workspace = super::workspace::WorkspaceKeys {
+            workspace: file.workspace,
+            base: file.base,
+            branch: file.branch,
+            copy: file.copy,
+            setup: file.setup,
+            fresh: file.fresh,
+        };
+        workspace.validate(&where_)?;
+        workspace.workspace = flags.workspace.or(workspace.workspace);
+        workspace.merge_from(&self.defaults.workspace);
         Ok(JobSpec {
             name,
             agent,
@@ -186,6 +211,7 @@ impl Config {
             on_waiting: file.on_waiting.unwrap_or(self.defaults.on_waiting),
             tmux: TmuxSettings::resolve(&self.defaults.tmux),
             spec_file: spec_path.map(Path::to_path_buf),
+            workspace: workspace.resolve(),
         })
     }
 }
@@ -259,6 +285,49 @@ mod tests {
         assert_eq!(job.timeouts.start, Duration::from_secs(9));
         assert_eq!(job.retry.max_attempts, 3);
         assert_eq!(job.workdir, dir.path());
+    }
+
+    #[test]
+    fn workspace_keys_come_from_flags_spec_and_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("tmux-delegate.toml"),
+            "[defaults]\nworkspace = \"worktree\"\ncopy = [\".env\"]\nsetup = [[\"npm\", \"ci\"]]\n",
+        )
+        .expect("write");
+        let config = Config::load(env_with(&[], dir.path())).expect("loads");
+        let spec_path = dir.path().join("job.toml");
+        std::fs::write(
+            &spec_path,
+            "prompt = \"p\"\nbranch = \"agents/{name}\"\nfresh = true\n",
+        )
+        .expect("write");
+        let file = load_job_file(&spec_path).expect("loads").remove(0);
+        let job = config
+            .resolve_job(Some((&spec_path, file)), &JobFlags::default())
+            .expect("resolves");
+        assert!(job.workspace.is_worktree());
+        assert_eq!(job.workspace.branch, "agents/{name}");
+        assert_eq!(job.workspace.copy, vec![PathBuf::from(".env")]);
+        assert_eq!(
+            job.workspace.setup,
+            vec![vec!["npm".to_owned(), "ci".to_owned()]]
+        );
+        assert!(job.workspace.fresh);
+        assert_eq!(job.workspace.base, None);
+
+        std::fs::write(&spec_path, "prompt = \"p\"\nworkspce = \"worktree\"\n").expect("write");
+        let failure = load_job_file(&spec_path).expect_err("unknown key");
+        assert_eq!(
+            failure.help.as_deref(),
+            Some("a similar key exists: `workspace`")
+        );
+        std::fs::write(&spec_path, "prompt = \"p\"\ncopy = [\"../x\"]\n").expect("write");
+        let file = load_job_file(&spec_path).expect("loads").remove(0);
+        let failure = config
+            .resolve_job(Some((&spec_path, file)), &JobFlags::default())
+            .expect_err("escaping copy path");
+        assert!(failure.message.contains("`copy` in"), "{}", failure.message);
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod diagnostics;
 pub mod file;
 pub mod job;
 mod secret;
+pub mod workspace;
 
 pub use broker::BrokerSettings;
 #[allow(unused_imports)] // used by the broker bundle and the embedded broker
@@ -178,6 +179,7 @@ pub struct Defaults {
     pub timeouts: TimeoutsFile,
     pub retry: RetryFile,
     pub tmux: TmuxFile,
+    pub workspace: workspace::WorkspaceKeys,
 }
 
 /// The merged configuration files, ready to resolve brokers and jobs.
@@ -246,7 +248,9 @@ fn merge_defaults<'a>(files: impl Iterator<Item = &'a DefaultsFile> + Clone) -> 
     let mut timeouts = TimeoutsFile::default();
     let mut retry = RetryFile::default();
     let mut tmux = TmuxFile::default();
+    let mut workspace = workspace::WorkspaceKeys::default();
     for file in files.clone() {
+        workspace.merge_from(&file.workspace_keys());
         if let Some(t) = &file.timeouts {
             merge_timeouts(&mut timeouts, t);
         }
@@ -271,6 +275,7 @@ fn merge_defaults<'a>(files: impl Iterator<Item = &'a DefaultsFile> + Clone) -> 
         timeouts,
         retry,
         tmux,
+        workspace,
     }
 }
 
@@ -318,6 +323,7 @@ impl Timeouts {
 impl RetryPolicy {
     pub fn resolve(file: &RetryFile) -> RetryPolicy {
         use file::FailureKind::{Error, Exit, Hung, Lost, StartTimeout, Timeout};
+        // `setup` is left out: a broken setup command fails the same way again.
         RetryPolicy {
             max_attempts: file.max_attempts.unwrap_or(3),
             backoff: file.backoff.map_or(Duration::from_secs(5), |h| h.0),
@@ -390,6 +396,7 @@ pub(crate) mod tests {
             TmuxSettings::resolve(&builtin.tmux)
         );
         assert_eq!(defaults.agent, builtin.agent);
+        assert_eq!(defaults.workspace.resolve(), builtin.workspace.resolve());
         assert_eq!(layer.require_signature, Some(true));
         assert_eq!(
             layer.broker.topic_prefix.as_deref(),

@@ -45,6 +45,9 @@ pub struct Incoming {
     pub message: Option<String>,
     /// The agent's exit code, for `exited`.
     pub exit_code: Option<i32>,
+    /// For `error`: the failure kind the wrapper named (`data.kind`, e.g.
+    /// `setup`); `None` is kind `error`.
+    pub failure_kind: Option<FailureKind>,
     pub signature: Signature,
     /// The sender's timestamp (`ts`), kept in the history to measure delays.
     pub sent: Option<f64>,
@@ -96,13 +99,6 @@ pub enum Input {
     Cancel {
         job: JobId,
         reason: String,
-    },
-    /// An event that says the agent refused its configuration (the wrapper
-    /// could not start it, or it exited with a known refusal): handled like
-    /// `Event`, but an `error` fails the attempt as kind `agent_config`.
-    AgentConfig {
-        job: JobId,
-        event: Incoming,
     },
     /// The attempt's pane shows a screen a rule recognises: the agent waits
     /// for a human. `keys` (maybe empty) answers it.
@@ -470,10 +466,7 @@ impl Core {
                     );
                 }
             }
-            Input::Event { job, event } => self.on_event(now, &job, event, FailureKind::Error),
-            Input::AgentConfig { job, event } => {
-                self.on_event(now, &job, event, FailureKind::AgentConfig);
-            }
+            Input::Event { job, event } => self.on_event(now, &job, event),
             Input::Screen {
                 job,
                 attempt,
@@ -534,7 +527,7 @@ impl Core {
         self.jobs.get(id).is_some_and(|j| j.attempt == attempt)
     }
 
-    fn on_event(&mut self, now: Instant, id: &JobId, event: Incoming, error_kind: FailureKind) {
+    fn on_event(&mut self, now: Instant, id: &JobId, event: Incoming) {
         let Some(job) = self.jobs.get(id) else {
             return;
         };
@@ -581,11 +574,11 @@ impl Core {
             if let Some(job) = self.jobs.get_mut(id) {
                 job.last_event = Some(now);
             }
-            self.act_on(now, id, event, error_kind);
+            self.act_on(now, id, event);
         }
     }
 
-    fn act_on(&mut self, now: Instant, id: &JobId, event: Incoming, error_kind: FailureKind) {
+    fn act_on(&mut self, now: Instant, id: &JobId, event: Incoming) {
         let Some(job) = self.jobs.get_mut(id) else {
             return;
         };
@@ -633,7 +626,8 @@ impl Core {
                 let reason = event
                     .message
                     .unwrap_or_else(|| "the agent reported an error".into());
-                self.fail(now, id, error_kind, reason);
+                let kind = event.failure_kind.unwrap_or(FailureKind::Error);
+                self.fail(now, id, kind, reason);
             }
             EventKind::Exited => {
                 let code = event.exit_code;

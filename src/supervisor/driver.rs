@@ -320,14 +320,13 @@ impl Driver {
             .then(|| received.data.as_ref()?.get("code")?.as_i64())
             .flatten()
             .and_then(|c| i32::try_from(c).ok());
-        let refused = received.event == EventKind::Error
-            && received
-                .data
-                .as_ref()
-                .and_then(|d| d.get("kind"))
-                .and_then(serde_json::Value::as_str)
-                == Some("agent_config");
+        // The wrapper names why it failed (`agent_config`, `setup`).
+        let failure_kind = (received.event == EventKind::Error)
+            .then(|| received.data.as_ref()?.get("kind").cloned())
+            .flatten()
+            .and_then(|kind| serde_json::from_value(kind).ok());
         let event = Incoming {
+            failure_kind,
             kind: received.event,
             attempt: received.attempt,
             message: received.message,
@@ -335,12 +334,8 @@ impl Driver {
             signature,
             sent: received.ts,
         };
-        let input = if refused {
-            Input::AgentConfig { job, event }
-        } else {
-            Input::Event { job, event }
-        };
-        self.core.handle(Instant::now(), input);
+        self.core
+            .handle(Instant::now(), Input::Event { job, event });
     }
 
     /// Reads the panes of jobs the core says may show a screen, for agents
@@ -842,6 +837,14 @@ fn hook_input(record: &crate::registry::Record, reason: Option<&str>) -> serde_j
     let mut input = record.summary();
     input["reason"] = serde_json::json!(reason);
     input["workdir"] = serde_json::json!(record.spec.workdir);
+    if let Some(workspace) = &record.workspace {
+        // Where the work is (no git call here: hooks must not wait on it).
+        input["workspace"] = serde_json::json!({
+            "path": workspace.path,
+            "branch": workspace.branch,
+            "base": workspace.base,
+        });
+    }
     input
 }
 

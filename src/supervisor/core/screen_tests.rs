@@ -78,6 +78,7 @@ impl H {
             exit_code: None,
             signature: Signature::Valid,
             sent: None,
+            failure_kind: None,
         };
         let job = self.job.clone();
         self.core.handle(self.at(secs), Input::Event { job, event });
@@ -276,9 +277,10 @@ fn an_agent_config_error_fails_at_once_without_a_retry() {
         exit_code: None,
         signature: Signature::Valid,
         sent: None,
+        failure_kind: Some(K::AgentConfig),
     };
     let job = h.job.clone();
-    h.core.handle(h.at(0.5), Input::AgentConfig { job, event });
+    h.core.handle(h.at(0.5), Input::Event { job, event });
     let effects = h.effects();
     assert!(
         matches!(&effects[0], Effect::Transition { to: JobState::Failed, failure: Some(Failure { kind: K::AgentConfig, reason }), .. } if reason == "Not inside a trusted directory"),
@@ -293,8 +295,9 @@ fn an_agent_config_error_fails_at_once_without_a_retry() {
         exit_code: None,
         signature: Signature::Unsigned,
         sent: None,
+        failure_kind: Some(K::AgentConfig),
     };
     let job = h.job.clone();
-    h.core.handle(h.at(0.5), Input::AgentConfig { job, event });
+    h.core.handle(h.at(0.5), Input::Event { job, event });
     assert!(h.effects().is_empty());
 }

@@ -90,6 +90,7 @@ impl Harness {
             attempt,
             message: None,
             exit_code,
+            failure_kind: None,
             signature,
             sent: None,
         };
@@ -291,6 +292,38 @@ fn retries_stop_at_max_attempts_and_the_job_fails() {
             ..
         }
     )));
+}
+
+/// An `error` naming kind `setup` (a workspace setup command failed) fails
+/// with that kind: not retried by default, retried when `retry.on` has it.
+#[test]
+fn a_setup_failure_has_its_own_kind_and_retries_only_when_asked() {
+    for (on, expected) in [
+        (config().retry.on, JobState::Failed),
+        (vec![K::Setup], JobState::Retrying),
+    ] {
+        let mut cfg = config();
+        cfg.retry.on = on;
+        let mut h = Harness::new(cfg);
+        h.effects();
+        let event = Incoming {
+            kind: EventKind::Error,
+            attempt: Some(1),
+            message: Some("setup command `npm ci` exited with code 1".into()),
+            exit_code: None,
+            failure_kind: Some(K::Setup),
+            signature: Signature::Valid,
+            sent: None,
+        };
+        let job = h.job.clone();
+        h.core.handle(h.at(1.0), Input::Event { job, event });
+        assert_eq!(h.state(), expected);
+        let failure = h.effects().into_iter().find_map(|e| match e {
+            Effect::Transition { failure, .. } => failure,
+            _ => None,
+        });
+        assert_eq!(failure.expect("a failure").kind, K::Setup);
+    }
 }
 
 #[test]
@@ -634,6 +667,7 @@ fn an_adopted_attempt_runs_on_without_a_launch_and_ends_by_its_events() {
         attempt: Some(2),
         message: None,
         exit_code: None,
+        failure_kind: None,
         signature: Signature::Valid,
         sent: None,
     };
