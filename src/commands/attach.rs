@@ -3,15 +3,13 @@
 use crate::cli::IdArg;
 use crate::config::Env;
 use crate::error::{config_error, Exit};
-use crate::mqtt::topic::JobId;
 use crate::registry::Registry;
 use crate::tmux::Tmux;
 
 pub fn run(args: &IdArg) -> anyhow::Result<Exit> {
     let env = Env::from_process()?;
     let registry = Registry::open(&env)?;
-    let job = JobId::parse(&args.id)?;
-    let record = registry.load(&job)?;
+    let (job, record) = registry.find(&args.id)?;
     let window = record
         .attempt_info(record.attempt)
         .and_then(|a| a.window.clone())

@@ -4,14 +4,13 @@
 use crate::cli::StatusArgs;
 use crate::config::Env;
 use crate::error::Exit;
-use crate::mqtt::topic::JobId;
 use crate::registry::{Record, Registry};
 
 pub fn run(args: &StatusArgs) -> anyhow::Result<Exit> {
     let env = Env::from_process()?;
     let registry = Registry::open(&env)?;
     let records = match &args.id {
-        Some(id) => vec![registry.load(&JobId::parse(id)?)?],
+        Some(id) => vec![registry.find(id)?.1],
         None => {
             let (records, corrupt) = registry.list()?;
             for bad in corrupt {

@@ -3,6 +3,7 @@
 //! MQTT layer connects with and that job records carry as their `broker` block.
 
 use super::file::{BrokerFields, PasswordFrom};
+use super::origin::{KeyLines, Origin};
 use super::{Config, Env, Secret, Source};
 use crate::error::{config_error, Failure};
 use crate::mqtt::topic::{validate_prefix, DEFAULT_TOPIC_PREFIX};
@@ -38,6 +39,51 @@ pub struct BrokerSettings {
         with = "super::humantime_serde_compat"
     )]
     pub connect_timeout: Duration,
+    /// The embedded broker of a `run`: it ends with that `run`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub embedded: bool,
+    /// Where host and port came from, for connection errors.
+    #[serde(skip)]
+    pub origin: BrokerOrigin,
+}
+
+/// Where a resolved broker's host and port came from. Not part of the
+/// value: two settings that connect the same way are equal wherever they
+/// were written.
+#[derive(Debug, Clone)]
+pub struct BrokerOrigin {
+    pub host: Origin,
+    pub port: Origin,
+}
+
+impl Default for BrokerOrigin {
+    fn default() -> Self {
+        BrokerOrigin {
+            host: Origin::Default,
+            port: Origin::Default,
+        }
+    }
+}
+
+impl PartialEq for BrokerOrigin {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl BrokerOrigin {
+    /// The job whose record gave host and port, when that record's broker
+    /// is the embedded one of its `run`.
+    pub fn embedded_run_of(&self) -> Option<&str> {
+        match &self.host {
+            Origin::Record {
+                job,
+                embedded: true,
+                ..
+            } => Some(job),
+            _ => None,
+        }
+    }
 }
 
 fn default_client_id_prefix() -> String {
@@ -59,6 +105,10 @@ pub struct BrokerLayer {
     /// `broker` or `broker.worker`, for messages about file layers.
     pub table: &'static str,
     pub fields: BrokerFields,
+    /// A file layer's key lines.
+    pub keys: Option<KeyLines>,
+    /// A record layer whose broker is the embedded one of its `run`.
+    pub embedded: bool,
 }
 
 /// The file-valued fields, named in messages about unreadable files.
@@ -67,6 +117,8 @@ enum Field {
     CaCerts,
     Certfile,
     Keyfile,
+    Host,
+    Port,
 }
 
 impl Field {
@@ -75,6 +127,8 @@ impl Field {
             Field::CaCerts => "MQTT_CA_CERTS",
             Field::Certfile => "MQTT_CERTFILE",
             Field::Keyfile => "MQTT_KEYFILE",
+            Field::Host => "MQTT_BROKER",
+            Field::Port => "MQTT_PORT",
         }
     }
 
@@ -83,19 +137,35 @@ impl Field {
             Field::CaCerts => "ca_certs",
             Field::Certfile => "certfile",
             Field::Keyfile => "keyfile",
+            Field::Host => "host",
+            Field::Port => "port",
         }
     }
 }
 
 impl BrokerLayer {
-    /// How to name `field` as this layer sets it, e.g. `MQTT_PORT` or
-    /// "`broker.port` in ./tmux-delegate.toml".
-    fn name_of(&self, field: Field) -> String {
-        match &self.source {
-            Source::Env => field.env_var().to_owned(),
-            Source::Record(id) => format!("`broker.{}` in the record of job {id}", field.key()),
-            other => format!("`{}.{}` in {other}", self.table, field.key()),
+    /// Where this layer sets `field`: `MQTT_PORT`, "`broker.port` at
+    /// ./tmux-delegate.toml:3" or "`broker.port` in the record of job X".
+    fn origin_of(&self, field: Field) -> Origin {
+        let key = format!("{}.{}", self.table, field.key());
+        match (&self.source, &self.keys) {
+            (Source::Env, _) => Origin::Env(field.env_var().to_owned()),
+            (Source::Record(job), _) => Origin::Record {
+                key,
+                job: job.clone(),
+                embedded: self.embedded,
+            },
+            (_, Some(keys)) => keys.origin(&key),
+            (Source::User(path) | Source::Project(path), None) => Origin::File {
+                key,
+                path: path.clone(),
+                line: None,
+            },
         }
+    }
+
+    fn name_of(&self, field: Field) -> String {
+        self.origin_of(field).to_string()
     }
 }
 
@@ -126,6 +196,8 @@ pub fn env_layer(env: &Env) -> Result<BrokerLayer, Failure> {
     Ok(BrokerLayer {
         source: Source::Env,
         table: "broker",
+        keys: None,
+        embedded: false,
         fields: BrokerFields {
             host: env.var("MQTT_BROKER").map(str::to_owned),
             port,
@@ -165,6 +237,8 @@ pub fn record_layer(job: &str, settings: &BrokerSettings) -> BrokerLayer {
     BrokerLayer {
         source: Source::Record(job.to_owned()),
         table: "broker",
+        keys: None,
+        embedded: settings.embedded,
         fields: BrokerFields {
             host: Some(settings.host.clone()),
             port: Some(settings.port),
@@ -201,6 +275,8 @@ impl Config {
             source: l.source.clone(),
             table: "broker",
             fields: l.broker.clone(),
+            keys: Some(l.keys.clone()),
+            embedded: false,
         })
     }
 
@@ -210,6 +286,8 @@ impl Config {
                 source: l.source.clone(),
                 table: "broker.worker",
                 fields,
+                keys: Some(l.keys.clone()),
+                embedded: false,
             })
         })
     }
@@ -261,9 +339,16 @@ fn pick<'a, T>(
 
 /// Merges `layers` (highest first) field by field and validates the result.
 pub fn resolve(layers: &[BrokerLayer], env: &Env) -> Result<Option<BrokerSettings>, Failure> {
-    let Some((host, _)) = pick(layers, |f| f.host.clone()) else {
+    let Some((host, host_layer)) = pick(layers, |f| f.host.clone()) else {
         return Ok(None);
     };
+    let port_layer = pick(layers, |f| f.port).map(|(_, layer)| layer);
+    let origin = BrokerOrigin {
+        host: host_layer.origin_of(Field::Host),
+        port: port_layer.map_or(Origin::Default, |layer| layer.origin_of(Field::Port)),
+    };
+    // The record's broker stays "embedded" only as long as it is what we use.
+    let embedded = host_layer.embedded && port_layer.is_some_and(|layer| layer.embedded);
     let ca = pick(layers, |f| f.ca_certs.clone());
     let cert = pick(layers, |f| f.certfile.clone());
     let key = pick(layers, |f| f.keyfile.clone());
@@ -320,6 +405,8 @@ pub fn resolve(layers: &[BrokerLayer], env: &Env) -> Result<Option<BrokerSetting
         topic_prefix,
         connect_timeout: pick(layers, |f| f.connect_timeout)
             .map_or(DEFAULT_CONNECT_TIMEOUT, |(t, _)| t),
+        embedded,
+        origin,
     }))
 }
 
@@ -474,6 +561,8 @@ mod tests {
             client_id_prefix: "hermes".into(),
             topic_prefix: "python/mqtt".into(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            embedded: false,
+            origin: BrokerOrigin::default(),
         };
         let config =
             Config::load(env_with(&[("MQTT_USERNAME", "hermes")], dir.path())).expect("loads");

@@ -10,6 +10,7 @@ pub mod broker;
 pub mod diagnostics;
 pub mod file;
 pub mod job;
+pub mod origin;
 mod secret;
 
 pub use broker::BrokerSettings;

@@ -249,6 +249,36 @@ fn endpoint(settings: &BrokerSettings) -> String {
     )
 }
 
+/// Where host and port came from: "host `h` from MQTT_BROKER, port 1883
+/// from `broker.port` at ./tmux-delegate.toml:3".
+fn where_from(settings: &BrokerSettings) -> String {
+    use crate::config::origin::Origin;
+    let port = match &settings.origin.port {
+        Origin::Default => format!(
+            "port {} by default for {}",
+            settings.port,
+            if settings.tls { "TLS" } else { "plain TCP" }
+        ),
+        origin => format!("port {} from {origin}", settings.port),
+    };
+    format!(
+        "host `{}` from {}, {port}",
+        settings.host, settings.origin.host
+    )
+}
+
+/// The embedded broker a job record points at has ended with its `run`.
+fn embedded_broker_ended(job: &str, settings: &BrokerSettings) -> Failure {
+    broker_error(format!(
+        "job {job} reported to the embedded broker of its `run`, which has ended \
+         (nothing listens at {}:{} any more)",
+        settings.host, settings.port
+    ))
+    .help(format!(
+        "`tmux-delegate logs {job}` shows the job's history; its events can be watched only while that `run` goes on"
+    ))
+}
+
 fn who(settings: &BrokerSettings) -> String {
     settings.username.as_ref().map_or_else(
         || "an anonymous client".to_owned(),
@@ -262,7 +292,11 @@ fn no_answer(settings: &BrokerSettings) -> Failure {
         endpoint(settings),
         humantime::format_duration(settings.connect_timeout)
     ))
-    .help("check MQTT_BROKER / MQTT_PORT (or [broker] host/port), the firewall, and that MQTT_TLS matches the port")
+    .help(format!(
+        "check the {}, the firewall, and that TLS ({}) matches the port",
+        where_from(settings),
+        if settings.tls { "on" } else { "off" }
+    ))
 }
 
 /// The I/O error inside a connection error: rumqttc wraps it in several
@@ -328,17 +362,20 @@ pub fn explain(error: &ConnectionError, settings: &BrokerSettings) -> Failure {
     }
     match io_error_of(error).map(std::io::Error::kind) {
         Some(std::io::ErrorKind::ConnectionRefused) => {
+            if let Some(job) = settings.origin.embedded_run_of() {
+                return embedded_broker_ended(job, settings);
+            }
             return broker_error(format!(
                 "nothing accepts connections at {at} (connection refused)"
             ))
-            .help("is the broker running? check MQTT_BROKER and MQTT_PORT (or [broker] host/port)")
+            .help(format!("is the broker running? {}", where_from(settings)));
         }
         Some(std::io::ErrorKind::NotFound) => {
             return broker_error(format!(
                 "cannot resolve the broker host `{}`",
                 settings.host
             ))
-            .help("check MQTT_BROKER (or [broker] host)")
+            .help(format!("the host came from {}", settings.origin.host))
         }
         _ => {}
     }
