@@ -240,6 +240,10 @@ pub async fn supervise(
     let mut core = Core::new(Box::new(rand::random::<f64>));
     let mut runtimes = HashMap::new();
     let now = Instant::now();
+    let announced: Vec<(String, String)> = records
+        .iter()
+        .map(|r| (r.id.clone(), r.spec.name.clone()))
+        .collect();
     for record in records {
         let id = JobId::parse(&record.id)?;
         let agent = record
@@ -292,6 +296,13 @@ pub async fn supervise(
     }
     let exe =
         std::env::current_exe().map_err(|e| anyhow::anyhow!("cannot locate this program: {e}"))?;
+    if !adopting && !json {
+        crate::supervisor::view::announce(
+            &announced,
+            &tmux.attach_command(&session),
+            &crate::supervisor::view::program_name(&exe),
+        );
+    }
     let places = Places {
         hooks: config.hooks.clone(),
         registry: Registry::at(registry.root().to_path_buf()),
