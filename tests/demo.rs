@@ -43,7 +43,17 @@ fn readme_demo_shows_the_id_and_how_to_follow_it_before_the_job_starts() {
     );
     let out = tmux
         .command(&[
-            "new-session", "-d", "-s", "readme", "-x", "160", "-y", "50", "sh", "-c", &command,
+            "new-session",
+            "-d",
+            "-s",
+            "readme",
+            "-x",
+            "160",
+            "-y",
+            "50",
+            "sh",
+            "-c",
+            &command,
         ])
         .output()
         .expect("tmux new-session");
@@ -53,7 +63,10 @@ fn readme_demo_shows_the_id_and_how_to_follow_it_before_the_job_starts() {
         .unwrap_or_else(|| panic!("no `job ID (demo)` line:\n{}", screen(&tmux)));
     let announced_at = Instant::now();
     let first = screen(&tmux);
-    let socket = tmux.tmpdir.join(format!("tmux-{}", nix_uid())).join(&tmux.socket);
+    let socket = tmux
+        .tmpdir
+        .join(format!("tmux-{}", nix_uid()))
+        .join(&tmux.socket);
     let attach = format!("tmux -S {} attach -t readme", socket.display());
     assert!(first.contains(&attach), "no `{attach}`:\n{first}");
     assert!(
@@ -83,7 +96,11 @@ fn readme_demo_shows_the_id_and_how_to_follow_it_before_the_job_starts() {
         text(&watch.stdout),
         text(&watch.stderr)
     );
-    assert!(text(&watch.stdout).contains("completed"), "{}", text(&watch.stdout));
+    assert!(
+        text(&watch.stdout).contains("completed"),
+        "{}",
+        text(&watch.stdout)
+    );
 
     let last = wait_for(Duration::from_secs(60), || {
         let s = screen(&tmux);

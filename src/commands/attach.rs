@@ -18,6 +18,7 @@ pub fn run(args: &IdArg) -> anyhow::Result<Exit> {
                 "job {job} has no window (state: {})",
                 record.state.as_str()
             ))
+            .help(format!("`tmux-delegate logs {job}` shows its history"))
         })?;
     let tmux = Tmux::new(&record.spec.tmux, vec!["MQTT_PASSWORD".into()]);
     let inside = env.var("TMUX").is_some() && record.spec.tmux.socket.is_empty();
@@ -39,7 +40,11 @@ pub fn run(args: &IdArg) -> anyhow::Result<Exit> {
         Ok(Exit::Success)
     } else {
         Err(config_error(format!(
-            "tmux {verb} -t {window} failed (is the window still open? `tmux-delegate logs {job}`)"
+            "cannot reach the window of job {job}: `tmux {verb} -t {window}` failed"
+        ))
+        .help(format!(
+            "the window may be closed (the job is {}); `tmux-delegate logs {job}` shows its history",
+            record.state.as_str()
         ))
         .into())
     }

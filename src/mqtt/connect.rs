@@ -275,7 +275,7 @@ fn embedded_broker_ended(job: &str, settings: &BrokerSettings) -> Failure {
         settings.host, settings.port
     ))
     .help(format!(
-        "`tmux-delegate logs {job}` shows the job's history; its events can be watched only while that `run` goes on"
+        "`tmux-delegate logs {job}` shows the job's history; its events travel only while that `run` goes on"
     ))
 }
 
