@@ -109,6 +109,22 @@ fn readme_demo_shows_the_id_and_how_to_follow_it_before_the_job_starts() {
     .unwrap_or_else(|| panic!("the demo did not end:\n{}", screen(&tmux)));
     assert!(last.contains("1 of 1 jobs completed"), "{last}");
     assert!(last.contains("demo exit=0"), "{last}");
+    // Afterwards its events are gone with the `run`'s embedded broker:
+    // watching says so, and where the history is.
+    let after = run(td(&home, &[("TMUX_DELEGATE_HOME", &state)]).args([
+        "watch",
+        "--job",
+        &id,
+        "--timeout",
+        "5",
+    ]));
+    let err = text(&after.stderr);
+    assert_eq!(after.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("embedded broker of its `run`, which has ended")
+            && err.contains(&format!("`tmux-delegate logs {id}`")),
+        "{err}"
+    );
     // Time enough to follow it by hand (the agent works for ~15 s).
     assert!(
         announced_at.elapsed() >= Duration::from_secs(8),
