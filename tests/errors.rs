@@ -304,3 +304,41 @@ fn a_corrupt_record_says_so_once_and_how_to_get_past_it() {
         text(&out.stdout)
     );
 }
+
+#[test]
+fn refused_credentials_say_where_user_and_password_came_from() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let passwd = password_file(dir.path(), &[("hermes", "right")]);
+    let mosquitto = Mosquitto::start(
+        dir.path(),
+        &format!("allow_anonymous false\npassword_file {}", passwd.display()),
+    );
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    std::fs::write(home.join("hermes.pass"), "wrong\n").expect("write");
+    let file = home.join("tmux-delegate.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[broker]\nhost = \"127.0.0.1\"\nport = {}\npassword_file = \"hermes.pass\"\n",
+            mosquitto.port
+        ),
+    )
+    .expect("write");
+    let out = run(td(&home, &[("MQTT_USERNAME", "hermes")]).args([
+        "watch",
+        "--job",
+        "j1",
+        "--timeout",
+        "5",
+    ]));
+    let expected = format!(
+        "error: the broker at 127.0.0.1:{port} (plain TCP) refused user `hermes`: not authorized \
+         (wrong password, unknown user, or missing credentials)\n\
+         help: check the user name (from MQTT_USERNAME) and the password (from \
+         `broker.password_file` at {f}:4)\n",
+        port = mosquitto.port,
+        f = file.display()
+    );
+    assert_eq!(outcome(&out), (Some(3), expected));
+}

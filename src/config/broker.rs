@@ -54,6 +54,11 @@ pub struct BrokerSettings {
 pub struct BrokerOrigin {
     pub host: Origin,
     pub port: Origin,
+    pub tls: Origin,
+    pub username: Origin,
+    pub password: Origin,
+    pub ca_certs: Origin,
+    pub certfile: Origin,
 }
 
 impl Default for BrokerOrigin {
@@ -61,6 +66,11 @@ impl Default for BrokerOrigin {
         BrokerOrigin {
             host: Origin::Default,
             port: Origin::Default,
+            tls: Origin::Default,
+            username: Origin::Default,
+            password: Origin::Default,
+            ca_certs: Origin::Default,
+            certfile: Origin::Default,
         }
     }
 }
@@ -119,11 +129,17 @@ enum Field {
     Keyfile,
     Host,
     Port,
+    Tls,
+    Username,
+    Password,
 }
 
 impl Field {
     fn env_var(self) -> &'static str {
         match self {
+            Field::Tls => "MQTT_TLS",
+            Field::Username => "MQTT_USERNAME",
+            Field::Password => "MQTT_PASSWORD",
             Field::CaCerts => "MQTT_CA_CERTS",
             Field::Certfile => "MQTT_CERTFILE",
             Field::Keyfile => "MQTT_KEYFILE",
@@ -134,6 +150,9 @@ impl Field {
 
     fn key(self) -> &'static str {
         match self {
+            Field::Tls => "tls",
+            Field::Username => "username",
+            Field::Password => "password",
             Field::CaCerts => "ca_certs",
             Field::Certfile => "certfile",
             Field::Keyfile => "keyfile",
@@ -147,7 +166,13 @@ impl BrokerLayer {
     /// Where this layer sets `field`: `MQTT_PORT`, "`broker.port` at
     /// ./tmux-delegate.toml:3" or "`broker.port` in the record of job X".
     fn origin_of(&self, field: Field) -> Origin {
-        let key = format!("{}.{}", self.table, field.key());
+        self.origin_of_key(field, field.key())
+    }
+
+    /// As [`Self::origin_of`], for a field written under another key
+    /// (`password_file` and `password_env` set the password).
+    fn origin_of_key(&self, field: Field, key: &str) -> Origin {
+        let key = format!("{}.{key}", self.table);
         match (&self.source, &self.keys) {
             (Source::Env, _) => Origin::Env(field.env_var().to_owned()),
             (Source::Record(job), _) => Origin::Record {
@@ -343,9 +368,37 @@ pub fn resolve(layers: &[BrokerLayer], env: &Env) -> Result<Option<BrokerSetting
         return Ok(None);
     };
     let port_layer = pick(layers, |f| f.port).map(|(_, layer)| layer);
+    let origin_of = |field: Field, layer: Option<&BrokerLayer>| {
+        layer.map_or(Origin::Default, |layer| layer.origin_of(field))
+    };
+    let password_origin = match pick(layers, |f| f.password.clone()) {
+        None => Origin::Default,
+        Some((from, layer)) => layer.origin_of_key(
+            Field::Password,
+            match from {
+                PasswordFrom::Literal(_) => "password",
+                PasswordFrom::File(_) => "password_file",
+                PasswordFrom::Env(_) => "password_env",
+            },
+        ),
+    };
     let origin = BrokerOrigin {
         host: host_layer.origin_of(Field::Host),
-        port: port_layer.map_or(Origin::Default, |layer| layer.origin_of(Field::Port)),
+        port: origin_of(Field::Port, port_layer),
+        tls: origin_of(Field::Tls, pick(layers, |f| f.tls).map(|(_, l)| l)),
+        username: origin_of(
+            Field::Username,
+            pick(layers, |f| f.username.clone()).map(|(_, l)| l),
+        ),
+        password: password_origin,
+        ca_certs: origin_of(
+            Field::CaCerts,
+            pick(layers, |f| f.ca_certs.clone()).map(|(_, l)| l),
+        ),
+        certfile: origin_of(
+            Field::Certfile,
+            pick(layers, |f| f.certfile.clone()).map(|(_, l)| l),
+        ),
     };
     // The record's broker stays "embedded" only as long as it is what we use.
     let embedded = host_layer.embedded && port_layer.is_some_and(|layer| layer.embedded);

@@ -279,6 +279,41 @@ fn embedded_broker_ended(job: &str, settings: &BrokerSettings) -> Failure {
     ))
 }
 
+/// Where the user name and password came from, as a next step.
+fn credentials_from(settings: &BrokerSettings) -> String {
+    use crate::config::origin::Origin;
+    let origin = &settings.origin;
+    match (&origin.username, &origin.password) {
+        (Origin::Default, Origin::Default) => {
+            "no user name or password is configured: set MQTT_USERNAME and MQTT_PASSWORD \
+             (or `username` and `password_file` in [broker])"
+                .to_owned()
+        }
+        (user, Origin::Default) => {
+            format!("check the user name (from {user}); no password is configured")
+        }
+        (Origin::Default, password) => {
+            format!("check the password (from {password}); no user name is configured")
+        }
+        (user, password) => {
+            format!("check the user name (from {user}) and the password (from {password})")
+        }
+    }
+}
+
+/// Where the TLS switch came from, for a TLS/plain mismatch.
+fn tls_from(settings: &BrokerSettings) -> String {
+    use crate::config::origin::Origin;
+    let state = if settings.tls { "on" } else { "off" };
+    match &settings.origin.tls {
+        Origin::Default if settings.tls => {
+            format!("TLS is {state} because a CA or client certificate is set")
+        }
+        Origin::Default => format!("TLS is {state} by default"),
+        origin => format!("TLS is {state} from {origin}"),
+    }
+}
+
 fn who(settings: &BrokerSettings) -> String {
     settings.username.as_ref().map_or_else(
         || "an anonymous client".to_owned(),
@@ -385,10 +420,13 @@ pub fn explain(error: &ConnectionError, settings: &BrokerSettings) -> Failure {
             who(settings)
         ))
         .transient()
-        .help(
-            "likely causes: wrong credentials on a broker that closes without a reason code, \
-             a client certificate the broker requires or rejects, or a TLS/plain mismatch (MQTT_TLS vs the port)",
-        );
+        .help(format!(
+            "likely causes: wrong credentials on a broker that closes without a reason code ({}), \
+             a client certificate the broker requires or rejects, or a TLS/plain mismatch ({}, {})",
+            credentials_from(settings),
+            tls_from(settings),
+            where_from(settings)
+        ));
     }
     broker_error(format!("cannot connect to the broker at {at}: {error}"))
 }
@@ -402,7 +440,7 @@ fn refused(code: ConnectReturnCode, settings: &BrokerSettings) -> Failure {
                 who(settings),
                 if code == ConnectReturnCode::NotAuthorized { "not authorized" } else { "bad user name or password" }
             ))
-            .help("check MQTT_USERNAME / MQTT_PASSWORD (or username and password, password_file or password_env in [broker])")
+            .help(credentials_from(settings))
         }
         other => broker_error(format!("the broker at {at} refused the connection: {other:?}")),
     }
@@ -418,7 +456,10 @@ fn tls_failure(error: &rustls::Error, settings: &BrokerSettings) -> Failure {
         rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => broker_error(format!(
             "TLS verification failed: the broker's certificate at {at} is not signed by the CA in {ca} (unknown issuer)"
         ))
-        .help("set MQTT_CA_CERTS (or `ca_certs`) to the CA certificate that signed the broker's certificate"),
+        .help(match &settings.origin.ca_certs {
+            crate::config::origin::Origin::Default => "set MQTT_CA_CERTS (or `ca_certs` in [broker]) to the CA certificate that signed the broker's certificate".to_owned(),
+            origin => format!("the CA file came from {origin}: point it at the CA certificate that signed the broker's certificate"),
+        }),
         rustls::Error::InvalidCertificate(
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
         ) => broker_error(format!(
@@ -445,11 +486,18 @@ fn tls_failure(error: &rustls::Error, settings: &BrokerSettings) -> Failure {
                 .as_ref()
                 .map_or_else(|| "(none)".to_owned(), |p| p.display().to_string())
         ))
-        .help("use a client certificate signed by the CA the broker trusts (its `cafile`)"),
+        .help(format!(
+            "use a client certificate signed by the CA the broker trusts (its `cafile`); this one came from {}",
+            settings.origin.certfile
+        )),
         rustls::Error::InvalidMessage(_) => broker_error(format!(
             "the server at {at} does not speak TLS ({error})"
         ))
-        .help("the port may be a plain MQTT listener: set MQTT_TLS=0 or use the TLS port"),
+        .help(format!(
+            "the port may be a plain MQTT listener ({}, {}): switch TLS off or use the TLS port",
+            tls_from(settings),
+            where_from(settings)
+        )),
         other => broker_error(format!("TLS with the broker at {at} failed: {other}")),
     }
 }
