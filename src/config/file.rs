@@ -370,6 +370,13 @@ fn validate_broker_fields(
             return Err(in_file(&format!("{table}.host"), "is empty".into()));
         }
     }
+    if let Some(timeout) = fields.connect_timeout {
+        refuse_zero(
+            HumanDuration(timeout),
+            &format!("{table}.connect_timeout"),
+            in_file,
+        )?;
+    }
     Ok(())
 }
 
