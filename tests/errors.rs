@@ -342,3 +342,24 @@ fn refused_credentials_say_where_user_and_password_came_from() {
     );
     assert_eq!(outcome(&out), (Some(3), expected));
 }
+
+#[test]
+fn a_bad_name_blames_the_flag_or_the_spec_line_that_set_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path();
+    let spec = home.join("job.toml");
+    let spec_arg = spec.display().to_string();
+    std::fs::write(&spec, "prompt = \"x\"\nname = \" \"\n").expect("write");
+    let out = run(td(home, &[]).args(["run", &spec_arg, "--agent", "shell"]));
+    let expected = format!(
+        "error: `name` at {}:2: a job name must be one non-empty line\n",
+        spec.display()
+    );
+    assert_eq!(outcome(&out), (Some(2), expected));
+
+    std::fs::write(&spec, "prompt = \"x\"\nname = \"fine\"\n").expect("write");
+    let out = run(td(home, &[]).args(["run", &spec_arg, "--agent", "shell", "--name", " "]));
+    let expected = "error: `--name`: a job name must be one non-empty line\n";
+    assert_eq!(outcome(&out), (Some(2), expected.to_owned()));
+    no_jobs_registered(home);
+}

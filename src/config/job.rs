@@ -177,7 +177,11 @@ impl Config {
         if name.trim().is_empty() || name.contains(['\n', '\r', '\0']) {
             return Err(config_error(format!(
                 "{}: a job name must be one non-empty line",
-                where_("name")
+                if flags.name.is_some() {
+                    Origin::Flag("--name").to_string()
+                } else {
+                    where_("name")
+                }
             )));
         }
         let agent = flags
