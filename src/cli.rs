@@ -72,8 +72,8 @@ In tmux: bind-key T display-popup -E -w 90% -h 80% tmux-delegate top"
         /// bash, zsh, fish, elvish or powershell
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) on stdout.
-    Man,
+    /// Print the man page (roff) on stdout, or write every page to a directory.
+    Man(ManArgs),
     /// Show a worktree job's changes (committed and not) against its base.
     Diff(DiffArgs),
     /// Merge a worktree job's branch into the main checkout's current branch.
@@ -196,7 +196,7 @@ pub struct WatchArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Only this job.
+    /// Only this job (its id).
     pub id: Option<String>,
     /// A JSON array with one object per job.
     #[arg(long, conflicts_with = "tmux")]
@@ -209,6 +209,7 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
+    /// The job's id, as `run` and `status` show it.
     pub id: String,
     /// Keep printing new history lines.
     #[arg(long, short)]
@@ -217,11 +218,13 @@ pub struct LogsArgs {
 
 #[derive(Debug, Args)]
 pub struct IdArg {
+    /// The job's id, as `run` and `status` show it.
     pub id: String,
 }
 
 #[derive(Debug, Args)]
 pub struct DiffArgs {
+    /// Job id (or name, when one job has it).
     pub id: String,
     /// Only the changed files and line counts.
     #[arg(long)]
@@ -238,6 +241,14 @@ pub struct CleanArgs {
     /// Also remove uncommitted changes and delete unmerged branches.
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write one page per command into DIR (tmux-delegate.1,
+    /// tmux-delegate-run.1, ...) instead of printing the main page.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -299,8 +310,10 @@ pub struct DoctorArgs {
 
 #[derive(Debug, Args)]
 pub struct ExecArgs {
+    /// The job whose attempt this window runs.
     #[arg(long)]
     pub job: String,
+    /// The attempt number this window runs.
     #[arg(long)]
     pub attempt: u32,
     /// The registry directory (the supervisor's; the tmux server's own
@@ -317,5 +330,28 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Every argument of every command, hidden ones included, says in
+    /// `--help` what it is.
+    #[test]
+    fn every_argument_has_help() {
+        fn missing(command: &clap::Command, path: &str, out: &mut Vec<String>) {
+            let path = format!("{path} {}", command.get_name());
+            for arg in command.get_arguments() {
+                let generated = matches!(arg.get_id().as_str(), "help" | "version");
+                if !generated && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    out.push(format!("{path}: {}", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                missing(sub, &path, out);
+            }
+        }
+        let mut command = Cli::command();
+        command.build();
+        let mut out = Vec::new();
+        missing(&command, "", &mut out);
+        assert!(out.is_empty(), "arguments without help: {out:#?}");
     }
 }

@@ -94,11 +94,27 @@ pub fn exit_of(error: &anyhow::Error) -> Exit {
         .map_or(Exit::JobFailed, |failure| failure.exit)
 }
 
-/// Renders an error chain for stderr, cargo style.
+/// Renders an error chain for stderr, cargo style: `error: ...`, then one
+/// `Caused by:` block with the causes that add something (a cause whose
+/// text is already said above is left out), then `help: ...`.
 pub fn render(error: &anyhow::Error) -> String {
     let mut out = format!("error: {error}");
+    let mut said = error.to_string();
+    let mut causes = Vec::new();
     for cause in error.chain().skip(1) {
-        out.push_str(&format!("\n\nCaused by:\n    {cause}"));
+        let text = cause.to_string();
+        if text.is_empty() || said.contains(&text) {
+            continue;
+        }
+        said.push('\n');
+        said.push_str(&text);
+        causes.push(text);
+    }
+    if !causes.is_empty() {
+        out.push_str("\n\nCaused by:");
+        for cause in causes {
+            out.push_str(&format!("\n    {}", cause.replace('\n', "\n    ")));
+        }
     }
     if let Some(help) = error
         .chain()
@@ -127,6 +143,22 @@ mod tests {
         assert!(text.starts_with("error: loading configuration"), "{text}");
         assert!(text.contains("Caused by:\n    bad port"), "{text}");
         assert!(text.ends_with("help: use 1-65535"), "{text}");
+    }
+
+    #[test]
+    fn causes_already_said_are_not_repeated() {
+        let inner = anyhow::Error::from(config_error("not valid JSON").help("move it aside"));
+        let error = inner
+            .context("reading r.json: not valid JSON")
+            .context("loading job j");
+        assert_eq!(
+            render(&error),
+            "error: loading job j\n\nCaused by:\n    reading r.json: not valid JSON\nhelp: move it aside"
+        );
+        let two = anyhow::Error::from(config_error("c"))
+            .context("b")
+            .context("a");
+        assert_eq!(render(&two), "error: a\n\nCaused by:\n    b\n    c");
     }
 
     #[test]

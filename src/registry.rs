@@ -358,18 +358,59 @@ impl Registry {
         let text = match fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Failure::new(
-                    crate::error::Exit::Usage,
-                    format!("no job `{id}` in the registry {}", self.root.display()),
-                )
-                .help("`tmux-delegate status` lists the jobs")
-                .into())
+                return Err(self.not_found(id.as_str()).into())
             }
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        let record = parse_record(&text).with_context(|| format!("reading {}", path.display()))?;
-        check_id(&record, id.as_str()).with_context(|| format!("reading {}", path.display()))?;
+        let record = parse_record(&text).map_err(|e| corrupt_record(&path, &e))?;
+        check_id(&record, id.as_str()).map_err(|e| corrupt_record(&path, &e))?;
         Ok(record)
+    }
+
+    /// The job a command line names by `id_or_name`: its id and record, or
+    /// "no job `X` in the registry" (listing, for a job name, the ids of
+    /// the jobs with that name).
+    pub fn find(&self, id_or_name: &str) -> Result<(JobId, Record)> {
+        match JobId::parse(id_or_name) {
+            Ok(id) => {
+                let record = self.load(&id)?;
+                Ok((id, record))
+            }
+            // A name may hold characters an id may not ("fix parser").
+            Err(invalid) if self.ids_named(id_or_name).is_empty() => Err(invalid.into()),
+            Err(_) => Err(self.not_found(id_or_name).into()),
+        }
+    }
+
+    /// The "no job" error for `id_or_name`, exit 2.
+    pub fn not_found(&self, id_or_name: &str) -> Failure {
+        let named = self.ids_named(id_or_name);
+        let failure = Failure::new(
+            crate::error::Exit::Usage,
+            format!(
+                "no job `{id_or_name}` in the registry {}",
+                self.root.display()
+            ),
+        );
+        if named.is_empty() {
+            failure.help("`tmux-delegate status` lists the jobs")
+        } else {
+            failure.help(format!(
+                "`{id_or_name}` is a job name; commands take a job id: {}",
+                named.join(", ")
+            ))
+        }
+    }
+
+    /// The ids of the readable records whose job is named `name`, oldest first.
+    pub fn ids_named(&self, name: &str) -> Vec<String> {
+        self.list()
+            .map(|(records, _)| records)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|record| record.spec.name == name)
+            .map(|record| record.id)
+            .collect()
     }
 
     /// Loads, changes and atomically rewrites a record under the lock.
@@ -436,7 +477,13 @@ impl Registry {
                 Ok(record) => records.push(record),
                 Err(e) => corrupt.push(Corrupt {
                     id,
-                    problem: format!("{}: {e:#}", path.display()),
+                    problem: {
+                        let failure = corrupt_record(&path, &e);
+                        format!(
+                            "{failure}\nhelp: {}",
+                            failure.help.as_deref().unwrap_or_default()
+                        )
+                    },
                 }),
             }
         }
@@ -459,6 +506,21 @@ fn check_id(record: &Record, dir_name: &str) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A record that cannot be read: one line with the reason (no "Caused by"
+/// chain: the reason is the whole story) and how to get past it.
+fn corrupt_record(path: &Path, problem: &anyhow::Error) -> Failure {
+    let dir = path.parent().unwrap_or(path);
+    Failure::new(
+        crate::error::Exit::Usage,
+        format!("the job record {} is corrupt: {problem:#}", path.display()),
+    )
+    .help(format!(
+        "move it aside (`mv {dir} {dir}.corrupt`) or delete the job's directory {dir}; \
+         the other jobs are not affected",
+        dir = dir.display()
+    ))
 }
 
 fn parse_record(text: &str) -> Result<Record> {

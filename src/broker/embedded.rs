@@ -40,6 +40,8 @@ fn settings(
         client_id_prefix: "hermes".into(),
         topic_prefix: topic_prefix.to_owned(),
         connect_timeout: crate::config::broker::DEFAULT_CONNECT_TIMEOUT,
+        embedded: true,
+        origin: crate::config::broker::BrokerOrigin::default(),
     }
 }
 

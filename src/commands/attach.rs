@@ -3,15 +3,13 @@
 use crate::cli::IdArg;
 use crate::config::Env;
 use crate::error::{config_error, Exit};
-use crate::mqtt::topic::JobId;
 use crate::registry::{Record, Registry};
 use crate::tmux::Tmux;
 
 pub fn run(args: &IdArg) -> anyhow::Result<Exit> {
     let env = Env::from_process()?;
     let registry = Registry::open(&env)?;
-    let job = JobId::parse(&args.id)?;
-    let record = registry.load(&job)?;
+    let (_, record) = registry.find(&args.id)?;
     attach(&env, &record)?;
     Ok(Exit::Success)
 }
@@ -33,6 +31,7 @@ pub fn attach(env: &Env, record: &Record) -> anyhow::Result<()> {
                 "job {job} has no window (state: {})",
                 record.state.as_str()
             ))
+            .help(format!("`tmux-delegate logs {job}` shows its history"))
         })?;
     let tmux = Tmux::new(&record.spec.tmux, vec!["MQTT_PASSWORD".into()]);
     let inside = switches(env, record);
@@ -54,7 +53,11 @@ pub fn attach(env: &Env, record: &Record) -> anyhow::Result<()> {
         Ok(())
     } else {
         Err(config_error(format!(
-            "tmux {verb} -t {window} failed (is the window still open? `tmux-delegate logs {job}`)"
+            "cannot reach the window of job {job}: `tmux {verb} -t {window}` failed"
+        ))
+        .help(format!(
+            "the window may be closed (the job is {}); `tmux-delegate logs {job}` shows its history",
+            record.state.as_str()
         ))
         .into())
     }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 pub async fn run(args: &IdArg) -> anyhow::Result<Exit> {
     let env = Env::from_process()?;
     let registry = Registry::open(&env)?;
-    let job = JobId::parse(&args.id)?;
+    let (job, _) = registry.find(&args.id)?;
     let record = registry.update(&job, |r| {
         if !r.state.is_finished() {
             r.cancel_requested = true;

@@ -4,7 +4,6 @@
 use crate::cli::LogsArgs;
 use crate::config::Env;
 use crate::error::Exit;
-use crate::mqtt::topic::JobId;
 use crate::registry::{LogEntry, Record, Registry};
 use crate::tmux::Tmux;
 use std::time::Duration;
@@ -12,8 +11,7 @@ use std::time::Duration;
 pub async fn run(args: LogsArgs) -> anyhow::Result<Exit> {
     let env = Env::from_process()?;
     let registry = Registry::open(&env)?;
-    let job = JobId::parse(&args.id)?;
-    let record = registry.load(&job)?;
+    let (job, record) = registry.find(&args.id)?;
     println!(
         "job {} ({}), agent {}, {} at attempt {}",
         record.id,

@@ -35,7 +35,10 @@ pub async fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::Status(args) => status::run(&args),
         Command::Top => top::run().await,
         Command::Completions { shell } => generate::completions(shell),
-        Command::Man => generate::man(),
+        Command::Man(args) => match args.dir {
+            Some(dir) => generate::man_pages(&dir),
+            None => generate::man(),
+        },
         Command::Run(args) => run::run(args).await,
         Command::Logs(args) => logs::run(args).await,
         Command::Attach(args) => attach::run(&args),

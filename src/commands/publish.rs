@@ -36,6 +36,7 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<Exit> {
     };
     let config = Config::load(env)?;
     let window_job = config.env.var("DELEGATE_JOB_ID").map(str::to_owned);
+    let mut unknown_job = None;
     let (key, attempt, settings) = if let Some(window_job) = window_job {
         // Inside a job window: the window's own key only; no registry reads.
         let key = if window_job == job.as_str() {
@@ -58,6 +59,7 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<Exit> {
         let record = if registry.exists(&job) {
             Some(registry.load(&job)?)
         } else {
+            unknown_job = Some(registry.not_found(job.as_str()));
             None
         };
         let key = record
@@ -72,10 +74,14 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<Exit> {
             .and_then(|r| r.broker.as_ref().map(|b| (r.id.as_str(), b)));
         (key, attempt, config.publisher_broker(broker)?)
     };
+    // Without a broker anywhere, only a record could say where the event
+    // goes: a job we do not know is the error, not the broker.
     let settings = settings.ok_or_else(|| {
-        config_error(format!("no broker is configured for job {job}")).help(
-            "set MQTT_BROKER (and MQTT_PORT, ...), or `host` in [broker] of tmux-delegate.toml",
-        )
+        unknown_job.unwrap_or_else(|| {
+            config_error(format!("no broker is configured for job {job}")).help(
+                "set MQTT_BROKER (and MQTT_PORT, ...), or `host` in [broker] of tmux-delegate.toml",
+            )
+        })
     })?;
     let event = Event {
         job: job.to_string(),

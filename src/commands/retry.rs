@@ -5,7 +5,6 @@ use super::run::{listen_for_cancel_requests, supervise, Brokers};
 use crate::cli::IdArg;
 use crate::config::{Config, Env};
 use crate::error::{config_error, Exit};
-use crate::mqtt::topic::JobId;
 use crate::registry::{JobState, Registry};
 
 pub async fn run(args: &IdArg) -> anyhow::Result<Exit> {
@@ -13,8 +12,7 @@ pub async fn run(args: &IdArg) -> anyhow::Result<Exit> {
     let env = Env::from_process()?;
     let config = Config::load(env)?;
     let registry = Registry::open(&config.env)?;
-    let job = JobId::parse(&args.id)?;
-    let record = registry.load(&job)?;
+    let (job, record) = registry.find(&args.id)?;
     if !record.state.is_finished() {
         return Err(
             config_error(format!("job {job} is still {}", record.state.as_str()))

@@ -314,6 +314,12 @@ pub async fn supervise(
     let mut core = Core::new(Box::new(rand::random::<f64>));
     let mut runtimes = HashMap::new();
     let now = Instant::now();
+    // New jobs only: an adopted one was announced by the run that began it.
+    let announced: Vec<(String, String)> = records
+        .iter()
+        .filter(|r| r.attempt == 0)
+        .map(|r| (r.id.clone(), r.spec.name.clone()))
+        .collect();
     for record in records {
         let id = JobId::parse(&record.id)?;
         let agent = record
@@ -372,6 +378,13 @@ pub async fn supervise(
     }
     let exe =
         std::env::current_exe().map_err(|e| anyhow::anyhow!("cannot locate this program: {e}"))?;
+    if !announced.is_empty() && !json {
+        crate::supervisor::view::announce(
+            &announced,
+            &tmux.attach_command(&session),
+            &crate::supervisor::view::program_name(&exe),
+        );
+    }
     let places = Places {
         hooks: config.hooks.clone(),
         registry: Registry::at(registry.root().to_path_buf()),

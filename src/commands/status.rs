@@ -4,7 +4,6 @@
 use crate::cli::StatusArgs;
 use crate::config::Env;
 use crate::error::Exit;
-use crate::mqtt::topic::JobId;
 use crate::registry::{Record, Registry};
 use crate::ui::table::Grid;
 use std::io::IsTerminal;
@@ -22,7 +21,7 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<Exit> {
         return Ok(Exit::Success);
     }
     let records = match &args.id {
-        Some(id) => vec![registry.load(&JobId::parse(id)?)?],
+        Some(id) => vec![registry.find(id)?.1],
         None => {
             let (records, corrupt) = registry.list()?;
             for bad in corrupt {

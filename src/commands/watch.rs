@@ -27,7 +27,15 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<Exit> {
         Some(id) if registry.exists(id) => Some(registry.load(id)?),
         _ => None,
     };
-    let settings = observer_settings(&config, record.as_ref())?;
+    let settings = match observer_settings(&config, record.as_ref())? {
+        Some(settings) => settings,
+        // Without a broker anywhere, only a record could say where its
+        // events go: a job we do not know is the error, not the broker.
+        None => match &target {
+            Some(id) if record.is_none() => return Err(registry.not_found(id.as_str()).into()),
+            _ => return Err(no_broker_to_watch().into()),
+        },
+    };
     let filter = match &target {
         Some(id) => events_topic(&settings.topic_prefix, id),
         None => all_events_filter(&settings.topic_prefix),
@@ -83,18 +91,23 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 /// The observer's connection; with no broker configured, the job record's
 /// block (e.g. a `run` on the embedded broker), still under `MQTT_*`.
-fn observer_settings(config: &Config, record: Option<&Record>) -> Result<BrokerSettings, Failure> {
+fn observer_settings(
+    config: &Config,
+    record: Option<&Record>,
+) -> Result<Option<BrokerSettings>, Failure> {
     if let Some(settings) = config.observer_broker()? {
-        return Ok(settings);
+        return Ok(Some(settings));
     }
     let from_record = record.and_then(|r| r.broker.as_ref().map(|b| (r.id.as_str(), b)));
     if from_record.is_some() {
-        if let Some(settings) = config.publisher_broker(from_record)? {
-            return Ok(settings);
-        }
+        return config.publisher_broker(from_record);
     }
-    Err(config_error("no broker is configured to watch")
-        .help("set MQTT_BROKER (and MQTT_PORT, ...), or `host` in [broker] of tmux-delegate.toml"))
+    Ok(None)
+}
+
+fn no_broker_to_watch() -> Failure {
+    config_error("no broker is configured to watch")
+        .help("set MQTT_BROKER (and MQTT_PORT, ...), or `host` in [broker] of tmux-delegate.toml")
 }
 
 fn timed_out(

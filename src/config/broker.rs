@@ -3,6 +3,7 @@
 //! MQTT layer connects with and that job records carry as their `broker` block.
 
 use super::file::{BrokerFields, PasswordFrom};
+use super::origin::{KeyLines, Origin};
 use super::{Config, Env, Secret, Source};
 use crate::error::{config_error, Failure};
 use crate::mqtt::topic::{validate_prefix, DEFAULT_TOPIC_PREFIX};
@@ -38,6 +39,61 @@ pub struct BrokerSettings {
         with = "super::humantime_serde_compat"
     )]
     pub connect_timeout: Duration,
+    /// The embedded broker of a `run`: it ends with that `run`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub embedded: bool,
+    /// Where host and port came from, for connection errors.
+    #[serde(skip)]
+    pub origin: BrokerOrigin,
+}
+
+/// Where a resolved broker's host and port came from. Not part of the
+/// value: two settings that connect the same way are equal wherever they
+/// were written.
+#[derive(Debug, Clone)]
+pub struct BrokerOrigin {
+    pub host: Origin,
+    pub port: Origin,
+    pub tls: Origin,
+    pub username: Origin,
+    pub password: Origin,
+    pub ca_certs: Origin,
+    pub certfile: Origin,
+}
+
+impl Default for BrokerOrigin {
+    fn default() -> Self {
+        BrokerOrigin {
+            host: Origin::Default,
+            port: Origin::Default,
+            tls: Origin::Default,
+            username: Origin::Default,
+            password: Origin::Default,
+            ca_certs: Origin::Default,
+            certfile: Origin::Default,
+        }
+    }
+}
+
+impl PartialEq for BrokerOrigin {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl BrokerOrigin {
+    /// The job whose record gave host and port, when that record's broker
+    /// is the embedded one of its `run`.
+    pub fn embedded_run_of(&self) -> Option<&str> {
+        match &self.host {
+            Origin::Record {
+                job,
+                embedded: true,
+                ..
+            } => Some(job),
+            _ => None,
+        }
+    }
 }
 
 fn default_client_id_prefix() -> String {
@@ -59,6 +115,10 @@ pub struct BrokerLayer {
     /// `broker` or `broker.worker`, for messages about file layers.
     pub table: &'static str,
     pub fields: BrokerFields,
+    /// A file layer's key lines.
+    pub keys: Option<KeyLines>,
+    /// A record layer whose broker is the embedded one of its `run`.
+    pub embedded: bool,
 }
 
 /// The file-valued fields, named in messages about unreadable files.
@@ -67,35 +127,70 @@ enum Field {
     CaCerts,
     Certfile,
     Keyfile,
+    Host,
+    Port,
+    Tls,
+    Username,
+    Password,
 }
 
 impl Field {
     fn env_var(self) -> &'static str {
         match self {
+            Field::Tls => "MQTT_TLS",
+            Field::Username => "MQTT_USERNAME",
+            Field::Password => "MQTT_PASSWORD",
             Field::CaCerts => "MQTT_CA_CERTS",
             Field::Certfile => "MQTT_CERTFILE",
             Field::Keyfile => "MQTT_KEYFILE",
+            Field::Host => "MQTT_BROKER",
+            Field::Port => "MQTT_PORT",
         }
     }
 
     fn key(self) -> &'static str {
         match self {
+            Field::Tls => "tls",
+            Field::Username => "username",
+            Field::Password => "password",
             Field::CaCerts => "ca_certs",
             Field::Certfile => "certfile",
             Field::Keyfile => "keyfile",
+            Field::Host => "host",
+            Field::Port => "port",
         }
     }
 }
 
 impl BrokerLayer {
-    /// How to name `field` as this layer sets it, e.g. `MQTT_PORT` or
-    /// "`broker.port` in ./tmux-delegate.toml".
-    fn name_of(&self, field: Field) -> String {
-        match &self.source {
-            Source::Env => field.env_var().to_owned(),
-            Source::Record(id) => format!("`broker.{}` in the record of job {id}", field.key()),
-            other => format!("`{}.{}` in {other}", self.table, field.key()),
+    /// Where this layer sets `field`: `MQTT_PORT`, "`broker.port` at
+    /// ./tmux-delegate.toml:3" or "`broker.port` in the record of job X".
+    fn origin_of(&self, field: Field) -> Origin {
+        self.origin_of_key(field, field.key())
+    }
+
+    /// As [`Self::origin_of`], for a field written under another key
+    /// (`password_file` and `password_env` set the password).
+    fn origin_of_key(&self, field: Field, key: &str) -> Origin {
+        let key = format!("{}.{key}", self.table);
+        match (&self.source, &self.keys) {
+            (Source::Env, _) => Origin::Env(field.env_var().to_owned()),
+            (Source::Record(job), _) => Origin::Record {
+                key,
+                job: job.clone(),
+                embedded: self.embedded,
+            },
+            (_, Some(keys)) => keys.origin(&key),
+            (Source::User(path) | Source::Project(path), None) => Origin::File {
+                key,
+                path: path.clone(),
+                line: None,
+            },
         }
+    }
+
+    fn name_of(&self, field: Field) -> String {
+        self.origin_of(field).to_string()
     }
 }
 
@@ -126,6 +221,8 @@ pub fn env_layer(env: &Env) -> Result<BrokerLayer, Failure> {
     Ok(BrokerLayer {
         source: Source::Env,
         table: "broker",
+        keys: None,
+        embedded: false,
         fields: BrokerFields {
             host: env.var("MQTT_BROKER").map(str::to_owned),
             port,
@@ -165,6 +262,8 @@ pub fn record_layer(job: &str, settings: &BrokerSettings) -> BrokerLayer {
     BrokerLayer {
         source: Source::Record(job.to_owned()),
         table: "broker",
+        keys: None,
+        embedded: settings.embedded,
         fields: BrokerFields {
             host: Some(settings.host.clone()),
             port: Some(settings.port),
@@ -201,6 +300,8 @@ impl Config {
             source: l.source.clone(),
             table: "broker",
             fields: l.broker.clone(),
+            keys: Some(l.keys.clone()),
+            embedded: false,
         })
     }
 
@@ -210,6 +311,8 @@ impl Config {
                 source: l.source.clone(),
                 table: "broker.worker",
                 fields,
+                keys: Some(l.keys.clone()),
+                embedded: false,
             })
         })
     }
@@ -261,9 +364,44 @@ fn pick<'a, T>(
 
 /// Merges `layers` (highest first) field by field and validates the result.
 pub fn resolve(layers: &[BrokerLayer], env: &Env) -> Result<Option<BrokerSettings>, Failure> {
-    let Some((host, _)) = pick(layers, |f| f.host.clone()) else {
+    let Some((host, host_layer)) = pick(layers, |f| f.host.clone()) else {
         return Ok(None);
     };
+    let port_layer = pick(layers, |f| f.port).map(|(_, layer)| layer);
+    let origin_of = |field: Field, layer: Option<&BrokerLayer>| {
+        layer.map_or(Origin::Default, |layer| layer.origin_of(field))
+    };
+    let password_origin = match pick(layers, |f| f.password.clone()) {
+        None => Origin::Default,
+        Some((from, layer)) => layer.origin_of_key(
+            Field::Password,
+            match from {
+                PasswordFrom::Literal(_) => "password",
+                PasswordFrom::File(_) => "password_file",
+                PasswordFrom::Env(_) => "password_env",
+            },
+        ),
+    };
+    let origin = BrokerOrigin {
+        host: host_layer.origin_of(Field::Host),
+        port: origin_of(Field::Port, port_layer),
+        tls: origin_of(Field::Tls, pick(layers, |f| f.tls).map(|(_, l)| l)),
+        username: origin_of(
+            Field::Username,
+            pick(layers, |f| f.username.clone()).map(|(_, l)| l),
+        ),
+        password: password_origin,
+        ca_certs: origin_of(
+            Field::CaCerts,
+            pick(layers, |f| f.ca_certs.clone()).map(|(_, l)| l),
+        ),
+        certfile: origin_of(
+            Field::Certfile,
+            pick(layers, |f| f.certfile.clone()).map(|(_, l)| l),
+        ),
+    };
+    // The record's broker stays "embedded" only as long as it is what we use.
+    let embedded = host_layer.embedded && port_layer.is_some_and(|layer| layer.embedded);
     let ca = pick(layers, |f| f.ca_certs.clone());
     let cert = pick(layers, |f| f.certfile.clone());
     let key = pick(layers, |f| f.keyfile.clone());
@@ -320,6 +458,8 @@ pub fn resolve(layers: &[BrokerLayer], env: &Env) -> Result<Option<BrokerSetting
         topic_prefix,
         connect_timeout: pick(layers, |f| f.connect_timeout)
             .map_or(DEFAULT_CONNECT_TIMEOUT, |(t, _)| t),
+        embedded,
+        origin,
     }))
 }
 
@@ -474,6 +614,8 @@ mod tests {
             client_id_prefix: "hermes".into(),
             topic_prefix: "python/mqtt".into(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            embedded: false,
+            origin: BrokerOrigin::default(),
         };
         let config =
             Config::load(env_with(&[("MQTT_USERNAME", "hermes")], dir.path())).expect("loads");

@@ -3,6 +3,7 @@
 //! errors (`deny_unknown_fields`), reported with file:line:col.
 
 use super::diagnostics::toml_failure;
+use super::origin::KeyLines;
 use super::{expand_path, Source};
 use crate::error::{config_error, Failure};
 use crate::mqtt::topic::validate_prefix;
@@ -285,6 +286,8 @@ pub struct ConfigFile {
 #[derive(Debug, Clone)]
 pub struct Layer {
     pub source: Source,
+    /// The line of each key, for errors that say where a value came from.
+    pub keys: KeyLines,
     pub broker: BrokerFields,
     pub worker: Option<BrokerFields>,
     pub defaults: DefaultsFile,
@@ -310,9 +313,9 @@ impl Layer {
         let text = read_toml(path)?;
         let file: ConfigFile = parse_toml(path, &text)?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let in_file = |key: &str, problem: String| {
-            config_error(format!("{}: `{key}`: {problem}", path.display()))
-        };
+        let keys = KeyLines::of(path, &text);
+        let in_file =
+            |key: &str, problem: String| config_error(format!("{}: {problem}", keys.origin(key)));
         let (mut broker, mut worker) = file.broker.unwrap_or_default().into_fields()?;
         validate_broker_fields(&broker, "broker", &in_file)?;
         absolutize(&mut broker, base, home);
@@ -354,6 +357,7 @@ impl Layer {
         }
         Ok(Layer {
             source,
+            keys,
             broker,
             worker,
             defaults,
@@ -383,6 +387,13 @@ fn validate_broker_fields(
             return Err(in_file(&format!("{table}.host"), "is empty".into()));
         }
     }
+    if let Some(timeout) = fields.connect_timeout {
+        refuse_zero(
+            HumanDuration(timeout),
+            &format!("{table}.connect_timeout"),
+            in_file,
+        )?;
+    }
     Ok(())
 }
 
@@ -392,6 +403,50 @@ fn validate_defaults(
 ) -> Result<(), Failure> {
     if let Some(retry) = &defaults.retry {
         validate_retry(retry, "defaults.retry", in_file)?;
+    }
+    if let Some(timeouts) = &defaults.timeouts {
+        validate_timeouts(timeouts, "defaults.timeouts", in_file)?;
+    }
+    if let Some(grace) = defaults.tmux.as_ref().and_then(|t| t.kill_grace) {
+        refuse_zero(grace, "defaults.tmux.kill_grace", in_file)?;
+    }
+    Ok(())
+}
+
+/// A zero timeout would end every attempt at once (a negative one does not
+/// parse): refused before anything starts.
+pub fn validate_timeouts(
+    timeouts: &TimeoutsFile,
+    table: &str,
+    in_file: &dyn Fn(&str, String) -> Failure,
+) -> Result<(), Failure> {
+    for (key, value) in [
+        ("start", timeouts.start),
+        ("idle", timeouts.idle),
+        ("attempt", timeouts.attempt),
+        ("job", timeouts.job),
+    ] {
+        if let Some(value) = value {
+            refuse_zero(value, &format!("{table}.{key}"), in_file)?;
+        }
+    }
+    Ok(())
+}
+
+fn refuse_zero(
+    value: HumanDuration,
+    key: &str,
+    in_file: &dyn Fn(&str, String) -> Failure,
+) -> Result<(), Failure> {
+    if value.0.is_zero() {
+        return Err(in_file(
+            key,
+            "must be longer than zero (write e.g. \"30s\", \"5m\")".into(),
+        )
+        .help(format!(
+            "set `{}` to a positive duration, or remove it for the default",
+            key.rsplit('.').next().unwrap_or(key)
+        )));
     }
     Ok(())
 }

@@ -1,7 +1,10 @@
 //! Job specs (`JOB.toml`: one job at top level, or several as `[[jobs]]`) and
 //! their resolution against the configuration defaults and the command line.
 
-use super::file::{parse_toml, read_toml, validate_retry, OnWaiting, RetryFile, TimeoutsFile};
+use super::file::{
+    parse_toml, read_toml, validate_retry, validate_timeouts, OnWaiting, RetryFile, TimeoutsFile,
+};
+use super::origin::{KeyLines, Origin};
 use super::{
     expand_path, merge_retry, merge_timeouts, Config, RetryPolicy, Timeouts, TmuxSettings,
 };
@@ -31,6 +34,46 @@ pub struct JobFile {
     pub copy: Option<Vec<PathBuf>>,
     pub setup: Option<Vec<Vec<String>>>,
     pub fresh: Option<bool>,
+    /// Where this job's keys are in its file (set by [`load_job_file`]).
+    #[serde(skip)]
+    pub keys: Option<KeyLines>,
+    /// `jobs.N.` for the N-th job of a `[[jobs]]` list, else empty.
+    #[serde(skip)]
+    pub key_prefix: String,
+}
+
+/// Where one job's keys are written in its file.
+struct JobKeys {
+    keys: Option<KeyLines>,
+    prefix: String,
+}
+
+impl JobKeys {
+    fn of(file: &JobFile) -> JobKeys {
+        JobKeys {
+            keys: file.keys.clone(),
+            prefix: file.key_prefix.clone(),
+        }
+    }
+
+    /// Where `key` of this job is written, e.g. "`timeouts.idle` at job.toml:4".
+    fn origin(&self, path: &Path, key: &str) -> Origin {
+        match &self.keys {
+            Some(keys) => match keys.origin(&format!("{}{key}", self.prefix)) {
+                Origin::File { path, line, .. } => Origin::File {
+                    key: key.to_owned(),
+                    path,
+                    line,
+                },
+                other => other,
+            },
+            None => Origin::File {
+                key: key.to_owned(),
+                path: path.to_path_buf(),
+                line: None,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -46,15 +89,23 @@ pub fn load_job_file(path: &Path) -> Result<Vec<JobFile>, Failure> {
         .parse::<toml::Table>()
         .map(|table| table.contains_key("jobs"))
         .unwrap_or(false);
-    if is_list {
+    let mut jobs = if is_list {
         let list: JobList = parse_toml(path, &text)?;
         if list.jobs.is_empty() {
             return Err(config_error(format!("{}: `jobs` is empty", path.display())));
         }
-        Ok(list.jobs)
+        list.jobs
     } else {
-        Ok(vec![parse_toml(path, &text)?])
+        vec![parse_toml(path, &text)?]
+    };
+    let keys = KeyLines::of(path, &text);
+    for (index, job) in jobs.iter_mut().enumerate() {
+        job.keys = Some(keys.clone());
+        if is_list {
+            job.key_prefix = format!("jobs.{index}.");
+        }
     }
+    Ok(jobs)
 }
 
 /// Command-line values that override a job spec.
@@ -126,8 +177,9 @@ impl Config {
             Some((path, file)) => (Some(path), file),
             None => (None, JobFile::default()),
         };
+        let job_keys = JobKeys::of(&file);
         let where_ = |key: &str| match spec_path {
-            Some(path) => format!("`{key}` in {}", path.display()),
+            Some(path) => job_keys.origin(path, key).to_string(),
             None => format!("`--{key}`"),
         };
         let prompt = flags.prompt.clone().or(file.prompt).unwrap_or_default();
@@ -139,7 +191,11 @@ impl Config {
         if name.trim().is_empty() || name.contains(['\n', '\r', '\0']) {
             return Err(config_error(format!(
                 "{}: a job name must be one non-empty line",
-                where_("name")
+                if flags.name.is_some() {
+                    Origin::Flag("--name").to_string()
+                } else {
+                    where_("name")
+                }
             )));
         }
         let agent = flags
@@ -157,12 +213,22 @@ impl Config {
             _ => self.env.cwd.clone(),
         };
         if !workdir.is_dir() {
+            // `--workdir` wins over the spec: blame what was really used.
+            let (origin, help) = match (&flags.workdir, spec_path) {
+                (None, Some(_)) => (
+                    where_("workdir"),
+                    "create it, or point `workdir` at an existing directory",
+                ),
+                _ => (
+                    Origin::Flag("--workdir").to_string(),
+                    "create it, or pass an existing directory to --workdir",
+                ),
+            };
             return Err(config_error(format!(
-                "{}: {} is not a directory",
-                where_("workdir"),
+                "{origin}: {} is not a directory",
                 workdir.display()
             ))
-            .help("create it, or point `workdir` at an existing directory"));
+            .help(help));
         }
         for key in file.env.keys() {
             if !is_env_name(key) {
@@ -181,9 +247,14 @@ impl Config {
                 where_("pass_env")
             )));
         }
-        let mut timeouts = file.timeouts.unwrap_or_default();
+        if let Some(timeouts) = &file.timeouts {
+            validate_timeouts(timeouts, "timeouts", &|key, problem| {
+                config_error(format!("{}: {problem}", where_(key)))
+            })?;
+        }
+        let mut timeouts = file.timeouts.clone().unwrap_or_default();
         merge_timeouts(&mut timeouts, &self.defaults.timeouts);
-        let mut retry = file.retry.unwrap_or_default();
+        let mut retry = file.retry.clone().unwrap_or_default();
         validate_retry(&retry, "retry", &|key, problem| {
             config_error(format!("{}: {problem}", where_(key)))
         })?;
@@ -327,7 +398,11 @@ mod tests {
         let failure = config
             .resolve_job(Some((&spec_path, file)), &JobFlags::default())
             .expect_err("escaping copy path");
-        assert!(failure.message.contains("`copy` in"), "{}", failure.message);
+        assert!(
+            failure.message.contains("`copy` at") && failure.message.contains("job.toml:2"),
+            "{}",
+            failure.message
+        );
     }
 
     #[test]

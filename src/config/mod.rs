@@ -10,6 +10,7 @@ pub mod broker;
 pub mod diagnostics;
 pub mod file;
 pub mod job;
+pub mod origin;
 mod secret;
 pub mod workspace;
 
@@ -444,7 +445,15 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("tmux-delegate.toml");
         for (text, needle) in [
-            ("[broker]\nport = 0\n", "`broker.port`"),
+            ("[broker]\nport = 0\n", "`broker.port` at "),
+            (
+                "[broker]\nhost = \"h\"\n[broker.worker]\nconnect_timeout = \"0s\"\n",
+                "`broker.worker.connect_timeout` at ",
+            ),
+            (
+                "[defaults.timeouts]\nstart = \"0s\"\n",
+                "`defaults.timeouts.start` at ",
+            ),
             (
                 "[defaults.retry]\nmax_attempts = 0\n",
                 "`defaults.retry.max_attempts`",

@@ -249,6 +249,71 @@ fn endpoint(settings: &BrokerSettings) -> String {
     )
 }
 
+/// Where host and port came from: "host `h` from MQTT_BROKER, port 1883
+/// from `broker.port` at ./tmux-delegate.toml:3".
+fn where_from(settings: &BrokerSettings) -> String {
+    use crate::config::origin::Origin;
+    let port = match &settings.origin.port {
+        Origin::Default => format!(
+            "port {} by default for {}",
+            settings.port,
+            if settings.tls { "TLS" } else { "plain TCP" }
+        ),
+        origin => format!("port {} from {origin}", settings.port),
+    };
+    format!(
+        "host `{}` from {}, {port}",
+        settings.host, settings.origin.host
+    )
+}
+
+/// The embedded broker a job record points at has ended with its `run`.
+fn embedded_broker_ended(job: &str, settings: &BrokerSettings) -> Failure {
+    broker_error(format!(
+        "job {job} reported to the embedded broker of its `run`, which has ended \
+         (nothing listens at {}:{} any more)",
+        settings.host, settings.port
+    ))
+    .help(format!(
+        "`tmux-delegate logs {job}` shows the job's history; its events travel only while that `run` goes on"
+    ))
+}
+
+/// Where the user name and password came from, as a next step.
+fn credentials_from(settings: &BrokerSettings) -> String {
+    use crate::config::origin::Origin;
+    let origin = &settings.origin;
+    match (&origin.username, &origin.password) {
+        (Origin::Default, Origin::Default) => {
+            "no user name or password is configured: set MQTT_USERNAME and MQTT_PASSWORD \
+             (or `username` and `password_file` in [broker])"
+                .to_owned()
+        }
+        (user, Origin::Default) => {
+            format!("check the user name (from {user}); no password is configured")
+        }
+        (Origin::Default, password) => {
+            format!("check the password (from {password}); no user name is configured")
+        }
+        (user, password) => {
+            format!("check the user name (from {user}) and the password (from {password})")
+        }
+    }
+}
+
+/// Where the TLS switch came from, for a TLS/plain mismatch.
+fn tls_from(settings: &BrokerSettings) -> String {
+    use crate::config::origin::Origin;
+    let state = if settings.tls { "on" } else { "off" };
+    match &settings.origin.tls {
+        Origin::Default if settings.tls => {
+            format!("TLS is {state} because a CA or client certificate is set")
+        }
+        Origin::Default => format!("TLS is {state} by default"),
+        origin => format!("TLS is {state} from {origin}"),
+    }
+}
+
 fn who(settings: &BrokerSettings) -> String {
     settings.username.as_ref().map_or_else(
         || "an anonymous client".to_owned(),
@@ -262,7 +327,11 @@ fn no_answer(settings: &BrokerSettings) -> Failure {
         endpoint(settings),
         humantime::format_duration(settings.connect_timeout)
     ))
-    .help("check MQTT_BROKER / MQTT_PORT (or [broker] host/port), the firewall, and that MQTT_TLS matches the port")
+    .help(format!(
+        "check the {}, the firewall, and that TLS ({}) matches the port",
+        where_from(settings),
+        if settings.tls { "on" } else { "off" }
+    ))
 }
 
 /// The I/O error inside a connection error: rumqttc wraps it in several
@@ -328,17 +397,20 @@ pub fn explain(error: &ConnectionError, settings: &BrokerSettings) -> Failure {
     }
     match io_error_of(error).map(std::io::Error::kind) {
         Some(std::io::ErrorKind::ConnectionRefused) => {
+            if let Some(job) = settings.origin.embedded_run_of() {
+                return embedded_broker_ended(job, settings);
+            }
             return broker_error(format!(
                 "nothing accepts connections at {at} (connection refused)"
             ))
-            .help("is the broker running? check MQTT_BROKER and MQTT_PORT (or [broker] host/port)")
+            .help(format!("is the broker running? {}", where_from(settings)));
         }
         Some(std::io::ErrorKind::NotFound) => {
             return broker_error(format!(
                 "cannot resolve the broker host `{}`",
                 settings.host
             ))
-            .help("check MQTT_BROKER (or [broker] host)")
+            .help(format!("the host came from {}", settings.origin.host))
         }
         _ => {}
     }
@@ -348,10 +420,13 @@ pub fn explain(error: &ConnectionError, settings: &BrokerSettings) -> Failure {
             who(settings)
         ))
         .transient()
-        .help(
-            "likely causes: wrong credentials on a broker that closes without a reason code, \
-             a client certificate the broker requires or rejects, or a TLS/plain mismatch (MQTT_TLS vs the port)",
-        );
+        .help(format!(
+            "likely causes: wrong credentials on a broker that closes without a reason code ({}), \
+             a client certificate the broker requires or rejects, or a TLS/plain mismatch ({}, {})",
+            credentials_from(settings),
+            tls_from(settings),
+            where_from(settings)
+        ));
     }
     broker_error(format!("cannot connect to the broker at {at}: {error}"))
 }
@@ -365,7 +440,7 @@ fn refused(code: ConnectReturnCode, settings: &BrokerSettings) -> Failure {
                 who(settings),
                 if code == ConnectReturnCode::NotAuthorized { "not authorized" } else { "bad user name or password" }
             ))
-            .help("check MQTT_USERNAME / MQTT_PASSWORD (or username and password, password_file or password_env in [broker])")
+            .help(credentials_from(settings))
         }
         other => broker_error(format!("the broker at {at} refused the connection: {other:?}")),
     }
@@ -381,7 +456,10 @@ fn tls_failure(error: &rustls::Error, settings: &BrokerSettings) -> Failure {
         rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => broker_error(format!(
             "TLS verification failed: the broker's certificate at {at} is not signed by the CA in {ca} (unknown issuer)"
         ))
-        .help("set MQTT_CA_CERTS (or `ca_certs`) to the CA certificate that signed the broker's certificate"),
+        .help(match &settings.origin.ca_certs {
+            crate::config::origin::Origin::Default => "set MQTT_CA_CERTS (or `ca_certs` in [broker]) to the CA certificate that signed the broker's certificate".to_owned(),
+            origin => format!("the CA file came from {origin}: point it at the CA certificate that signed the broker's certificate"),
+        }),
         rustls::Error::InvalidCertificate(
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
         ) => broker_error(format!(
@@ -408,11 +486,18 @@ fn tls_failure(error: &rustls::Error, settings: &BrokerSettings) -> Failure {
                 .as_ref()
                 .map_or_else(|| "(none)".to_owned(), |p| p.display().to_string())
         ))
-        .help("use a client certificate signed by the CA the broker trusts (its `cafile`)"),
+        .help(format!(
+            "use a client certificate signed by the CA the broker trusts (its `cafile`); this one came from {}",
+            settings.origin.certfile
+        )),
         rustls::Error::InvalidMessage(_) => broker_error(format!(
             "the server at {at} does not speak TLS ({error})"
         ))
-        .help("the port may be a plain MQTT listener: set MQTT_TLS=0 or use the TLS port"),
+        .help(format!(
+            "the port may be a plain MQTT listener ({}, {}): switch TLS off or use the TLS port",
+            tls_from(settings),
+            where_from(settings)
+        )),
         other => broker_error(format!("TLS with the broker at {at} failed: {other}")),
     }
 }

@@ -183,6 +183,47 @@ fn say(line: &str) {
     let _ = stdout.flush();
 }
 
+
+/// What `run` says before its jobs start (on stderr, so `--json` output and
+/// the live table stay as they are): each job's id, and the two commands
+/// that follow the jobs from another terminal.
+pub fn announce(jobs: &[(String, String)], attach: &str, program: &str) {
+    let mut text = String::new();
+    for (id, name) in jobs {
+        text.push_str(&format!("job {id} ({name})\n"));
+    }
+    let watch = match jobs {
+        [(id, _)] => format!("{program} watch --job {id}"),
+        _ => format!("{program} watch --all"),
+    };
+    text.push_str(&format!(
+        "follow it from another terminal:\n  {attach}    # the agent's window (detach: Ctrl-b d)\n  {watch}    # its events\n\n"
+    ));
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr.write_all(text.as_bytes());
+    let _ = stderr.flush();
+}
+
+/// How to name this program in a command for another terminal: its name
+/// when PATH finds this very binary, else its absolute path.
+pub fn program_name(exe: &std::path::Path) -> String {
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            let candidate = dir.join("tmux-delegate");
+            candidate.is_file() && same_file(&candidate, exe)
+        })
+    });
+    if on_path {
+        "tmux-delegate".to_owned()
+    } else {
+        crate::tmux::shell_word(&exe.display().to_string())
+    }
+}
+
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -299,6 +299,30 @@ impl Tmux {
         }
         command
     }
+
+    /// The command a person types in another terminal to attach to
+    /// `session` on this server, e.g. `tmux attach -t delegate`.
+    pub fn attach_command(&self, session: &str) -> String {
+        let server = match &self.server {
+            Server::Default => String::new(),
+            Server::Named(name) => format!(" -L {}", shell_word(name)),
+            Server::Path(path) => format!(" -S {}", shell_word(path)),
+        };
+        format!("tmux{server} attach -t {}", shell_word(session))
+    }
+}
+
+/// `word` quoted for a POSIX shell when it needs it.
+pub fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }
 
 /// Called by the window's wrapper, first thing: keeps its own pane (dead)
