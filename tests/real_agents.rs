@@ -440,7 +440,7 @@ impl Agent for Opencode {
         } else {
             prompt.to_owned()
         };
-        texts.iter().any(|t| *t == quoted)
+        texts.contains(&quoted)
     }
 }
 
