@@ -597,12 +597,30 @@ fn aider_gets_option_like_prompts_verbatim() {
 
 // ------------------------------------------------ Claude Code's screens
 
-/// Waits until the job `name` is `waiting`; returns its status.
-fn wait_waiting(world: &World, running: &mut Lines, name: &str, limit: Duration) -> Option<Value> {
+/// Waits until the job `name` is `waiting`; returns its status and the
+/// message shown for it: the transition's reason (a screen rule's question)
+/// or the last event's message (a Notification hook).
+fn wait_waiting(
+    world: &World,
+    running: &mut Lines,
+    name: &str,
+    limit: Duration,
+) -> Option<(Value, String)> {
     if !running.wait_line("\"to\":\"waiting\"", limit) {
         return None;
     }
-    Some(world.job_status(name))
+    let transition: Value = running
+        .stdout
+        .last()
+        .and_then(|line| serde_json::from_str(line).ok())
+        .unwrap_or(Value::Null);
+    let job = world.job_status(name);
+    let message = transition["reason"]
+        .as_str()
+        .or_else(|| job["last_event"]["message"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    Some((job, message))
 }
 
 /// A Bash command (which `acceptEdits` does not cover) makes Claude Code ask
@@ -634,7 +652,7 @@ fn claude_permission_prompt_waits_then_is_answered_in_the_window_and_completes()
             &running.stderr.join("\n"),
         )
     };
-    let Some(job) = waiting else {
+    let Some((job, _)) = waiting else {
         panic!(
             "the permission prompt was not reported as waiting\n{}",
             story(&running)
@@ -762,14 +780,16 @@ fn claude_trust_dialog_is_reported_as_waiting() {
         &running.stdout.join("\n"),
         &running.stderr.join("\n"),
     );
-    let job =
+    let (job, message) =
         waiting.unwrap_or_else(|| panic!("the trust dialog was not reported as waiting\n{story}"));
-    eprintln!("claude trust dialog: waiting after {:?}", started.elapsed());
-    let message = job["last_event"]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_lowercase();
-    assert!(message.contains("trust"), "message {message:?}\n{story}");
+    eprintln!(
+        "claude trust dialog: waiting after {:?}: {message}",
+        started.elapsed()
+    );
+    assert!(
+        message.to_lowercase().contains("trust"),
+        "message {message:?}\n{story}"
+    );
     assert_eq!(job["attempt"], 1, "{job}");
     assert!(
         provider.requests().iter().all(|r| r["api"] != "anthropic"),
