@@ -127,6 +127,14 @@ for agent in "${agents[@]}"; do
   fi
 done
 
+# Refuse a misspelt name before installing anything.
+for agent in "${selected[@]}"; do
+  case "$agent" in
+    claude | codex | gemini | opencode | aider) ;;
+    *) die "unknown agent '$agent'" "choose from: claude codex gemini opencode aider all" ;;
+  esac
+done
+
 mkdir -p "$cache"
 for agent in "${selected[@]}"; do
   install_one "$agent"
