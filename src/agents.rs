@@ -221,10 +221,45 @@ mod tests {
                 settings: "/s.json",
             });
             assert_eq!(
-                argv.iter().filter(|a| a.as_str() == NASTY).count(),
+                argv.iter().filter(|a| a.contains(NASTY)).count(),
                 1,
                 "{name}: {argv:?}"
             );
+            assert!(prompt_is_never_an_option(&argv, NASTY), "{name}: {argv:?}");
+        }
+    }
+
+    /// The element holding the prompt is the prompt itself after `--` (or
+    /// after `sh -c SCRIPT NAME`, where it is `$1`), or a `--flag=` element
+    /// whose value is the prompt: a prompt starting with `-` stays a prompt.
+    fn prompt_is_never_an_option(argv: &[String], prompt: &str) -> bool {
+        let Some(at) = argv.iter().position(|a| a.contains(prompt)) else {
+            return false;
+        };
+        let element = &argv[at];
+        if element == prompt {
+            let after_double_dash = at > 0 && argv[at - 1] == "--";
+            let shell_positional = argv.len() > 3 && argv[1] == "-c" && at >= 4;
+            return after_double_dash || shell_positional;
+        }
+        element
+            .strip_suffix(prompt)
+            .is_some_and(|flag| flag.starts_with("--") && flag.ends_with('='))
+    }
+
+    #[test]
+    fn a_dash_prompt_stays_the_prompt_in_every_builtin_template() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = Config::load(env_with(&[], dir.path())).expect("config");
+        for prompt in ["-z foo", "--version", "--help"] {
+            for (name, _) in BUILTIN {
+                let argv = resolve(&config, name).expect(name).argv(&Substitutions {
+                    prompt,
+                    job: "job-1",
+                    settings: "/s.json",
+                });
+                assert!(prompt_is_never_an_option(&argv, prompt), "{name}: {argv:?}");
+            }
         }
     }
 

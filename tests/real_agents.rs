@@ -1,0 +1,801 @@
+//! The built-in agent templates end to end with the REAL agent CLIs: the
+//! real binary, real tmux on a private socket, the embedded broker, and the
+//! real Claude Code / Codex / Gemini CLI / opencode / Aider talking to fake
+//! provider APIs on loopback (`tests/real_agents/fake_provider.py`).
+//!
+//! Which agents run: `REAL_AGENTS=claude,codex` (or `all`). The CLIs come
+//! from the cache `scripts/install-real-agents.sh` fills (`target/real-agents`,
+//! or `REAL_AGENTS_DIR`). A test of an agent that is not selected returns at
+//! once; a selected agent that is not installed is a failure naming the
+//! install script. Every agent runs with a fresh fake HOME of its own.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A fake API key: Claude Code approves a custom key by its last 20 chars.
+const API_KEY: &str = "sk-ant-fake-key-0123456789abcdefghij";
+/// How long one job may take on a loaded 2-core machine (they take 2–20 s).
+const JOB_LIMIT: Duration = Duration::from_secs(240);
+
+// ------------------------------------------------------------- selection
+
+/// Where the CLIs are installed.
+fn cache_dir() -> PathBuf {
+    std::env::var_os("REAL_AGENTS_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("target/real-agents"),
+        PathBuf::from,
+    )
+}
+
+/// Whether `REAL_AGENTS` selects `agent` (the CLI's cache directory name).
+fn selected(agent: &str) -> bool {
+    let list = std::env::var("REAL_AGENTS").unwrap_or_default();
+    let chosen = list
+        .split(',')
+        .map(str::trim)
+        .any(|name| name == "all" || name == agent);
+    if !chosen {
+        eprintln!("real-agent test skipped: {agent} not selected (REAL_AGENTS={list:?}; e.g. REAL_AGENTS={agent} or all)");
+    }
+    chosen
+}
+
+/// The installed program of a selected agent; a failure naming the install
+/// script when it is missing.
+fn installed(agent: &str, program: &str) -> PathBuf {
+    let path = cache_dir().join(agent).join("bin").join(program);
+    assert!(
+        path.is_file(),
+        "{agent} is selected (REAL_AGENTS) but {} is not installed: run `scripts/install-real-agents.sh {agent}`",
+        path.display()
+    );
+    path
+}
+
+// ---------------------------------------------------------- fake provider
+
+/// `fake_provider.py` on a free loopback port, stopped on drop.
+struct Provider {
+    port: u16,
+    record: PathBuf,
+    _process: Guard,
+}
+
+impl Provider {
+    fn start(dir: &Path, script: &Value) -> Provider {
+        let script_path = dir.join("provider-script.json");
+        std::fs::write(&script_path, script.to_string()).expect("script");
+        let record = dir.join("provider-requests.jsonl");
+        let port_file = dir.join("provider.port");
+        let child = Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/real_agents/fake_provider.py"))
+            .arg("--script")
+            .arg(&script_path)
+            .arg("--record")
+            .arg(&record)
+            .arg("--port-file")
+            .arg(&port_file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("provider.log")).expect("log"))
+            .spawn()
+            .expect("python3 runs the fake provider");
+        let process = Guard(Some(child));
+        let port = wait_for(Duration::from_secs(20), || {
+            std::fs::read_to_string(&port_file)
+                .ok()
+                .and_then(|text| text.trim().parse::<u16>().ok())
+        })
+        .expect("the fake provider wrote its port");
+        Provider {
+            port,
+            record,
+            _process: process,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Every request the provider answered, in order.
+    fn requests(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.record)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
+    /// Every text the user role sent, over all model requests.
+    fn user_texts(&self) -> Vec<String> {
+        self.requests()
+            .iter()
+            .flat_map(|r| r["user_texts"].as_array().cloned().unwrap_or_default())
+            .filter_map(|t| t.as_str().map(str::to_owned))
+            .collect()
+    }
+}
+
+/// A script: write `path` with `content` using the agent's own tool, then
+/// say "done". Agents without tools (aider) get `plain` as the answer.
+fn write_then_done(path: &Path, content: &str, plain: &str) -> Value {
+    serde_json::json!({
+        "turns": [
+            {"write": {"path": path.display().to_string(), "content": content}},
+            {"text": "done"}
+        ],
+        "plain": plain,
+    })
+}
+
+// ----------------------------------------------------------------- world
+
+/// One agent's private world: fake HOME, workdir, tmux server, PATH with the
+/// agent's program, and the fake provider.
+struct World {
+    // Dropped in this order: the tmux server (its socket lives in `dir`)
+    // before the directory.
+    tmux: TmuxServer,
+    dir: tempfile::TempDir,
+    home: PathBuf,
+    workdir: PathBuf,
+    path: String,
+}
+
+impl World {
+    fn new(agent: &str, program: &str) -> World {
+        let real = installed(agent, program);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = dir.path().join("home");
+        let workdir = dir.path().join("work");
+        let bin = dir.path().join("bin");
+        for d in [&home, &workdir, &bin] {
+            std::fs::create_dir_all(d).expect("dirs");
+        }
+        let workdir = workdir.canonicalize().expect("workdir");
+        // Only the agent's own program on PATH (aider's venv bin holds a
+        // python too).
+        std::os::unix::fs::symlink(&real, bin.join(program)).expect("symlink");
+        let tmux = TmuxServer::new(dir.path());
+        std::fs::write(
+            home.join("tmux-delegate.toml"),
+            format!(
+                "[defaults.tmux]\nsocket = \"{}\"\nkill_grace = \"2s\"\nkeep_failed = false\n",
+                tmux.socket
+            ),
+        )
+        .expect("config");
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        World {
+            dir,
+            home,
+            workdir,
+            tmux,
+            path,
+        }
+    }
+
+    fn td(&self) -> Command {
+        let tmpdir = self.tmux.tmpdir.display().to_string();
+        td(
+            &self.home,
+            &[("TMUX_TMPDIR", &tmpdir), ("PATH", &self.path)],
+        )
+    }
+
+    /// Writes a job spec: `[env]` goes to the agent, `extra` is more TOML.
+    fn job(
+        &self,
+        name: &str,
+        agent: &str,
+        prompt: &str,
+        env: &[(&str, String)],
+        extra: &str,
+    ) -> PathBuf {
+        let mut spec = toml::Table::new();
+        spec.insert("name".into(), name.into());
+        spec.insert("agent".into(), agent.into());
+        spec.insert("prompt".into(), prompt.into());
+        spec.insert("workdir".into(), self.workdir.display().to_string().into());
+        let env: toml::Table = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), toml::Value::from(v.as_str())))
+            .collect();
+        spec.insert("env".into(), env.into());
+        let path = self.home.join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!("{}\n{extra}\n", toml::to_string(&spec).expect("toml")),
+        )
+        .expect("spec");
+        path
+    }
+
+    /// `run --json SPEC` to its end; returns (exit code, stdout, stderr).
+    fn run(&self, spec: &Path) -> (Option<i32>, String, String) {
+        let out = Guard(Some(
+            self.td()
+                .arg("run")
+                .arg("--json")
+                .arg(spec)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("run"),
+        ))
+        .wait_output(JOB_LIMIT);
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    }
+
+    /// `run --json SPEC` in the background, its lines collected.
+    fn spawn(&self, spec: &Path) -> Lines {
+        let mut command = self.td();
+        command.arg("run").arg("--json").arg(spec);
+        Lines::spawn(&mut command)
+    }
+
+    fn status(&self) -> Value {
+        let out = run(self.td().args(["status", "--json"]));
+        serde_json::from_slice::<Value>(&out.stdout).expect("status --json")
+    }
+
+    /// The job named `name` in `status --json`.
+    fn job_status(&self, name: &str) -> Value {
+        self.status()
+            .as_array()
+            .and_then(|jobs| jobs.iter().find(|j| j["name"] == name).cloned())
+            .unwrap_or(Value::Null)
+    }
+
+    /// The pane of the window whose name contains `name`.
+    fn pane(&self, name: &str) -> Option<String> {
+        self.tmux
+            .output(&["list-panes", "-a", "-F", "#{pane_id}\t#{window_name}"])
+            .lines()
+            .find(|line| line.split('\t').nth(1).is_some_and(|w| w.contains(name)))
+            .and_then(|line| line.split('\t').next().map(str::to_owned))
+    }
+
+    fn screen(&self, pane: &str) -> String {
+        self.tmux.output(&["capture-pane", "-p", "-t", pane])
+    }
+
+    /// What went on, for a failure message.
+    fn story(&self, provider: &Provider, out: &str, err: &str) -> String {
+        let panes = self
+            .tmux
+            .output(&["list-panes", "-a", "-F", "#{pane_id}"])
+            .lines()
+            .map(|pane| format!("--- pane {pane}:\n{}", self.screen(pane)))
+            .collect::<String>();
+        let requests: Vec<String> = provider
+            .requests()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {} answered={}",
+                    r["method"], r["path"], r["api"], r["answered"]
+                )
+            })
+            .collect();
+        format!(
+            "stdout:\n{out}\nstderr:\n{err}\nprovider requests:\n{}\n{panes}\nstatus: {}",
+            requests.join("\n"),
+            self.status()
+        )
+    }
+}
+
+impl Drop for World {
+    /// Stops what the agents left: Claude Code ignores the SIGHUP a closing
+    /// tmux sends, so every process in a pane's session is killed by pid
+    /// (all of them started by this test) before the server goes.
+    fn drop(&mut self) {
+        let pids = self.tmux.output(&["list-panes", "-a", "-F", "#{pane_pid}"]);
+        for session in pids.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
+            let members = Command::new("ps")
+                .args(["-o", "pid=", "--sid", &session.to_string()])
+                .output()
+                .map(|o| text(&o.stdout))
+                .unwrap_or_default();
+            for pid in members.split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------ per-agent setups
+
+/// How one CLI is pointed at the fake provider: files in its fake HOME and
+/// variables in the job's `[env]`.
+trait Agent {
+    /// The cache directory and program name.
+    const CLI: (&'static str, &'static str);
+    /// Prepares HOME for a provider at `url`; returns the job's env.
+    fn setup(world: &World, url: &str) -> Vec<(&'static str, String)>;
+    /// Whether `prompt` reached the model unchanged in `texts`.
+    fn arrived(texts: &[String], prompt: &str) -> bool {
+        texts.iter().any(|t| t == prompt)
+    }
+}
+
+struct Claude;
+impl Claude {
+    /// `~/.claude.json` as a user who has set Claude Code up once: onboarding
+    /// done, the API key approved, and (when `trusted`) the workdir trusted.
+    fn seed(world: &World, trusted: bool) {
+        let mut projects = serde_json::Map::new();
+        if trusted {
+            projects.insert(
+                world.workdir.display().to_string(),
+                serde_json::json!({"hasTrustDialogAccepted": true, "projectOnboardingSeenCount": 1}),
+            );
+        }
+        let state = serde_json::json!({
+            "hasCompletedOnboarding": true,
+            "customApiKeyResponses": {"approved": [&API_KEY[API_KEY.len() - 20..]], "rejected": []},
+            "projects": projects,
+        });
+        std::fs::write(world.home.join(".claude.json"), state.to_string()).expect(".claude.json");
+    }
+}
+impl Agent for Claude {
+    const CLI: (&'static str, &'static str) = ("claude", "claude");
+    fn setup(world: &World, url: &str) -> Vec<(&'static str, String)> {
+        Claude::seed(world, true);
+        vec![
+            ("ANTHROPIC_BASE_URL", url.to_owned()),
+            ("ANTHROPIC_API_KEY", API_KEY.to_owned()),
+            ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".into()),
+            ("DISABLE_TELEMETRY", "1".into()),
+            ("DISABLE_AUTOUPDATER", "1".into()),
+        ]
+    }
+}
+
+struct Codex;
+impl Agent for Codex {
+    const CLI: (&'static str, &'static str) = ("codex", "codex");
+    fn setup(world: &World, url: &str) -> Vec<(&'static str, String)> {
+        let dir = world.home.join(".codex");
+        std::fs::create_dir_all(&dir).expect(".codex");
+        std::fs::write(
+            dir.join("config.toml"),
+            format!(
+                "model = \"fake-model\"\nmodel_provider = \"fake\"\n\
+                 [model_providers.fake]\nname = \"fake\"\nbase_url = \"{url}/v1\"\n\
+                 env_key = \"FAKE_PROVIDER_KEY\"\nwire_api = \"responses\"\n"
+            ),
+        )
+        .expect("config.toml");
+        vec![("FAKE_PROVIDER_KEY", "fake".into())]
+    }
+}
+
+struct Gemini;
+impl Agent for Gemini {
+    const CLI: (&'static str, &'static str) = ("gemini", "gemini");
+    fn setup(world: &World, url: &str) -> Vec<(&'static str, String)> {
+        let dir = world.home.join(".gemini");
+        std::fs::create_dir_all(&dir).expect(".gemini");
+        std::fs::write(
+            dir.join("settings.json"),
+            r#"{"security": {"auth": {"selectedType": "gemini-api-key"}}}"#,
+        )
+        .expect("settings.json");
+        // The user trusted the workdir once (what interactive `gemini`
+        // writes when you answer its trust dialog).
+        std::fs::write(
+            dir.join("trustedFolders.json"),
+            serde_json::json!({ world.workdir.display().to_string(): "TRUST_FOLDER" }).to_string(),
+        )
+        .expect("trustedFolders.json");
+        vec![
+            ("GEMINI_API_KEY", "fake".into()),
+            ("GOOGLE_GEMINI_BASE_URL", url.to_owned()),
+        ]
+    }
+}
+
+struct Opencode;
+impl Agent for Opencode {
+    const CLI: (&'static str, &'static str) = ("opencode", "opencode");
+    fn setup(world: &World, url: &str) -> Vec<(&'static str, String)> {
+        let dir = world.home.join(".config/opencode");
+        std::fs::create_dir_all(&dir).expect("opencode config dir");
+        let config = serde_json::json!({
+            "provider": {"fake": {
+                "npm": "@ai-sdk/openai-compatible",
+                "name": "Fake",
+                "options": {"baseURL": format!("{url}/v1"), "apiKey": "fake"},
+                "models": {"fake-model": {"name": "Fake model", "tool_call": true}},
+            }},
+            "model": "fake/fake-model",
+            "small_model": "fake/fake-model",
+            "autoupdate": false,
+            "share": "disabled",
+        });
+        std::fs::write(dir.join("opencode.json"), config.to_string()).expect("opencode.json");
+        vec![
+            ("OPENCODE_DISABLE_MODELS_FETCH", "1".into()),
+            ("OPENCODE_DISABLE_AUTOUPDATE", "1".into()),
+        ]
+    }
+    /// opencode joins its message arguments and wraps one that contains a
+    /// space in double quotes (inner quotes escaped) before the model sees it.
+    fn arrived(texts: &[String], prompt: &str) -> bool {
+        let quoted = if prompt.contains(' ') {
+            format!("\"{}\"", prompt.replace('"', "\\\""))
+        } else {
+            prompt.to_owned()
+        };
+        texts.contains(&quoted)
+    }
+}
+
+struct Aider;
+impl Agent for Aider {
+    const CLI: (&'static str, &'static str) = ("aider", "aider");
+    fn setup(_world: &World, url: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("OPENAI_API_BASE", format!("{url}/v1")),
+            ("OPENAI_API_KEY", "fake".into()),
+            ("AIDER_MODEL", "openai/fake-model".into()),
+            ("AIDER_CHECK_UPDATE", "false".into()),
+            ("AIDER_ANALYTICS", "false".into()),
+            ("AIDER_SHOW_MODEL_WARNINGS", "false".into()),
+        ]
+    }
+    /// Aider sends the message followed by a blank line and its edit-format
+    /// reminder in the same user turn.
+    fn arrived(texts: &[String], prompt: &str) -> bool {
+        texts
+            .iter()
+            .any(|t| t == prompt || t.starts_with(&format!("{prompt}\n\n")))
+    }
+}
+
+// ------------------------------------------------------------- scenarios
+
+/// The template `template` (agent `A`) edits a file in the workdir and its
+/// job completes, with the prompt `-z foo` arriving verbatim.
+fn edits_a_file_and_completes<A: Agent>(template: &str) {
+    if !selected(A::CLI.0) {
+        return;
+    }
+    let world = World::new(A::CLI.0, A::CLI.1);
+    let target = world.workdir.join("hello.txt");
+    let content = format!("hi from {template}\n");
+    // Aider has no tools: its whole-file edit format is a file name line
+    // and a fenced block.
+    let plain = format!("hello.txt\n```\n{content}```\n");
+    let provider = Provider::start(
+        world.dir.path(),
+        &write_then_done(&target, &content, &plain),
+    );
+    let env = A::setup(&world, &provider.url());
+    let prompt = "-z foo";
+    let spec = world.job("edit-job", template, prompt, &env, "");
+    let started = Instant::now();
+    let (code, out, err) = world.run(&spec);
+    let story = world.story(&provider, &out, &err);
+    assert_eq!(code, Some(0), "{template}: run failed\n{story}");
+    eprintln!("{template}: edit job completed in {:?}", started.elapsed());
+    assert_eq!(
+        world.job_status("edit-job")["state"],
+        "completed",
+        "{story}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&target).unwrap_or_default(),
+        content,
+        "{template}: the file was not written\n{story}"
+    );
+    assert!(
+        A::arrived(&provider.user_texts(), prompt),
+        "{template}: {prompt:?} did not reach the model verbatim: {:?}\n{story}",
+        provider.user_texts()
+    );
+}
+
+/// Prompts that look like the CLI's own options reach the model as prompts
+/// and the job completes.
+fn option_like_prompts_arrive_verbatim<A: Agent>(template: &str) {
+    if !selected(A::CLI.0) {
+        return;
+    }
+    let world = World::new(A::CLI.0, A::CLI.1);
+    let provider = Provider::start(
+        world.dir.path(),
+        &serde_json::json!({"turns": [{"text": "done"}], "plain": "done"}),
+    );
+    let env = A::setup(&world, &provider.url());
+    for (n, prompt) in ["--version", "--help"].into_iter().enumerate() {
+        let name = format!("dash-{n}");
+        let spec = world.job(&name, template, prompt, &env, "");
+        let (code, out, err) = world.run(&spec);
+        let story = world.story(&provider, &out, &err);
+        assert_eq!(code, Some(0), "{template} {prompt}: run failed\n{story}");
+        assert!(
+            A::arrived(&provider.user_texts(), prompt),
+            "{template}: {prompt:?} did not reach the model verbatim: {:?}\n{story}",
+            provider.user_texts()
+        );
+    }
+}
+
+#[test]
+fn claude_edits_a_file_and_completes() {
+    edits_a_file_and_completes::<Claude>("claude");
+}
+
+#[test]
+fn claude_gets_option_like_prompts_verbatim() {
+    option_like_prompts_arrive_verbatim::<Claude>("claude");
+}
+
+#[test]
+fn claude_print_edits_a_file_and_completes() {
+    edits_a_file_and_completes::<Claude>("claude-print");
+}
+
+#[test]
+fn claude_print_gets_option_like_prompts_verbatim() {
+    option_like_prompts_arrive_verbatim::<Claude>("claude-print");
+}
+
+#[test]
+fn codex_edits_a_file_and_completes() {
+    edits_a_file_and_completes::<Codex>("codex");
+}
+
+#[test]
+fn codex_gets_option_like_prompts_verbatim() {
+    option_like_prompts_arrive_verbatim::<Codex>("codex");
+}
+
+#[test]
+fn gemini_edits_a_file_and_completes() {
+    edits_a_file_and_completes::<Gemini>("gemini");
+}
+
+#[test]
+fn gemini_gets_option_like_prompts_verbatim() {
+    option_like_prompts_arrive_verbatim::<Gemini>("gemini");
+}
+
+#[test]
+fn opencode_edits_a_file_and_completes() {
+    edits_a_file_and_completes::<Opencode>("opencode");
+}
+
+#[test]
+fn opencode_gets_option_like_prompts_verbatim() {
+    option_like_prompts_arrive_verbatim::<Opencode>("opencode");
+}
+
+#[test]
+fn aider_edits_a_file_and_completes() {
+    edits_a_file_and_completes::<Aider>("aider");
+}
+
+#[test]
+fn aider_gets_option_like_prompts_verbatim() {
+    option_like_prompts_arrive_verbatim::<Aider>("aider");
+}
+
+// ------------------------------------------------ Claude Code's screens
+
+/// Waits until the job `name` is `waiting`; returns its status and the
+/// message shown for it: the transition's reason (a screen rule's question)
+/// or the last event's message (a Notification hook).
+fn wait_waiting(
+    world: &World,
+    running: &mut Lines,
+    name: &str,
+    limit: Duration,
+) -> Option<(Value, String)> {
+    if !running.wait_line("\"to\":\"waiting\"", limit) {
+        return None;
+    }
+    let transition: Value = running
+        .stdout
+        .last()
+        .and_then(|line| serde_json::from_str(line).ok())
+        .unwrap_or(Value::Null);
+    let job = world.job_status(name);
+    let message = transition["reason"]
+        .as_str()
+        .or_else(|| job["last_event"]["message"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    Some((job, message))
+}
+
+/// A Bash command (which `acceptEdits` does not cover) makes Claude Code ask
+/// for permission: the job is `waiting`, a person answers in the window, and
+/// the job completes.
+#[test]
+fn claude_permission_prompt_waits_then_is_answered_in_the_window_and_completes() {
+    if !selected("claude") {
+        return;
+    }
+    let world = World::new("claude", "claude");
+    let marker = world.workdir.join("approved.txt");
+    let command = format!(
+        "python3 -c \"open('{}', 'w').write('approved')\"",
+        marker.display()
+    );
+    let provider = Provider::start(
+        world.dir.path(),
+        &serde_json::json!({"turns": [{"shell": command}, {"text": "done"}], "plain": "done"}),
+    );
+    let env = Claude::setup(&world, &provider.url());
+    let spec = world.job("ask-job", "claude", "run the approved command", &env, "");
+    let mut running = world.spawn(&spec);
+    let waiting = wait_waiting(&world, &mut running, "ask-job", Duration::from_secs(90));
+    let story = |running: &Lines| {
+        world.story(
+            &provider,
+            &running.stdout.join("\n"),
+            &running.stderr.join("\n"),
+        )
+    };
+    let Some((job, _)) = waiting else {
+        panic!(
+            "the permission prompt was not reported as waiting\n{}",
+            story(&running)
+        );
+    };
+    assert_eq!(job["state"], "waiting", "{job}");
+    assert!(!marker.exists(), "the command ran before it was approved");
+    let pane = world
+        .pane("ask-job")
+        .unwrap_or_else(|| panic!("no window\n{}", story(&running)));
+    let asked = wait_for(Duration::from_secs(30), || {
+        world
+            .screen(&pane)
+            .contains("Do you want to proceed?")
+            .then_some(())
+    });
+    assert!(
+        asked.is_some(),
+        "no permission question on screen:\n{}",
+        world.screen(&pane)
+    );
+    // A person answers "1. Yes" (the highlighted choice) in the window.
+    assert!(world
+        .tmux
+        .command(&["send-keys", "-t", &pane, "Enter"])
+        .status()
+        .expect("tmux")
+        .success());
+    let code = running.finish(JOB_LIMIT);
+    assert_eq!(code.code(), Some(0), "{}", story(&running));
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap_or_default(),
+        "approved"
+    );
+    assert_eq!(world.job_status("ask-job")["state"], "completed");
+}
+
+/// Every API call fails (400): Claude Code's StopFailure hook publishes
+/// `error` with the API's message, the attempt fails at once, the retry
+/// policy runs its course, and `run` exits 1 showing the message — never
+/// `waiting`. Needs the StopFailure hook (branch agents-core).
+#[test]
+fn claude_api_error_fails_the_job_fast_with_the_apis_message() {
+    if !selected("claude") {
+        return;
+    }
+    let world = World::new("claude", "claude");
+    let message = "fake-provider: model fake-model is not available to this key";
+    let provider = Provider::start(
+        world.dir.path(),
+        &serde_json::json!({"error": {"status": 400, "message": message}}),
+    );
+    let env = Claude::setup(&world, &provider.url());
+    let spec = world.job(
+        "api-error-job",
+        "claude",
+        "say done",
+        &env,
+        "[retry]\nmax_attempts = 2\nbackoff = \"1s\"\n",
+    );
+    let started = Instant::now();
+    let mut running = world.spawn(&spec);
+    let exited = wait_for(Duration::from_secs(120), || {
+        running.guard.child().try_wait().ok().flatten()
+    });
+    if exited.is_none() {
+        running.wait_line("(collect what was printed)", Duration::ZERO);
+        panic!(
+            "run did not end within 120 s\n{}",
+            world.story(
+                &provider,
+                &running.stdout.join("\n"),
+                &running.stderr.join("\n")
+            )
+        );
+    }
+    let code = running.finish(Duration::from_secs(10));
+    let elapsed = started.elapsed();
+    let out = running.stdout.join("\n");
+    let err = running.stderr.join("\n");
+    let story = world.story(&provider, &out, &err);
+    eprintln!(
+        "claude api error: run exited {:?} after {elapsed:?}",
+        code.code()
+    );
+    assert_eq!(code.code(), Some(1), "{story}");
+    assert!(
+        !out.contains("\"to\":\"waiting\"") && !out.contains("\"to\":\"hung\""),
+        "an API error must not look like waiting or hung\n{story}"
+    );
+    assert!(
+        format!("{out}\n{err}").contains(message),
+        "the API's message is not shown\n{story}"
+    );
+    // Two attempts of a few seconds each and a 1 s backoff: well under a
+    // minute even on a loaded machine (the idle timeout is 10 minutes).
+    assert!(
+        elapsed < Duration::from_secs(60),
+        "took {elapsed:?}\n{story}"
+    );
+}
+
+/// A workdir Claude Code has not been told to trust: its trust dialog
+/// blocks before any hook fires; a screen rule reports the job `waiting`
+/// with the question, and it is not retried into. Needs the screen rules
+/// (branch agents-core).
+#[test]
+fn claude_trust_dialog_is_reported_as_waiting() {
+    if !selected("claude") {
+        return;
+    }
+    let world = World::new("claude", "claude");
+    let provider = Provider::start(
+        world.dir.path(),
+        &serde_json::json!({"turns": [{"text": "done"}], "plain": "done"}),
+    );
+    let env = Claude::setup(&world, &provider.url());
+    Claude::seed(&world, false);
+    let spec = world.job("trust-job", "claude", "say done", &env, "");
+    let started = Instant::now();
+    let mut running = world.spawn(&spec);
+    let waiting = wait_waiting(&world, &mut running, "trust-job", Duration::from_secs(45));
+    let story = world.story(
+        &provider,
+        &running.stdout.join("\n"),
+        &running.stderr.join("\n"),
+    );
+    let (job, message) =
+        waiting.unwrap_or_else(|| panic!("the trust dialog was not reported as waiting\n{story}"));
+    eprintln!(
+        "claude trust dialog: waiting after {:?}: {message}",
+        started.elapsed()
+    );
+    assert!(
+        message.to_lowercase().contains("trust"),
+        "message {message:?}\n{story}"
+    );
+    assert_eq!(job["attempt"], 1, "{job}");
+    assert!(
+        provider.requests().iter().all(|r| r["api"] != "anthropic"),
+        "Claude Code called the API before the folder was trusted\n{story}"
+    );
+    let id = job["id"].as_str().expect("id").to_owned();
+    assert!(run(world.td().args(["kill", &id])).status.success());
+    assert_eq!(running.finish(Duration::from_secs(60)).code(), Some(1));
+}
