@@ -78,6 +78,8 @@ impl Machine {
             .env_clear()
             .env("PATH", &self.bin)
             .env("HOME", &self.home)
+            // No real-agent legs: their installer is not in this layout.
+            .env("REAL_AGENTS", "")
             .output()
             .expect("bash");
         let calls = std::fs::read_to_string(&self.log)

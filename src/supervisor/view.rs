@@ -183,7 +183,6 @@ fn say(line: &str) {
     let _ = stdout.flush();
 }
 
-
 /// What `run` says before its jobs start (on stderr, so `--json` output and
 /// the live table stay as they are): each job's id, and the two commands
 /// that follow the jobs from another terminal.
