@@ -6,9 +6,7 @@
 use crate::config::job::JobSpec;
 use crate::config::{BrokerSettings, Env};
 use crate::error::{config_error, Failure};
-use crate::mqtt::event::EventKind;
-use crate::mqtt::sign::Signature;
-use crate::mqtt::topic::JobId;
+use crate::model::{EventKind, JobId, Signature};
 use anyhow::{Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
@@ -18,95 +16,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+/// Moved to the domain module; kept here for code written against these paths.
+pub use crate::model::{AttemptInfo, FailureInfo, JobState, LastEvent, ResumePoint};
+
 pub const RECORD_VERSION: u32 = 1;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobState {
-    Pending,
-    Launching,
-    Running,
-    Waiting,
-    Retrying,
-    Completed,
-    Failed,
-    TimedOut,
-    Cancelled,
-}
-
-impl JobState {
-    pub fn is_finished(self) -> bool {
-        matches!(
-            self,
-            JobState::Completed | JobState::Failed | JobState::TimedOut | JobState::Cancelled
-        )
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Pending => "pending",
-            JobState::Launching => "launching",
-            JobState::Running => "running",
-            JobState::Waiting => "waiting",
-            JobState::Retrying => "retrying",
-            JobState::Completed => "completed",
-            JobState::Failed => "failed",
-            JobState::TimedOut => "timed_out",
-            JobState::Cancelled => "cancelled",
-        }
-    }
-}
-
-/// The most recent event seen for a job.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LastEvent {
-    pub event: EventKind,
-    pub attempt: u32,
-    pub ts: f64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-}
-
-/// Why a job failed: the failure kind (`error`, `hung`, ...) and a reason.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FailureInfo {
-    pub kind: String,
-    pub reason: String,
-}
-
-/// What the registry knows about one attempt's window and process.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct AttemptInfo {
-    pub number: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub window: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pane_pid: Option<i32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pgid: Option<i32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ended: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<String>,
-    /// The agent's exit code, recorded by the wrapper before it publishes
-    /// `exited`: what the wrapper saw survives a broker outage.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<i32>,
-}
-
-/// What a supervisor that crashes leaves for `resume`: the first attempt of
-/// the current retry budget, the job deadline (from the first launch) and a
-/// pending backoff, as Unix seconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct ResumePoint {
-    pub first_attempt: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub job_deadline: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backoff_until: Option<f64>,
-}
 
 /// `record.json`: the spec, resolved config, broker block, event key and state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,6 +7,7 @@
 use crate::cli::WatchArgs;
 use crate::config::{BrokerSettings, Config, Env};
 use crate::error::{config_error, Exit, Failure};
+use crate::model::Meaning;
 use crate::mqtt::client::{Message, Subscriber};
 use crate::mqtt::connect::ConnectOptions;
 use crate::mqtt::event::{decode, now_ts, Decoded, EventKind, Received};
@@ -315,17 +316,15 @@ impl Watcher {
                 ts,
                 message: event.message.clone(),
             });
-            match event.event {
-                EventKind::Started | EventKind::Heartbeat | EventKind::Progress => {
-                    record.state = JobState::Running;
-                }
-                EventKind::Waiting => record.state = JobState::Waiting,
-                EventKind::Completed => {
-                    record.state = JobState::Completed;
-                    record.failure = None;
-                }
-                EventKind::Error => {
-                    record.state = JobState::Failed;
+            // The same reading of events as the supervisor's core, without
+            // its policy (no supervisor owns this job: nothing retries).
+            let Some(state) = Meaning::of(&event.event).state() else {
+                return;
+            };
+            record.state = state;
+            match state {
+                JobState::Completed => record.failure = None,
+                JobState::Failed => {
                     record.failure = Some(FailureInfo {
                         kind: "error".into(),
                         reason: event

@@ -12,6 +12,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// Moved to the domain module; kept here for code written against this path.
+pub use crate::model::{FailureKind, Liveness, OnWaiting};
+
 /// A duration written the humantime way ("30s", "5m", "2h 30m").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(into = "String")]
@@ -144,37 +147,6 @@ impl BrokerFile {
         let own = into_fields!(self, "broker");
         Ok((own, worker))
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FailureKind {
-    Error,
-    Hung,
-    Timeout,
-    Lost,
-    Exit,
-    StartTimeout,
-    /// The agent cannot run as configured (program missing, untrusted
-    /// folder, no key): retrying would fail the same way.
-    AgentConfig,
-    /// A workspace `setup` command failed before the agent started.
-    Setup,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Liveness {
-    Events,
-    Output,
-    Both,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnWaiting {
-    Notify,
-    Fail,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]

@@ -20,6 +20,9 @@ pub use secret::random_password;
 pub use secret::Secret;
 
 use crate::error::Failure;
+/// Moved to the domain module; kept here for code written against these paths.
+pub use crate::model::policy::humantime_serde_compat;
+pub use crate::model::{RetryPolicy, Timeouts};
 use file::{AgentFile, DefaultsFile, Layer, OnWaiting, RetryFile, TimeoutsFile, TmuxFile};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -120,29 +123,6 @@ pub fn user_file(env: &Env) -> Option<PathBuf> {
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Timeouts {
-    #[serde(with = "humantime_serde_compat")]
-    pub start: Duration,
-    #[serde(with = "humantime_serde_compat")]
-    pub idle: Duration,
-    #[serde(with = "humantime_serde_compat")]
-    pub attempt: Duration,
-    #[serde(with = "humantime_serde_compat")]
-    pub job: Duration,
-}
-
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RetryPolicy {
-    pub max_attempts: u32,
-    #[serde(with = "humantime_serde_compat")]
-    pub backoff: Duration,
-    pub multiplier: f64,
-    #[serde(with = "humantime_serde_compat")]
-    pub backoff_max: Duration,
-    pub on: Vec<file::FailureKind>,
-}
-
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TmuxSettings {
     pub session: String,
     pub socket: String,
@@ -154,21 +134,6 @@ pub struct TmuxSettings {
     /// even when it is not the default one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub socket_path: Option<PathBuf>,
-}
-
-/// Durations in records are humantime strings, like in the config files.
-pub mod humantime_serde_compat {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
-    }
 }
 
 /// Job defaults after merging every layer (before a job spec applies).

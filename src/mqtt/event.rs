@@ -3,108 +3,13 @@
 //! word from `mosquitto_pub` or a partial JSON object from the original Python
 //! scripts is still an event.
 
-use serde::{Deserialize, Serialize};
+/// Moved to the domain module; kept here for code written against this path.
+pub use crate::model::event::now_ts;
+pub use crate::model::{Event, EventKind};
 use serde_json::{Map, Value};
-use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Payloads larger than this are logged and ignored.
 pub const MAX_PAYLOAD: usize = 64 * 1024;
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum EventKind {
-    Started,
-    Heartbeat,
-    Progress,
-    Waiting,
-    Completed,
-    Error,
-    Exited,
-    Lost,
-    /// A name this version does not know: recorded, otherwise ignored.
-    Other(String),
-}
-
-impl EventKind {
-    pub const KNOWN: [&'static str; 8] = [
-        "started",
-        "heartbeat",
-        "progress",
-        "waiting",
-        "completed",
-        "error",
-        "exited",
-        "lost",
-    ];
-
-    pub fn from_name(name: &str) -> EventKind {
-        match name {
-            "started" => EventKind::Started,
-            "heartbeat" => EventKind::Heartbeat,
-            "progress" => EventKind::Progress,
-            "waiting" => EventKind::Waiting,
-            "completed" => EventKind::Completed,
-            "error" => EventKind::Error,
-            "exited" => EventKind::Exited,
-            "lost" => EventKind::Lost,
-            other => EventKind::Other(other.to_owned()),
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        match self {
-            EventKind::Started => "started",
-            EventKind::Heartbeat => "heartbeat",
-            EventKind::Progress => "progress",
-            EventKind::Waiting => "waiting",
-            EventKind::Completed => "completed",
-            EventKind::Error => "error",
-            EventKind::Exited => "exited",
-            EventKind::Lost => "lost",
-            EventKind::Other(name) => name,
-        }
-    }
-
-    /// `completed` and `error` end an attempt; they are published retained.
-    pub fn is_terminal(&self) -> bool {
-        matches!(self, EventKind::Completed | EventKind::Error)
-    }
-}
-
-impl fmt::Display for EventKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Serialize for EventKind {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for EventKind {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(|name| EventKind::from_name(&name))
-    }
-}
-
-/// One event as published by tmux-delegate.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Event {
-    pub job: String,
-    pub event: EventKind,
-    pub attempt: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seq: Option<u64>,
-    pub ts: f64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sig: Option<String>,
-}
 
 /// The wire form: the event's JSON object, with `sig` when a key is known.
 pub fn encode(event: &Event, key: Option<&super::sign::EventKey>) -> anyhow::Result<Vec<u8>> {
@@ -116,12 +21,6 @@ pub fn encode(event: &Event, key: Option<&super::sign::EventKey>) -> anyhow::Res
         object.insert("sig".into(), Value::String(sig));
     }
     Ok(serde_json::to_vec(&Value::Object(object))?)
-}
-
-pub fn now_ts() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// An event as received: fields the sender left out stay `None` and the

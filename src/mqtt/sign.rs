@@ -8,6 +8,9 @@ use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
+/// Moved to the domain module; kept here for code written against this path.
+pub use crate::model::Signature;
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// The variable that carries a job's key into its window (and nowhere else).
@@ -66,17 +69,6 @@ impl EventKey {
         };
         self.mac(object).verify_slice(&sig).is_ok()
     }
-}
-
-/// How an event's signature checked out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Signature {
-    Valid,
-    Unsigned,
-    Invalid,
-    /// No key is known for the job here, so nothing could be checked.
-    Unchecked,
 }
 
 pub fn check(key: Option<&EventKey>, raw: Option<&Map<String, Value>>) -> Signature {

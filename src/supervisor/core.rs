@@ -4,12 +4,10 @@
 //! no file system, no processes: the tests drive it with a fake clock.
 
 use super::policy::{backoff_ceiling, full_jitter};
-use crate::config::file::{FailureKind, Liveness, OnWaiting};
-use crate::config::{RetryPolicy, Timeouts};
-use crate::mqtt::event::EventKind;
-use crate::mqtt::sign::Signature;
-use crate::mqtt::topic::JobId;
-use crate::registry::JobState;
+use crate::model::{
+    EventKind, FailureKind, JobId, JobState, Liveness, Meaning, OnWaiting, RetryPolicy, Signature,
+    Timeouts,
+};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -584,10 +582,8 @@ impl Core {
         };
         let complete_on_exit = job.config.complete_on_exit;
         let on_waiting = job.config.on_waiting;
-        match event.kind {
-            EventKind::Started | EventKind::Heartbeat | EventKind::Progress
-                if job.screen.is_some() =>
-            {
+        match Meaning::of(&event.kind) {
+            Meaning::Alive if job.screen.is_some() => {
                 // A screen is still shown (e.g. the wrapper's `started`
                 // arrived after it was seen): only its going away, seen in
                 // the pane, ends this wait.
@@ -595,7 +591,7 @@ impl Core {
                     *last_life = now;
                 }
             }
-            EventKind::Started | EventKind::Heartbeat | EventKind::Progress => {
+            Meaning::Alive => {
                 let was_waiting = matches!(job.phase, Phase::Running { waiting: true, .. });
                 job.phase = Phase::Running {
                     last_life: now,
@@ -606,7 +602,7 @@ impl Core {
                     self.transition(id, JobState::Running, reason, None);
                 }
             }
-            EventKind::Waiting => {
+            Meaning::Waiting => {
                 let message = event
                     .message
                     .clone()
@@ -621,15 +617,15 @@ impl Core {
                 };
                 self.transition(id, JobState::Waiting, Some(message), None);
             }
-            EventKind::Completed => self.decide(now, id, None, event.message),
-            EventKind::Error => {
+            Meaning::Completed => self.decide(now, id, None, event.message),
+            Meaning::Failed => {
                 let reason = event
                     .message
                     .unwrap_or_else(|| "the agent reported an error".into());
                 let kind = event.failure_kind.unwrap_or(FailureKind::Error);
                 self.fail(now, id, kind, reason);
             }
-            EventKind::Exited => {
+            Meaning::Exited => {
                 let code = event.exit_code;
                 if code == Some(0) && complete_on_exit {
                     self.decide(now, id, None, Some("the agent exited with code 0".into()));
@@ -644,7 +640,7 @@ impl Core {
                     );
                 }
             }
-            EventKind::Lost => {
+            Meaning::Lost => {
                 job.lost = true;
                 if job.dead.is_some() && job.exit.is_none() {
                     self.fail(
@@ -655,7 +651,7 @@ impl Core {
                     );
                 }
             }
-            EventKind::Other(_) => {}
+            Meaning::Unknown => {}
         }
     }
 

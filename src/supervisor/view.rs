@@ -2,8 +2,7 @@
 //! age, last event) redrawn in place, and a summary; otherwise (or with
 //! `--json`) one JSON object per transition on stdout.
 
-use crate::mqtt::topic::JobId;
-use crate::registry::{FailureInfo, JobState, LastEvent};
+use crate::model::{FailureInfo, JobId, JobState, LastEvent};
 use crate::ui::table::Grid;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -75,7 +74,7 @@ impl View {
             self.draw();
         } else {
             let line = serde_json::json!({
-                "ts": crate::mqtt::event::now_ts(),
+                "ts": crate::model::event::now_ts(),
                 "job": job.as_str(),
                 "name": name,
                 "attempt": attempt,
@@ -238,7 +237,7 @@ mod tests {
             view.event(
                 &id,
                 &LastEvent {
-                    event: crate::mqtt::event::EventKind::Progress,
+                    event: crate::model::EventKind::Progress,
                     attempt: 1,
                     ts: 0.0,
                     message: Some(

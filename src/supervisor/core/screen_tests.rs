@@ -4,7 +4,7 @@
 //! its answer, and `agent_config` failures that are not retried.
 
 use super::*;
-use crate::config::file::FailureKind as K;
+use crate::model::FailureKind as K;
 
 const SEC: Duration = Duration::from_secs(1);
 

@@ -2,7 +2,7 @@
 //! sequence, and the races between events, exits and timers.
 
 use super::*;
-use crate::config::file::FailureKind as K;
+use crate::model::FailureKind as K;
 
 const SEC: Duration = Duration::from_secs(1);
 

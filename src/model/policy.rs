@@ -1,0 +1,74 @@
+//! The policy data a job carries (resolved from the config layers in
+//! `config/`): failure kinds, liveness, timeouts, retries.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    Error,
+    Hung,
+    Timeout,
+    Lost,
+    Exit,
+    StartTimeout,
+    /// The agent cannot run as configured (program missing, untrusted
+    /// folder, no key): retrying would fail the same way.
+    AgentConfig,
+    /// A workspace `setup` command failed before the agent started.
+    Setup,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Liveness {
+    Events,
+    Output,
+    Both,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnWaiting {
+    Notify,
+    Fail,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Timeouts {
+    #[serde(with = "humantime_serde_compat")]
+    pub start: Duration,
+    #[serde(with = "humantime_serde_compat")]
+    pub idle: Duration,
+    #[serde(with = "humantime_serde_compat")]
+    pub attempt: Duration,
+    #[serde(with = "humantime_serde_compat")]
+    pub job: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    #[serde(with = "humantime_serde_compat")]
+    pub backoff: Duration,
+    pub multiplier: f64,
+    #[serde(with = "humantime_serde_compat")]
+    pub backoff_max: Duration,
+    pub on: Vec<FailureKind>,
+}
+
+/// Durations in records are humantime strings, like in the config files.
+pub mod humantime_serde_compat {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
