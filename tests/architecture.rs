@@ -1,0 +1,392 @@
+//! The architecture's import rules, checked against the source tree: the
+//! supervisor's core stays sans-IO, tmux and MQTT stay apart, the registry
+//! and the views speak the domain's vocabulary (`src/model/`) rather than
+//! MQTT's. The rules are data (`RULES`); the scanner reads `src/` with
+//! `std::fs`, drops comments and literals, expands `use` groups and resolves
+//! `super::`/`self::`, so `use crate::{mqtt::topic}` or `super::driver` are
+//! caught as surely as `use crate::mqtt::topic`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// A part of the tree and the modules it must not name.
+struct Rule {
+    /// Files (`.rs`) or folders (ending in `/`) under the crate root.
+    parts: &'static [&'static str],
+    /// Module paths (`crate::…` or an external crate's) that are forbidden,
+    /// with everything under them.
+    forbidden: &'static [&'static str],
+    why: &'static str,
+}
+
+/// The modules that talk to the outside world (or load it).
+const IO_ROOMS: &[&str] = &[
+    "crate::mqtt",
+    "crate::registry",
+    "crate::tmux",
+    "crate::proc",
+    "crate::worker",
+    "crate::supervisor::driver",
+    "crate::config",
+    "crate::broker",
+    "crate::workspace",
+    "crate::commands",
+    "crate::fleet",
+    "tokio",
+    "nix",
+    "rumqttc",
+    "std::fs",
+    "std::process",
+    "std::net",
+];
+
+const RULES: &[Rule] = &[
+    Rule {
+        parts: &["src/supervisor/core.rs", "src/supervisor/core/"],
+        forbidden: IO_ROOMS,
+        why: "the supervisor's core is sans-IO: its types come from crate::model, its effects go out as data",
+    },
+    Rule {
+        parts: &["src/model/", "src/model.rs"],
+        forbidden: IO_ROOMS,
+        why: "the domain vocabulary does no I/O and depends on no room",
+    },
+    Rule {
+        parts: &["src/tmux/"],
+        forbidden: &["crate::mqtt", "rumqttc"],
+        why: "tmux and MQTT are separate rooms",
+    },
+    Rule {
+        parts: &["src/mqtt/"],
+        forbidden: &["crate::tmux", "tmux_interface"],
+        why: "tmux and MQTT are separate rooms",
+    },
+    Rule {
+        parts: &["src/registry.rs"],
+        forbidden: &["crate::mqtt", "rumqttc"],
+        why: "the registry stores the domain's types (crate::model), not MQTT's",
+    },
+    Rule {
+        parts: &["src/supervisor/view.rs"],
+        forbidden: &["crate::mqtt", "crate::registry"],
+        why: "the supervisor's view shows the domain's types (crate::model)",
+    },
+];
+
+#[test]
+fn no_part_imports_a_module_its_rule_forbids() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut broken = Vec::new();
+    for file in rust_files(&root.join("src")) {
+        let relative = file
+            .strip_prefix(root)
+            .expect("under the crate root")
+            .to_string_lossy()
+            .replace('\\', "/");
+        let source = fs::read_to_string(&file).expect("readable source file");
+        let paths = paths_named(&code_only(&source), &module_of(&relative));
+        for rule in RULES.iter().filter(|r| applies(r, &relative)) {
+            for path in &paths {
+                if let Some(bad) = rule.forbidden.iter().find(|f| is_under(path, f)) {
+                    broken.push(format!(
+                        "{relative}: `{path}` (under `{bad}`): {}",
+                        rule.why
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "forbidden imports:\n  {}",
+        broken.join("\n  ")
+    );
+}
+
+#[test]
+fn every_rule_names_files_that_exist() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for rule in RULES {
+        assert!(
+            rule.parts.iter().any(|p| root.join(p).exists()),
+            "no file matches {:?}: the rule would check nothing",
+            rule.parts
+        );
+    }
+}
+
+#[test]
+fn the_scanner_sees_every_way_of_naming_a_module() {
+    let source = r#"
+        // use crate::mqtt::ignored_in_a_comment;
+        /* crate::tmux in a block comment */
+        const S: &str = "crate::proc in a string";
+        use crate::{model::JobId, mqtt::{event::EventKind, topic}};
+        use super::driver::Driver;
+        use self::inner::Thing;
+        fn f<'a>(x: &'a str) -> char { let _ = crate::registry::now(); 'x' }
+        use tokio::time;
+    "#;
+    let mut paths = paths_named(&code_only(source), &module_of("src/supervisor/core.rs"));
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "crate::model::JobId",
+            "crate::mqtt::event::EventKind",
+            "crate::mqtt::topic",
+            "crate::registry::now",
+            "crate::supervisor::core::inner::Thing",
+            "crate::supervisor::driver::Driver",
+            "tokio::time",
+        ]
+    );
+    assert!(is_under("crate::mqtt::topic", "crate::mqtt"));
+    assert!(!is_under("crate::mqtt_extra", "crate::mqtt"));
+    assert_eq!(module_of("src/tmux/mod.rs"), ["crate", "tmux"]);
+}
+
+fn applies(rule: &Rule, relative: &str) -> bool {
+    rule.parts.iter().any(|part| {
+        if part.ends_with('/') {
+            relative.starts_with(part)
+        } else {
+            relative == *part
+        }
+    })
+}
+
+fn is_under(path: &str, module: &str) -> bool {
+    path == module || path.starts_with(&format!("{module}::"))
+}
+
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut entries: Vec<_> = fs::read_dir(dir)
+        .expect("readable source folder")
+        .map(|e| e.expect("readable entry").path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            files.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// `src/supervisor/core.rs` → `crate::supervisor::core`; `mod.rs` and
+/// `main.rs` name their folder.
+fn module_of(relative: &str) -> Vec<String> {
+    let inner = relative.trim_start_matches("src/").trim_end_matches(".rs");
+    let mut module = vec!["crate".to_owned()];
+    module.extend(
+        inner
+            .split('/')
+            .filter(|s| !matches!(*s, "mod" | "main" | "lib"))
+            .map(str::to_owned),
+    );
+    module
+}
+
+/// The source with comments, string and char literals blanked out, so that
+/// only code can name a module.
+fn code_only(source: &str) -> String {
+    let chars: Vec<char> = source.chars().collect();
+    let mut out = String::with_capacity(source.len());
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '/' if at(&chars, i + 1) == '/' => {
+                while i < chars.len() && chars[i] != '\n' {
+                    i += 1;
+                }
+            }
+            '/' if at(&chars, i + 1) == '*' => {
+                i += 2;
+                while i < chars.len() && !(chars[i] == '*' && at(&chars, i + 1) == '/') {
+                    i += 1;
+                }
+                i += 2;
+            }
+            'r' if (at(&chars, i + 1) == '"' || at(&chars, i + 1) == '#')
+                && !chars
+                    .get(i.wrapping_sub(1))
+                    .is_some_and(|c| c.is_alphanumeric() || *c == '_') =>
+            {
+                let hashes = chars[i + 1..].iter().take_while(|c| **c == '#').count();
+                if chars.get(i + 1 + hashes) != Some(&'"') {
+                    out.push('r');
+                    i += 1;
+                    continue;
+                }
+                let close: String = std::iter::once('"')
+                    .chain("#".repeat(hashes).chars())
+                    .collect();
+                i += 2 + hashes;
+                while i < chars.len() && !chars[i..].iter().collect::<String>().starts_with(&close)
+                {
+                    i += 1;
+                }
+                i += close.len();
+                out.push_str("\"\"");
+            }
+            '"' => {
+                i += 1;
+                while i < chars.len() && chars[i] != '"' {
+                    i += if chars[i] == '\\' { 2 } else { 1 };
+                }
+                i += 1;
+                out.push_str("\"\"");
+            }
+            '\'' if at(&chars, i + 1) == '\\' || at(&chars, i + 2) == '\'' => {
+                i += 1;
+                while i < chars.len() && chars[i] != '\'' {
+                    i += if chars[i] == '\\' { 2 } else { 1 };
+                }
+                i += 1;
+                out.push_str("' '");
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Every module path the code names from `crate`, `super`, `self` or an
+/// external crate a rule mentions, resolved to an absolute path
+/// (`crate::…`), with `use` groups expanded.
+fn paths_named(code: &str, module: &[String]) -> Vec<String> {
+    let externs: Vec<&str> = RULES
+        .iter()
+        .flat_map(|r| r.forbidden.iter())
+        .filter(|f| !f.starts_with("crate::"))
+        .map(|f| f.split("::").next().unwrap_or(f))
+        .chain(["std"])
+        .collect();
+    let chars: Vec<char> = code.chars().collect();
+    let mut paths = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let starts_word = i == 0
+            || !(chars[i - 1].is_alphanumeric() || chars[i - 1] == '_' || chars[i - 1] == ':');
+        if starts_word && (chars[i].is_alphabetic() || chars[i] == '_') {
+            let (first, _) = ident_at(&chars, i);
+            let wanted = matches!(first.as_str(), "crate" | "super" | "self")
+                || externs.contains(&first.as_str());
+            if wanted && chars[i + first.len()..].starts_with(&[':', ':']) {
+                let (found, end) = path_at(&chars, i);
+                for path in found {
+                    paths.push(resolve(&path, module));
+                }
+                i = end;
+                continue;
+            }
+            i += first.len();
+            continue;
+        }
+        i += 1;
+    }
+    paths.sort();
+    paths.dedup();
+    paths
+}
+
+fn at(chars: &[char], i: usize) -> char {
+    chars.get(i).copied().unwrap_or('\0')
+}
+
+fn ident_at(chars: &[char], start: usize) -> (String, usize) {
+    let ident: String = chars[start..]
+        .iter()
+        .take_while(|c| c.is_alphanumeric() || **c == '_')
+        .collect();
+    let end = start + ident.len();
+    (ident, end)
+}
+
+fn skip_space(chars: &[char], mut i: usize) -> usize {
+    while i < chars.len() && chars[i].is_whitespace() {
+        i += 1;
+    }
+    i
+}
+
+/// The path(s) starting at `start`: `a::b::c`, or `a::{b, c::{d, e}}`
+/// expanded; returns them and the index after the path.
+fn path_at(chars: &[char], start: usize) -> (Vec<String>, usize) {
+    let mut segments = Vec::new();
+    let mut i = start;
+    loop {
+        i = skip_space(chars, i);
+        if chars.get(i) == Some(&'{') {
+            let mut paths = Vec::new();
+            i += 1;
+            loop {
+                i = skip_space(chars, i);
+                match chars.get(i) {
+                    None => return (paths, i),
+                    Some('}') => return (paths, i + 1),
+                    Some(',') => i += 1,
+                    Some('*') => i += 1,
+                    Some(_) => {
+                        let (inner, end) = path_at(chars, i);
+                        let prefix = segments.join("::");
+                        paths.extend(inner.into_iter().map(|p| match p.as_str() {
+                            "self" => prefix.clone(),
+                            _ => format!("{prefix}::{p}"),
+                        }));
+                        i = skip_alias(chars, end);
+                    }
+                }
+            }
+        }
+        let (ident, end) = ident_at(chars, i);
+        if ident.is_empty() {
+            return (vec![segments.join("::")], i);
+        }
+        segments.push(ident);
+        i = end;
+        if chars[i..].starts_with(&[':', ':']) {
+            i += 2;
+        } else {
+            return (vec![segments.join("::")], i);
+        }
+    }
+}
+
+/// Skips ` as name` after a path in a `use` group.
+fn skip_alias(chars: &[char], i: usize) -> usize {
+    let j = skip_space(chars, i);
+    let (word, end) = ident_at(chars, j);
+    if word == "as" {
+        ident_at(chars, skip_space(chars, end)).1
+    } else {
+        i
+    }
+}
+
+fn resolve(path: &str, module: &[String]) -> String {
+    let mut segments: Vec<&str> = path.split("::").collect();
+    let mut base: Vec<String> = match segments.first() {
+        Some(&"super") | Some(&"self") => module.to_vec(),
+        _ => return path.to_owned(),
+    };
+    while let Some(&first) = segments.first() {
+        match first {
+            "super" => {
+                base.pop();
+            }
+            "self" => {}
+            _ => break,
+        }
+        segments.remove(0);
+    }
+    base.extend(segments.iter().map(|s| (*s).to_owned()));
+    base.join("::")
+}
