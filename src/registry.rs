@@ -67,6 +67,34 @@ pub struct Record {
 }
 
 impl Record {
+    /// A new job's record: pending at attempt 1, created now, owned by no
+    /// supervisor, with nothing recorded yet. Callers set what they know
+    /// more (`Record { supervised: true, ..Record::new(..) }`).
+    pub fn new(id: &JobId, spec: JobSpec, event_key: String) -> Record {
+        let now = now_rfc3339();
+        Record {
+            version: RECORD_VERSION,
+            id: id.to_string(),
+            spec,
+            broker: None,
+            event_key,
+            state: JobState::Pending,
+            attempt: 1,
+            created: now.clone(),
+            updated: now,
+            last_event: None,
+            failure: None,
+            attempts: Vec::new(),
+            pass_env: BTreeMap::new(),
+            supervised: false,
+            agent: None,
+            supervisor_pid: None,
+            cancel_requested: false,
+            resume: None,
+            workspace: None,
+        }
+    }
+
     /// The job as `status --json` (and outcome hooks) show it.
     pub fn summary(&self) -> serde_json::Value {
         serde_json::json!({
@@ -448,39 +476,33 @@ fn parse_record(text: &str) -> Result<Record> {
     serde_json::from_value(value).context("not a job record")
 }
 
-/// Writes `content` to `path` atomically (temp file in the same directory,
-/// fsync, rename) with permissions `mode`; the directory must exist.
+/// Writes `content` to `path` atomically with permissions `mode`: a temp
+/// file in the same directory (`.write.*.partial`), fsync, rename. The only
+/// writer of whole files in the crate; the directory must exist.
 pub fn write_file(path: &Path, content: &str, mode: u32) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut temp = tempfile::Builder::new()
         .prefix(".write.")
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    temp.write_all(content.as_bytes())?;
-    temp.as_file()
-        .set_permissions(fs::Permissions::from_mode(mode))?;
-    temp.as_file().sync_all()?;
-    temp.persist(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
-}
-
-/// Writes JSON to `path` via a 0600 temp file in the same directory and a rename.
-pub fn write_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut temp = tempfile::Builder::new()
-        .prefix(".record.")
         .suffix(".partial")
         .tempfile_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    serde_json::to_writer_pretty(&mut temp, value)?;
-    temp.write_all(b"\n")?;
-    temp.as_file()
-        .sync_all()
-        .with_context(|| format!("syncing {}", temp.path().display()))?;
+    temp.write_all(content.as_bytes())
+        .and_then(|()| {
+            temp.as_file()
+                .set_permissions(fs::Permissions::from_mode(mode))
+        })
+        .and_then(|()| temp.as_file().sync_all())
+        .with_context(|| format!("writing {}", temp.path().display()))?;
     temp.persist(path)
         .with_context(|| format!("replacing {}", path.display()))?;
     Ok(())
+}
+
+/// Writes `value` as pretty JSON to `path`, atomically and 0600.
+pub fn write_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    write_file(path, &text, 0o600)
 }
 
 #[cfg(test)]
@@ -501,25 +523,8 @@ mod tests {
             )
             .expect("spec");
         Record {
-            version: RECORD_VERSION,
             id: id.into(),
-            spec,
-            broker: None,
-            event_key: "00".into(),
-            state: JobState::Pending,
-            attempt: 1,
-            created: now_rfc3339(),
-            updated: now_rfc3339(),
-            last_event: None,
-            failure: None,
-            attempts: Vec::new(),
-            pass_env: BTreeMap::new(),
-            supervised: false,
-            agent: None,
-            supervisor_pid: None,
-            cancel_requested: false,
-            resume: None,
-            workspace: None,
+            ..Record::new(&JobId::parse("sample").expect("id"), spec, "00".into())
         }
     }
 

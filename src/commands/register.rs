@@ -7,7 +7,7 @@ use crate::config::job::{load_job_file, JobFlags};
 use crate::config::{Config, Env};
 use crate::error::{config_error, Exit};
 use crate::mqtt::sign::EventKey;
-use crate::registry::{new_job_id, now_rfc3339, JobState, Record, Registry, RECORD_VERSION};
+use crate::registry::{new_job_id, Record, Registry};
 
 pub fn run(args: RegisterArgs) -> anyhow::Result<Exit> {
     let env = Env::from_process()?;
@@ -38,27 +38,9 @@ pub fn run(args: RegisterArgs) -> anyhow::Result<Exit> {
     let broker = config.worker_broker()?;
     let registry = Registry::open(&config.env)?;
     let id = new_job_id(&spec.name);
-    let now = now_rfc3339();
     let record = Record {
-        version: RECORD_VERSION,
-        id: id.to_string(),
-        spec,
         broker,
-        event_key: EventKey::generate().to_hex(),
-        state: JobState::Pending,
-        attempt: 1,
-        created: now.clone(),
-        updated: now,
-        last_event: None,
-        failure: None,
-        attempts: Vec::new(),
-        pass_env: std::collections::BTreeMap::new(),
-        supervised: false,
-        agent: None,
-        supervisor_pid: None,
-        cancel_requested: false,
-        resume: None,
-        workspace: None,
+        ..Record::new(&id, spec, EventKey::generate().to_hex())
     };
     registry.create(&record)?;
     if args.json {

@@ -12,7 +12,7 @@ use crate::mqtt::client::Subscriber;
 use crate::mqtt::connect::{client_id, ConnectOptions};
 use crate::mqtt::sign::EventKey;
 use crate::mqtt::topic::{all_events_filter, JobId};
-use crate::registry::{new_job_id, now_rfc3339, JobState, Record, Registry, RECORD_VERSION};
+use crate::registry::{new_job_id, JobState, Record, Registry};
 use crate::supervisor::core::{Adoption, Core, JobConfig};
 use crate::supervisor::driver::{Driver, Ending, JobRuntime, Places};
 use crate::supervisor::view::View;
@@ -247,27 +247,15 @@ fn new_record(
             ),
         }
     }
-    let now = now_rfc3339();
+    let id = new_job_id(&spec.name);
     Record {
-        version: RECORD_VERSION,
-        id: new_job_id(&spec.name).to_string(),
-        spec,
         broker: Some(broker),
-        event_key: EventKey::generate().to_hex(),
-        state: JobState::Pending,
         attempt: 0,
-        created: now.clone(),
-        updated: now,
-        last_event: None,
-        failure: None,
-        attempts: Vec::new(),
         pass_env,
         supervised: true,
         agent: Some(agent),
         supervisor_pid: i32::try_from(std::process::id()).ok(),
-        cancel_requested: false,
-        resume: None,
-        workspace: None,
+        ..Record::new(&id, spec, EventKey::generate().to_hex())
     }
 }
 
