@@ -146,6 +146,75 @@ fn the_scanner_sees_every_way_of_naming_a_module() {
     assert_eq!(module_of("src/tmux/mod.rs"), ["crate", "tmux"]);
 }
 
+/// tmux clients send their whole environment to the server: every tmux
+/// process is set up by `scrubbed` in `src/tmux/`, and nothing else in
+/// `src/` starts tmux.
+#[test]
+fn every_tmux_process_is_set_up_by_the_scrubbing_helper() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut bypasses = Vec::new();
+    for file in rust_files(&root.join("src")) {
+        let relative = file
+            .strip_prefix(root)
+            .expect("under the root")
+            .to_string_lossy()
+            .replace('\\', "/");
+        let source = fs::read_to_string(&file).expect("readable source file");
+        if !relative.starts_with("src/tmux/") {
+            if source.contains("Command::new(\"tmux\")") || code_only(&source).contains("TmuxCli") {
+                bypasses.push(format!("{relative}: runs tmux outside src/tmux/"));
+            }
+            continue;
+        }
+        bypasses.extend(
+            unscrubbed_processes(&code_only(&source))
+                .into_iter()
+                .map(|at| {
+                    format!("{relative}: a tmux process not set up by `scrubbed(...)`: `{at}`")
+                }),
+        );
+    }
+    assert!(bypasses.is_empty(), "{}", bypasses.join("\n"));
+}
+
+#[test]
+fn the_tmux_check_sees_a_process_outside_the_helper() {
+    let code = code_only(
+        "fn a() { let c = scrubbed(std::process::Command::new(\"tmux\"), &s); }\n\
+         fn b() { let c = scrubbed(TmuxCli::with_command(x).into_command(), &[]); }\n\
+         fn c() { let c = TmuxCli::with_command(x)\n    .into_command().output(); }",
+    );
+    assert_eq!(unscrubbed_processes(&code), [".into_command()"]);
+}
+
+/// Where `code` creates a process (`Command::new(`, `.into_command()`)
+/// other than inside the arguments of a `scrubbed(` call (or its own
+/// definition).
+fn unscrubbed_processes(code: &str) -> Vec<String> {
+    let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+    let mut found = Vec::new();
+    for needle in ["Command::new(", ".into_command()"] {
+        for (at, _) in code.match_indices(needle) {
+            let before = &code[..at];
+            let inside = before.rfind("scrubbed(").is_some_and(|open| {
+                let mut depth = 0_i32;
+                for c in before[open + "scrubbed".len()..].chars() {
+                    match c {
+                        '(' => depth += 1,
+                        ')' => depth -= 1,
+                        _ => {}
+                    }
+                }
+                depth > 0
+            });
+            if !inside {
+                found.push(needle.to_owned());
+            }
+        }
+    }
+    found
+}
+
 fn applies(rule: &Rule, relative: &str) -> bool {
     rule.parts.iter().any(|part| {
         if part.ends_with('/') {

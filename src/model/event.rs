@@ -114,6 +114,9 @@ pub enum Signature {
     Unchecked,
 }
 
+/// The variable that carries a job's key into its window (and nowhere else).
+pub const EVENT_KEY_VAR: &str = "DELEGATE_EVENT_KEY";
+
 /// The wall-clock time as an event's `ts` (Unix seconds). The supervisor's
 /// core never calls it: its callers pass the time in.
 pub fn now_ts() -> f64 {

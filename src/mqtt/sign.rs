@@ -13,8 +13,7 @@ pub use crate::model::Signature;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// The variable that carries a job's key into its window (and nowhere else).
-pub const EVENT_KEY_VAR: &str = "DELEGATE_EVENT_KEY";
+pub use crate::model::event::EVENT_KEY_VAR;
 
 /// A per-job event key: 32 random bytes, hex in the record and the window's env.
 #[derive(Clone, PartialEq, Eq)]

@@ -1,9 +1,12 @@
-//! The only code that runs tmux. Command lines are built with tmux_interface
-//! and run through one helper that removes `TMUX` (so no call can reach a
-//! server by accident) and the secret variables (a server this process
-//! starts must not inherit them), and that checks tmux's exit status itself.
+//! The only code that runs tmux. Command lines are built with tmux_interface;
+//! every tmux process is set up by `scrubbed`, which removes the secret
+//! variables (a tmux client sends its whole environment to the server, and
+//! a server this process starts would inherit them), and the supervisor's
+//! calls go through `Tmux::run`, which also removes `TMUX` (so no call can
+//! reach a server by accident) and checks tmux's exit status itself.
 
 use crate::config::TmuxSettings;
+use crate::model::event::EVENT_KEY_VAR;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use tmux_interface::{
@@ -16,6 +19,22 @@ use tmux_interface::{
 /// is free text) may contain a `|`.
 const WINDOW_FORMAT: &str = "#{window_id}|#{pane_id}|#{pane_pid}|#{window_activity}|#{pane_dead}|#{pane_dead_status}|#{session_name}";
 const LAUNCH_FORMAT: &str = "#{window_id}|#{pane_id}|#{pane_pid}";
+
+/// Secrets no tmux process may carry, whoever starts it, on top of the
+/// caller's own list (the password variables its config names).
+const ALWAYS_SCRUBBED: [&str; 2] = [EVENT_KEY_VAR, "MQTT_PASSWORD"];
+
+/// The one place a tmux process is set up: `command` without the secret
+/// variables (`ALWAYS_SCRUBBED` and `scrub`) in its environment.
+fn scrubbed(mut command: std::process::Command, scrub: &[String]) -> std::process::Command {
+    for name in ALWAYS_SCRUBBED
+        .into_iter()
+        .chain(scrub.iter().map(String::as_str))
+    {
+        command.env_remove(name);
+    }
+    command
+}
 
 /// One window as seen by `list-windows -a`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,11 +103,8 @@ impl Tmux {
             Server::Named(name) => cli = cli.socket_name(name.clone()),
             Server::Path(path) => cli = cli.socket_path(path.clone()),
         }
-        let mut std_command = cli.into_command();
+        let mut std_command = scrubbed(cli.into_command(), &self.scrub);
         std_command.env_remove("TMUX").env_remove("TMUX_PANE");
-        for name in &self.scrub {
-            std_command.env_remove(name);
-        }
         std_command.stdin(std::process::Stdio::null());
         tokio::process::Command::from(std_command)
     }
@@ -116,12 +132,10 @@ impl Tmux {
             return configured.to_owned();
         }
         if inside_tmux && !matches!(self.server, Server::Named(_)) {
-            let mut command = tokio::process::Command::new("tmux");
+            // `TMUX` stays: it names the session this process runs in.
+            let mut command = scrubbed(std::process::Command::new("tmux"), &self.scrub);
             command.args(["display-message", "-p", "#{session_name}"]);
-            for name in &self.scrub {
-                command.env_remove(name);
-            }
-            if let Ok(output) = command.output().await {
+            if let Ok(output) = tokio::process::Command::from(command).output().await {
                 let name = String::from_utf8_lossy(&output.stdout).trim().to_owned();
                 if output.status.success() && !name.is_empty() {
                     return name;
@@ -283,7 +297,7 @@ impl Tmux {
 
     /// A blocking `tmux` command with the terminal (for `attach`).
     pub fn interactive(&self, args: &[&str]) -> std::process::Command {
-        let mut command = std::process::Command::new("tmux");
+        let mut command = scrubbed(std::process::Command::new("tmux"), &self.scrub);
         match &self.server {
             Server::Default => {}
             Server::Named(name) => {
@@ -294,9 +308,6 @@ impl Tmux {
             }
         }
         command.args(args);
-        for name in &self.scrub {
-            command.env_remove(name);
-        }
         command
     }
 
@@ -338,18 +349,7 @@ pub fn keep_own_pane() -> Result<()> {
         .option("remain-on-exit")
         .value("on")
         .build();
-    let output = TmuxCli::with_command(command)
-        .into_command()
-        .stdin(std::process::Stdio::null())
-        .output()
-        .context("running tmux")?;
-    if !output.status.success() {
-        bail!(
-            "tmux set-option remain-on-exit: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(())
+    run_in_own_server(command, "set-option remain-on-exit").map(drop)
 }
 
 /// Called by the window's wrapper when the agent failed: the last lines of
@@ -363,14 +363,19 @@ pub fn own_pane_text() -> Result<String> {
         .start_line("-200")
         .target_pane(pane)
         .build();
-    let output = TmuxCli::with_command(command)
-        .into_command()
+    run_in_own_server(command, "capture-pane")
+}
+
+/// Runs `command` (blocking) on the server of the pane this process runs
+/// in, which `TMUX` names; returns its output, or tmux's complaint.
+fn run_in_own_server(command: TmuxCommand<'_>, what: &str) -> Result<String> {
+    let output = scrubbed(TmuxCli::with_command(command).into_command(), &[])
         .stdin(std::process::Stdio::null())
         .output()
         .context("running tmux")?;
     if !output.status.success() {
         bail!(
-            "tmux capture-pane: {}",
+            "tmux {what}: {}",
             String::from_utf8_lossy(&output.stderr).trim()
         );
     }
@@ -460,6 +465,19 @@ mod tests {
         assert_eq!(info.session, "my | session");
         let alive = parse_window("@3|%4|1234|1795610821|0||delegate").expect("parses");
         assert_eq!(alive.dead_status, None);
+    }
+
+    #[test]
+    fn every_tmux_process_loses_the_secrets() {
+        let command = scrubbed(std::process::Command::new("tmux"), &["MY_PASSWORD".into()]);
+        let removed: Vec<_> = command
+            .get_envs()
+            .filter(|(_, value)| value.is_none())
+            .map(|(name, _)| name.to_string_lossy().into_owned())
+            .collect();
+        for name in ["MY_PASSWORD", "MQTT_PASSWORD", EVENT_KEY_VAR] {
+            assert!(removed.iter().any(|r| r == name), "{name} not removed");
+        }
     }
 
     #[test]
