@@ -5,6 +5,7 @@ use crate::agents::{self, AgentDef, BUILTIN};
 use crate::config::file::{HookStyle, Liveness};
 use crate::config::{Config, Env};
 use crate::error::Exit;
+use crate::ui::table::Grid;
 use std::path::Path;
 
 fn reports(agent: &AgentDef) -> String {
@@ -35,7 +36,7 @@ fn installed(program: &str, path_var: Option<&str>) -> bool {
 
 pub fn run() -> anyhow::Result<Exit> {
     let config = Config::load(Env::from_process()?)?;
-    let mut rows = Vec::new();
+    let mut grid = Grid::new(&["AGENT", "SOURCE", "INSTALLED", "COMMAND", "REPORTS BY"]);
     let mut missing = Vec::new();
     for name in agents::names(&config) {
         let agent = agents::resolve(&config, &name)?;
@@ -57,7 +58,7 @@ pub fn run() -> anyhow::Result<Exit> {
             ));
             "no"
         };
-        rows.push([
+        grid.push(vec![
             name,
             source.to_owned(),
             present.to_owned(),
@@ -65,25 +66,7 @@ pub fn run() -> anyhow::Result<Exit> {
             reports(&agent),
         ]);
     }
-    let header = ["AGENT", "SOURCE", "INSTALLED", "COMMAND", "REPORTS BY"];
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let print = |cells: [&str; 5]| {
-        let line: Vec<String> = cells
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        println!("{}", line.join("  ").trim_end());
-    };
-    print(header);
-    for r in &rows {
-        print([&r[0], &r[1], &r[2], &r[3], &r[4]]);
-    }
+    grid.print();
     if !missing.is_empty() {
         println!();
         for line in &missing {

@@ -6,7 +6,6 @@ use crate::config::Env;
 use crate::error::Exit;
 use crate::registry::{Record, Registry};
 use crate::ui::table::Grid;
-use std::io::IsTerminal;
 
 pub fn run(args: &StatusArgs) -> anyhow::Result<Exit> {
     let env = Env::from_process()?;
@@ -68,13 +67,5 @@ fn print_table(records: &[Record]) {
                 .unwrap_or_default(),
         ]);
     }
-    // In a terminal the table fits its width; piped, nothing is cut.
-    let width = if std::io::stdout().is_terminal() {
-        crate::ui::terminal_width()
-    } else {
-        u16::MAX
-    };
-    for line in grid.lines(width) {
-        println!("{line}");
-    }
+    grid.print();
 }

@@ -9,6 +9,7 @@ use ratatui::layout::{Constraint, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::Line;
 use ratatui::widgets::{Row, Table, Widget};
+use std::io::IsTerminal;
 use unicode_width::UnicodeWidthStr;
 
 /// Spaces between two columns.
@@ -122,6 +123,19 @@ impl Grid {
         let mut buffer = Buffer::empty(area);
         self.table(&widths).render(area, &mut buffer);
         buffer_lines(&buffer)
+    }
+
+    /// Prints the table to stdout: in a terminal it fits the terminal's
+    /// width; piped, nothing is cut.
+    pub fn print(&self) {
+        let width = if std::io::stdout().is_terminal() {
+            super::terminal_width()
+        } else {
+            u16::MAX
+        };
+        for line in self.lines(width) {
+            println!("{line}");
+        }
     }
 }
 
