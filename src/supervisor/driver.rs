@@ -9,6 +9,7 @@ use crate::mqtt::client::{Message, Subscriber};
 use crate::mqtt::event::{decode, Decoded, EventKind};
 use crate::mqtt::sign::{check, EventKey};
 use crate::mqtt::topic::{job_of_topic, JobId};
+use crate::proc::AgentGroup;
 use crate::registry::{now_rfc3339, FailureInfo, JobState, LastEvent, LogEntry, Registry};
 use crate::tmux::{Launched, Tmux, WindowInfo};
 
@@ -38,7 +39,7 @@ pub struct JobRuntime {
     /// show it, and must not count it as gone.
     launched_at: Option<Instant>,
     /// The agent's process group per attempt, once the wrapper recorded it.
-    pgid: HashMap<u32, i32>,
+    pgid: HashMap<u32, AgentGroup>,
 }
 
 impl JobRuntime {
@@ -59,7 +60,7 @@ impl JobRuntime {
         mut self,
         attempt: u32,
         window: Option<String>,
-        pgid: Option<i32>,
+        pgid: Option<AgentGroup>,
     ) -> JobRuntime {
         if let Some(window_id) = window {
             self.window = Some((
@@ -381,12 +382,17 @@ impl Driver {
     }
 
     /// The attempt's agent group, as the wrapper recorded it.
-    fn pgid(&mut self, job: &JobId, attempt: u32) -> Option<i32> {
+    fn pgid(&mut self, job: &JobId, attempt: u32) -> Option<AgentGroup> {
         let runtime = self.jobs.get_mut(job)?;
         if let Some(pgid) = runtime.pgid.get(&attempt) {
             return Some(*pgid);
         }
-        let pgid = self.registry.load(job).ok()?.attempt_info(attempt)?.pgid?;
+        let pgid = self
+            .registry
+            .load(job)
+            .ok()?
+            .attempt_info(attempt)?
+            .agent_group()?;
         runtime.pgid.insert(attempt, pgid);
         Some(pgid)
     }
@@ -497,6 +503,7 @@ impl Driver {
         };
         match crate::proc::signal_group(pgid, sig) {
             Ok(true) => {
+                let pgid = pgid.pgid;
                 tracing::info!("job {job} attempt {attempt}: sent {sig} to process group {pgid}")
             }
             Ok(false) => {
@@ -504,7 +511,7 @@ impl Driver {
                     self.inputs.push_back(Input::GroupGone { job, attempt });
                 }
             }
-            Err(e) => tracing::warn!("job {job}: cannot signal process group {pgid}: {e}"),
+            Err(e) => tracing::warn!("job {job}: cannot signal process group {}: {e}", pgid.pgid),
         }
     }
 
