@@ -210,9 +210,8 @@ const STOP_POLL: Duration = Duration::from_millis(20);
 /// Stops every descendant of this process, as a kill stops an agent's
 /// group: SIGTERM (and SIGCONT, so a stopped one can act on it), `grace`
 /// for them to exit, then SIGKILL. Descendants that appear meanwhile are
-/// signalled too; ended children are reaped, except `spare`. Returns how
-/// many processes were signalled.
-pub async fn stop_descendants(grace: Duration, spare: Option<i32>) -> usize {
+/// signalled too; ended children are reaped, except `spare`.
+pub async fn stop_descendants(grace: Duration, spare: Option<i32>) {
     let me = i32::try_from(std::process::id()).unwrap_or(0);
     let mut termed: HashSet<i32> = HashSet::new();
     let deadline = Instant::now() + grace;
@@ -220,7 +219,7 @@ pub async fn stop_descendants(grace: Duration, spare: Option<i32>) -> usize {
         reap_ended_children(spare);
         let live = live_descendants(me);
         if live.is_empty() {
-            return termed.len();
+            return;
         }
         if Instant::now() >= deadline {
             break;
@@ -237,14 +236,13 @@ pub async fn stop_descendants(grace: Duration, spare: Option<i32>) -> usize {
     loop {
         let live = live_descendants(me);
         if live.is_empty() {
-            return termed.len();
+            return;
         }
         if Instant::now() >= deadline {
             tracing::warn!("descendants still alive after SIGKILL: {live:?}");
-            return termed.len();
+            return;
         }
         for pid in live {
-            termed.insert(pid);
             let _ = signal_process(pid, Signal::SIGKILL);
         }
         tokio::time::sleep(STOP_POLL).await;

@@ -201,6 +201,7 @@ fn escaping_agent(dir: &Path, pids: &Path, finish: &str) -> PathBuf {
          os.wait()\n",
     )
     .expect("daemon.py");
+    let orphan = pids.with_file_name("orphan");
     let pids = pids.display();
     script(
         &dir.join("escaping.sh"),
@@ -208,9 +209,11 @@ fn escaping_agent(dir: &Path, pids: &Path, finish: &str) -> PathBuf {
             "echo $$ >> {pids}\n\
              setsid sh -c 'trap \"\" TERM HUP; echo $$ >> {pids}; exec sleep 300' &\n\
              /usr/bin/python3 {daemon} {pids}\n\
+             (sleep 0.5 & echo $! > {orphan})\n\
              while [ $(wc -l < {pids}) -lt 3 ]; do sleep 0.1; done\n\
              {finish}",
-            daemon = daemon.display()
+            daemon = daemon.display(),
+            orphan = orphan.display()
         ),
     )
 }
@@ -248,6 +251,23 @@ fn start_escapees(setup: &Setup, strays: &Strays, args: &[&str]) -> (Lines, Stri
         reparented.is_some(),
         "the daemon's parent is {:?}, not the wrapper {wrapper}",
         stat_field(daemon, 4)
+    );
+    // A short-lived orphan the wrapper inherited is reaped while the agent
+    // still runs, not left a zombie until the attempt ends.
+    let orphan: i32 = wait_for(SETTLE, || {
+        std::fs::read_to_string(strays.0.with_file_name("orphan"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    })
+    .expect("orphan pid");
+    let reaped = wait_for(SETTLE, || {
+        (!Path::new(&format!("/proc/{orphan}")).exists()).then_some(())
+    });
+    assert!(
+        reaped.is_some() && alive(pids[0]),
+        "the orphan {orphan} was not reaped while the agent ran"
     );
     (running, id, pids)
 }
