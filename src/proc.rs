@@ -342,12 +342,27 @@ mod tests {
         child.wait().expect("reap");
         assert!(!group_alive(group));
         assert_eq!(signal_group(group, Signal::SIGTERM), Ok(false));
-        let init = AgentGroup {
-            pgid: 1,
-            leader_start: None,
-        };
-        assert_eq!(signal_group(init, Signal::SIGTERM), Ok(false));
-        assert!(!group_alive(init));
+        // SIGCONT, harmless should the guard ever break (as under mutation
+        // testing): pgid 1 is init's group, 0 this process's own.
+        for pgid in [0, 1] {
+            let reserved = AgentGroup {
+                pgid,
+                leader_start: None,
+            };
+            assert_eq!(signal_group(reserved, Signal::SIGCONT), Ok(false));
+            assert!(!group_alive(reserved));
+            assert_eq!(signal_process(pgid, Signal::SIGCONT), Ok(false));
+        }
+    }
+
+    #[test]
+    fn only_this_program_counts_as_a_supervisor() {
+        let (mut child, pid) = sleeper_in_own_group();
+        assert!(!is_tmux_delegate(pid), "sleep taken for tmux-delegate");
+        assert_eq!(signal_process(pid, Signal::SIGKILL), Ok(true));
+        child.wait().expect("reap");
+        assert_eq!(signal_process(pid, Signal::SIGKILL), Ok(false));
+        assert!(!is_tmux_delegate(pid), "a gone pid taken for tmux-delegate");
     }
 
     #[test]
