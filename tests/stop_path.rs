@@ -311,6 +311,11 @@ fn setsid_children_and_daemons_do_not_survive_kill() {
     );
     let out = run(setup.td().args(["kill", &id]));
     assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("did not stop"),
+        "`kill` did not leave the stop to the supervisor: {}",
+        text(&out.stderr)
+    );
     running.finish(SETTLE);
     assert_eq!(setup.job("escape")["state"], "cancelled");
     assert_eq!(strays.survivors(), Vec::<i32>::new(), "escaped kill");
@@ -554,14 +559,20 @@ fn a_recorded_group_whose_leader_start_time_differs_is_never_signalled() {
 // --- The terminal and the retained event -------------------------------------
 
 #[test]
-fn an_agent_that_sets_the_terminal_is_not_stopped_by_sigttou() {
+fn an_agent_owns_the_terminal_it_reads_and_sets() {
     let dir = tempfile::tempdir().expect("tempdir");
+    let ready = dir.path().join("ready");
     let done = dir.path().join("done");
-    // `stty` changes the terminal: from a background group it is stopped
-    // (state T) by SIGTTOU; the wrapper makes the agent's group foreground.
+    // From a background group, `stty` and `read` on the terminal are
+    // stopped by SIGTTOU/SIGTTIN, or fail with EIO where tmux left those
+    // ignored: the wrapper must make the agent's group the foreground one.
     let agent = script(
         &dir.path().join("tty.sh"),
-        &format!("stty -echo && stty echo && echo ok > {}", done.display()),
+        &format!(
+            "stty -echo && stty echo || exit 3\necho $$ > {}\nIFS= read -r line || exit 4\necho \"$line\" > {}",
+            ready.display(),
+            done.display()
+        ),
     );
     let setup = Setup::new(
         "1s",
@@ -572,14 +583,28 @@ fn an_agent_that_sets_the_terminal_is_not_stopped_by_sigttou() {
         ),
     );
     let mut running = setup.spawn_run(&["--agent", "tty", "--name", "tty", "--prompt", "p"]);
+    let started = wait_for(SETTLE, || ready.exists().then_some(()));
+    let id = setup.id("tty");
+    let window = setup.recorded_attempt(&id)["window"]
+        .as_str()
+        .expect("window")
+        .to_owned();
+    if started.is_some() {
+        let out = setup
+            .tmux
+            .output(&["send-keys", "-t", &window, "-l", "typed by a human"]);
+        assert!(out.trim().is_empty(), "{out}");
+        let out = setup.tmux.output(&["send-keys", "-t", &window, "Enter"]);
+        assert!(out.trim().is_empty(), "{out}");
+    }
     let status = running.finish(Duration::from_secs(60));
     assert_eq!(
-        setup.job("tty")["state"],
-        "completed",
-        "{status} {:?}",
+        std::fs::read_to_string(&done).unwrap_or_default().trim(),
+        "typed by a human",
+        "the agent could not use its terminal ({status}, {:?})",
         running.stdout
     );
-    assert!(done.exists(), "stty did not finish");
+    assert_eq!(setup.job("tty")["state"], "completed");
 }
 
 #[test]
@@ -629,4 +654,51 @@ fn a_retry_does_not_see_the_previous_attempt_s_retained_error() {
         (job["state"].clone(), job["attempt"].clone()),
         ("completed".into(), 2.into())
     );
+}
+
+// --- The wrapper stopped from outside ---------------------------------------
+
+/// Stops the escaping agent's wrapper from outside (`how` gets the job's
+/// window id and the wrapper's pid) while the agent ignores SIGHUP and no
+/// supervisor runs (it was SIGKILLed): the wrapper alone must stop the
+/// agent and its escapees before it goes.
+fn wrapper_stopped_from_outside(how: impl FnOnce(&Setup, &str, i64)) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let strays = Strays(dir.path().join("pids"));
+    let agent = escaping_agent(dir.path(), &strays.0, "trap '' HUP\nexec sleep 300");
+    let setup = Setup::new(
+        "1s",
+        &format!("[agents.escape]\ncommand = [\"{}\"]\n", agent.display()),
+    );
+    let (mut running, id, _) = start_escapees(
+        &setup,
+        &strays,
+        &["--agent", "escape", "--name", "escape", "--prompt", "p"],
+    );
+    let attempt = setup.recorded_attempt(&id);
+    running.guard.child().kill().expect("kill run");
+    running.finish(SETTLE);
+    how(
+        &setup,
+        attempt["window"].as_str().expect("window"),
+        attempt["pane_pid"].as_i64().expect("pane pid"),
+    );
+    assert_eq!(
+        strays.survivors(),
+        Vec::<i32>::new(),
+        "survived the wrapper's end"
+    );
+}
+
+#[test]
+fn closing_the_window_stops_an_agent_that_ignores_sighup_and_its_escapees() {
+    wrapper_stopped_from_outside(|setup, window, _| {
+        let out = setup.tmux.output(&["kill-window", "-t", window]);
+        assert!(out.trim().is_empty(), "{out}");
+    });
+}
+
+#[test]
+fn sigterm_to_the_wrapper_stops_the_agent_and_its_escapees() {
+    wrapper_stopped_from_outside(|_, _, wrapper| send("TERM", wrapper));
 }
