@@ -14,11 +14,13 @@ use std::time::{Duration, Instant};
 /// How long a stop may take here: kill_grace is 1-2 s, the machine is shared.
 const SETTLE: Duration = Duration::from_secs(30);
 
+/// Fields drop in order: the tmux server and the broker before the
+/// directory that holds their sockets and files.
 struct Setup {
-    _dir: tempfile::TempDir,
-    home: PathBuf,
     tmux: TmuxServer,
     broker: Mosquitto,
+    home: PathBuf,
+    _dir: tempfile::TempDir,
 }
 
 impl Setup {
