@@ -84,6 +84,10 @@ pub struct AttemptInfo {
     pub pane_pid: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pgid: Option<i32>,
+    /// The group leader's start time (`/proc/PID/stat` field 22): checked
+    /// before the group is signalled, so a reused pid is never taken for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pgid_start: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -106,6 +110,16 @@ pub struct ResumePoint {
     pub job_deadline: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff_until: Option<f64>,
+}
+
+impl AttemptInfo {
+    /// The agent's process group, as the wrapper recorded it.
+    pub fn agent_group(&self) -> Option<crate::proc::AgentGroup> {
+        self.pgid.map(|pgid| crate::proc::AgentGroup {
+            pgid,
+            leader_start: self.pgid_start,
+        })
+    }
 }
 
 /// `record.json`: the spec, resolved config, broker block, event key and state.
