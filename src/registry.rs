@@ -21,6 +21,18 @@ pub use crate::model::{AttemptInfo, FailureInfo, JobState, LastEvent, ResumePoin
 
 pub const RECORD_VERSION: u32 = 1;
 
+/// The stop path's view of an attempt (`AttemptInfo` lives in the model,
+/// which knows nothing of processes).
+impl AttemptInfo {
+    /// The agent's process group, as the wrapper recorded it.
+    pub fn agent_group(&self) -> Option<crate::proc::AgentGroup> {
+        self.pgid.map(|pgid| crate::proc::AgentGroup {
+            pgid,
+            leader_start: self.pgid_start,
+        })
+    }
+}
+
 /// `record.json`: the spec, resolved config, broker block, event key and state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {

@@ -118,6 +118,14 @@ pub async fn run(registry: &Registry, job: &JobId, attempt: u32) -> Result<Exit>
         job: job.as_str(),
         settings: &settings,
     });
+    // Orphaned descendants of the agent (double forks, `setsid` daemons)
+    // become the wrapper's children, so the end of the attempt finds them.
+    if let Err(e) = crate::proc::become_subreaper() {
+        tracing::warn!("cannot become a child subreaper: {e}");
+    }
+    // Window closed (SIGHUP) or the wrapper stopped (SIGTERM): handled, so
+    // the wrapper outlives the agent long enough to stop its descendants.
+    let mut stops = StopSignals::listen()?;
     let mut child = match spawn_agent(&argv, &record, &agent, &broker, &reporter) {
         Ok(child) => child,
         Err(e) => {
@@ -144,12 +152,14 @@ pub async fn run(registry: &Registry, job: &JobId, attempt: u32) -> Result<Exit>
     };
     let pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
     // The agent leads its own group (process_group(0)): pgid == pid.
-    hand_terminal_to(pid);
+    let group = crate::proc::AgentGroup::led_by(pid);
+    hand_terminal_to(group);
     // From here on the agent runs: nothing may end the wrapper before the
     // agent does, or the agent would be left without its reporter.
     let recorded = registry.update(job, |r| {
         let info = r.attempt_mut(attempt);
         info.pgid = Some(pid);
+        info.pgid_start = group.leader_start;
         info.pane_pid = i32::try_from(std::process::id()).ok();
         info.started = Some(now_rfc3339());
     });
@@ -164,9 +174,17 @@ pub async fn run(registry: &Registry, job: &JobId, attempt: u32) -> Result<Exit>
         eprintln!("[tmux-delegate] could not report `started`: {e}");
     }
 
-    let status = child.wait().await.context("waiting for the agent")?;
+    let grace = record.spec.tmux.kill_grace;
+    let (status, hung_up) = wait_for_agent(&mut child, pid, grace, &mut stops).await?;
     take_terminal_back();
+    // The attempt is over: whatever the agent left behind goes too.
+    crate::proc::stop_descendants(grace, None).await;
     let code = exit_code(status);
+    if hung_up {
+        // The window is gone: nobody reads the pane, and the Last Will
+        // (`lost`) reports the closed window as it always did.
+        return Ok(Exit::Raw(u8::try_from(code & 0xff).unwrap_or(1)));
+    }
     // Durable before it is published: a broker outage or a Last Will can
     // then never turn this exit into `lost` (SPEC: what the wrapper saw wins).
     if let Err(e) = registry.update(job, |r| r.attempt_mut(attempt).exit_code = Some(code)) {
@@ -186,10 +204,10 @@ pub async fn run(registry: &Registry, job: &JobId, attempt: u32) -> Result<Exit>
         )
         .await
     {
-        eprintln!("tmux-delegate: could not report the exit: {e}");
+        say(&format!("tmux-delegate: could not report the exit: {e}"));
     }
     publisher.close().await;
-    eprintln!("\n[tmux-delegate] {message}");
+    say(&format!("\n[tmux-delegate] {message}"));
     Ok(Exit::Raw(u8::try_from(code & 0xff).unwrap_or(1)))
 }
 
@@ -225,6 +243,57 @@ async fn report_refusal(agent: &AgentDef, reporter: &mut Reporter, publisher: &m
     {
         eprintln!("[tmux-delegate] could not report the refusal: {e}");
     }
+}
+
+/// Writes a line to the pane, if it is still there (`eprintln!` panics
+/// once the window is closed).
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// SIGTERM and SIGHUP, caught for the whole attempt.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn listen() -> Result<StopSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate()).context("catching SIGTERM")?,
+            hangup: signal(SignalKind::hangup()).context("catching SIGHUP")?,
+        })
+    }
+}
+
+/// How often orphans the wrapper inherited and that ended are reaped.
+const REAP_EVERY: Duration = Duration::from_secs(1);
+
+/// Waits for the agent to end. A SIGTERM or SIGHUP to the wrapper stops it
+/// and every other descendant (TERM, `grace`, KILL) first. Returns the
+/// agent's status and whether the window was closed (SIGHUP).
+async fn wait_for_agent(
+    child: &mut tokio::process::Child,
+    pid: i32,
+    grace: Duration,
+    stops: &mut StopSignals,
+) -> Result<(std::process::ExitStatus, bool)> {
+    let mut reap = tokio::time::interval(REAP_EVERY);
+    let hung_up = loop {
+        tokio::select! {
+            status = child.wait() => {
+                return Ok((status.context("waiting for the agent")?, false));
+            }
+            _ = stops.term.recv() => break false,
+            _ = stops.hangup.recv() => break true,
+            _ = reap.tick() => crate::proc::reap_ended_children(Some(pid)),
+        }
+    };
+    crate::proc::stop_descendants(grace, Some(pid)).await;
+    let status = child.wait().await.context("waiting for the agent")?;
+    Ok((status, hung_up))
 }
 
 /// Builds and signs this attempt's events.
@@ -381,17 +450,17 @@ fn with_sigttou_blocked(f: impl FnOnce()) {
 
 /// Makes the agent's group the terminal's foreground group, so it gets the
 /// pane's keyboard signals and can use the terminal without SIGTTOU/SIGTTIN.
-fn hand_terminal_to(pgid: i32) {
-    if pgid <= 1 {
+fn hand_terminal_to(group: crate::proc::AgentGroup) {
+    if group.pgid <= 1 {
         return;
     }
     with_sigttou_blocked(|| {
         let stdin = std::io::stdin();
-        let _ = nix::unistd::tcsetpgrp(stdin.as_fd(), Pid::from_raw(pgid));
+        let _ = nix::unistd::tcsetpgrp(stdin.as_fd(), Pid::from_raw(group.pgid));
     });
     // If the agent touched the terminal before the hand-over it was stopped:
     // let it go on.
-    let _ = crate::proc::signal_group(pgid, Signal::SIGCONT);
+    let _ = crate::proc::signal_group(group, Signal::SIGCONT);
 }
 
 fn take_terminal_back() {
@@ -458,9 +527,14 @@ async fn prepare_workspace(
         let mut child = spawn_agent(&argv, record, agent, broker, reporter)
             .map_err(|e| format!("setup command `{shown}` cannot start: {e}"))?;
         let pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
-        hand_terminal_to(pid);
+        let group = crate::proc::AgentGroup::led_by(pid);
+        hand_terminal_to(group);
         // So `kill` and timeouts stop the setup command like an agent.
-        let _ = registry.update(&job, |r| r.attempt_mut(attempt).pgid = Some(pid));
+        let _ = registry.update(&job, |r| {
+            let info = r.attempt_mut(attempt);
+            info.pgid = Some(pid);
+            info.pgid_start = group.leader_start;
+        });
         let status = loop {
             tokio::select! {
                 status = child.wait() => break status,

@@ -274,3 +274,66 @@ fn status_tmux_prints_counts_waiting_first_and_nothing_without_jobs() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "✓2 ✗1\n");
 }
+
+#[test]
+fn runs_live_table_fits_an_80_column_pane_and_is_redrawn_in_place() {
+    let setup = Setup::new(
+        "[agents.chatty]\ncommand = [\"sh\", \"-c\", \"for i in 1 2 3 4; do tmux-delegate publish --event progress --message \\\"step $i of 4: compiling every crate of the workspace with all of its features\\\"; sleep 0.5; done\"]\n",
+    );
+    let jobs = setup.home.join("jobs.toml");
+    let mut spec = String::new();
+    for n in 1..=3 {
+        spec.push_str(&format!(
+            "[[jobs]]\nname = \"refactor-the-parser-module-and-every-one-of-its-tests-{n}\"\nagent = \"chatty\"\nprompt = \"p\"\n"
+        ));
+    }
+    std::fs::write(&jobs, spec).expect("jobs.toml");
+    let home = setup.home.display().to_string();
+    let state = setup.home.join("state").display().to_string();
+    let path = std::env::var("PATH").unwrap_or_default();
+    let tmpdir = setup.tmux.tmpdir.display().to_string();
+    let bin_dir = std::path::Path::new(BIN)
+        .parent()
+        .expect("bin dir")
+        .display()
+        .to_string();
+    let out = setup.tmux.output(&[
+        "new-session",
+        "-d",
+        "-s",
+        "top",
+        "-x",
+        "80",
+        "-y",
+        "30",
+        "--",
+        "env",
+        "-i",
+        &format!("PATH={bin_dir}:{path}"),
+        &format!("HOME={home}"),
+        &format!("TMUX_DELEGATE_HOME={state}"),
+        &format!("TMUX_TMPDIR={tmpdir}"),
+        "TERM=xterm-256color",
+        "sh",
+        "-c",
+        &format!("cd {home} && {BIN} run jobs.toml; echo $? >{home}/top.exit; sleep 60"),
+    ]);
+    assert!(out.trim().is_empty(), "new-session: {out}");
+    let status = wait_for(Duration::from_secs(60), || setup.exit_status())
+        .unwrap_or_else(|| panic!("run did not end:\n{}", setup.screen()));
+    assert_eq!(status, "0", "{}", setup.screen());
+    // The whole pane, history included: one table, however often redrawn.
+    let all = setup
+        .tmux
+        .output(&["capture-pane", "-p", "-S", "-", "-t", "top:0"]);
+    assert_eq!(
+        all.matches("LAST EVENT").count(),
+        1,
+        "the table stacked:\n{all}"
+    );
+    for line in all.lines() {
+        assert!(line.chars().count() <= 80, "wider than the pane: {line}");
+    }
+    assert!(all.contains("3 of 3 jobs completed"), "{all}");
+    assert!(all.contains('…'), "long names and events are cut:\n{all}");
+}

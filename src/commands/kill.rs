@@ -56,7 +56,7 @@ async fn stop_here(registry: &Registry, job: &JobId, grace: Duration) -> anyhow:
         .attempt_info(record.attempt)
         .cloned()
         .unwrap_or_default();
-    if let Some(pgid) = attempt.pgid {
+    if let Some(pgid) = attempt.agent_group() {
         if crate::proc::signal_group(pgid, Signal::SIGTERM).unwrap_or(false) {
             let deadline = Instant::now() + grace;
             while crate::proc::group_alive(pgid) && Instant::now() < deadline {

@@ -338,7 +338,7 @@ pub async fn supervise(
             if let Some(runtime) = runtimes.remove(&id) {
                 runtimes.insert(
                     id.clone(),
-                    runtime.adopting(record.attempt, info.window, info.pgid),
+                    runtime.adopting(record.attempt, info.window.clone(), info.agent_group()),
                 );
             }
         }

@@ -32,6 +32,10 @@ pub struct AttemptInfo {
     pub pane_pid: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pgid: Option<i32>,
+    /// The group leader's start time (`/proc/PID/stat` field 22): checked
+    /// before the group is signalled, so a reused pid is never taken for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pgid_start: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

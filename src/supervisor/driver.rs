@@ -10,6 +10,7 @@ use crate::mqtt::client::{Message, Subscriber};
 use crate::mqtt::event::{decode, Decoded, EventKind};
 use crate::mqtt::sign::{check, EventKey};
 use crate::mqtt::topic::{job_of_topic, JobId};
+use crate::proc::AgentGroup;
 use crate::registry::{
     now_rfc3339, FailureInfo, JobState, LastEvent, LogEntry, Registry, ResumePoint,
 };
@@ -46,7 +47,7 @@ pub struct JobRuntime {
     /// show it, and must not count it as gone.
     launched_at: Option<Instant>,
     /// The agent's process group per attempt, once the wrapper recorded it.
-    pgid: HashMap<u32, i32>,
+    pgid: HashMap<u32, AgentGroup>,
     /// The agent's screen rules, for agents that have waiting rules.
     screens: Option<std::sync::Arc<ScreenSet>>,
     /// When its pane was last read for them; whether a read is under way.
@@ -83,7 +84,7 @@ impl JobRuntime {
         mut self,
         attempt: u32,
         window: Option<String>,
-        pgid: Option<i32>,
+        pgid: Option<AgentGroup>,
     ) -> JobRuntime {
         if let Some(window_id) = window {
             self.window = Some((
@@ -523,12 +524,17 @@ impl Driver {
     }
 
     /// The attempt's agent group, as the wrapper recorded it.
-    fn pgid(&mut self, job: &JobId, attempt: u32) -> Option<i32> {
+    fn pgid(&mut self, job: &JobId, attempt: u32) -> Option<AgentGroup> {
         let runtime = self.jobs.get_mut(job)?;
         if let Some(pgid) = runtime.pgid.get(&attempt) {
             return Some(*pgid);
         }
-        let pgid = self.registry.load(job).ok()?.attempt_info(attempt)?.pgid?;
+        let pgid = self
+            .registry
+            .load(job)
+            .ok()?
+            .attempt_info(attempt)?
+            .agent_group()?;
         runtime.pgid.insert(attempt, pgid);
         Some(pgid)
     }
@@ -643,6 +649,7 @@ impl Driver {
         };
         match crate::proc::signal_group(pgid, sig) {
             Ok(true) => {
+                let pgid = pgid.pgid;
                 tracing::info!("job {job} attempt {attempt}: sent {sig} to process group {pgid}")
             }
             Ok(false) => {
@@ -650,7 +657,7 @@ impl Driver {
                     self.inputs.push_back(Input::GroupGone { job, attempt });
                 }
             }
-            Err(e) => tracing::warn!("job {job}: cannot signal process group {pgid}: {e}"),
+            Err(e) => tracing::warn!("job {job}: cannot signal process group {}: {e}", pgid.pgid),
         }
     }
 

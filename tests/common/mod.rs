@@ -397,6 +397,10 @@ impl Lines {
 pub struct TmuxServer {
     pub socket: String,
     pub tmpdir: PathBuf,
+    /// The server's own TMUX_TMPDIR, outside the test's directory: it goes
+    /// only after `drop` has stopped the server, whatever order the test's
+    /// fields drop in (a removed socket would leave the server running).
+    _own: tempfile::TempDir,
 }
 
 impl TmuxServer {
@@ -409,12 +413,15 @@ impl TmuxServer {
 
     /// A server with a given socket name; still private, since its
     /// `TMUX_TMPDIR` is the test's own directory.
-    pub fn named(dir: &Path, socket: &str) -> TmuxServer {
-        let tmpdir = dir.join("tmux");
-        std::fs::create_dir_all(&tmpdir).expect("tmux tmpdir");
+    pub fn named(_dir: &Path, socket: &str) -> TmuxServer {
+        let own = tempfile::Builder::new()
+            .prefix("td-tmux-")
+            .tempdir()
+            .expect("tmux tmpdir");
         TmuxServer {
             socket: socket.to_owned(),
-            tmpdir,
+            tmpdir: own.path().to_path_buf(),
+            _own: own,
         }
     }
 

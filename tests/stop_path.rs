@@ -1,0 +1,706 @@
+//! The stop path end to end (SPEC section 5, "Kill" and "No escapees"): a
+//! real Mosquitto, a real tmux server on a private socket, the real binary
+//! and small fake agents that fight back — they ignore SIGTERM and SIGHUP,
+//! start `setsid` children and double-forked daemons, or touch the
+//! terminal. Every pid an agent writes down is checked in /proc, and killed
+//! by the test's guard if it survived.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How long a stop may take here: kill_grace is 1-2 s, the machine is shared.
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// Fields drop in order: the tmux server and the broker before the
+/// directory that holds their sockets and files.
+struct Setup {
+    tmux: TmuxServer,
+    broker: Mosquitto,
+    home: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Setup {
+    /// A plain Mosquitto, a private tmux server and a project config with
+    /// `kill_grace` and `extra` (agents, overrides).
+    fn new(kill_grace: &str, extra: &str) -> Setup {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let broker = Mosquitto::start(dir.path(), "allow_anonymous true\n");
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&home).expect("home");
+        let tmux = TmuxServer::new(dir.path());
+        let text = format!(
+            "[broker]\nhost = \"127.0.0.1\"\nport = {}\n{extra}\n[defaults.tmux]\nsocket = \"{}\"\n\
+             keep_failed = false\nkill_grace = \"{kill_grace}\"\n",
+            broker.port, tmux.socket
+        );
+        std::fs::write(home.join("tmux-delegate.toml"), text).expect("project config");
+        Setup {
+            home,
+            tmux,
+            broker,
+            _dir: dir,
+        }
+    }
+
+    fn td(&self) -> std::process::Command {
+        let tmpdir = self.tmux.tmpdir.display().to_string();
+        td(&self.home, &[("TMUX_TMPDIR", tmpdir.as_str())])
+    }
+
+    /// `run --json` in the background, its output collected.
+    fn spawn_run(&self, args: &[&str]) -> Lines {
+        let mut command = self.td();
+        command.arg("run").arg("--json").args(args);
+        Lines::spawn(&mut command)
+    }
+
+    fn status(&self) -> Vec<serde_json::Value> {
+        let out = run(self.td().args(["status", "--json"]));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).expect("status json")
+    }
+
+    fn job(&self, name: &str) -> serde_json::Value {
+        self.status()
+            .into_iter()
+            .find(|j| j["name"] == name)
+            .unwrap_or_else(|| panic!("no job named {name}"))
+    }
+
+    fn id(&self, name: &str) -> String {
+        self.job(name)["id"].as_str().expect("id").to_owned()
+    }
+
+    fn record_path(&self, id: &str) -> PathBuf {
+        self.home.join("state/jobs").join(id).join("record.json")
+    }
+
+    fn record(&self, id: &str) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.record_path(id)).expect("record.json");
+        serde_json::from_str(&text).expect("record json")
+    }
+
+    /// The current attempt's entry in the record, once the wrapper wrote
+    /// the agent's group into it.
+    fn recorded_attempt(&self, id: &str) -> serde_json::Value {
+        wait_for(SETTLE, || {
+            let record = self.record(id);
+            let attempt = record["attempt"].clone();
+            record["attempts"]
+                .as_array()?
+                .iter()
+                .find(|a| a["number"] == attempt && a["pgid"].is_i64())
+                .cloned()
+        })
+        .expect("the wrapper recorded the agent's group")
+    }
+
+    fn history(&self, id: &str) -> String {
+        std::fs::read_to_string(self.home.join("state/jobs").join(id).join("events.jsonl"))
+            .unwrap_or_default()
+    }
+
+    fn windows(&self) -> String {
+        self.tmux
+            .output(&["list-windows", "-a", "-F", "#{window_id} #{pane_dead}"])
+    }
+}
+
+/// Pids the agents wrote down, SIGKILLed on drop if still alive: a test
+/// that fails must not leave its escapees behind.
+struct Strays(PathBuf);
+
+impl Strays {
+    fn pids(&self) -> Vec<i32> {
+        std::fs::read_to_string(&self.0)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
+    /// Waits until `count` pids are written; returns them.
+    fn wait(&self, count: usize) -> Vec<i32> {
+        wait_for(SETTLE, || {
+            let pids = self.pids();
+            (pids.len() >= count).then_some(pids)
+        })
+        .unwrap_or_else(|| panic!("the agent wrote {:?}, not {count} pids", self.pids()))
+    }
+
+    /// The pids still alive after waiting up to `SETTLE` for all to end.
+    fn survivors(&self) -> Vec<i32> {
+        let _ = wait_for(SETTLE, || {
+            self.pids().iter().all(|p| !alive(*p)).then_some(())
+        });
+        self.pids().into_iter().filter(|p| alive(*p)).collect()
+    }
+}
+
+impl Drop for Strays {
+    fn drop(&mut self) {
+        for pid in self.pids().into_iter().filter(|p| alive(*p)) {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+/// Field `n` (1-based, as in proc(5)) of `/proc/PID/stat`.
+fn stat_field(pid: i64, n: usize) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(n - 3).map(str::to_owned)
+}
+
+fn send(signal: &str, pid: i64) {
+    let sent = std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success(), "kill -{signal} {pid}");
+}
+
+/// The recorded group is the agent's real one: pgid == the agent's pid ==
+/// its process group in /proc, and the leader's start time matches.
+fn assert_group_recorded(attempt: &serde_json::Value, agent: i32) {
+    let pgid = attempt["pgid"].as_i64().expect("pgid");
+    assert_eq!(pgid, i64::from(agent), "the agent leads its own group");
+    assert_eq!(
+        stat_field(pgid, 5).as_deref(),
+        Some(pgid.to_string().as_str()),
+        "the recorded group is not the agent's process group"
+    );
+    assert_eq!(
+        attempt["pgid_start"].as_u64().map(|s| s.to_string()),
+        stat_field(pgid, 22),
+        "the recorded start time is not the agent's"
+    );
+}
+
+// --- No escapees -----------------------------------------------------------
+
+/// An agent that leaves a `setsid` child (which also ignores SIGTERM and
+/// SIGHUP, so only SIGKILL ends it) and a double-forked daemon behind, then
+/// either exits 0 (`finish = "exit 0"`) or sleeps (`exec sleep 300`).
+fn escaping_agent(dir: &Path, pids: &Path, finish: &str) -> PathBuf {
+    let daemon = dir.join("daemon.py");
+    std::fs::write(
+        &daemon,
+        "import os, sys, time\n\
+         if os.fork() == 0:\n\
+         \x20   os.setsid()\n\
+         \x20   if os.fork() == 0:\n\
+         \x20       with open(sys.argv[1], 'a') as f:\n\
+         \x20           f.write(f'{os.getpid()}\\n')\n\
+         \x20       time.sleep(300)\n\
+         \x20   os._exit(0)\n\
+         os.wait()\n",
+    )
+    .expect("daemon.py");
+    let orphan = pids.with_file_name("orphan");
+    let pids = pids.display();
+    script(
+        &dir.join("escaping.sh"),
+        &format!(
+            "echo $$ >> {pids}\n\
+             setsid sh -c 'trap \"\" TERM HUP; echo $$ >> {pids}; exec sleep 300' &\n\
+             /usr/bin/python3 {daemon} {pids}\n\
+             (sleep 0.5 & echo $! > {orphan})\n\
+             while [ $(wc -l < {pids}) -lt 3 ]; do sleep 0.1; done\n\
+             {finish}",
+            daemon = daemon.display(),
+            orphan = orphan.display()
+        ),
+    )
+}
+
+/// Starts a job with the escaping agent; returns the run, the job id and
+/// the pids of the agent and its two escapees, after checking that the
+/// escapees left the agent's session and the daemon was re-parented to the
+/// wrapper (the child subreaper) when its parent exited.
+fn start_escapees(setup: &Setup, strays: &Strays, args: &[&str]) -> (Lines, String, Vec<i32>) {
+    let mut running = setup.spawn_run(args);
+    assert!(
+        running.wait_line("\"to\":\"running\"", SETTLE),
+        "{:?}",
+        running.stderr
+    );
+    let pids = strays.wait(3);
+    let id = setup.id("escape");
+    let wrapper = setup.recorded_attempt(&id)["pane_pid"]
+        .as_i64()
+        .expect("pane pid");
+    let agent_session = stat_field(i64::from(pids[0]), 6);
+    for escapee in &pids[1..] {
+        let escapee = i64::from(*escapee);
+        assert_ne!(
+            stat_field(escapee, 6),
+            agent_session,
+            "{escapee} did not leave the agent's session"
+        );
+    }
+    let daemon = i64::from(pids[2]);
+    let reparented = wait_for(SETTLE, || {
+        (stat_field(daemon, 4) == Some(wrapper.to_string())).then_some(())
+    });
+    assert!(
+        reparented.is_some(),
+        "the daemon's parent is {:?}, not the wrapper {wrapper}",
+        stat_field(daemon, 4)
+    );
+    // A short-lived orphan the wrapper inherited is reaped while the agent
+    // still runs, not left a zombie until the attempt ends.
+    let orphan: i32 = wait_for(SETTLE, || {
+        std::fs::read_to_string(strays.0.with_file_name("orphan"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    })
+    .expect("orphan pid");
+    let reaped = wait_for(SETTLE, || {
+        (!Path::new(&format!("/proc/{orphan}")).exists()).then_some(())
+    });
+    assert!(
+        reaped.is_some() && alive(pids[0]),
+        "the orphan {orphan} was not reaped while the agent ran"
+    );
+    (running, id, pids)
+}
+
+#[test]
+fn setsid_children_and_daemons_do_not_survive_an_attempt_timeout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let strays = Strays(dir.path().join("pids"));
+    let agent = escaping_agent(dir.path(), &strays.0, "exec sleep 300");
+    let setup = Setup::new(
+        "1s",
+        &format!(
+            "[defaults.timeouts]\nattempt = \"8s\"\n[defaults.retry]\nmax_attempts = 1\n\
+             [agents.escape]\ncommand = [\"{}\"]\n",
+            agent.display()
+        ),
+    );
+    let (mut running, _, _) = start_escapees(
+        &setup,
+        &strays,
+        &["--agent", "escape", "--name", "escape", "--prompt", "p"],
+    );
+    let status = running.finish(Duration::from_secs(60));
+    assert_eq!(setup.job("escape")["state"], "timed_out", "{status}");
+    assert_eq!(strays.survivors(), Vec::<i32>::new(), "escaped the timeout");
+}
+
+#[test]
+fn setsid_children_and_daemons_do_not_survive_kill() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let strays = Strays(dir.path().join("pids"));
+    let agent = escaping_agent(dir.path(), &strays.0, "exec sleep 300");
+    let setup = Setup::new(
+        "1s",
+        &format!("[agents.escape]\ncommand = [\"{}\"]\n", agent.display()),
+    );
+    let (mut running, id, _) = start_escapees(
+        &setup,
+        &strays,
+        &["--agent", "escape", "--name", "escape", "--prompt", "p"],
+    );
+    let out = run(setup.td().args(["kill", &id]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("did not stop"),
+        "`kill` did not leave the stop to the supervisor: {}",
+        text(&out.stderr)
+    );
+    running.finish(SETTLE);
+    assert_eq!(setup.job("escape")["state"], "cancelled");
+    assert_eq!(strays.survivors(), Vec::<i32>::new(), "escaped kill");
+}
+
+#[test]
+fn setsid_children_and_daemons_do_not_survive_ctrl_c() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let strays = Strays(dir.path().join("pids"));
+    let agent = escaping_agent(dir.path(), &strays.0, "exec sleep 300");
+    let setup = Setup::new(
+        "1s",
+        &format!("[agents.escape]\ncommand = [\"{}\"]\n", agent.display()),
+    );
+    let (mut running, _, _) = start_escapees(
+        &setup,
+        &strays,
+        &["--agent", "escape", "--name", "escape", "--prompt", "p"],
+    );
+    send("INT", i64::from(running.guard.child().id()));
+    assert_eq!(running.finish(SETTLE).code(), Some(130));
+    assert_eq!(setup.job("escape")["state"], "cancelled");
+    assert_eq!(strays.survivors(), Vec::<i32>::new(), "escaped Ctrl-C");
+}
+
+#[test]
+fn setsid_children_and_daemons_do_not_survive_completion() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let strays = Strays(dir.path().join("pids"));
+    let agent = escaping_agent(dir.path(), &strays.0, "exit 0");
+    let setup = Setup::new(
+        "1s",
+        &format!("[agents.escape]\ncommand = [\"{}\"]\n", agent.display()),
+    );
+    let mut running = setup.spawn_run(&["--agent", "escape", "--name", "escape", "--prompt", "p"]);
+    assert_eq!(
+        running.finish(Duration::from_secs(60)).code(),
+        Some(0),
+        "{:?}",
+        running.stderr
+    );
+    assert_eq!(setup.job("escape")["state"], "completed");
+    let pids = strays.wait(3);
+    assert_eq!(pids.len(), 3);
+    assert_eq!(strays.survivors(), Vec::<i32>::new(), "escaped completion");
+}
+
+// --- Group signals, without the wrapper's help ------------------------------
+
+/// An agent that notes each SIGTERM, ignores SIGHUP, and goes on: only a
+/// SIGKILL to its group ends it.
+fn stubborn_agent(dir: &Path, pids: &Path, terms: &Path) -> PathBuf {
+    script(
+        &dir.join("stubborn.sh"),
+        &format!(
+            "echo $$ >> {}\ntrap 'echo TERM >> {}' TERM\ntrap '' HUP\nwhile :; do sleep 1; done",
+            pids.display(),
+            terms.display()
+        ),
+    )
+}
+
+/// A running job of the stubborn agent, its recorded group checked against
+/// /proc. Returns the run, the job id, the agent's pid and its attempt entry.
+fn stubborn_job(setup: &Setup, strays: &Strays) -> (Lines, String, i32, serde_json::Value) {
+    let mut running =
+        setup.spawn_run(&["--agent", "stubborn", "--name", "stubborn", "--prompt", "p"]);
+    assert!(
+        running.wait_line("\"to\":\"running\"", SETTLE),
+        "{:?}",
+        running.stderr
+    );
+    let agent = strays.wait(1)[0];
+    let id = setup.id("stubborn");
+    let attempt = setup.recorded_attempt(&id);
+    assert_group_recorded(&attempt, agent);
+    (running, id, agent, attempt)
+}
+
+/// SIGKILLs the attempt's wrapper, so nothing but a signal to the recorded
+/// group can stop the agent; checks that the window stays with its pane
+/// dead (`remain-on-exit`).
+fn kill_wrapper(setup: &Setup, attempt: &serde_json::Value) {
+    let window = attempt["window"].as_str().expect("window");
+    send("KILL", attempt["pane_pid"].as_i64().expect("pane pid"));
+    let dead_pane = wait_for(SETTLE, || {
+        setup
+            .windows()
+            .contains(&format!("{window} 1"))
+            .then_some(())
+    });
+    assert!(
+        dead_pane.is_some(),
+        "the window of a dead wrapper is not kept with its pane dead (remain-on-exit): {}",
+        setup.windows()
+    );
+}
+
+/// `stubborn_job`, then its supervisor and wrapper SIGKILLed: the job is
+/// left running with nobody to stop it but `kill`.
+fn orphaned_stubborn_job(setup: &Setup, strays: &Strays) -> (String, i32, serde_json::Value) {
+    let (mut running, id, agent, attempt) = stubborn_job(setup, strays);
+    running.guard.child().kill().expect("kill run");
+    running.finish(SETTLE);
+    kill_wrapper(setup, &attempt);
+    (id, agent, attempt)
+}
+
+#[test]
+fn only_the_group_sigkill_ends_an_agent_that_ignores_sigterm_and_sighup() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let strays = Strays(dir.path().join("pids"));
+    let terms = dir.path().join("terms");
+    let agent = stubborn_agent(dir.path(), &strays.0, &terms);
+    let setup = Setup::new(
+        "2s",
+        &format!(
+            "[defaults.retry]\nmax_attempts = 1\n[agents.stubborn]\ncommand = [\"{}\"]\n",
+            agent.display()
+        ),
+    );
+    // The wrapper's death is the failure (Last Will + dead pane): the
+    // supervisor then stops the group, TERM, 2 s, KILL.
+    let (mut running, _, agent, attempt) = stubborn_job(&setup, &strays);
+    kill_wrapper(&setup, &attempt);
+    running.finish(Duration::from_secs(60));
+    assert!(
+        std::fs::read_to_string(&terms)
+            .unwrap_or_default()
+            .contains("TERM"),
+        "the agent's group got no SIGTERM"
+    );
+    assert!(
+        wait_for(SETTLE, || (!alive(agent)).then_some(())).is_some(),
+        "the agent that ignores SIGTERM and SIGHUP survived: no SIGKILL to its group"
+    );
+    let job = setup.job("stubborn");
+    assert_eq!(job["state"], "failed", "{job}");
+    let window = attempt["window"].as_str().expect("window");
+    assert!(
+        !setup.windows().contains(&format!("{window} ")),
+        "window left open: {}",
+        setup.windows()
+    );
+}
+
+#[test]
+fn kill_without_a_supervisor_terms_waits_the_grace_kills_and_closes_the_window() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let strays = Strays(dir.path().join("pids"));
+    let terms = dir.path().join("terms");
+    let agent = stubborn_agent(dir.path(), &strays.0, &terms);
+    let setup = Setup::new(
+        "2s",
+        &format!("[agents.stubborn]\ncommand = [\"{}\"]\n", agent.display()),
+    );
+    // No supervisor, no wrapper: `kill` must stop the job itself.
+    let (id, agent, attempt) = orphaned_stubborn_job(&setup, &strays);
+    let window = attempt["window"].as_str().expect("window");
+
+    let asked = Instant::now();
+    let out = run(setup.td().args(["kill", &id]));
+    let took = asked.elapsed();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        std::fs::read_to_string(&terms)
+            .unwrap_or_default()
+            .contains("TERM"),
+        "`kill` sent no SIGTERM to the group"
+    );
+    assert!(
+        took >= Duration::from_millis(1900),
+        "`kill` did not wait the 2 s grace before SIGKILL ({took:?})"
+    );
+    assert!(
+        wait_for(SETTLE, || (!alive(agent)).then_some(())).is_some(),
+        "the agent survived `kill`: no SIGKILL to its group"
+    );
+    assert!(
+        !setup.windows().contains(&format!("{window} ")),
+        "the window was not closed: {}",
+        setup.windows()
+    );
+    assert_eq!(setup.job("stubborn")["state"], "cancelled");
+    let history = setup.history(&id);
+    assert!(
+        history.contains("\"to\":\"cancelled\"")
+            && history.contains("cancelled by `tmux-delegate kill`"),
+        "{history}"
+    );
+}
+
+// --- pid reuse -------------------------------------------------------------
+
+#[test]
+fn a_recorded_group_whose_leader_start_time_differs_is_never_signalled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let strays = Strays(dir.path().join("pids"));
+    let terms = dir.path().join("terms");
+    let agent = stubborn_agent(dir.path(), &strays.0, &terms);
+    let setup = Setup::new(
+        "1s",
+        &format!("[agents.stubborn]\ncommand = [\"{}\"]\n", agent.display()),
+    );
+    let (id, agent, _) = orphaned_stubborn_job(&setup, &strays);
+
+    // As if the agent ended and its pid went to another process: the
+    // record's start time is not the one /proc shows for that pid now.
+    let path = setup.record_path(&id);
+    let mut record = setup.record(&id);
+    let current = record["attempt"].clone();
+    for attempt in record["attempts"].as_array_mut().expect("attempts") {
+        if attempt["number"] == current {
+            let start = attempt["pgid_start"].as_u64().expect("pgid_start");
+            attempt["pgid_start"] = serde_json::json!(start + 7);
+        }
+    }
+    std::fs::write(&path, serde_json::to_vec_pretty(&record).expect("json")).expect("tamper");
+
+    let out = run(setup.td().args(["kill", &id]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not the agent's"),
+        "the refusal is not logged: {}",
+        text(&out.stderr)
+    );
+    assert_eq!(setup.job("stubborn")["state"], "cancelled");
+    // Given longer than the grace, the process still runs, never signalled.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        alive(agent),
+        "a process whose start time differs was killed"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&terms).unwrap_or_default(),
+        "",
+        "a process whose start time differs got SIGTERM"
+    );
+}
+
+// --- The terminal and the retained event -------------------------------------
+
+#[test]
+fn an_agent_owns_the_terminal_it_reads_and_sets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ready = dir.path().join("ready");
+    let done = dir.path().join("done");
+    // From a background group, `stty` and `read` on the terminal are
+    // stopped by SIGTTOU/SIGTTIN, or fail with EIO where tmux left those
+    // ignored: the wrapper must make the agent's group the foreground one.
+    let agent = script(
+        &dir.path().join("tty.sh"),
+        &format!(
+            "stty -echo && stty echo || exit 3\necho $$ > {}\nIFS= read -r line || exit 4\necho \"$line\" > {}",
+            ready.display(),
+            done.display()
+        ),
+    );
+    let setup = Setup::new(
+        "1s",
+        &format!(
+            "[defaults.timeouts]\nattempt = \"20s\"\n[defaults.retry]\nmax_attempts = 1\n\
+             [agents.tty]\ncommand = [\"{}\"]\n",
+            agent.display()
+        ),
+    );
+    let mut running = setup.spawn_run(&["--agent", "tty", "--name", "tty", "--prompt", "p"]);
+    let started = wait_for(SETTLE, || ready.exists().then_some(()));
+    let id = setup.id("tty");
+    let window = setup.recorded_attempt(&id)["window"]
+        .as_str()
+        .expect("window")
+        .to_owned();
+    if started.is_some() {
+        let out = setup
+            .tmux
+            .output(&["send-keys", "-t", &window, "-l", "typed by a human"]);
+        assert!(out.trim().is_empty(), "{out}");
+        let out = setup.tmux.output(&["send-keys", "-t", &window, "Enter"]);
+        assert!(out.trim().is_empty(), "{out}");
+    }
+    let status = running.finish(Duration::from_secs(60));
+    assert_eq!(
+        std::fs::read_to_string(&done).unwrap_or_default().trim(),
+        "typed by a human",
+        "the agent could not use its terminal ({status}, {:?})",
+        running.stdout
+    );
+    assert_eq!(setup.job("tty")["state"], "completed");
+}
+
+#[test]
+fn a_retry_does_not_see_the_previous_attempt_s_retained_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let second = dir.path().join("second");
+    let go = dir.path().join("go");
+    let agent = script(
+        &dir.path().join("flaky.sh"),
+        &format!(
+            "if [ \"$DELEGATE_ATTEMPT\" = 1 ]; then \"$TMUX_DELEGATE_BIN\" publish --event error --message first; exit 1; fi\n\
+             echo $$ > {}\nwhile [ ! -e {} ]; do sleep 0.1; done\n\"$TMUX_DELEGATE_BIN\" publish --event completed",
+            second.display(),
+            go.display()
+        ),
+    );
+    let setup = Setup::new(
+        "1s",
+        &format!(
+            "[defaults.retry]\nmax_attempts = 2\nbackoff = \"100ms\"\n[agents.flaky]\ncommand = [\"{}\"]\n",
+            agent.display()
+        ),
+    );
+    let mut running = setup.spawn_run(&["--agent", "flaky", "--name", "flaky", "--prompt", "p"]);
+    assert!(
+        wait_for(Duration::from_secs(60), || second.exists().then_some(())).is_some(),
+        "no second attempt: {:?}",
+        running.stderr
+    );
+    let id = setup.id("flaky");
+    // What a late subscriber (resume, watch) would read now.
+    let retained = std::process::Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &setup.broker.port.to_string()])
+        .args(["-t", &format!("python/mqtt/jobs/{id}/events")])
+        .args(["--retained-only", "-C", "1", "-W", "3"])
+        .output()
+        .expect("mosquitto_sub is installed");
+    std::fs::write(&go, "").expect("go");
+    assert_eq!(running.finish(Duration::from_secs(60)).code(), Some(0));
+    assert_eq!(
+        text(&retained.stdout),
+        "",
+        "attempt 2 sees attempt 1's retained event"
+    );
+    let job = setup.job("flaky");
+    assert_eq!(
+        (job["state"].clone(), job["attempt"].clone()),
+        ("completed".into(), 2.into())
+    );
+}
+
+// --- The wrapper stopped from outside ---------------------------------------
+
+/// Stops the escaping agent's wrapper from outside (`how` gets the job's
+/// window id and the wrapper's pid) while the agent ignores SIGHUP and no
+/// supervisor runs (it was SIGKILLed): the wrapper alone must stop the
+/// agent and its escapees before it goes.
+fn wrapper_stopped_from_outside(how: impl FnOnce(&Setup, &str, i64)) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let strays = Strays(dir.path().join("pids"));
+    let agent = escaping_agent(dir.path(), &strays.0, "trap '' HUP\nexec sleep 300");
+    let setup = Setup::new(
+        "1s",
+        &format!("[agents.escape]\ncommand = [\"{}\"]\n", agent.display()),
+    );
+    let (mut running, id, _) = start_escapees(
+        &setup,
+        &strays,
+        &["--agent", "escape", "--name", "escape", "--prompt", "p"],
+    );
+    let attempt = setup.recorded_attempt(&id);
+    running.guard.child().kill().expect("kill run");
+    running.finish(SETTLE);
+    how(
+        &setup,
+        attempt["window"].as_str().expect("window"),
+        attempt["pane_pid"].as_i64().expect("pane pid"),
+    );
+    assert_eq!(
+        strays.survivors(),
+        Vec::<i32>::new(),
+        "survived the wrapper's end"
+    );
+}
+
+#[test]
+fn closing_the_window_stops_an_agent_that_ignores_sighup_and_its_escapees() {
+    wrapper_stopped_from_outside(|setup, window, _| {
+        let out = setup.tmux.output(&["kill-window", "-t", window]);
+        assert!(out.trim().is_empty(), "{out}");
+    });
+}
+
+#[test]
+fn sigterm_to_the_wrapper_stops_the_agent_and_its_escapees() {
+    wrapper_stopped_from_outside(|_, _, wrapper| send("TERM", wrapper));
+}
