@@ -1,12 +1,14 @@
 //! The only code that sends signals: to an agent's process group (recorded
 //! by the window's wrapper, checked against its leader's start time), and
-//! to the wrapper's own descendants at the end of an attempt, via nix.
+//! to the wrapper's own descendants at the end of an attempt, via nix. Also
+//! the terminal's foreground group (the wrapper hands it to the agent).
 
 use nix::errno::Errno;
-use nix::sys::signal::{killpg, Signal};
+use nix::sys::signal::{killpg, sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag};
-use nix::unistd::Pid;
+use nix::unistd::{tcsetpgrp, Pid};
 use std::collections::{HashMap, HashSet};
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 /// An agent's process group as the wrapper recorded it: the group id (the
@@ -272,6 +274,42 @@ pub fn signal_process(pid: i32, signal: Signal) -> Result<bool, Errno> {
         Err(Errno::ESRCH) => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// Runs `f` with SIGTTOU blocked: a process may then change the terminal's
+/// foreground group even when it is not in it (as shells do).
+fn with_sigttou_blocked(f: impl FnOnce()) {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTTOU);
+    let mut old = SigSet::empty();
+    let blocked = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old)).is_ok();
+    f();
+    if blocked {
+        let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+    }
+}
+
+/// Makes the agent's group the terminal's foreground group, so it gets the
+/// pane's keyboard signals and can use the terminal without SIGTTOU/SIGTTIN.
+pub fn hand_terminal_to(group: AgentGroup) {
+    if group.pgid <= 1 {
+        return;
+    }
+    with_sigttou_blocked(|| {
+        let stdin = std::io::stdin();
+        let _ = tcsetpgrp(stdin.as_fd(), Pid::from_raw(group.pgid));
+    });
+    // If the agent touched the terminal before the hand-over it was stopped:
+    // let it go on.
+    let _ = signal_group(group, Signal::SIGCONT);
+}
+
+/// Makes this process's own group the terminal's foreground group again.
+pub fn take_terminal_back() {
+    with_sigttou_blocked(|| {
+        let stdin = std::io::stdin();
+        let _ = tcsetpgrp(stdin.as_fd(), nix::unistd::getpgrp());
+    });
 }
 
 #[cfg(test)]

@@ -16,12 +16,9 @@ use crate::mqtt::sign::EventKey;
 use crate::mqtt::topic::{events_topic, JobId};
 use crate::registry::{now_rfc3339, Record, Registry};
 use anyhow::{Context, Result};
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
-use nix::unistd::Pid;
 use rumqttc::v5::mqttbytes::v5::LastWill;
 use rumqttc::v5::mqttbytes::QoS;
 use std::collections::BTreeMap;
-use std::os::fd::AsFd;
 use std::time::Duration;
 
 const PUBACK_WAIT: Duration = Duration::from_secs(10);
@@ -31,48 +28,8 @@ pub async fn run(registry: &Registry, job: &JobId, attempt: u32) -> Result<Exit>
     if let Err(e) = crate::tmux::keep_own_pane() {
         tracing::warn!("cannot keep this pane after exit: {e:#}");
     }
-    let mut record = registry.load(job)?;
-    let agent = record.agent.clone().ok_or_else(|| {
-        config_error(format!(
-            "the record of job {job} names no agent command; it was not created by `run`"
-        ))
-    })?;
-    let broker = record
-        .broker
-        .clone()
-        .ok_or_else(|| config_error(format!("the record of job {job} has no broker block")))?;
-    let key = EventKey::from_hex(&record.event_key)
-        .ok_or_else(|| config_error(format!("the record of job {job} has no valid event key")))?;
-    let topic = events_topic(&broker.topic_prefix, job);
-    let mut reporter = Reporter {
-        job: job.clone(),
-        attempt,
-        key,
-        topic,
-        seq: 0,
-    };
-
-    let mut options = ConnectOptions::new("worker");
-    options.inflight = 4;
-    options.last_will = Some(LastWill::new(
-        reporter.topic.clone(),
-        reporter.payload(
-            EventKind::Lost,
-            Some("the wrapper's connection was lost".into()),
-            None,
-        )?,
-        QoS::AtLeastOnce,
-        false,
-        None,
-    ));
-    let mut publisher = Publisher::connect(&broker, &options).await?;
-    if attempt > 1 {
-        // The previous attempt's retained completed/error must not outlive it.
-        publisher
-            .publish(&reporter.topic, Vec::new(), true, PUBACK_WAIT)
-            .await?;
-    }
-
+    let (mut record, agent, broker, mut reporter) = load_attempt(registry, job, attempt)?;
+    let mut publisher = connect_reporter(&broker, &mut reporter).await?;
     if let Err(reason) = prepare_workspace(
         registry,
         &mut record,
@@ -84,40 +41,11 @@ pub async fn run(registry: &Registry, job: &JobId, attempt: u32) -> Result<Exit>
     .await
     {
         // Fails the attempt as kind `setup`; the worktree stays as it is.
-        let data = serde_json::json!({ "kind": "setup" });
-        let _ = reporter
-            .send(
-                &mut publisher,
-                EventKind::Error,
-                Some(reason.clone()),
-                Some(data),
-            )
-            .await;
-        publisher.close().await;
+        report_failure(&mut reporter, publisher, &reason, "setup").await;
         eprintln!("\n[tmux-delegate] {reason}");
         return Ok(Exit::Raw(1));
     }
-
-    let settings = match agent.hooks {
-        Some(crate::config::file::HookStyle::Claude) => {
-            let exe =
-                std::env::current_exe().context("locating tmux-delegate for the hook commands")?;
-            let path = registry
-                .job_dir(job)
-                .join(format!("claude-settings-{attempt}.json"));
-            crate::registry::write_atomic(
-                &path,
-                &crate::agents::claude_settings(&exe, agent.on_stop),
-            )?;
-            path.display().to_string()
-        }
-        None => String::new(),
-    };
-    let argv = agent.argv(&crate::agents::Substitutions {
-        prompt: &record.spec.prompt,
-        job: job.as_str(),
-        settings: &settings,
-    });
+    let argv = agent_argv(registry, job, &record, &agent, attempt)?;
     // Orphaned descendants of the agent (double forks, `setsid` daemons)
     // become the wrapper's children, so the end of the attempt finds them.
     if let Err(e) = crate::proc::become_subreaper() {
@@ -137,15 +65,7 @@ pub async fn run(registry: &Registry, job: &JobId, attempt: u32) -> Result<Exit>
                 argv[0],
                 crate::agents::preflight::install_help(&argv[0], &agent.name)
             );
-            let _ = reporter
-                .send(
-                    &mut publisher,
-                    EventKind::Error,
-                    Some(reason.clone()),
-                    Some(serde_json::json!({ "kind": "agent_config" })),
-                )
-                .await;
-            publisher.close().await;
+            report_failure(&mut reporter, publisher, &reason, "agent_config").await;
             eprintln!("[tmux-delegate] {reason}");
             return Ok(Exit::Raw(127));
         }
@@ -153,11 +73,142 @@ pub async fn run(registry: &Registry, job: &JobId, attempt: u32) -> Result<Exit>
     let pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
     // The agent leads its own group (process_group(0)): pgid == pid.
     let group = crate::proc::AgentGroup::led_by(pid);
-    hand_terminal_to(group);
+    crate::proc::hand_terminal_to(group);
     // From here on the agent runs: nothing may end the wrapper before the
     // agent does, or the agent would be left without its reporter.
-    let recorded = registry.update(job, |r| {
-        let info = r.attempt_mut(attempt);
+    report_start(registry, &mut reporter, &mut publisher, group).await;
+    let grace = record.spec.tmux.kill_grace;
+    let (status, hung_up) = wait_for_agent(&mut child, pid, grace, &mut stops).await?;
+    crate::proc::take_terminal_back();
+    // The attempt is over: whatever the agent left behind goes too.
+    crate::proc::stop_descendants(grace, None).await;
+    let code = exit_code(status);
+    if hung_up {
+        // The window is gone: nobody reads the pane, and the Last Will
+        // (`lost`) reports the closed window as it always did.
+        return Ok(Exit::Raw(u8::try_from(code & 0xff).unwrap_or(1)));
+    }
+    report_exit(registry, &agent, &mut reporter, publisher, code).await;
+    Ok(Exit::Raw(u8::try_from(code & 0xff).unwrap_or(1)))
+}
+
+/// The job record and what it names for this attempt: the agent, the
+/// worker's broker, and a reporter signing with the job's key.
+fn load_attempt(
+    registry: &Registry,
+    job: &JobId,
+    attempt: u32,
+) -> Result<(Record, AgentDef, BrokerSettings, Reporter)> {
+    let record = registry.load(job)?;
+    let agent = record.agent.clone().ok_or_else(|| {
+        config_error(format!(
+            "the record of job {job} names no agent command; it was not created by `run`"
+        ))
+    })?;
+    let broker = record
+        .broker
+        .clone()
+        .ok_or_else(|| config_error(format!("the record of job {job} has no broker block")))?;
+    let key = EventKey::from_hex(&record.event_key)
+        .ok_or_else(|| config_error(format!("the record of job {job} has no valid event key")))?;
+    let topic = events_topic(&broker.topic_prefix, job);
+    let reporter = Reporter {
+        job: job.clone(),
+        attempt,
+        key,
+        topic,
+        seq: 0,
+    };
+    Ok((record, agent, broker, reporter))
+}
+
+/// Connects as the worker with a Last Will of `lost`, and clears the
+/// previous attempt's retained terminal event.
+async fn connect_reporter(broker: &BrokerSettings, reporter: &mut Reporter) -> Result<Publisher> {
+    let mut options = ConnectOptions::new("worker");
+    options.inflight = 4;
+    options.last_will = Some(LastWill::new(
+        reporter.topic.clone(),
+        reporter.payload(
+            EventKind::Lost,
+            Some("the wrapper's connection was lost".into()),
+            None,
+        )?,
+        QoS::AtLeastOnce,
+        false,
+        None,
+    ));
+    let mut publisher = Publisher::connect(broker, &options).await?;
+    if reporter.attempt > 1 {
+        // The previous attempt's retained completed/error must not outlive it.
+        publisher
+            .publish(&reporter.topic, Vec::new(), true, PUBACK_WAIT)
+            .await?;
+    }
+    Ok(publisher)
+}
+
+/// Fails the attempt before the agent ran: `error` of failure kind `kind`.
+async fn report_failure(
+    reporter: &mut Reporter,
+    mut publisher: Publisher,
+    reason: &str,
+    kind: &str,
+) {
+    let data = serde_json::json!({ "kind": kind });
+    let _ = reporter
+        .send(
+            &mut publisher,
+            EventKind::Error,
+            Some(reason.to_owned()),
+            Some(data),
+        )
+        .await;
+    publisher.close().await;
+}
+
+/// The agent's argv for this attempt, with Claude Code's hook settings
+/// written next to the record when the agent reports through hooks.
+fn agent_argv(
+    registry: &Registry,
+    job: &JobId,
+    record: &Record,
+    agent: &AgentDef,
+    attempt: u32,
+) -> Result<Vec<String>> {
+    let settings = match agent.hooks {
+        Some(crate::config::file::HookStyle::Claude) => {
+            let exe =
+                std::env::current_exe().context("locating tmux-delegate for the hook commands")?;
+            let path = registry
+                .job_dir(job)
+                .join(format!("claude-settings-{attempt}.json"));
+            crate::registry::write_atomic(
+                &path,
+                &crate::agents::claude_settings(&exe, agent.on_stop),
+            )?;
+            path.display().to_string()
+        }
+        None => String::new(),
+    };
+    Ok(agent.argv(&crate::agents::Substitutions {
+        prompt: &record.spec.prompt,
+        job: job.as_str(),
+        settings: &settings,
+    }))
+}
+
+/// Records the agent's group (and this wrapper as the pane's process) and
+/// reports `started`; a failure of either is said, never fatal.
+async fn report_start(
+    registry: &Registry,
+    reporter: &mut Reporter,
+    publisher: &mut Publisher,
+    group: crate::proc::AgentGroup,
+) {
+    let pid = group.pgid;
+    let recorded = registry.update(&reporter.job, |r| {
+        let info = r.attempt_mut(reporter.attempt);
         info.pgid = Some(pid);
         info.pgid_start = group.leader_start;
         info.pane_pid = i32::try_from(std::process::id()).ok();
@@ -168,30 +219,32 @@ pub async fn run(registry: &Registry, job: &JobId, attempt: u32) -> Result<Exit>
     }
     let data = serde_json::json!({ "pid": pid, "pgid": pid });
     if let Err(e) = reporter
-        .send(&mut publisher, EventKind::Started, None, Some(data))
+        .send(publisher, EventKind::Started, None, Some(data))
         .await
     {
         eprintln!("[tmux-delegate] could not report `started`: {e}");
     }
+}
 
-    let grace = record.spec.tmux.kill_grace;
-    let (status, hung_up) = wait_for_agent(&mut child, pid, grace, &mut stops).await?;
-    take_terminal_back();
-    // The attempt is over: whatever the agent left behind goes too.
-    crate::proc::stop_descendants(grace, None).await;
-    let code = exit_code(status);
-    if hung_up {
-        // The window is gone: nobody reads the pane, and the Last Will
-        // (`lost`) reports the closed window as it always did.
-        return Ok(Exit::Raw(u8::try_from(code & 0xff).unwrap_or(1)));
-    }
+/// Records the agent's exit code, then reports `exited` (after a refusal's
+/// `error`, if the agent's last words were one).
+async fn report_exit(
+    registry: &Registry,
+    agent: &AgentDef,
+    reporter: &mut Reporter,
+    mut publisher: Publisher,
+    code: i32,
+) {
     // Durable before it is published: a broker outage or a Last Will can
     // then never turn this exit into `lost` (SPEC: what the wrapper saw wins).
-    if let Err(e) = registry.update(job, |r| r.attempt_mut(attempt).exit_code = Some(code)) {
+    let attempt = reporter.attempt;
+    if let Err(e) = registry.update(&reporter.job, |r| {
+        r.attempt_mut(attempt).exit_code = Some(code);
+    }) {
         eprintln!("[tmux-delegate] could not record the agent's exit: {e:#}");
     }
     if code != 0 {
-        report_refusal(&agent, &mut reporter, &mut publisher).await;
+        report_refusal(agent, reporter, &mut publisher).await;
     }
     let message = format!("the agent exited with code {code}");
     let data = serde_json::json!({ "code": code });
@@ -208,7 +261,6 @@ pub async fn run(registry: &Registry, job: &JobId, attempt: u32) -> Result<Exit>
     }
     publisher.close().await;
     say(&format!("\n[tmux-delegate] {message}"));
-    Ok(Exit::Raw(u8::try_from(code & 0xff).unwrap_or(1)))
 }
 
 /// An agent that exited refusing its configuration (its last words match
@@ -434,42 +486,6 @@ fn spawn_agent(
     command.spawn()
 }
 
-/// Runs `f` with SIGTTOU blocked: a process may then change the terminal's
-/// foreground group even when it is not in it (as shells do).
-fn with_sigttou_blocked(f: impl FnOnce()) {
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGTTOU);
-    let mut old = SigSet::empty();
-    let blocked =
-        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old)).is_ok();
-    f();
-    if blocked {
-        let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
-    }
-}
-
-/// Makes the agent's group the terminal's foreground group, so it gets the
-/// pane's keyboard signals and can use the terminal without SIGTTOU/SIGTTIN.
-fn hand_terminal_to(group: crate::proc::AgentGroup) {
-    if group.pgid <= 1 {
-        return;
-    }
-    with_sigttou_blocked(|| {
-        let stdin = std::io::stdin();
-        let _ = nix::unistd::tcsetpgrp(stdin.as_fd(), Pid::from_raw(group.pgid));
-    });
-    // If the agent touched the terminal before the hand-over it was stopped:
-    // let it go on.
-    let _ = crate::proc::signal_group(group, Signal::SIGCONT);
-}
-
-fn take_terminal_back() {
-    with_sigttou_blocked(|| {
-        let stdin = std::io::stdin();
-        let _ = nix::unistd::tcsetpgrp(stdin.as_fd(), nix::unistd::getpgrp());
-    });
-}
-
 /// The shell convention: the code, or 128 + the signal number.
 fn exit_code(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
@@ -528,7 +544,7 @@ async fn prepare_workspace(
             .map_err(|e| format!("setup command `{shown}` cannot start: {e}"))?;
         let pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
         let group = crate::proc::AgentGroup::led_by(pid);
-        hand_terminal_to(group);
+        crate::proc::hand_terminal_to(group);
         // So `kill` and timeouts stop the setup command like an agent.
         let _ = registry.update(&job, |r| {
             let info = r.attempt_mut(attempt);
@@ -543,7 +559,7 @@ async fn prepare_workspace(
                 }
             }
         };
-        take_terminal_back();
+        crate::proc::take_terminal_back();
         let code = status
             .map(exit_code)
             .map_err(|e| format!("waiting for `{shown}`: {e}"))?;
