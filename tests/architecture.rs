@@ -215,6 +215,83 @@ fn unscrubbed_processes(code: &str) -> Vec<String> {
     found
 }
 
+/// Functions stay small enough to read at once (STYLE.md): none in `src/`
+/// is longer than this many lines, signature to closing brace.
+const MAX_FUNCTION_LINES: usize = 80;
+
+#[test]
+fn no_function_in_src_is_over_80_lines() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut long = Vec::new();
+    for file in rust_files(&root.join("src")) {
+        let relative = file
+            .strip_prefix(root)
+            .expect("under the root")
+            .to_string_lossy()
+            .replace('\\', "/");
+        let source = fs::read_to_string(&file).expect("readable source file");
+        for (name, line, length) in function_lengths(&code_only(&source)) {
+            if length > MAX_FUNCTION_LINES {
+                long.push(format!("{relative}:{line}: fn {name} is {length} lines"));
+            }
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "functions over {MAX_FUNCTION_LINES} lines (split them):\n  {}",
+        long.join("\n  ")
+    );
+}
+
+#[test]
+fn function_lengths_count_from_the_signature_to_the_closing_brace() {
+    let code = code_only("fn a() {\n    if x { y(\"}\") }\n}\ntrait T { fn b(&self); }\npub fn c<T>(\n    t: T,\n) -> u8 { 1 }\n");
+    assert_eq!(
+        function_lengths(&code),
+        [("a".to_owned(), 1, 3), ("c".to_owned(), 5, 3)]
+    );
+}
+
+/// Each function with a body: its name, first line and length in lines.
+fn function_lengths(code: &str) -> Vec<(String, usize, usize)> {
+    let chars: Vec<char> = code.chars().collect();
+    let line_at = |i: usize| chars[..i].iter().filter(|c| **c == '\n').count() + 1;
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i + 3 < chars.len() {
+        let starts_word = i == 0 || !(chars[i - 1].is_alphanumeric() || chars[i - 1] == '_');
+        if !(starts_word && chars[i..].starts_with(&['f', 'n', ' '])) {
+            i += 1;
+            continue;
+        }
+        let (name, after) = ident_at(&chars, skip_space(&chars, i + 3));
+        let Some(body) = (after..chars.len()).find(|&k| chars[k] == '{' || chars[k] == ';') else {
+            break;
+        };
+        if name.is_empty() || chars[body] == ';' {
+            i = after;
+            continue;
+        }
+        let mut depth = 0_i32;
+        let mut end = body;
+        for (k, c) in chars.iter().enumerate().skip(body) {
+            match c {
+                '{' => depth += 1,
+                '}' => depth -= 1,
+                _ => {}
+            }
+            if depth == 0 {
+                end = k;
+                break;
+            }
+        }
+        let first = line_at(i);
+        found.push((name, first, line_at(end) - first + 1));
+        i = after;
+    }
+    found
+}
+
 fn applies(rule: &Rule, relative: &str) -> bool {
     rule.parts.iter().any(|part| {
         if part.ends_with('/') {

@@ -85,42 +85,9 @@ fn plan(options: &Options, dir: &Path) -> Result<Vec<Planned>> {
         passwd::entry(OBSERVER, observer_password.expose()),
         passwd::entry(WORKER, worker_password.expose())
     );
-    let broker_dir_text = broker_dir.display().to_string();
-    let dir_text = dir.display().to_string();
-    let port = options.port.to_string();
-    let client_certs_conf = if options.client_certs {
-        "# Clients must present a certificate from the CA above (mTLS).\nrequire_certificate true\n"
-    } else {
-        ""
-    };
-    let conf = render(
-        CONF_TEMPLATE,
-        &[
-            ("dir", &broker_dir_text),
-            ("port", &port),
-            ("bind", options.bind.as_deref().unwrap_or("")),
-            ("client_certs", client_certs_conf),
-        ],
-    );
+    let conf = broker_conf(options, &broker_dir);
     let acl = render(ACL_TEMPLATE, &[("prefix", &options.topic_prefix)]);
-    let cert_lines = |user: &str| {
-        if options.client_certs {
-            format!("certfile = \"{dir_text}/{user}.crt\"\nkeyfile = \"{dir_text}/{user}.key\"\n")
-        } else {
-            String::new()
-        }
-    };
-    let client_config = render(
-        CLIENT_TEMPLATE,
-        &[
-            ("host", &options.host),
-            ("port", &port),
-            ("dir", &dir_text),
-            ("prefix", &options.topic_prefix),
-            ("observer_cert", &cert_lines(OBSERVER)),
-            ("worker_cert", &cert_lines(WORKER)),
-        ],
-    );
+    let client_config = client_config(options, dir);
     let file = |path: PathBuf, content: String, mode: u32, broker_side: bool| Planned {
         path,
         content,
@@ -168,6 +135,50 @@ fn plan(options: &Options, dir: &Path) -> Result<Vec<Planned>> {
         }
     }
     Ok(files)
+}
+
+/// The broker's `mosquitto.conf`.
+fn broker_conf(options: &Options, broker_dir: &Path) -> String {
+    let broker_dir_text = broker_dir.display().to_string();
+    let port = options.port.to_string();
+    let client_certs_conf = if options.client_certs {
+        "# Clients must present a certificate from the CA above (mTLS).\nrequire_certificate true\n"
+    } else {
+        ""
+    };
+    render(
+        CONF_TEMPLATE,
+        &[
+            ("dir", &broker_dir_text),
+            ("port", &port),
+            ("bind", options.bind.as_deref().unwrap_or("")),
+            ("client_certs", client_certs_conf),
+        ],
+    )
+}
+
+/// The clients' `tmux-delegate.toml`.
+fn client_config(options: &Options, dir: &Path) -> String {
+    let dir_text = dir.display().to_string();
+    let port = options.port.to_string();
+    let cert_lines = |user: &str| {
+        if options.client_certs {
+            format!("certfile = \"{dir_text}/{user}.crt\"\nkeyfile = \"{dir_text}/{user}.key\"\n")
+        } else {
+            String::new()
+        }
+    };
+    render(
+        CLIENT_TEMPLATE,
+        &[
+            ("host", &options.host),
+            ("port", &port),
+            ("dir", &dir_text),
+            ("prefix", &options.topic_prefix),
+            ("observer_cert", &cert_lines(OBSERVER)),
+            ("worker_cert", &cert_lines(WORKER)),
+        ],
+    )
 }
 
 /// Writes the bundle; refuses (exit 2, nothing changed) to overwrite one

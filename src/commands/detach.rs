@@ -101,18 +101,8 @@ pub async fn launch(config: &Config, relaunch: Relaunch) -> anyhow::Result<Exit>
     let exe = std::env::current_exe().context("locating this program")?;
     let settings = TmuxSettings::resolve(&config.defaults.tmux).with_current_server(&config.env);
     // The launch file holds the secrets: tmux itself gets none of them.
-    let secrets: Vec<String> = relaunch
-        .env
-        .keys()
-        .filter(|k| {
-            k.starts_with("MQTT_")
-                || k.contains("PASSWORD")
-                || k.contains("KEY")
-                || k.contains("TOKEN")
-        })
-        .cloned()
-        .collect();
-    let tmux = Tmux::new(&settings, secrets);
+    let secrets = relaunch.env.keys().filter(|k| is_secret(k)).cloned();
+    let tmux = Tmux::new(&settings, secrets.collect());
     let session = tmux
         .resolve_session(&settings.session, config.env.var("TMUX").is_some())
         .await;
@@ -141,24 +131,7 @@ pub async fn launch(config: &Config, relaunch: Relaunch) -> anyhow::Result<Exit>
         outcome => {
             let _ = std::fs::remove_file(&file);
             let _ = tmux.kill_window(&launched.window_id).await;
-            let failure = match outcome {
-                Some(r) => Failure::new(
-                    exit_for(r.code),
-                    format!(
-                        "the detached supervisor could not start:\n{}",
-                        r.message.trim()
-                    ),
-                ),
-                None => Failure::new(
-                    Exit::JobFailed,
-                    format!(
-                        "the detached supervisor did not report within {}s; its window was closed",
-                        READY_WAIT.as_secs()
-                    ),
-                )
-                .help("run without --detach to see what holds it up"),
-            };
-            return Err(failure.into());
+            return Err(start_failure(outcome).into());
         }
     }
     let socket = if settings.socket.is_empty() {
@@ -172,6 +145,35 @@ pub async fn launch(config: &Config, relaunch: Relaunch) -> anyhow::Result<Exit>
     );
     println!("follow it with `tmux-delegate status` or `tmux-delegate watch --all`; this terminal may close");
     Ok(Exit::Success)
+}
+
+/// Whether a variable of the launch environment may hold a secret.
+fn is_secret(name: &str) -> bool {
+    name.starts_with("MQTT_")
+        || name.contains("PASSWORD")
+        || name.contains("KEY")
+        || name.contains("TOKEN")
+}
+
+/// Why the detached supervisor did not start: its own report, or silence.
+fn start_failure(outcome: Option<Readiness>) -> Failure {
+    match outcome {
+        Some(r) => Failure::new(
+            exit_for(r.code),
+            format!(
+                "the detached supervisor could not start:\n{}",
+                r.message.trim()
+            ),
+        ),
+        None => Failure::new(
+            Exit::JobFailed,
+            format!(
+                "the detached supervisor did not report within {}s; its window was closed",
+                READY_WAIT.as_secs()
+            ),
+        )
+        .help("run without --detach to see what holds it up"),
+    }
 }
 
 /// Waits for the detached supervisor's report (`None` after `READY_WAIT`).

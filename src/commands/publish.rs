@@ -4,8 +4,8 @@
 //! reads the registry, so one job's agent cannot sign for another job.
 
 use crate::cli::PublishArgs;
-use crate::config::{Config, Env};
-use crate::error::{config_error, Exit};
+use crate::config::{BrokerSettings, Config, Env};
+use crate::error::{config_error, Exit, Failure};
 use crate::mqtt::client::publish_once;
 use crate::mqtt::event::{encode, now_ts, Event, EventKind};
 use crate::mqtt::sign::{EventKey, EVENT_KEY_VAR};
@@ -24,10 +24,7 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<Exit> {
     }
     let data = match &args.data {
         None => None,
-        Some(text) => Some(serde_json::from_str::<Value>(text).map_err(|e| {
-            config_error(format!("--data is not valid JSON: {e}"))
-                .help("pass a JSON value, e.g. --data '{\"files\": 3}'")
-        })?),
+        Some(text) => Some(parse_data(text)?),
     };
     let message = if args.message_from_stdin {
         message_from_stdin(&args.message_field)
@@ -38,22 +35,7 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<Exit> {
     let window_job = config.env.var("DELEGATE_JOB_ID").map(str::to_owned);
     let mut unknown_job = None;
     let (key, attempt, settings) = if let Some(window_job) = window_job {
-        // Inside a job window: the window's own key only; no registry reads.
-        let key = if window_job == job.as_str() {
-            config.env.var(EVENT_KEY_VAR).and_then(EventKey::from_hex)
-        } else {
-            tracing::warn!(
-                "this window belongs to job {window_job}; the event for {job} is sent unsigned"
-            );
-            None
-        };
-        let attempt = args.attempt.or_else(|| {
-            config
-                .env
-                .var("DELEGATE_ATTEMPT")
-                .and_then(|a| a.parse().ok())
-        });
-        (key, attempt.unwrap_or(1), config.publisher_broker(None)?)
+        window_sender(&config, &job, &window_job, args.attempt)?
     } else {
         let registry = Registry::open(&config.env)?;
         let record = if registry.exists(&job) {
@@ -98,6 +80,39 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<Exit> {
     publish_once(&settings, &topic, payload, kind.is_terminal()).await?;
     tracing::info!("published {kind} for {job} (attempt {attempt}) to {topic}");
     Ok(Exit::Success)
+}
+
+/// Inside a job window: the window's own key only (for its own job), the
+/// attempt from `--attempt` or the window, and no registry reads.
+fn window_sender(
+    config: &Config,
+    job: &JobId,
+    window_job: &str,
+    attempt_flag: Option<u32>,
+) -> Result<(Option<EventKey>, u32, Option<BrokerSettings>), Failure> {
+    let key = if window_job == job.as_str() {
+        config.env.var(EVENT_KEY_VAR).and_then(EventKey::from_hex)
+    } else {
+        tracing::warn!(
+            "this window belongs to job {window_job}; the event for {job} is sent unsigned"
+        );
+        None
+    };
+    let attempt = attempt_flag.or_else(|| {
+        config
+            .env
+            .var("DELEGATE_ATTEMPT")
+            .and_then(|a| a.parse().ok())
+    });
+    Ok((key, attempt.unwrap_or(1), config.publisher_broker(None)?))
+}
+
+/// `--data`: any JSON value.
+fn parse_data(text: &str) -> Result<Value, Failure> {
+    serde_json::from_str::<Value>(text).map_err(|e| {
+        config_error(format!("--data is not valid JSON: {e}"))
+            .help("pass a JSON value, e.g. --data '{\"files\": 3}'")
+    })
 }
 
 /// The message on stdin: from a JSON object, the first non-empty string

@@ -47,34 +47,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
     if args.worktree {
         flags.workspace = Some(crate::config::workspace::WorkspaceMode::Worktree);
     }
-    let mut files: Vec<(Option<PathBuf>, JobFile)> = Vec::new();
-    for path in &args.specs {
-        files.extend(
-            load_job_file(path)?
-                .into_iter()
-                .map(|f| (Some(path.clone()), f)),
-        );
-    }
-    if files.is_empty() {
-        files.push((None, JobFile::default()));
-    }
-    let mut jobs = Vec::new();
-    for (path, file) in files {
-        let spec = config.resolve_job(path.as_deref().map(|p| (p, file)), &flags)?;
-        let agent = agents::resolve(&config, &spec.agent)?;
-        if spec.prompt.trim().is_empty() && agent.command.iter().any(|a| a.contains("{prompt}")) {
-            return Err(config_error(format!("job `{}` has no prompt", spec.name))
-                .help("pass --prompt TEXT, or set `prompt` in the job spec")
-                .into());
-        }
-        // Not a repository, or no such base: exit 2 before anything exists.
-        let checked = if spec.workspace.is_worktree() {
-            Some(crate::workspace::check(&spec)?)
-        } else {
-            None
-        };
-        jobs.push((spec, agent, checked));
-    }
+    let jobs = resolve_jobs(&config, &flags, &args.specs)?;
     agents::preflight::check(&config, jobs.iter().map(|(spec, agent, _)| (spec, agent))).await?;
     // Everything is validated above, in this terminal; the detached
     // supervisor starts from the same arguments and environment.
@@ -120,6 +93,44 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
         &config, &registry, &brokers, subscriber, prepared, json, true,
     )
     .await
+}
+
+/// Every job of the spec files (or the one the flags describe), resolved
+/// and checked: its spec, its agent, and its checked worktree base.
+fn resolve_jobs(
+    config: &Config,
+    flags: &JobFlags,
+    specs: &[PathBuf],
+) -> anyhow::Result<Vec<(JobSpec, AgentDef, Option<crate::workspace::Checked>)>> {
+    let mut files: Vec<(Option<PathBuf>, JobFile)> = Vec::new();
+    for path in specs {
+        files.extend(
+            load_job_file(path)?
+                .into_iter()
+                .map(|f| (Some(path.clone()), f)),
+        );
+    }
+    if files.is_empty() {
+        files.push((None, JobFile::default()));
+    }
+    let mut jobs = Vec::new();
+    for (path, file) in files {
+        let spec = config.resolve_job(path.as_deref().map(|p| (p, file)), flags)?;
+        let agent = agents::resolve(config, &spec.agent)?;
+        if spec.prompt.trim().is_empty() && agent.command.iter().any(|a| a.contains("{prompt}")) {
+            return Err(config_error(format!("job `{}` has no prompt", spec.name))
+                .help("pass --prompt TEXT, or set `prompt` in the job spec")
+                .into());
+        }
+        // Not a repository, or no such base: exit 2 before anything exists.
+        let checked = if spec.workspace.is_worktree() {
+            Some(crate::workspace::check(&spec)?)
+        } else {
+            None
+        };
+        jobs.push((spec, agent, checked));
+    }
+    Ok(jobs)
 }
 
 /// The unfinished jobs of a dead supervisor whose wrappers report to this
@@ -320,44 +331,9 @@ pub async fn supervise(
             &agent.name,
             record.spec.retry.max_attempts,
         );
-        runtimes.insert(
-            id.clone(),
-            JobRuntime::new(
-                record.spec.name.clone(),
-                record.spec.workdir.clone(),
-                EventKey::from_hex(&record.event_key).unwrap_or_else(EventKey::generate),
-            )
-            .with_screens(screen_rules(&id, &agent)),
-        );
         let adoption = (adopting && record.attempt > 0).then(|| adoption_of(&record, now));
-        if adoption.is_some_and(|a| a.backoff_until.is_none()) {
-            let info = record
-                .attempt_info(record.attempt)
-                .cloned()
-                .unwrap_or_default();
-            if let Some(runtime) = runtimes.remove(&id) {
-                runtimes.insert(
-                    id.clone(),
-                    runtime.adopting(record.attempt, info.window.clone(), info.agent_group()),
-                );
-            }
-        }
-        let job_config = JobConfig {
-            timeouts: record.spec.timeouts.clone(),
-            retry: record.spec.retry.clone(),
-            liveness: agent.liveness,
-            complete_on_exit: agent.complete_on_exit,
-            keep_failed: record.spec.tmux.keep_failed,
-            kill_grace: record.spec.tmux.kill_grace,
-            on_waiting: record.spec.on_waiting,
-            require_signature: config.require_signature,
-            first_attempt: match adoption {
-                // The budget of the run that crashed (1 for a record that
-                // predates checkpoints: never more launches than allowed).
-                Some(_) => record.resume.map_or(1, |r| r.first_attempt),
-                None => record.attempt + 1,
-            },
-        };
+        runtimes.insert(id.clone(), runtime_for(&record, &id, &agent, adoption));
+        let job_config = job_config(config, &record, &agent, adoption.is_some());
         if let Some(adoption) = adoption {
             core.adopt(now, id, job_config, adoption);
         } else {
@@ -384,6 +360,52 @@ pub async fn supervise(
     let driver = Driver::new(core, places, runtimes, view);
     let (ending, states) = driver.run(subscriber).await?;
     Ok(summarise(ending, &states))
+}
+
+/// What the driver keeps for the job of `record`; an adopted attempt that
+/// still runs (no backoff pending) is watched in its recorded window.
+fn runtime_for(
+    record: &Record,
+    id: &JobId,
+    agent: &AgentDef,
+    adoption: Option<Adoption>,
+) -> JobRuntime {
+    let runtime = JobRuntime::new(
+        record.spec.name.clone(),
+        record.spec.workdir.clone(),
+        EventKey::from_hex(&record.event_key).unwrap_or_else(EventKey::generate),
+    )
+    .with_screens(screen_rules(id, agent));
+    if adoption.is_none_or(|a| a.backoff_until.is_some()) {
+        return runtime;
+    }
+    let info = record
+        .attempt_info(record.attempt)
+        .cloned()
+        .unwrap_or_default();
+    runtime.adopting(record.attempt, info.window.clone(), info.agent_group())
+}
+
+/// What the core needs to know about the job of `record`; an adopted job
+/// keeps the retry budget of the run that crashed.
+fn job_config(config: &Config, record: &Record, agent: &AgentDef, adopted: bool) -> JobConfig {
+    JobConfig {
+        timeouts: record.spec.timeouts.clone(),
+        retry: record.spec.retry.clone(),
+        liveness: agent.liveness,
+        complete_on_exit: agent.complete_on_exit,
+        keep_failed: record.spec.tmux.keep_failed,
+        kill_grace: record.spec.tmux.kill_grace,
+        on_waiting: record.spec.on_waiting,
+        require_signature: config.require_signature,
+        first_attempt: if adopted {
+            // The budget of the run that crashed (1 for a record that
+            // predates checkpoints: never more launches than allowed).
+            record.resume.map_or(1, |r| r.first_attempt)
+        } else {
+            record.attempt + 1
+        },
+    }
 }
 
 /// The agent's compiled screen rules (checked when the job was resolved; a

@@ -368,38 +368,7 @@ pub fn resolve(layers: &[BrokerLayer], env: &Env) -> Result<Option<BrokerSetting
         return Ok(None);
     };
     let port_layer = pick(layers, |f| f.port).map(|(_, layer)| layer);
-    let origin_of = |field: Field, layer: Option<&BrokerLayer>| {
-        layer.map_or(Origin::Default, |layer| layer.origin_of(field))
-    };
-    let password_origin = match pick(layers, |f| f.password.clone()) {
-        None => Origin::Default,
-        Some((from, layer)) => layer.origin_of_key(
-            Field::Password,
-            match from {
-                PasswordFrom::Literal(_) => "password",
-                PasswordFrom::File(_) => "password_file",
-                PasswordFrom::Env(_) => "password_env",
-            },
-        ),
-    };
-    let origin = BrokerOrigin {
-        host: host_layer.origin_of(Field::Host),
-        port: origin_of(Field::Port, port_layer),
-        tls: origin_of(Field::Tls, pick(layers, |f| f.tls).map(|(_, l)| l)),
-        username: origin_of(
-            Field::Username,
-            pick(layers, |f| f.username.clone()).map(|(_, l)| l),
-        ),
-        password: password_origin,
-        ca_certs: origin_of(
-            Field::CaCerts,
-            pick(layers, |f| f.ca_certs.clone()).map(|(_, l)| l),
-        ),
-        certfile: origin_of(
-            Field::Certfile,
-            pick(layers, |f| f.certfile.clone()).map(|(_, l)| l),
-        ),
-    };
+    let origin = origins(layers, host_layer, port_layer);
     // The record's broker stays "embedded" only as long as it is what we use.
     let embedded = host_layer.embedded && port_layer.is_some_and(|layer| layer.embedded);
     let ca = pick(layers, |f| f.ca_certs.clone());
@@ -413,34 +382,7 @@ pub fn resolve(layers: &[BrokerLayer], env: &Env) -> Result<Option<BrokerSetting
         Some((from, layer)) => Some(read_password(&from, layer, env)?),
     };
     if tls {
-        match (&cert, &key) {
-            (Some((_, layer)), None) => {
-                return Err(config_error(format!(
-                    "{} is set but no client key is",
-                    layer.name_of(Field::Certfile)
-                ))
-                .help(
-                    "set MQTT_KEYFILE (or `keyfile` in [broker]) to the certificate's private key",
-                ))
-            }
-            (None, Some((_, layer))) => {
-                return Err(config_error(format!(
-                    "{} is set but no client certificate is",
-                    layer.name_of(Field::Keyfile)
-                ))
-                .help("set MQTT_CERTFILE (or `certfile` in [broker]) to the client certificate"))
-            }
-            _ => {}
-        }
-        for (entry, field, what) in [
-            (&ca, Field::CaCerts, "CA certificate"),
-            (&cert, Field::Certfile, "client certificate"),
-            (&key, Field::Keyfile, "client key"),
-        ] {
-            if let Some((path, layer)) = entry {
-                check_readable(path, &layer.name_of(field), what)?;
-            }
-        }
+        check_tls_files(ca.as_ref(), cert.as_ref(), key.as_ref())?;
     }
     let topic_prefix =
         pick(layers, |f| f.topic_prefix.clone()).map_or_else(default_topic_prefix, |(p, _)| p);
@@ -461,6 +403,82 @@ pub fn resolve(layers: &[BrokerLayer], env: &Env) -> Result<Option<BrokerSetting
         embedded,
         origin,
     }))
+}
+
+/// Where each broker value came from, for errors and `doctor`.
+fn origins(
+    layers: &[BrokerLayer],
+    host_layer: &BrokerLayer,
+    port_layer: Option<&BrokerLayer>,
+) -> BrokerOrigin {
+    let origin_of = |field: Field, layer: Option<&BrokerLayer>| {
+        layer.map_or(Origin::Default, |layer| layer.origin_of(field))
+    };
+    let password_origin = match pick(layers, |f| f.password.clone()) {
+        None => Origin::Default,
+        Some((from, layer)) => layer.origin_of_key(
+            Field::Password,
+            match from {
+                PasswordFrom::Literal(_) => "password",
+                PasswordFrom::File(_) => "password_file",
+                PasswordFrom::Env(_) => "password_env",
+            },
+        ),
+    };
+    BrokerOrigin {
+        host: host_layer.origin_of(Field::Host),
+        port: origin_of(Field::Port, port_layer),
+        tls: origin_of(Field::Tls, pick(layers, |f| f.tls).map(|(_, l)| l)),
+        username: origin_of(
+            Field::Username,
+            pick(layers, |f| f.username.clone()).map(|(_, l)| l),
+        ),
+        password: password_origin,
+        ca_certs: origin_of(
+            Field::CaCerts,
+            pick(layers, |f| f.ca_certs.clone()).map(|(_, l)| l),
+        ),
+        certfile: origin_of(
+            Field::Certfile,
+            pick(layers, |f| f.certfile.clone()).map(|(_, l)| l),
+        ),
+    }
+}
+
+/// With TLS, a client certificate needs its key (and the other way round),
+/// and every file named must be readable.
+fn check_tls_files(
+    ca: Option<&(PathBuf, &BrokerLayer)>,
+    cert: Option<&(PathBuf, &BrokerLayer)>,
+    key: Option<&(PathBuf, &BrokerLayer)>,
+) -> Result<(), Failure> {
+    match (cert, key) {
+        (Some((_, layer)), None) => {
+            return Err(config_error(format!(
+                "{} is set but no client key is",
+                layer.name_of(Field::Certfile)
+            ))
+            .help("set MQTT_KEYFILE (or `keyfile` in [broker]) to the certificate's private key"))
+        }
+        (None, Some((_, layer))) => {
+            return Err(config_error(format!(
+                "{} is set but no client certificate is",
+                layer.name_of(Field::Keyfile)
+            ))
+            .help("set MQTT_CERTFILE (or `certfile` in [broker]) to the client certificate"))
+        }
+        _ => {}
+    }
+    for (entry, field, what) in [
+        (ca, Field::CaCerts, "CA certificate"),
+        (cert, Field::Certfile, "client certificate"),
+        (key, Field::Keyfile, "client key"),
+    ] {
+        if let Some((path, layer)) = entry {
+            check_readable(path, &layer.name_of(field), what)?;
+        }
+    }
+    Ok(())
 }
 
 fn check_readable(path: &Path, name: &str, what: &str) -> Result<(), Failure> {

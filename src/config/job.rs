@@ -203,50 +203,11 @@ impl Config {
             .clone()
             .or(file.agent)
             .unwrap_or_else(|| self.defaults.agent.clone());
-        let workdir = match (&flags.workdir, &file.workdir, spec_path) {
-            (Some(dir), _, _) => expand_path(dir, &self.env.cwd, self.env.home.as_deref()),
-            (None, Some(dir), Some(path)) => expand_path(
-                dir,
-                path.parent().unwrap_or(Path::new(".")),
-                self.env.home.as_deref(),
-            ),
-            _ => self.env.cwd.clone(),
-        };
-        if !workdir.is_dir() {
-            // `--workdir` wins over the spec: blame what was really used.
-            let (origin, help) = match (&flags.workdir, spec_path) {
-                (None, Some(_)) => (
-                    where_("workdir"),
-                    "create it, or point `workdir` at an existing directory",
-                ),
-                _ => (
-                    Origin::Flag("--workdir").to_string(),
-                    "create it, or pass an existing directory to --workdir",
-                ),
-            };
-            return Err(config_error(format!(
-                "{origin}: {} is not a directory",
-                workdir.display()
-            ))
-            .help(help));
-        }
-        for key in file.env.keys() {
-            if !is_env_name(key) {
-                return Err(config_error(format!(
-                    "{}: `{key}` is not a valid environment variable name",
-                    where_("env")
-                )));
-            }
-        }
+        let workdir = self.resolve_workdir(flags, file.workdir.as_deref(), spec_path, &where_)?;
         let pass_env = file
             .pass_env
             .unwrap_or_else(|| self.defaults.pass_env.clone());
-        if let Some(bad) = pass_env.iter().find(|n| !is_env_name(n)) {
-            return Err(config_error(format!(
-                "{}: `{bad}` is not a valid environment variable name",
-                where_("pass_env")
-            )));
-        }
+        check_env_names(file.env.keys(), &pass_env, &where_)?;
         if let Some(timeouts) = &file.timeouts {
             validate_timeouts(timeouts, "timeouts", &|key, problem| {
                 config_error(format!("{}: {problem}", where_(key)))
@@ -285,6 +246,68 @@ impl Config {
             workspace: workspace.resolve(),
         })
     }
+
+    /// The job's folder: `--workdir`, else the spec's `workdir` (relative to
+    /// the spec file), else the current one; it must exist.
+    fn resolve_workdir(
+        &self,
+        flags: &JobFlags,
+        file_workdir: Option<&Path>,
+        spec_path: Option<&Path>,
+        where_: &dyn Fn(&str) -> String,
+    ) -> Result<PathBuf, Failure> {
+        let workdir = match (&flags.workdir, file_workdir, spec_path) {
+            (Some(dir), _, _) => expand_path(dir, &self.env.cwd, self.env.home.as_deref()),
+            (None, Some(dir), Some(path)) => expand_path(
+                dir,
+                path.parent().unwrap_or(Path::new(".")),
+                self.env.home.as_deref(),
+            ),
+            _ => self.env.cwd.clone(),
+        };
+        if !workdir.is_dir() {
+            // `--workdir` wins over the spec: blame what was really used.
+            let (origin, help) = match (&flags.workdir, spec_path) {
+                (None, Some(_)) => (
+                    where_("workdir"),
+                    "create it, or point `workdir` at an existing directory",
+                ),
+                _ => (
+                    Origin::Flag("--workdir").to_string(),
+                    "create it, or pass an existing directory to --workdir",
+                ),
+            };
+            return Err(config_error(format!(
+                "{origin}: {} is not a directory",
+                workdir.display()
+            ))
+            .help(help));
+        }
+        Ok(workdir)
+    }
+}
+
+/// `env` keys and `pass_env` names must be environment variable names.
+fn check_env_names<'a>(
+    env_keys: impl Iterator<Item = &'a String>,
+    pass_env: &[String],
+    where_: &dyn Fn(&str) -> String,
+) -> Result<(), Failure> {
+    for key in env_keys {
+        if !is_env_name(key) {
+            return Err(config_error(format!(
+                "{}: `{key}` is not a valid environment variable name",
+                where_("env")
+            )));
+        }
+    }
+    if let Some(bad) = pass_env.iter().find(|n| !is_env_name(n)) {
+        return Err(config_error(format!(
+            "{}: `{bad}` is not a valid environment variable name",
+            where_("pass_env")
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -146,6 +146,35 @@ pub struct Places {
     pub topic_prefix: String,
 }
 
+/// The subscriber in its own task: its receive loop is never cancelled
+/// half-way by the driver's select, only when it is told to end (by the
+/// returned sender). Messages arrive on the returned receiver.
+fn spawn_listener(
+    subscriber: Subscriber,
+) -> (
+    mpsc::Receiver<Message>,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, messages) = mpsc::channel::<Message>(1024);
+    let (stop_listening, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let listener = tokio::spawn(async move {
+        let mut subscriber = subscriber;
+        loop {
+            tokio::select! {
+                _ = &mut stopped => break,
+                message = subscriber.next() => {
+                    if tx.send(message).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        subscriber.disconnect().await;
+    });
+    (messages, stop_listening, listener)
+}
+
 impl Driver {
     pub fn new(core: Core, places: Places, jobs: HashMap<JobId, JobRuntime>, view: View) -> Driver {
         let Places {
@@ -179,24 +208,7 @@ impl Driver {
         mut self,
         subscriber: Subscriber,
     ) -> anyhow::Result<(Ending, Vec<(JobId, JobState)>)> {
-        let (tx, mut messages) = mpsc::channel::<Message>(1024);
-        let (stop_listening, mut stopped) = tokio::sync::oneshot::channel::<()>();
-        // The subscriber lives in its own task: its receive loop is never
-        // cancelled half-way by the select below, only when it is told to end.
-        let listener = tokio::spawn(async move {
-            let mut subscriber = subscriber;
-            loop {
-                tokio::select! {
-                    _ = &mut stopped => break,
-                    message = subscriber.next() => {
-                        if tx.send(message).await.is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-            subscriber.disconnect().await;
-        });
+        let (mut messages, stop_listening, listener) = spawn_listener(subscriber);
         let mut interrupt =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
         let mut terminate =
