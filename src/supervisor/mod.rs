@@ -6,4 +6,5 @@ pub mod clock;
 pub mod core;
 pub mod driver;
 pub mod policy;
+pub mod stop;
 pub mod view;
