@@ -132,6 +132,10 @@ pub struct RunArgs {
     /// One JSON object per transition on stdout instead of the live table.
     #[arg(long)]
     pub json: bool,
+    /// At most N attempts running at once, across every `run` of this
+    /// registry (overrides `max_parallel` in [defaults]); the rest queue.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_parallel: Option<u32>,
     /// Internal (`--detach`): the 0600 launch file with this run's
     /// arguments and environment.
     #[arg(long, hide = true, conflicts_with_all = ["detach", "specs"])]

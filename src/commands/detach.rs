@@ -71,6 +71,9 @@ impl Relaunch {
         if let Some(dir) = &job.workdir {
             argv.extend(["--workdir".to_owned(), absolute(dir)]);
         }
+        if let Some(cap) = args.max_parallel {
+            argv.extend(["--max-parallel".to_owned(), cap.to_string()]);
+        }
         argv.push("--".into());
         argv.extend(args.specs.iter().map(|p| absolute(p)));
         Ok(Relaunch {

@@ -16,6 +16,7 @@ mod kill;
 pub mod logs;
 mod merge;
 mod publish;
+mod queue_plan;
 mod register;
 mod resume;
 mod retry;

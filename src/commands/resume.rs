@@ -7,17 +7,42 @@ use super::run::{listen_for_cancel_requests, supervise, Brokers};
 use crate::config::{Config, Env};
 use crate::error::{config_error, Exit};
 use crate::mqtt::topic::JobId;
-use crate::registry::{Record, Registry};
+use crate::registry::{JobState, Record, Registry};
 
 /// A supervised job left unfinished by a supervisor that no longer runs.
 pub fn orphaned(record: &Record) -> bool {
     record.supervised
         && record.agent.is_some()
         && !record.state.is_finished()
-        && record.attempt > 0
+        && (record.attempt > 0 || never_started(record))
         && !record
             .supervisor_pid
             .is_some_and(crate::proc::is_tmux_delegate)
+}
+
+/// A job that was waiting in a queue (a slot, its dependencies) and never
+/// launched: it survives its supervisor and the next one starts it.
+pub fn never_started(record: &Record) -> bool {
+    record.attempt == 0 && matches!(record.state, JobState::Queued | JobState::Pending)
+}
+
+/// Claimed jobs that never launched report to this supervisor's broker: no
+/// window has the old block, and an embedded broker died with the old
+/// supervisor.
+pub fn rebroker_never_started(
+    registry: &Registry,
+    records: &mut [Record],
+    broker: &crate::config::BrokerSettings,
+) {
+    for record in records.iter_mut().filter(|r| never_started(r)) {
+        let Ok(id) = JobId::parse(&record.id) else {
+            continue;
+        };
+        match registry.update(&id, |r| r.broker = Some(broker.clone())) {
+            Ok(updated) => *record = updated,
+            Err(e) => eprintln!("warning: cannot update job {id}: {e:#}"),
+        }
+    }
 }
 
 /// Makes this process the supervisor of each orphan that is still one when
@@ -37,7 +62,11 @@ pub fn claim(registry: &Registry, orphans: Vec<Record>) -> Vec<Record> {
         });
         match update {
             Ok(record) if record.supervisor_pid == me => {
-                eprintln!("re-adopting job {id} (attempt {})", record.attempt);
+                if never_started(&record) {
+                    eprintln!("taking over queued job {id}");
+                } else {
+                    eprintln!("re-adopting job {id} (attempt {})", record.attempt);
+                }
                 claimed.push(record);
             }
             Ok(_) => {}
@@ -60,7 +89,8 @@ pub async fn run() -> anyhow::Result<Exit> {
         eprintln!("nothing to resume: no unfinished job has lost its supervisor");
         return Ok(Exit::Success);
     }
-    if config.observer_broker()?.is_none() {
+    let launched = orphans.iter().any(|r| !never_started(r));
+    if launched && config.observer_broker()?.is_none() {
         return Err(config_error(format!(
             "{} job(s) to resume, but no broker is configured: the embedded broker they reported to ended with their supervisor",
             orphans.len()
@@ -70,7 +100,8 @@ pub async fn run() -> anyhow::Result<Exit> {
     }
     let brokers = Brokers::resolve(&config).await?;
     let subscriber = brokers.listen().await?;
-    let adopted = claim(&registry, orphans);
+    let mut adopted = claim(&registry, orphans);
+    rebroker_never_started(&registry, &mut adopted, &brokers.worker);
     let json = !std::io::IsTerminal::is_terminal(&std::io::stdout());
     supervise(
         &config, &registry, &brokers, subscriber, adopted, json, true,

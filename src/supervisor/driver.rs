@@ -3,6 +3,8 @@
 //! the clock into inputs, and performs the core's effects (tmux windows,
 //! process-group signals, registry writes, the view).
 
+mod queueing;
+
 use super::core::{Checkpoint, Core, Effect, Incoming, Input, StopSignal};
 use super::view::View;
 use crate::agents::screens::ScreenSet;
@@ -124,6 +126,11 @@ pub struct Driver {
     /// Outcome hooks still running: waited for (briefly) before `run` exits,
     /// so the last job's `on_done` is not cut off with the runtime.
     hook_tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The queue (SPEC section 11): jobs not started yet, their caps, and
+    /// the slots of the jobs that run.
+    queue: super::queue::Queue,
+    caps: HashMap<JobId, super::slots::Caps>,
+    leases: HashMap<JobId, super::slots::Lease>,
 }
 
 /// How `run` ended.
@@ -170,6 +177,9 @@ impl Driver {
             hook_tasks: Vec::new(),
             pending_last: HashMap::new(),
             observing: false,
+            queue: super::queue::Queue::default(),
+            caps: HashMap::new(),
+            leases: HashMap::new(),
         }
     }
 
@@ -211,10 +221,13 @@ impl Driver {
         let (screen_tx, mut screen_reads) = mpsc::unbounded_channel::<ScreenRead>();
         let mut ending = Ending::Finished;
         self.perform().await;
+        self.settle_queue().await;
         while !self.core.is_done() {
             let timer = self.core.poll_timeout();
+            let slot_retry = self.queue.poll_timeout();
             let stopping = self.core.stopping().next().is_some();
             tokio::select! {
+                () = sleep_until(slot_retry) => self.queue.handle_timeout(Instant::now()),
                 Some(message) = messages.recv() => self.on_message(&message),
                 _ = observe.tick(), if !self.observing => {
                     drop(self.flush_last_events());
@@ -240,6 +253,7 @@ impl Driver {
                 }
             }
             self.perform().await;
+            self.settle_queue().await;
         }
         if let Some(flush) = self.flush_last_events() {
             let _ = flush.await;

@@ -11,9 +11,11 @@ const ORDER: &[(&str, &[JobState])] = &[
     ("▶", &[JobState::Running, JobState::Launching]),
     ("↻", &[JobState::Retrying]),
     ("…", &[JobState::Pending]),
+    ("⧗", &[JobState::Queued]),
     ("✓", &[JobState::Completed]),
     ("✗", &[JobState::Failed, JobState::TimedOut]),
     ("⊘", &[JobState::Cancelled]),
+    ("↷", &[JobState::Skipped]),
 ];
 
 /// `⏸1 ▶3 ✓12 ✗1`: the non-zero counts; empty when there are no jobs.

@@ -1,0 +1,148 @@
+//! The driver's side of the queue: takes and gives back the slot files,
+//! looks up dependencies (in this supervisor, else in the registry), and
+//! feeds the pure queue's decisions to the core.
+
+use super::Driver;
+use crate::mqtt::topic::JobId;
+use crate::registry::JobState;
+use crate::supervisor::queue::{Decision, DepState, Dependency, QueueSpec};
+use crate::supervisor::slots::{self, Caps};
+use std::time::Instant;
+
+impl Driver {
+    /// A job that starts when the queue lets it (its slot, its dependencies).
+    pub fn enqueue(&mut self, job: JobId, spec: QueueSpec, caps: Caps) {
+        self.caps.insert(job.clone(), caps);
+        self.queue.push(job, spec);
+    }
+
+    /// An adopted attempt that already runs: it takes its slots back (the
+    /// dead supervisor's locks went with it). When the cap is full it runs
+    /// on regardless: it cannot be un-started.
+    pub fn hold_slots(&mut self, job: JobId, caps: Caps) {
+        if caps.is_unlimited() {
+            return;
+        }
+        match slots::try_take(self.registry.root(), &caps) {
+            Ok(Some(lease)) => {
+                self.leases.insert(job.clone(), lease);
+            }
+            Ok(None) => tracing::warn!("job {job}: re-adopted while its max_parallel cap is full"),
+            Err(e) => tracing::warn!("job {job}: cannot take a queue slot: {e:#}"),
+        }
+        self.caps.insert(job, caps);
+    }
+
+    /// Gives back the slots of finished jobs, then starts, skips or queues
+    /// the waiting ones, and performs what that caused.
+    pub(super) async fn settle_queue(&mut self) {
+        let finished: Vec<JobId> = self
+            .leases
+            .keys()
+            .filter(|job| self.core.is_finished(job))
+            .cloned()
+            .collect();
+        for job in finished {
+            self.leases.remove(&job);
+        }
+        if self.pump_queue() {
+            self.perform().await;
+        }
+    }
+
+    /// One pass over the waiting jobs, in priority order. Returns whether
+    /// the core may have new effects.
+    fn pump_queue(&mut self) -> bool {
+        if self.queue.is_empty() {
+            return false;
+        }
+        let now = Instant::now();
+        let decisions = self.queue.decide(|dep| self.dep_state(dep));
+        let mut changed = false;
+        for decision in decisions {
+            match decision {
+                Decision::Skip { job, reason } => {
+                    self.queue.remove(&job);
+                    self.core.skip(&job, reason);
+                    changed = true;
+                }
+                Decision::Blocked(job) => {
+                    if self.still_waiting(&job) {
+                        self.core
+                            .mark_queued(&job, Some("waiting for its dependencies".into()));
+                        changed = true;
+                    }
+                }
+                Decision::Candidate(job) => {
+                    if !self.still_waiting(&job) {
+                        continue;
+                    }
+                    if self.take_slots(&job) {
+                        self.queue.remove(&job);
+                        self.core.start(now, &job);
+                    } else {
+                        self.queue.blocked_at(now);
+                        self.core.mark_queued(
+                            &job,
+                            Some("waiting for a free slot (max_parallel)".into()),
+                        );
+                    }
+                    changed = true;
+                }
+            }
+        }
+        changed
+    }
+
+    /// Whether the core still holds the job back (a `kill` may have
+    /// cancelled it meanwhile: then the queue forgets it).
+    fn still_waiting(&mut self, job: &JobId) -> bool {
+        let waiting = self.core.is_waiting(job);
+        if !waiting {
+            self.queue.remove(job);
+        }
+        waiting
+    }
+
+    /// Takes the job's slots (no caps: nothing to take).
+    fn take_slots(&mut self, job: &JobId) -> bool {
+        let caps = self.caps.get(job).cloned().unwrap_or_default();
+        if caps.is_unlimited() {
+            return true;
+        }
+        match slots::try_take(self.registry.root(), &caps) {
+            Ok(Some(lease)) => {
+                self.leases.insert(job.clone(), lease);
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!("job {job}: cannot take a queue slot: {e:#}");
+                false
+            }
+        }
+    }
+
+    /// Where a dependency stands: this supervisor's view when it runs the
+    /// job, else its record (another supervisor's, or finished earlier).
+    fn dep_state(&self, dep: &Dependency) -> DepState {
+        let Ok(id) = JobId::parse(&dep.id) else {
+            return DepState::Ended("has an invalid id".into());
+        };
+        let state = match self.core.state(&id) {
+            Some(state) => state,
+            None => match self.registry.load(&id) {
+                Ok(record) => record.state,
+                Err(_) => return DepState::Ended("cannot be read from the registry".into()),
+            },
+        };
+        match state {
+            JobState::Completed => DepState::Completed,
+            JobState::Failed => DepState::Ended("failed".into()),
+            JobState::TimedOut => DepState::Ended("timed out".into()),
+            JobState::Cancelled => DepState::Ended("was cancelled".into()),
+            JobState::Skipped => DepState::Ended("was skipped".into()),
+            _ => DepState::Unfinished,
+        }
+    }
+}
