@@ -32,6 +32,9 @@ pub enum Command {
     Run(RunArgs),
     /// Register a job without launching it; prints the new job id.
     Register(RegisterArgs),
+    /// Hand jobs to the running queue (a live `run` of this registry, else a
+    /// detached supervisor started for them); prints the new job ids.
+    Add(AddArgs),
     /// Publish one event for a job (signed with the job's key when known).
     Publish(PublishArgs),
     /// Print a job's events (or every job's) until a terminal event arrives.
@@ -140,6 +143,15 @@ pub struct RunArgs {
     /// arguments and environment.
     #[arg(long, hide = true, conflicts_with_all = ["detach", "specs"])]
     pub detached_from: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// Job spec files (TOML: one job, or several as [[jobs]]).
+    #[arg(value_name = "JOB.toml")]
+    pub specs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub job: JobArgs,
 }
 
 #[derive(Debug, Args)]

@@ -491,3 +491,105 @@ fn queued_jobs_survive_a_supervisor_crash_and_resume_runs_them_in_order() {
         assert_eq!(job["state"], "completed", "{job}");
     }
 }
+
+#[test]
+fn add_hands_jobs_to_the_live_run_where_the_cap_and_dependencies_apply() {
+    let setup = Setup::new("[defaults]\nmax_parallel = 1\n");
+    let first = setup.jobs("first.toml", &[("first", "long", "")]);
+    let mut running = Lines::spawn(setup.td().args(["run", "--json"]).arg(&first));
+    assert!(
+        wait_for(Duration::from_secs(60), || (setup.alive_agents() == 1)
+            .then_some(()))
+        .is_some(),
+        "{:?}",
+        running.stderr
+    );
+    let later = setup.jobs("later.toml", &[("later", "sleeper", "after = [\"first\"]")]);
+    let out = run(setup.td().arg("add").arg(&later));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out2 = run(setup.td().args([
+        "add", "--agent", "sleeper", "--name", "quick", "--prompt", "quick",
+    ]));
+    assert!(out2.status.success(), "{}", text(&out2.stderr));
+    let ids: Vec<String> = [&out, &out2]
+        .iter()
+        .flat_map(|o| {
+            text(&o.stdout)
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(ids.len(), 2, "one id a line: {ids:?}");
+    let jobs = setup.status();
+    for id in &ids {
+        let job = jobs
+            .iter()
+            .find(|j| j["id"] == id.as_str())
+            .expect("added job");
+        assert_eq!(job["state"], "queued", "{job}");
+    }
+    // The live run took both on: `later` waits for `first`, `quick` for a slot.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let queued = transitions_to(&running, "queued");
+        if ["later", "quick"]
+            .iter()
+            .all(|n| queued.contains(&(*n).to_owned()))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the live run took the added jobs on: {:?} {:?}",
+            running.stdout,
+            running.stderr
+        );
+        running.wait_line("", Duration::from_millis(200));
+    }
+    assert_eq!(setup.alive_agents(), 1, "the cap holds for added jobs");
+    std::fs::write(setup.home.join("gate"), "").expect("gate");
+    let status = running.finish(Duration::from_secs(120));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{:?}\n{:?}",
+        running.stdout,
+        running.stderr
+    );
+    assert_eq!(
+        setup.start_order(),
+        ["later", "quick"],
+        "dependency met, then submission order"
+    );
+    for job in setup.status() {
+        assert_eq!(job["state"], "completed", "{job}");
+    }
+}
+
+#[test]
+fn add_with_no_live_run_starts_a_detached_supervisor_for_its_jobs() {
+    let setup = Setup::new("");
+    let out = run(setup.td().args([
+        "add", "--agent", "sleeper", "--name", "solo", "--prompt", "solo",
+    ]));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let id = text(&out.stdout).lines().next().expect("an id").to_owned();
+    assert!(
+        wait_for(Duration::from_secs(90), || {
+            setup
+                .status()
+                .into_iter()
+                .find(|j| j["id"] == id.as_str() && j["state"] == "completed")
+        })
+        .is_some(),
+        "the detached supervisor ran the job: {:?}",
+        setup.status()
+    );
+    assert_eq!(setup.start_order(), ["solo"]);
+}

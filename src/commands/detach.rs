@@ -43,6 +43,16 @@ pub struct Relaunch {
 }
 
 impl Relaunch {
+    /// `resume` in its own window, with this environment: `add` starts one
+    /// for the queued jobs it registered when no supervisor runs.
+    pub fn resume(env: &Env) -> Relaunch {
+        Relaunch {
+            argv: vec!["resume".to_owned()],
+            cwd: env.cwd.clone(),
+            env: env.vars.clone().into_iter().collect(),
+        }
+    }
+
     /// `run`'s arguments without `--detach` (paths made absolute) and its
     /// whole environment.
     pub fn of(args: &RunArgs, env: &Env) -> anyhow::Result<Relaunch> {

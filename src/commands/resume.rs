@@ -7,7 +7,7 @@ use super::run::{listen_for_cancel_requests, supervise, Brokers};
 use crate::config::{Config, Env};
 use crate::error::{config_error, Exit};
 use crate::mqtt::topic::JobId;
-use crate::registry::{JobState, Record, Registry};
+use crate::registry::{Record, Registry};
 
 /// A supervised job left unfinished by a supervisor that no longer runs.
 pub fn orphaned(record: &Record) -> bool {
@@ -20,11 +20,7 @@ pub fn orphaned(record: &Record) -> bool {
             .is_some_and(crate::proc::is_tmux_delegate)
 }
 
-/// A job that was waiting in a queue (a slot, its dependencies) and never
-/// launched: it survives its supervisor and the next one starts it.
-pub fn never_started(record: &Record) -> bool {
-    record.attempt == 0 && matches!(record.state, JobState::Queued | JobState::Pending)
-}
+pub use crate::supervisor::admit::never_started;
 
 /// Claimed jobs that never launched report to this supervisor's broker: no
 /// window has the old block, and an embedded broker died with the old
@@ -86,22 +82,25 @@ pub async fn run() -> anyhow::Result<Exit> {
     }
     let orphans: Vec<Record> = records.into_iter().filter(orphaned).collect();
     if orphans.is_empty() {
+        // A detached `resume` (started by `add`) tells its launcher too.
+        super::detach::report_ready(&config.env);
         eprintln!("nothing to resume: no unfinished job has lost its supervisor");
         return Ok(Exit::Success);
     }
     let launched = orphans.iter().any(|r| !never_started(r));
     if launched && config.observer_broker()?.is_none() {
-        return Err(config_error(format!(
+        let failure = config_error(format!(
             "{} job(s) to resume, but no broker is configured: the embedded broker they reported to ended with their supervisor",
             orphans.len()
         ))
-        .help("stop them with `tmux-delegate kill ID` and start them again with `tmux-delegate retry ID`")
-        .into());
+        .help("stop them with `tmux-delegate kill ID` and start them again with `tmux-delegate retry ID`");
+        return super::detach::report_failure(&config.env, Err(failure));
     }
-    let brokers = Brokers::resolve(&config).await?;
-    let subscriber = brokers.listen().await?;
+    let brokers = super::detach::report_failure(&config.env, Brokers::resolve(&config).await)?;
+    let subscriber = super::detach::report_failure(&config.env, brokers.listen().await)?;
     let mut adopted = claim(&registry, orphans);
     rebroker_never_started(&registry, &mut adopted, &brokers.worker);
+    super::detach::report_ready(&config.env);
     let json = !std::io::IsTerminal::is_terminal(&std::io::stdout());
     supervise(
         &config, &registry, &brokers, subscriber, adopted, json, true,

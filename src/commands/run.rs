@@ -101,7 +101,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
     let registry = Registry::open(&config.env)?;
     let mut prepared = Vec::new();
     for (spec, agent, checked) in jobs {
-        let mut record = new_record(&config, spec, agent, brokers.worker.clone());
+        let mut record = new_record(&config, spec, agent, Some(brokers.worker.clone()));
         if let Some(checked) = checked {
             match crate::workspace::create_for_job(&checked, &record, registry.root()) {
                 Ok(workspace) => {
@@ -251,11 +251,11 @@ async fn embedded(_config: &Config) -> Result<Brokers, Failure> {
     )
 }
 
-fn new_record(
+pub(super) fn new_record(
     config: &Config,
     mut spec: JobSpec,
     agent: AgentDef,
-    broker: BrokerSettings,
+    broker: Option<BrokerSettings>,
 ) -> Record {
     // Later commands (logs, attach, kill) must find the same tmux server.
     spec.tmux = spec.tmux.with_current_server(&config.env);
@@ -275,7 +275,7 @@ fn new_record(
         version: RECORD_VERSION,
         id: new_job_id(&spec.name).to_string(),
         spec,
-        broker: Some(broker),
+        broker,
         event_key: EventKey::generate().to_hex(),
         state: JobState::Pending,
         attempt: 0,
@@ -408,6 +408,7 @@ pub async fn supervise(
         topic_prefix: brokers.observer.topic_prefix.clone(),
     };
     let mut driver = Driver::new(core, places, runtimes, view);
+    driver.accept_added_jobs(config.require_signature);
     for (id, caps) in holding {
         driver.hold_slots(id, caps);
     }

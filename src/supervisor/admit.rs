@@ -8,7 +8,7 @@ use super::slots::Caps;
 use crate::agents::AgentDef;
 use crate::mqtt::sign::EventKey;
 use crate::mqtt::topic::JobId;
-use crate::registry::Record;
+use crate::registry::{JobState, Record};
 
 /// The core's settings for the job; `first_attempt` is the number its
 /// next launch gets.
@@ -59,4 +59,10 @@ pub fn caps(record: &Record) -> Caps {
             .agent_max_parallel
             .map(|cap| (record.spec.agent.clone(), cap)),
     }
+}
+
+/// A job that was waiting in a queue (a slot, its dependencies) and never
+/// launched: it survives its supervisor and the next one starts it.
+pub fn never_started(record: &Record) -> bool {
+    record.attempt == 0 && matches!(record.state, JobState::Queued | JobState::Pending)
 }

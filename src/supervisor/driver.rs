@@ -131,6 +131,9 @@ pub struct Driver {
     queue: super::queue::Queue,
     caps: HashMap<JobId, super::slots::Caps>,
     leases: HashMap<JobId, super::slots::Lease>,
+    /// Whether jobs `add` registers for this process are taken on, and
+    /// with which `require_signature` (None: they are not).
+    added_jobs: Option<bool>,
 }
 
 /// How `run` ended.
@@ -180,6 +183,7 @@ impl Driver {
             queue: super::queue::Queue::default(),
             caps: HashMap::new(),
             leases: HashMap::new(),
+            added_jobs: None,
         }
     }
 
@@ -242,7 +246,11 @@ impl Driver {
                 () = sleep_until(timer) => self.core.handle_timeout(Instant::now()),
                 () = tokio::time::sleep(STOPPING_CHECK), if stopping => self.check_stopping(),
                 _ = redraw.tick() => self.view.refresh(),
-                _ = cancel_check.recv() => self.check_cancel_requests(),
+                _ = cancel_check.recv() => {
+                    self.check_cancel_requests();
+                    // `add` hands jobs over with the same signal.
+                    self.admit_added();
+                }
                 _ = interrupt.recv() => {
                     ending = Ending::Interrupted;
                     self.cancel_all("interrupted (Ctrl-C)");

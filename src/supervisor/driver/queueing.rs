@@ -16,6 +16,54 @@ impl Driver {
         self.queue.push(job, spec);
     }
 
+    /// Takes on the jobs `add` registers for this supervisor (it signals
+    /// SIGUSR1 after writing them).
+    pub fn accept_added_jobs(&mut self, require_signature: bool) {
+        self.added_jobs = Some(require_signature);
+    }
+
+    /// Queued records that name this process as their supervisor and that
+    /// it does not know yet: `add` wrote them.
+    pub(super) fn admit_added(&mut self) {
+        let Some(require_signature) = self.added_jobs else {
+            return;
+        };
+        let me = i32::try_from(std::process::id()).ok();
+        let records = match self.registry.list() {
+            Ok((records, _)) => records,
+            Err(e) => return tracing::warn!("cannot look for added jobs: {e:#}"),
+        };
+        let mut added: Vec<_> = records
+            .into_iter()
+            .filter(|r| {
+                r.supervisor_pid == me && r.supervised && crate::supervisor::admit::never_started(r)
+            })
+            .filter_map(|r| Some((JobId::parse(&r.id).ok()?, r)))
+            .filter(|(id, _)| !self.jobs.contains_key(id))
+            .collect();
+        added.sort_by(|(_, a), (_, b)| a.created.cmp(&b.created));
+        for (id, record) in added {
+            let Some(agent) = record.agent.clone() else {
+                continue;
+            };
+            let admit = crate::supervisor::admit::job_config(&record, &agent, require_signature, 1);
+            self.jobs.insert(
+                id.clone(),
+                crate::supervisor::admit::runtime(&id, &record, &agent),
+            );
+            self.view.add(
+                &id,
+                &record.spec.name,
+                &agent.name,
+                record.spec.retry.max_attempts,
+            );
+            self.core.enqueue(id.clone(), admit);
+            let caps = crate::supervisor::admit::caps(&record);
+            self.enqueue(id.clone(), record.queue.clone().unwrap_or_default(), caps);
+            tracing::info!("took on job {id}, added by `tmux-delegate add`");
+        }
+    }
+
     /// An adopted attempt that already runs: it takes its slots back (the
     /// dead supervisor's locks went with it). When the cap is full it runs
     /// on regardless: it cannot be un-started.
