@@ -366,18 +366,41 @@ fn a_dependent_waits_for_completion_and_a_failed_dependency_skips_it_unless_afte
         .collect();
     assert_eq!(skipped.len(), 1, "{skipped:?}");
     assert_eq!(skipped[0]["reason"], "dependency `broken` failed");
-    let plain = run(setup.td().arg("status"));
-    assert!(
-        text(&plain.stdout).contains("skipped"),
-        "{}",
-        text(&plain.stdout)
+    assert_eq!(
+        job("needs-broken")["failure"]["reason"],
+        "dependency `broken` failed"
     );
-    // The second job's first launch came after the first one completed.
+    let plain = run(setup.td().arg("status"));
+    let table = text(&plain.stdout);
+    assert!(
+        table.contains("skipped") && table.contains("dependency `broken` failed"),
+        "{table}"
+    );
+    // The second job's window opened only after the first one completed.
     let second_queued = transitions_to(&lines, "queued");
     assert!(
         second_queued.contains(&"second".to_owned()),
         "{second_queued:?}"
     );
+    let history = |name: &str| -> Vec<Value> {
+        let id = job(name)["id"].as_str().expect("id").to_owned();
+        std::fs::read_to_string(setup.home.join("state/jobs").join(id).join("events.jsonl"))
+            .expect("history")
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    let completed_at = history("first")
+        .iter()
+        .find(|e| e["type"] == "transition" && e["to"] == "completed")
+        .and_then(|e| e["ts"].as_f64())
+        .expect("first completed");
+    let opened_at = history("second")
+        .iter()
+        .find(|e| e["type"] == "window" && e["action"] == "opened")
+        .and_then(|e| e["ts"].as_f64())
+        .expect("second launched");
+    assert!(opened_at >= completed_at, "{opened_at} < {completed_at}");
 }
 
 #[test]

@@ -747,6 +747,13 @@ impl Driver {
             if failure.is_some() || to == JobState::Completed {
                 r.failure.clone_from(&failure);
             }
+            if to == JobState::Skipped {
+                // Why it never ran (`status` shows it): a dependency's end.
+                r.failure = Some(FailureInfo {
+                    kind: "skipped".into(),
+                    reason: reason.clone().unwrap_or_default(),
+                });
+            }
             if to.is_finished() {
                 r.supervisor_pid = None;
                 if let Some(info) = r.attempts.iter_mut().find(|a| a.number == attempt) {
