@@ -134,6 +134,9 @@ pub struct Driver {
     /// Whether jobs `add` registers for this process are taken on, and
     /// with which `require_signature` (None: they are not).
     added_jobs: Option<bool>,
+    /// Something the queue depends on changed (a transition, a job added,
+    /// the slot retry came due): look at the waiting jobs again.
+    queue_dirty: bool,
 }
 
 /// How `run` ended.
@@ -184,6 +187,7 @@ impl Driver {
             caps: HashMap::new(),
             leases: HashMap::new(),
             added_jobs: None,
+            queue_dirty: true,
         }
     }
 
@@ -231,7 +235,10 @@ impl Driver {
             let slot_retry = self.queue.poll_timeout();
             let stopping = self.core.stopping().next().is_some();
             tokio::select! {
-                () = sleep_until(slot_retry) => self.queue.handle_timeout(Instant::now()),
+                () = sleep_until(slot_retry) => {
+                    self.queue.handle_timeout(Instant::now());
+                    self.queue_dirty = true;
+                }
                 Some(message) = messages.recv() => self.on_message(&message),
                 _ = observe.tick(), if !self.observing => {
                     drop(self.flush_last_events());
@@ -586,6 +593,7 @@ impl Driver {
                     reason,
                     failure,
                 } => {
+                    self.queue_dirty = true;
                     let failure = failure.map(|f| FailureInfo {
                         kind: serde_json::to_value(f.kind)
                             .ok()

@@ -14,6 +14,7 @@ impl Driver {
     pub fn enqueue(&mut self, job: JobId, spec: QueueSpec, caps: Caps) {
         self.caps.insert(job.clone(), caps);
         self.queue.push(job, spec);
+        self.queue_dirty = true;
     }
 
     /// Takes on the jobs `add` registers for this supervisor (it signals
@@ -92,8 +93,9 @@ impl Driver {
             .collect();
         for job in finished {
             self.leases.remove(&job);
+            self.queue_dirty = true;
         }
-        if self.pump_queue() {
+        if std::mem::take(&mut self.queue_dirty) && self.pump_queue() {
             self.perform().await;
         }
     }
@@ -107,6 +109,8 @@ impl Driver {
         let now = Instant::now();
         let decisions = self.queue.decide(|dep| self.dep_state(dep));
         let mut changed = false;
+        // Caps found full in this pass: the jobs behind need not try them.
+        let mut full: Vec<Caps> = Vec::new();
         for decision in decisions {
             match decision {
                 Decision::Skip { job, reason } => {
@@ -125,10 +129,13 @@ impl Driver {
                     if !self.still_waiting(&job) {
                         continue;
                     }
-                    if self.take_slots(&job) {
+                    let caps = self.caps.get(&job).cloned().unwrap_or_default();
+                    let known_full = full.contains(&caps);
+                    if !known_full && self.take_slots(&job) {
                         self.queue.remove(&job);
                         self.core.start(now, &job);
                     } else {
+                        full.push(caps);
                         self.queue.blocked_at(now);
                         self.core.mark_queued(
                             &job,
