@@ -616,3 +616,49 @@ fn add_with_no_live_run_starts_a_detached_supervisor_for_its_jobs() {
     );
     assert_eq!(setup.start_order(), ["solo"]);
 }
+
+#[test]
+fn the_next_run_takes_over_the_queued_jobs_of_a_crashed_supervisor() {
+    let setup = Setup::new("[defaults]\nmax_parallel = 1\n");
+    let file = setup.jobs("crash.toml", &[("q1", "long", ""), ("q2", "sleeper", "")]);
+    let mut first = Lines::spawn(setup.td().args(["run", "--json"]).arg(&file));
+    assert!(
+        wait_for(Duration::from_secs(60), || {
+            let q2_queued = setup.state_of("q2").as_deref() == Some("queued");
+            (setup.alive_agents() == 1 && q2_queued).then_some(())
+        })
+        .is_some(),
+        "q1 runs and q2 queues: {:?}",
+        first.stderr
+    );
+    // Child::kill sends SIGKILL.
+    first.guard.child().kill().expect("SIGKILL the supervisor");
+    let _ = first.finish(Duration::from_secs(10));
+    std::fs::write(setup.home.join("gate"), "").expect("gate");
+    let mut next = Lines::spawn(setup.td().args([
+        "run", "--json", "--agent", "sleeper", "--name", "fresh", "--prompt", "fresh",
+    ]));
+    let status = next.finish(Duration::from_secs(120));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{:?}\n{:?}",
+        next.stdout,
+        next.stderr
+    );
+    assert!(
+        next.stderr
+            .iter()
+            .any(|l| l.contains("taking over queued job")),
+        "{:?}",
+        next.stderr
+    );
+    let order = setup.start_order();
+    assert!(
+        order.contains(&"q2".to_owned()) && order.contains(&"fresh".to_owned()),
+        "{order:?}"
+    );
+    for job in setup.status() {
+        assert_eq!(job["state"], "completed", "{job}");
+    }
+}

@@ -67,6 +67,15 @@ mod tests {
     }
 
     #[test]
+    fn queued_jobs_count_before_the_finished_and_skipped_ones_after_cancelled() {
+        use JobState::*;
+        assert_eq!(
+            line([Skipped, Queued, Running, Queued, Completed, Cancelled]),
+            "▶1 ⧗2 ✓1 ⊘1 ↷1"
+        );
+    }
+
+    #[test]
     fn states_are_read_from_records_and_unreadable_ones_skipped() {
         let dir = tempfile::tempdir().expect("tempdir");
         let jobs = dir.path().join("jobs");
