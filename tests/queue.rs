@@ -662,3 +662,108 @@ fn the_next_run_takes_over_the_queued_jobs_of_a_crashed_supervisor() {
         assert_eq!(job["state"], "completed", "{job}");
     }
 }
+
+#[test]
+fn a_per_agent_cap_holds_while_other_agents_run_beside_it() {
+    let setup = Setup::new("");
+    let sleeper = setup.dir.path().join("sleeper.sh");
+    let mut config =
+        std::fs::read_to_string(setup.home.join("tmux-delegate.toml")).expect("config");
+    config.push_str(&format!(
+        "[agents.capped]\ncommand = [\"{}\", \"{{prompt}}\"]\nmax_parallel = 1\n",
+        sleeper.display()
+    ));
+    std::fs::write(setup.home.join("tmux-delegate.toml"), config).expect("config");
+    let file = setup.jobs(
+        "capped.toml",
+        &[
+            ("k1", "capped", ""),
+            ("k2", "capped", ""),
+            ("k3", "capped", ""),
+            ("free", "sleeper", ""),
+        ],
+    );
+    let mut lines = Lines::spawn(setup.td().args(["run", "--json"]).arg(&file));
+    let capped = ["k1", "k2", "k3"];
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let (mut most_capped, mut most_all) = (0, 0);
+    while !exited(&mut lines) {
+        assert!(Instant::now() < deadline, "not done in time");
+        let alive: Vec<String> = setup
+            .agent_pids()
+            .into_iter()
+            .filter(|(_, pid)| alive(*pid))
+            .map(|(name, _)| name)
+            .collect();
+        most_capped = most_capped.max(
+            alive
+                .iter()
+                .filter(|n| capped.contains(&n.as_str()))
+                .count(),
+        );
+        most_all = most_all.max(alive.len());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = lines.finish(Duration::from_secs(30));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{:?}\n{:?}",
+        lines.stdout,
+        lines.stderr
+    );
+    assert_eq!(most_capped, 1, "at most one `capped` agent at a time");
+    assert_eq!(most_all, 2, "the other agent ran beside it");
+}
+
+#[test]
+fn killing_a_queued_job_cancels_it_and_skips_its_dependents() {
+    let setup = Setup::new("[defaults]\nmax_parallel = 1\n");
+    let file = setup.jobs(
+        "kill.toml",
+        &[
+            ("holder", "long", ""),
+            ("waiting", "sleeper", ""),
+            ("dependent", "sleeper", "after = [\"waiting\"]"),
+        ],
+    );
+    let mut lines = Lines::spawn(setup.td().args(["run", "--json"]).arg(&file));
+    assert!(
+        wait_for(Duration::from_secs(60), || {
+            (setup.state_of("waiting").as_deref() == Some("queued")).then_some(())
+        })
+        .is_some(),
+        "{:?}",
+        lines.stderr
+    );
+    let id = setup
+        .status()
+        .into_iter()
+        .find(|j| j["name"] == "waiting")
+        .and_then(|j| j["id"].as_str().map(str::to_owned))
+        .expect("id");
+    let out = run(setup.td().args(["kill", &id]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(setup.state_of("waiting").as_deref(), Some("cancelled"));
+    std::fs::write(setup.home.join("gate"), "").expect("gate");
+    let status = lines.finish(Duration::from_secs(120));
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "{:?}\n{:?}",
+        lines.stdout,
+        lines.stderr
+    );
+    let jobs = setup.status();
+    let dependent = jobs.iter().find(|j| j["name"] == "dependent").expect("job");
+    assert_eq!(dependent["state"], "skipped");
+    assert_eq!(
+        dependent["failure"]["reason"],
+        "dependency `waiting` was cancelled"
+    );
+    assert_eq!(
+        setup.start_order(),
+        Vec::<String>::new(),
+        "neither sleeper ran"
+    );
+}
