@@ -32,13 +32,21 @@ pub enum JobState {
     Failed,
     TimedOut,
     Cancelled,
+    /// Waiting for a free slot (`max_parallel`) or for its dependencies.
+    Queued,
+    /// Never ran: a dependency failed or was cancelled (terminal).
+    Skipped,
 }
 
 impl JobState {
     pub fn is_finished(self) -> bool {
         matches!(
             self,
-            JobState::Completed | JobState::Failed | JobState::TimedOut | JobState::Cancelled
+            JobState::Completed
+                | JobState::Failed
+                | JobState::TimedOut
+                | JobState::Cancelled
+                | JobState::Skipped
         )
     }
 
@@ -53,6 +61,8 @@ impl JobState {
             JobState::Failed => "failed",
             JobState::TimedOut => "timed_out",
             JobState::Cancelled => "cancelled",
+            JobState::Queued => "queued",
+            JobState::Skipped => "skipped",
         }
     }
 }
@@ -165,6 +175,9 @@ pub struct Record {
     /// The job's git worktree (workspace = "worktree"); absent in older records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace: Option<crate::workspace::Workspace>,
+    /// Queue settings (SPEC section 11): caps, dependencies, priority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<crate::supervisor::queue::QueueSpec>,
 }
 
 impl Record {
@@ -621,6 +634,7 @@ mod tests {
             cancel_requested: false,
             resume: None,
             workspace: None,
+            queue: None,
         }
     }
 

@@ -59,6 +59,7 @@ pub fn run(args: RegisterArgs) -> anyhow::Result<Exit> {
         cancel_requested: false,
         resume: None,
         workspace: None,
+        queue: None,
     };
     registry.create(&record)?;
     if args.json {

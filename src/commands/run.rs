@@ -13,8 +13,9 @@ use crate::mqtt::connect::{client_id, ConnectOptions};
 use crate::mqtt::sign::EventKey;
 use crate::mqtt::topic::{all_events_filter, JobId};
 use crate::registry::{new_job_id, now_rfc3339, JobState, Record, Registry, RECORD_VERSION};
-use crate::supervisor::core::{Adoption, Core, JobConfig};
-use crate::supervisor::driver::{Driver, Ending, JobRuntime, Places};
+use crate::supervisor::admit;
+use crate::supervisor::core::{Adoption, Core};
+use crate::supervisor::driver::{Driver, Ending, Places};
 use crate::supervisor::view::View;
 use crate::tmux::Tmux;
 use std::collections::{BTreeMap, HashMap};
@@ -59,7 +60,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
         files.push((None, JobFile::default()));
     }
     let mut jobs = Vec::new();
+    let mut wants = Vec::new();
     for (path, file) in files {
+        wants.push(super::queue_plan::Wants::of(&file));
         let spec = config.resolve_job(path.as_deref().map(|p| (p, file)), &flags)?;
         let agent = agents::resolve(&config, &spec.agent)?;
         if spec.prompt.trim().is_empty() && agent.command.iter().any(|a| a.contains("{prompt}")) {
@@ -75,6 +78,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
         };
         jobs.push((spec, agent, checked));
     }
+    // `after` names that are unknown or form a cycle: exit 2, nothing registered.
+    let planned = super::queue_plan::plan(
+        &config,
+        &Registry::open(&config.env)?,
+        args.max_parallel,
+        &jobs
+            .iter()
+            .zip(wants)
+            .map(|((spec, agent, _), wants)| (spec.name.clone(), agent.name.clone(), wants))
+            .collect::<Vec<_>>(),
+    )?;
     agents::preflight::check(&config, jobs.iter().map(|(spec, agent, _)| (spec, agent))).await?;
     // Everything is validated above, in this terminal; the detached
     // supervisor starts from the same arguments and environment.
@@ -87,7 +101,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
     let registry = Registry::open(&config.env)?;
     let mut prepared = Vec::new();
     for (spec, agent, checked) in jobs {
-        let mut record = new_record(&config, spec, agent, brokers.worker.clone());
+        let mut record = new_record(&config, spec, agent, Some(brokers.worker.clone()));
         if let Some(checked) = checked {
             match crate::workspace::create_for_job(&checked, &record, registry.root()) {
                 Ok(workspace) => {
@@ -110,6 +124,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
         }
         prepared.push(record);
     }
+    let ids: Vec<String> = prepared.iter().map(|r| r.id.clone()).collect();
+    let names: Vec<String> = prepared.iter().map(|r| r.spec.name.clone()).collect();
+    for (record, queue) in prepared
+        .iter_mut()
+        .zip(super::queue_plan::finish(planned, &ids, &names))
+    {
+        record.queue = queue;
+    }
     for record in &prepared {
         super::detach::report_failure(&config.env, registry.create(record))?;
     }
@@ -124,12 +146,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
 
 /// The unfinished jobs of a dead supervisor whose wrappers report to this
 /// run's broker (an embedded broker died with its supervisor: nothing
-/// reports to it any more) from windows of this run's tmux server, claimed
-/// for this run. Orphans elsewhere are left to `resume` with their config.
+/// reports to it any more) from windows of this run's tmux server, and its
+/// queued jobs that never launched, claimed for this run. Orphans elsewhere are left to `resume` with their config.
 fn orphans_on(config: &Config, registry: &Registry, brokers: &Brokers) -> Vec<Record> {
-    if !brokers.persistent {
-        return Vec::new();
-    }
     let records = match registry.list() {
         Ok((records, _)) => records,
         Err(e) => {
@@ -151,11 +170,15 @@ fn orphans_on(config: &Config, registry: &Registry, brokers: &Brokers) -> Vec<Re
         .into_iter()
         .filter(|r| {
             super::resume::orphaned(r)
-                && r.broker.as_ref().is_some_and(same_broker)
                 && same_server(r)
+                // Queued jobs never launched: any broker (they get this one).
+                && (super::resume::never_started(r)
+                    || (brokers.persistent && r.broker.as_ref().is_some_and(same_broker)))
         })
         .collect();
-    super::resume::claim(registry, orphans)
+    let mut claimed = super::resume::claim(registry, orphans);
+    super::resume::rebroker_never_started(registry, &mut claimed, &brokers.worker);
+    claimed
 }
 
 /// The observer (supervisor) and worker (window) connections.
@@ -228,11 +251,11 @@ async fn embedded(_config: &Config) -> Result<Brokers, Failure> {
     )
 }
 
-fn new_record(
+pub(super) fn new_record(
     config: &Config,
     mut spec: JobSpec,
     agent: AgentDef,
-    broker: BrokerSettings,
+    broker: Option<BrokerSettings>,
 ) -> Record {
     // Later commands (logs, attach, kill) must find the same tmux server.
     spec.tmux = spec.tmux.with_current_server(&config.env);
@@ -252,7 +275,7 @@ fn new_record(
         version: RECORD_VERSION,
         id: new_job_id(&spec.name).to_string(),
         spec,
-        broker: Some(broker),
+        broker,
         event_key: EventKey::generate().to_hex(),
         state: JobState::Pending,
         attempt: 0,
@@ -268,6 +291,7 @@ fn new_record(
         cancel_requested: false,
         resume: None,
         workspace: None,
+        queue: None,
     }
 }
 
@@ -314,6 +338,8 @@ pub async fn supervise(
     let mut core = Core::new(Box::new(rand::random::<f64>));
     let mut runtimes = HashMap::new();
     let now = Instant::now();
+    let mut queued = Vec::new();
+    let mut holding = Vec::new();
     // New jobs only: an adopted one was announced by the run that began it.
     let announced: Vec<(String, String)> = records
         .iter()
@@ -332,15 +358,7 @@ pub async fn supervise(
             &agent.name,
             record.spec.retry.max_attempts,
         );
-        runtimes.insert(
-            id.clone(),
-            JobRuntime::new(
-                record.spec.name.clone(),
-                record.spec.workdir.clone(),
-                EventKey::from_hex(&record.event_key).unwrap_or_else(EventKey::generate),
-            )
-            .with_screens(screen_rules(&id, &agent)),
-        );
+        runtimes.insert(id.clone(), admit::runtime(&id, &record, &agent));
         let adoption = (adopting && record.attempt > 0).then(|| adoption_of(&record, now));
         if adoption.is_some_and(|a| a.backoff_until.is_none()) {
             let info = record
@@ -354,26 +372,22 @@ pub async fn supervise(
                 );
             }
         }
-        let job_config = JobConfig {
-            timeouts: record.spec.timeouts.clone(),
-            retry: record.spec.retry.clone(),
-            liveness: agent.liveness,
-            complete_on_exit: agent.complete_on_exit,
-            keep_failed: record.spec.tmux.keep_failed,
-            kill_grace: record.spec.tmux.kill_grace,
-            on_waiting: record.spec.on_waiting,
-            require_signature: config.require_signature,
-            first_attempt: match adoption {
-                // The budget of the run that crashed (1 for a record that
-                // predates checkpoints: never more launches than allowed).
-                Some(_) => record.resume.map_or(1, |r| r.first_attempt),
-                None => record.attempt + 1,
-            },
+        let first_attempt = match adoption {
+            // The budget of the run that crashed (1 for a record that
+            // predates checkpoints: never more launches than allowed).
+            Some(_) => record.resume.map_or(1, |r| r.first_attempt),
+            None => record.attempt + 1,
         };
+        let job_config =
+            admit::job_config(&record, &agent, config.require_signature, first_attempt);
+        let caps = admit::caps(&record);
         if let Some(adoption) = adoption {
-            core.adopt(now, id, job_config, adoption);
+            core.adopt(now, id.clone(), job_config, adoption);
+            holding.push((id, caps));
         } else {
-            core.add(now, id, job_config);
+            // The queue starts it: at once unless a cap or `after` holds it.
+            core.enqueue(id.clone(), job_config);
+            queued.push((id, record.queue.clone().unwrap_or_default(), caps));
         }
     }
     let exe =
@@ -393,18 +407,16 @@ pub async fn supervise(
         exe,
         topic_prefix: brokers.observer.topic_prefix.clone(),
     };
-    let driver = Driver::new(core, places, runtimes, view);
+    let mut driver = Driver::new(core, places, runtimes, view);
+    driver.accept_added_jobs(config.require_signature);
+    for (id, caps) in holding {
+        driver.hold_slots(id, caps);
+    }
+    for (id, spec, caps) in queued {
+        driver.enqueue(id, spec, caps);
+    }
     let (ending, states) = driver.run(subscriber).await?;
     Ok(summarise(ending, &states))
-}
-
-/// The agent's compiled screen rules (checked when the job was resolved; a
-/// record written by another version may still hold a bad one: skipped).
-fn screen_rules(id: &JobId, agent: &AgentDef) -> crate::agents::screens::ScreenSet {
-    crate::agents::screens::ScreenSet::compile(&agent.screens).unwrap_or_else(|e| {
-        tracing::warn!("job {id}: ignoring its screen rules: {e}");
-        crate::agents::screens::ScreenSet::default()
-    })
 }
 
 /// How to take over an orphaned record: its attempt, the job deadline its
@@ -426,7 +438,8 @@ fn summarise(ending: Ending, states: &[(JobId, JobState)]) -> Exit {
         return Exit::Interrupted;
     }
     let any = |state: JobState| states.iter().any(|(_, s)| *s == state);
-    if any(JobState::Failed) || any(JobState::Cancelled) {
+    // A skipped job never ran because a dependency failed or was cancelled.
+    if any(JobState::Failed) || any(JobState::Cancelled) || any(JobState::Skipped) {
         Exit::JobFailed
     } else if any(JobState::TimedOut) {
         Exit::TimedOut

@@ -2,8 +2,11 @@
 //! feeds it MQTT events, tmux observations, signals and the clock, and
 //! performs its effects.
 
+pub mod admit;
 pub mod clock;
 pub mod core;
 pub mod driver;
 pub mod policy;
+pub mod queue;
+pub mod slots;
 pub mod view;
