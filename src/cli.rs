@@ -32,6 +32,9 @@ pub enum Command {
     Run(RunArgs),
     /// Register a job without launching it; prints the new job id.
     Register(RegisterArgs),
+    /// Hand jobs to the running queue (a live `run` of this registry, else a
+    /// detached supervisor started for them); prints the new job ids.
+    Add(AddArgs),
     /// Publish one event for a job (signed with the job's key when known).
     Publish(PublishArgs),
     /// Print a job's events (or every job's) until a terminal event arrives.
@@ -132,10 +135,23 @@ pub struct RunArgs {
     /// One JSON object per transition on stdout instead of the live table.
     #[arg(long)]
     pub json: bool,
+    /// At most N attempts running at once, across every `run` of this
+    /// registry (overrides `max_parallel` in [defaults]); the rest queue.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_parallel: Option<u32>,
     /// Internal (`--detach`): the 0600 launch file with this run's
     /// arguments and environment.
     #[arg(long, hide = true, conflicts_with_all = ["detach", "specs"])]
     pub detached_from: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// Job spec files (TOML: one job, or several as [[jobs]]).
+    #[arg(value_name = "JOB.toml")]
+    pub specs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub job: JobArgs,
 }
 
 #[derive(Debug, Args)]

@@ -76,6 +76,9 @@ pub struct Record {
     /// The job's git worktree (workspace = "worktree"); absent in older records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace: Option<crate::workspace::Workspace>,
+    /// Queue settings (SPEC section 11): caps, dependencies, priority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<crate::supervisor::queue::QueueSpec>,
 }
 
 impl Record {
@@ -104,6 +107,7 @@ impl Record {
             cancel_requested: false,
             resume: None,
             workspace: None,
+            queue: None,
         }
     }
 

@@ -47,6 +47,11 @@ const RULES: &[Rule] = &[
         why: "the supervisor's core is sans-IO: its types come from crate::model, its effects go out as data",
     },
     Rule {
+        parts: &["src/supervisor/queue.rs"],
+        forbidden: IO_ROOMS,
+        why: "the queue (slots, dependencies, priorities) is pure like the core",
+    },
+    Rule {
         parts: &["src/model/", "src/model.rs"],
         forbidden: IO_ROOMS,
         why: "the domain vocabulary does no I/O and depends on no room",

@@ -43,6 +43,16 @@ pub struct Relaunch {
 }
 
 impl Relaunch {
+    /// `resume` in its own window, with this environment: `add` starts one
+    /// for the queued jobs it registered when no supervisor runs.
+    pub fn resume(env: &Env) -> Relaunch {
+        Relaunch {
+            argv: vec!["resume".to_owned()],
+            cwd: env.cwd.clone(),
+            env: env.vars.clone().into_iter().collect(),
+        }
+    }
+
     /// `run`'s arguments without `--detach` (paths made absolute) and its
     /// whole environment.
     pub fn of(args: &RunArgs, env: &Env) -> anyhow::Result<Relaunch> {
@@ -70,6 +80,9 @@ impl Relaunch {
         }
         if let Some(dir) = &job.workdir {
             argv.extend(["--workdir".to_owned(), absolute(dir)]);
+        }
+        if let Some(cap) = args.max_parallel {
+            argv.extend(["--max-parallel".to_owned(), cap.to_string()]);
         }
         argv.push("--".into());
         argv.extend(args.specs.iter().map(|p| absolute(p)));

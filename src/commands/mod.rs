@@ -1,5 +1,6 @@
 //! One file per subcommand; this module only routes.
 
+mod add;
 mod agents;
 pub mod attach;
 #[cfg(feature = "embedded-broker")]
@@ -16,6 +17,7 @@ mod kill;
 pub mod logs;
 mod merge;
 mod publish;
+mod queue_plan;
 mod register;
 mod resume;
 mod retry;
@@ -30,6 +32,7 @@ use crate::error::Exit;
 pub async fn dispatch(command: Command) -> anyhow::Result<Exit> {
     match command {
         Command::Register(args) => register::run(args),
+        Command::Add(args) => add::run(args).await,
         Command::Publish(args) => publish::run(args).await,
         Command::Watch(args) => watch::run(args).await,
         Command::Status(args) => status::run(&args),

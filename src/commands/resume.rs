@@ -14,10 +14,31 @@ pub fn orphaned(record: &Record) -> bool {
     record.supervised
         && record.agent.is_some()
         && !record.state.is_finished()
-        && record.attempt > 0
+        && (record.attempt > 0 || never_started(record))
         && !record
             .supervisor_pid
             .is_some_and(crate::proc::is_tmux_delegate)
+}
+
+pub use crate::supervisor::admit::never_started;
+
+/// Claimed jobs that never launched report to this supervisor's broker: no
+/// window has the old block, and an embedded broker died with the old
+/// supervisor.
+pub fn rebroker_never_started(
+    registry: &Registry,
+    records: &mut [Record],
+    broker: &crate::config::BrokerSettings,
+) {
+    for record in records.iter_mut().filter(|r| never_started(r)) {
+        let Ok(id) = JobId::parse(&record.id) else {
+            continue;
+        };
+        match registry.update(&id, |r| r.broker = Some(broker.clone())) {
+            Ok(updated) => *record = updated,
+            Err(e) => eprintln!("warning: cannot update job {id}: {e:#}"),
+        }
+    }
 }
 
 /// Makes this process the supervisor of each orphan that is still one when
@@ -37,7 +58,11 @@ pub fn claim(registry: &Registry, orphans: Vec<Record>) -> Vec<Record> {
         });
         match update {
             Ok(record) if record.supervisor_pid == me => {
-                eprintln!("re-adopting job {id} (attempt {})", record.attempt);
+                if never_started(&record) {
+                    eprintln!("taking over queued job {id}");
+                } else {
+                    eprintln!("re-adopting job {id} (attempt {})", record.attempt);
+                }
                 claimed.push(record);
             }
             Ok(_) => {}
@@ -57,20 +82,25 @@ pub async fn run() -> anyhow::Result<Exit> {
     }
     let orphans: Vec<Record> = records.into_iter().filter(orphaned).collect();
     if orphans.is_empty() {
+        // A detached `resume` (started by `add`) tells its launcher too.
+        super::detach::report_ready(&config.env);
         eprintln!("nothing to resume: no unfinished job has lost its supervisor");
         return Ok(Exit::Success);
     }
-    if config.observer_broker()?.is_none() {
-        return Err(config_error(format!(
+    let launched = orphans.iter().any(|r| !never_started(r));
+    if launched && config.observer_broker()?.is_none() {
+        let failure = config_error(format!(
             "{} job(s) to resume, but no broker is configured: the embedded broker they reported to ended with their supervisor",
             orphans.len()
         ))
-        .help("stop them with `tmux-delegate kill ID` and start them again with `tmux-delegate retry ID`")
-        .into());
+        .help("stop them with `tmux-delegate kill ID` and start them again with `tmux-delegate retry ID`");
+        return super::detach::report_failure(&config.env, Err(failure));
     }
-    let brokers = Brokers::resolve(&config).await?;
-    let subscriber = brokers.listen().await?;
-    let adopted = claim(&registry, orphans);
+    let brokers = super::detach::report_failure(&config.env, Brokers::resolve(&config).await)?;
+    let subscriber = super::detach::report_failure(&config.env, brokers.listen().await)?;
+    let mut adopted = claim(&registry, orphans);
+    rebroker_never_started(&registry, &mut adopted, &brokers.worker);
+    super::detach::report_ready(&config.env);
     let json = !std::io::IsTerminal::is_terminal(&std::io::stdout());
     supervise(
         &config, &registry, &brokers, subscriber, adopted, json, true,

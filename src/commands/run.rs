@@ -13,8 +13,9 @@ use crate::mqtt::connect::{client_id, ConnectOptions};
 use crate::mqtt::sign::EventKey;
 use crate::mqtt::topic::{all_events_filter, JobId};
 use crate::registry::{new_job_id, JobState, Record, Registry};
-use crate::supervisor::core::{Adoption, Core, JobConfig};
-use crate::supervisor::driver::{Driver, Ending, JobRuntime, Places};
+use crate::supervisor::admit;
+use crate::supervisor::core::{Adoption, Core};
+use crate::supervisor::driver::{Driver, Ending, Places};
 use crate::supervisor::view::View;
 use crate::tmux::Tmux;
 use std::collections::{BTreeMap, HashMap};
@@ -47,7 +48,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
     if args.worktree {
         flags.workspace = Some(crate::config::workspace::WorkspaceMode::Worktree);
     }
-    let jobs = resolve_jobs(&config, &flags, &args.specs)?;
+    let (jobs, wants) = resolve_jobs(&config, &flags, &args.specs)?;
+    // `after` names that are unknown or form a cycle: exit 2, nothing registered.
+    let planned = super::queue_plan::plan(
+        &config,
+        &Registry::open(&config.env)?,
+        args.max_parallel,
+        &jobs
+            .iter()
+            .zip(wants)
+            .map(|((spec, agent, _), wants)| (spec.name.clone(), agent.name.clone(), wants))
+            .collect::<Vec<_>>(),
+    )?;
     agents::preflight::check(&config, jobs.iter().map(|(spec, agent, _)| (spec, agent))).await?;
     // Everything is validated above, in this terminal; the detached
     // supervisor starts from the same arguments and environment.
@@ -60,7 +72,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
     let registry = Registry::open(&config.env)?;
     let mut prepared = Vec::new();
     for (spec, agent, checked) in jobs {
-        let mut record = new_record(&config, spec, agent, brokers.worker.clone());
+        let mut record = new_record(&config, spec, agent, Some(brokers.worker.clone()));
         if let Some(checked) = checked {
             match crate::workspace::create_for_job(&checked, &record, registry.root()) {
                 Ok(workspace) => {
@@ -83,6 +95,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
         }
         prepared.push(record);
     }
+    let ids: Vec<String> = prepared.iter().map(|r| r.id.clone()).collect();
+    let names: Vec<String> = prepared.iter().map(|r| r.spec.name.clone()).collect();
+    for (record, queue) in prepared
+        .iter_mut()
+        .zip(super::queue_plan::finish(planned, &ids, &names))
+    {
+        record.queue = queue;
+    }
     for record in &prepared {
         super::detach::report_failure(&config.env, registry.create(record))?;
     }
@@ -96,12 +116,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
 }
 
 /// Every job of the spec files (or the one the flags describe), resolved
-/// and checked: its spec, its agent, and its checked worktree base.
+/// and checked: its spec, its agent and its checked worktree base; and what
+/// each asks of the queue (`after`, priority, caps).
+#[allow(clippy::type_complexity)]
 fn resolve_jobs(
     config: &Config,
     flags: &JobFlags,
     specs: &[PathBuf],
-) -> anyhow::Result<Vec<(JobSpec, AgentDef, Option<crate::workspace::Checked>)>> {
+) -> anyhow::Result<(
+    Vec<(JobSpec, AgentDef, Option<crate::workspace::Checked>)>,
+    Vec<super::queue_plan::Wants>,
+)> {
     let mut files: Vec<(Option<PathBuf>, JobFile)> = Vec::new();
     for path in specs {
         files.extend(
@@ -114,7 +139,9 @@ fn resolve_jobs(
         files.push((None, JobFile::default()));
     }
     let mut jobs = Vec::new();
+    let mut wants = Vec::new();
     for (path, file) in files {
+        wants.push(super::queue_plan::Wants::of(&file));
         let spec = config.resolve_job(path.as_deref().map(|p| (p, file)), flags)?;
         let agent = agents::resolve(config, &spec.agent)?;
         if spec.prompt.trim().is_empty() && agent.command.iter().any(|a| a.contains("{prompt}")) {
@@ -130,17 +157,14 @@ fn resolve_jobs(
         };
         jobs.push((spec, agent, checked));
     }
-    Ok(jobs)
+    Ok((jobs, wants))
 }
 
 /// The unfinished jobs of a dead supervisor whose wrappers report to this
 /// run's broker (an embedded broker died with its supervisor: nothing
-/// reports to it any more) from windows of this run's tmux server, claimed
-/// for this run. Orphans elsewhere are left to `resume` with their config.
+/// reports to it any more) from windows of this run's tmux server, and its
+/// queued jobs that never launched, claimed for this run. Orphans elsewhere are left to `resume` with their config.
 fn orphans_on(config: &Config, registry: &Registry, brokers: &Brokers) -> Vec<Record> {
-    if !brokers.persistent {
-        return Vec::new();
-    }
     let records = match registry.list() {
         Ok((records, _)) => records,
         Err(e) => {
@@ -162,11 +186,15 @@ fn orphans_on(config: &Config, registry: &Registry, brokers: &Brokers) -> Vec<Re
         .into_iter()
         .filter(|r| {
             super::resume::orphaned(r)
-                && r.broker.as_ref().is_some_and(same_broker)
                 && same_server(r)
+                // Queued jobs never launched: any broker (they get this one).
+                && (super::resume::never_started(r)
+                    || (brokers.persistent && r.broker.as_ref().is_some_and(same_broker)))
         })
         .collect();
-    super::resume::claim(registry, orphans)
+    let mut claimed = super::resume::claim(registry, orphans);
+    super::resume::rebroker_never_started(registry, &mut claimed, &brokers.worker);
+    claimed
 }
 
 /// The observer (supervisor) and worker (window) connections.
@@ -239,11 +267,11 @@ async fn embedded(_config: &Config) -> Result<Brokers, Failure> {
     )
 }
 
-fn new_record(
+pub(super) fn new_record(
     config: &Config,
     mut spec: JobSpec,
     agent: AgentDef,
-    broker: BrokerSettings,
+    broker: Option<BrokerSettings>,
 ) -> Record {
     // Later commands (logs, attach, kill) must find the same tmux server.
     spec.tmux = spec.tmux.with_current_server(&config.env);
@@ -260,7 +288,7 @@ fn new_record(
     }
     let id = new_job_id(&spec.name);
     Record {
-        broker: Some(broker),
+        broker,
         attempt: 0,
         pass_env,
         supervised: true,
@@ -313,6 +341,8 @@ pub async fn supervise(
     let mut core = Core::new(Box::new(rand::random::<f64>));
     let mut runtimes = HashMap::new();
     let now = Instant::now();
+    let mut queued = Vec::new();
+    let mut holding = Vec::new();
     // New jobs only: an adopted one was announced by the run that began it.
     let announced: Vec<(String, String)> = records
         .iter()
@@ -333,31 +363,35 @@ pub async fn supervise(
         );
         let adoption = (adopting && record.attempt > 0).then(|| adoption_of(&record, now));
         runtimes.insert(id.clone(), runtime_for(&record, &id, &agent, adoption));
-        let job_config = job_config(config, &record, &agent, adoption.is_some());
+        let first_attempt = first_attempt(&record, adoption.is_some());
+        let job_config =
+            admit::job_config(&record, &agent, config.require_signature, first_attempt);
+        let caps = admit::caps(&record);
         if let Some(adoption) = adoption {
-            core.adopt(now, id, job_config, adoption);
+            core.adopt(now, id.clone(), job_config, adoption);
+            holding.push((id, caps));
         } else {
-            core.add(now, id, job_config);
+            // The queue starts it: at once unless a cap or `after` holds it.
+            core.enqueue(id.clone(), job_config);
+            queued.push((id, record.queue.clone().unwrap_or_default(), caps));
         }
     }
-    let exe =
-        std::env::current_exe().map_err(|e| anyhow::anyhow!("cannot locate this program: {e}"))?;
+    let places = places(config, registry, brokers, tmux, session)?;
     if !announced.is_empty() && !json {
         crate::supervisor::view::announce(
             &announced,
-            &tmux.attach_command(&session),
-            &crate::supervisor::view::program_name(&exe),
+            &places.tmux.attach_command(&places.session),
+            &crate::supervisor::view::program_name(&places.exe),
         );
     }
-    let places = Places {
-        hooks: config.hooks.clone(),
-        registry: Registry::at(registry.root().to_path_buf()),
-        tmux,
-        session,
-        exe,
-        topic_prefix: brokers.observer.topic_prefix.clone(),
-    };
-    let driver = Driver::new(core, places, runtimes, view);
+    let mut driver = Driver::new(core, places, runtimes, view);
+    driver.accept_added_jobs(config.require_signature);
+    for (id, caps) in holding {
+        driver.hold_slots(id, caps);
+    }
+    for (id, spec, caps) in queued {
+        driver.enqueue(id, spec, caps);
+    }
     let (ending, states) = driver.run(subscriber).await?;
     Ok(summarise(ending, &states))
 }
@@ -369,13 +403,8 @@ fn runtime_for(
     id: &JobId,
     agent: &AgentDef,
     adoption: Option<Adoption>,
-) -> JobRuntime {
-    let runtime = JobRuntime::new(
-        record.spec.name.clone(),
-        record.spec.workdir.clone(),
-        EventKey::from_hex(&record.event_key).unwrap_or_else(EventKey::generate),
-    )
-    .with_screens(screen_rules(id, agent));
+) -> crate::supervisor::driver::JobRuntime {
+    let runtime = admit::runtime(id, record, agent);
     if adoption.is_none_or(|a| a.backoff_until.is_some()) {
         return runtime;
     }
@@ -386,34 +415,35 @@ fn runtime_for(
     runtime.adopting(record.attempt, info.window.clone(), info.agent_group())
 }
 
-/// What the core needs to know about the job of `record`; an adopted job
-/// keeps the retry budget of the run that crashed.
-fn job_config(config: &Config, record: &Record, agent: &AgentDef, adopted: bool) -> JobConfig {
-    JobConfig {
-        timeouts: record.spec.timeouts.clone(),
-        retry: record.spec.retry.clone(),
-        liveness: agent.liveness,
-        complete_on_exit: agent.complete_on_exit,
-        keep_failed: record.spec.tmux.keep_failed,
-        kill_grace: record.spec.tmux.kill_grace,
-        on_waiting: record.spec.on_waiting,
-        require_signature: config.require_signature,
-        first_attempt: if adopted {
-            // The budget of the run that crashed (1 for a record that
-            // predates checkpoints: never more launches than allowed).
-            record.resume.map_or(1, |r| r.first_attempt)
-        } else {
-            record.attempt + 1
-        },
+/// The attempt number the job's retry budget starts at: an adopted job
+/// keeps the budget of the run that crashed (1 for a record that predates
+/// checkpoints: never more launches than allowed).
+fn first_attempt(record: &Record, adopted: bool) -> u32 {
+    if adopted {
+        record.resume.map_or(1, |r| r.first_attempt)
+    } else {
+        record.attempt + 1
     }
 }
 
-/// The agent's compiled screen rules (checked when the job was resolved; a
-/// record written by another version may still hold a bad one: skipped).
-fn screen_rules(id: &JobId, agent: &AgentDef) -> crate::agents::screens::ScreenSet {
-    crate::agents::screens::ScreenSet::compile(&agent.screens).unwrap_or_else(|e| {
-        tracing::warn!("job {id}: ignoring its screen rules: {e}");
-        crate::agents::screens::ScreenSet::default()
+/// Where the driver acts: hooks, registry, tmux window session, this
+/// program (for the wrapper's argv), the topics.
+fn places(
+    config: &Config,
+    registry: &Registry,
+    brokers: &Brokers,
+    tmux: Tmux,
+    session: String,
+) -> anyhow::Result<Places> {
+    let exe =
+        std::env::current_exe().map_err(|e| anyhow::anyhow!("cannot locate this program: {e}"))?;
+    Ok(Places {
+        hooks: config.hooks.clone(),
+        registry: Registry::at(registry.root().to_path_buf()),
+        tmux,
+        session,
+        exe,
+        topic_prefix: brokers.observer.topic_prefix.clone(),
     })
 }
 
@@ -436,7 +466,8 @@ fn summarise(ending: Ending, states: &[(JobId, JobState)]) -> Exit {
         return Exit::Interrupted;
     }
     let any = |state: JobState| states.iter().any(|(_, s)| *s == state);
-    if any(JobState::Failed) || any(JobState::Cancelled) {
+    // A skipped job never ran because a dependency failed or was cancelled.
+    if any(JobState::Failed) || any(JobState::Cancelled) || any(JobState::Skipped) {
         Exit::JobFailed
     } else if any(JobState::TimedOut) {
         Exit::TimedOut

@@ -64,6 +64,8 @@ fn print_table(records: &[Record]) {
                     Some(m) => format!("{} {m:?}", e.event),
                     None => e.event.to_string(),
                 })
+                // A skipped job has no event: its reason instead.
+                .or_else(|| r.failure.as_ref().map(|f| f.reason.clone()))
                 .unwrap_or_default(),
         ]);
     }

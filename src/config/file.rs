@@ -193,6 +193,8 @@ pub struct DefaultsFile {
     pub copy: Option<Vec<PathBuf>>,
     pub setup: Option<Vec<Vec<String>>>,
     pub fresh: Option<bool>,
+    /// The queue's cap on attempts running at once (SPEC section 11).
+    pub max_parallel: Option<u32>,
 }
 
 /// Agents whose own hook mechanism tmux-delegate configures.
@@ -223,6 +225,9 @@ pub struct AgentFile {
     pub on_stop: Option<OnStop>,
     /// `[[agents.NAME.screens]]`: screen rules (see `agents::screens`).
     pub screens: Option<Vec<crate::agents::screens::ScreenRule>>,
+    /// The queue's cap on this agent's attempts running at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_parallel: Option<u32>,
 }
 
 /// `[hooks]`: commands (argv) run on job outcomes, with the job as JSON on
@@ -326,6 +331,12 @@ impl Layer {
                     ));
                 }
             }
+            if agent.max_parallel == Some(0) {
+                return Err(in_file(
+                    &format!("agents.{name}.max_parallel"),
+                    "must be at least 1 (leave it out for no cap)".into(),
+                ));
+            }
         }
         Ok(Layer {
             source,
@@ -381,6 +392,12 @@ fn validate_defaults(
     }
     if let Some(grace) = defaults.tmux.as_ref().and_then(|t| t.kill_grace) {
         refuse_zero(grace, "defaults.tmux.kill_grace", in_file)?;
+    }
+    if defaults.max_parallel == Some(0) {
+        return Err(in_file(
+            "defaults.max_parallel",
+            "must be at least 1 (leave it out for no cap)".into(),
+        ));
     }
     Ok(())
 }

@@ -34,6 +34,10 @@ pub struct JobFile {
     pub copy: Option<Vec<PathBuf>>,
     pub setup: Option<Vec<Vec<String>>>,
     pub fresh: Option<bool>,
+    // Queue keys (SPEC section 11), see supervisor/queue.rs.
+    pub after: Option<Vec<String>>,
+    pub after_failure: Option<crate::supervisor::queue::AfterFailure>,
+    pub priority: Option<i64>,
     /// Where this job's keys are in its file (set by [`load_job_file`]).
     #[serde(skip)]
     pub keys: Option<KeyLines>,

@@ -146,6 +146,8 @@ pub struct Defaults {
     pub retry: RetryFile,
     pub tmux: TmuxFile,
     pub workspace: workspace::WorkspaceKeys,
+    /// `max_parallel`: the queue's cap (None: no cap).
+    pub max_parallel: Option<u32>,
 }
 
 /// The merged configuration files, ready to resolve brokers and jobs.
@@ -242,6 +244,7 @@ fn merge_defaults<'a>(files: impl Iterator<Item = &'a DefaultsFile> + Clone) -> 
         retry,
         tmux,
         workspace,
+        max_parallel: files.clone().find_map(|f| f.max_parallel),
     }
 }
 

@@ -14,13 +14,21 @@ pub enum JobState {
     Failed,
     TimedOut,
     Cancelled,
+    /// Waiting for a free slot (`max_parallel`) or for its dependencies.
+    Queued,
+    /// Never ran: a dependency failed or was cancelled (terminal).
+    Skipped,
 }
 
 impl JobState {
     pub fn is_finished(self) -> bool {
         matches!(
             self,
-            JobState::Completed | JobState::Failed | JobState::TimedOut | JobState::Cancelled
+            JobState::Completed
+                | JobState::Failed
+                | JobState::TimedOut
+                | JobState::Cancelled
+                | JobState::Skipped
         )
     }
 
@@ -35,6 +43,8 @@ impl JobState {
             JobState::Failed => "failed",
             JobState::TimedOut => "timed_out",
             JobState::Cancelled => "cancelled",
+            JobState::Queued => "queued",
+            JobState::Skipped => "skipped",
         }
     }
 }

@@ -289,6 +289,7 @@ impl Core {
     }
 
     /// Adds a job and launches its first attempt.
+    #[cfg(test)]
     pub fn add(&mut self, now: Instant, id: JobId, config: JobConfig) {
         let job = Job {
             attempt: config.first_attempt.saturating_sub(1),
@@ -305,6 +306,65 @@ impl Core {
         };
         self.jobs.insert(id.clone(), job);
         self.launch(now, &id);
+    }
+
+    /// Adds a job that waits for the queue (a slot, its dependencies): no
+    /// launch until [`Core::start`]; it stays `pending` until the queue
+    /// says it must wait ([`Core::mark_queued`]).
+    pub fn enqueue(&mut self, id: JobId, config: JobConfig) {
+        let job = Job {
+            attempt: config.first_attempt.saturating_sub(1),
+            config,
+            state: JobState::Pending,
+            phase: Phase::Pending,
+            job_deadline: None,
+            attempt_deadline: None,
+            lost: false,
+            dead: None,
+            last_event: None,
+            screen: None,
+            exit: None,
+        };
+        self.jobs.insert(id, job);
+    }
+
+    /// A job the queue holds back: `queued` (once; with a reason).
+    pub fn mark_queued(&mut self, id: &JobId, reason: Option<String>) {
+        if self.jobs.get(id).is_some_and(|j| j.phase == Phase::Pending) {
+            self.transition(id, JobState::Queued, reason, None);
+        }
+    }
+
+    /// The queue let a waiting job go: its first attempt launches.
+    pub fn start(&mut self, now: Instant, id: &JobId) {
+        if self.jobs.get(id).is_some_and(|j| j.phase == Phase::Pending) {
+            self.launch(now, id);
+        }
+    }
+
+    /// A waiting job whose dependency failed: it ends `skipped`, never run.
+    pub fn skip(&mut self, id: &JobId, reason: String) {
+        let Some(job) = self.jobs.get_mut(id) else {
+            return;
+        };
+        if job.phase != Phase::Pending {
+            return;
+        }
+        job.phase = Phase::Finished;
+        self.transition(id, JobState::Skipped, Some(reason), None);
+    }
+
+    /// Whether the job has ended and its processes and window are gone
+    /// (when its queue slot is given back).
+    pub fn is_finished(&self, id: &JobId) -> bool {
+        self.jobs
+            .get(id)
+            .is_some_and(|j| j.phase == Phase::Finished)
+    }
+
+    /// Whether the job still waits for the queue (never launched here).
+    pub fn is_waiting(&self, id: &JobId) -> bool {
+        self.jobs.get(id).is_some_and(|j| j.phase == Phase::Pending)
     }
 
     /// Takes over a job of a supervisor that crashed: no launch. An attempt
@@ -1008,6 +1068,8 @@ impl Core {
     }
 }
 
+#[cfg(test)]
+mod queue_tests;
 #[cfg(test)]
 mod tests;
 

@@ -3,6 +3,8 @@
 //! the clock into inputs, and performs the core's effects (tmux windows,
 //! process-group signals, registry writes, the view).
 
+mod queueing;
+
 use super::core::{Checkpoint, Core, Effect, Incoming, Input, StopSignal};
 use super::view::View;
 use crate::agents::screens::ScreenSet;
@@ -125,6 +127,17 @@ pub struct Driver {
     /// Outcome hooks still running: waited for (briefly) before `run` exits,
     /// so the last job's `on_done` is not cut off with the runtime.
     hook_tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The queue (SPEC section 11): jobs not started yet, their caps, and
+    /// the slots of the jobs that run.
+    queue: super::queue::Queue,
+    caps: HashMap<JobId, super::slots::Caps>,
+    leases: HashMap<JobId, super::slots::Lease>,
+    /// Whether jobs `add` registers for this process are taken on, and
+    /// with which `require_signature` (None: they are not).
+    added_jobs: Option<bool>,
+    /// Something the queue depends on changed (a transition, a job added,
+    /// the slot retry came due): look at the waiting jobs again.
+    queue_dirty: bool,
 }
 
 /// How `run` ended.
@@ -200,6 +213,11 @@ impl Driver {
             hook_tasks: Vec::new(),
             pending_last: HashMap::new(),
             observing: false,
+            queue: super::queue::Queue::default(),
+            caps: HashMap::new(),
+            leases: HashMap::new(),
+            added_jobs: None,
+            queue_dirty: true,
         }
     }
 
@@ -224,10 +242,16 @@ impl Driver {
         let (screen_tx, mut screen_reads) = mpsc::unbounded_channel::<ScreenRead>();
         let mut ending = Ending::Finished;
         self.perform().await;
+        self.settle_queue().await;
         while !self.core.is_done() {
             let timer = self.core.poll_timeout();
+            let slot_retry = self.queue.poll_timeout();
             let stopping = self.core.stopping().next().is_some();
             tokio::select! {
+                () = sleep_until(slot_retry) => {
+                    self.queue.handle_timeout(Instant::now());
+                    self.queue_dirty = true;
+                }
                 Some(message) = messages.recv() => self.on_message(&message),
                 _ = observe.tick(), if !self.observing => {
                     drop(self.flush_last_events());
@@ -242,7 +266,11 @@ impl Driver {
                 () = sleep_until(timer) => self.core.handle_timeout(Instant::now()),
                 () = tokio::time::sleep(STOPPING_CHECK), if stopping => self.check_stopping(),
                 _ = redraw.tick() => self.view.refresh(),
-                _ = cancel_check.recv() => self.check_cancel_requests(),
+                _ = cancel_check.recv() => {
+                    self.check_cancel_requests();
+                    // `add` hands jobs over with the same signal.
+                    self.admit_added();
+                }
                 _ = interrupt.recv() => {
                     ending = Ending::Interrupted;
                     self.cancel_all("interrupted (Ctrl-C)");
@@ -253,7 +281,20 @@ impl Driver {
                 }
             }
             self.perform().await;
+            self.settle_queue().await;
         }
+        let states = self.wind_down(stop_listening, listener).await;
+        Ok((ending, states))
+    }
+
+    /// After the last job: the last events written, the broker connection
+    /// closed, the view finished, the outcome hooks given their grace; the
+    /// final state of every job.
+    async fn wind_down(
+        &mut self,
+        stop_listening: tokio::sync::oneshot::Sender<()>,
+        listener: tokio::task::JoinHandle<()>,
+    ) -> Vec<(JobId, JobState)> {
         if let Some(flush) = self.flush_last_events() {
             let _ = flush.await;
         }
@@ -270,12 +311,10 @@ impl Driver {
                 tracing::warn!("an outcome hook is still running; not waiting for it");
             }
         }
-        let states = self
-            .core
+        self.core
             .job_ids()
             .map(|id| (id.clone(), self.core.state(id).unwrap_or(JobState::Failed)))
-            .collect();
-        Ok((ending, states))
+            .collect()
     }
 
     fn cancel_all(&mut self, reason: &str) {
@@ -582,6 +621,7 @@ impl Driver {
                     reason,
                     failure,
                 } => {
+                    self.queue_dirty = true;
                     let failure = failure.map(|f| FailureInfo {
                         kind: serde_json::to_value(f.kind)
                             .ok()
@@ -743,6 +783,13 @@ impl Driver {
             r.attempt = attempt;
             if failure.is_some() || to == JobState::Completed {
                 r.failure.clone_from(&failure);
+            }
+            if to == JobState::Skipped {
+                // Why it never ran (`status` shows it): a dependency's end.
+                r.failure = Some(FailureInfo {
+                    kind: "skipped".into(),
+                    reason: reason.clone().unwrap_or_default(),
+                });
             }
             if to.is_finished() {
                 r.supervisor_pid = None;

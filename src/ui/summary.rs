@@ -11,9 +11,11 @@ const ORDER: &[(&str, &[JobState])] = &[
     ("▶", &[JobState::Running, JobState::Launching]),
     ("↻", &[JobState::Retrying]),
     ("…", &[JobState::Pending]),
+    ("⧗", &[JobState::Queued]),
     ("✓", &[JobState::Completed]),
     ("✗", &[JobState::Failed, JobState::TimedOut]),
     ("⊘", &[JobState::Cancelled]),
+    ("↷", &[JobState::Skipped]),
 ];
 
 /// `⏸1 ▶3 ✓12 ✗1`: the non-zero counts; empty when there are no jobs.
@@ -62,6 +64,15 @@ mod tests {
         ];
         assert_eq!(line(states), "⏸1 ▶2 ✓2 ✗2");
         assert_eq!(line([]), "");
+    }
+
+    #[test]
+    fn queued_jobs_count_before_the_finished_and_skipped_ones_after_cancelled() {
+        use JobState::*;
+        assert_eq!(
+            line([Skipped, Queued, Running, Queued, Completed, Cancelled]),
+            "▶1 ⧗2 ✓1 ⊘1 ↷1"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crate::model::FailureKind as K;
 
 const SEC: Duration = Duration::from_secs(1);
 
-fn config() -> JobConfig {
+pub(super) fn config() -> JobConfig {
     JobConfig {
         timeouts: Timeouts {
             start: 60 * SEC,

@@ -48,9 +48,9 @@ impl JobRow {
             JobState::Waiting => 0,
             JobState::Running | JobState::Launching => 1,
             JobState::Retrying => 2,
-            JobState::Pending => 3,
+            JobState::Pending | JobState::Queued => 3,
             JobState::Failed | JobState::TimedOut => 4,
-            JobState::Cancelled => 5,
+            JobState::Cancelled | JobState::Skipped => 5,
             JobState::Completed => 6,
         }
     }

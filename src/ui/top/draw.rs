@@ -143,7 +143,9 @@ fn state_style(state: JobState) -> Style {
         JobState::Launching | JobState::Retrying | JobState::Pending => style.fg(Color::Cyan),
         JobState::Completed => style.fg(Color::Blue),
         JobState::Failed | JobState::TimedOut => style.fg(Color::Red),
-        JobState::Cancelled => style.fg(Color::DarkGray),
+        JobState::Cancelled | JobState::Skipped => style.fg(Color::DarkGray),
+        // Waiting its turn: not yet started, so not the launch colour.
+        JobState::Queued => style.fg(Color::Magenta),
     }
 }
 

@@ -1,0 +1,170 @@
+//! `add [JOB.toml ...] [--prompt ...]`: hands jobs to the running queue.
+//! The jobs are registered `queued`, owned by a live supervisor of this
+//! registry (and tmux server), which is woken with SIGUSR1 (the signal
+//! `kill` uses; it also looks for new queued records it owns) and applies
+//! its caps and the dependencies. With no supervisor alive, the records are
+//! left without one and a detached `resume` is started to take them on.
+//! Prints the new ids, one a line.
+
+use super::queue_plan::{self, Wants};
+use super::run::new_record;
+use crate::agents;
+use crate::agents::AgentDef;
+use crate::cli::AddArgs;
+use crate::config::job::{load_job_file, JobFile, JobFlags, JobSpec};
+use crate::config::{BrokerSettings, Config, Env, TmuxSettings};
+use crate::error::{config_error, Exit};
+use crate::registry::{JobState, Record, Registry};
+use nix::sys::signal::Signal;
+use std::path::PathBuf;
+
+pub async fn run(args: AddArgs) -> anyhow::Result<Exit> {
+    let config = Config::load(Env::from_process()?)?;
+    let flags = JobFlags::from(args.job);
+    let (jobs, wants) = resolve_jobs(&config, &flags, &args.specs)?;
+    let registry = Registry::open(&config.env)?;
+    let planned = queue_plan::plan(
+        &config,
+        &registry,
+        None,
+        &jobs
+            .iter()
+            .zip(wants)
+            .map(|((spec, agent), wants)| (spec.name.clone(), agent.name.clone(), wants))
+            .collect::<Vec<_>>(),
+    )?;
+    agents::preflight::check(&config, jobs.iter().map(|(spec, agent)| (spec, agent))).await?;
+    let owner = live_supervisor(&config, &registry);
+    let mut records: Vec<Record> = jobs
+        .into_iter()
+        .map(|(spec, agent)| {
+            // The owner's broker; none yet without an owner (the
+            // supervisor that takes the job on writes its own).
+            let mut record = new_record(
+                &config,
+                spec,
+                agent,
+                owner.as_ref().map(|o| o.broker.clone()),
+            );
+            record.state = JobState::Queued;
+            record.supervisor_pid = owner.as_ref().map(|o| o.pid);
+            record
+        })
+        .collect();
+    let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
+    let names: Vec<String> = records.iter().map(|r| r.spec.name.clone()).collect();
+    for (record, queue) in records
+        .iter_mut()
+        .zip(queue_plan::finish(planned, &ids, &names))
+    {
+        record.queue = queue;
+    }
+    for record in &records {
+        registry.create(record)?;
+    }
+    for id in &ids {
+        println!("{id}");
+    }
+    match owner {
+        Some(owner) if wake(owner.pid) => {
+            eprintln!(
+                "handed {} job(s) to the supervisor (pid {})",
+                ids.len(),
+                owner.pid
+            );
+            Ok(Exit::Success)
+        }
+        _ => start_supervisor(&config, &registry, &ids).await,
+    }
+}
+
+/// Every job of the spec files (or the one the flags describe), resolved
+/// and checked (`add` creates no worktree), with what each asks of the queue.
+#[allow(clippy::type_complexity)]
+fn resolve_jobs(
+    config: &Config,
+    flags: &JobFlags,
+    specs: &[PathBuf],
+) -> anyhow::Result<(Vec<(JobSpec, AgentDef)>, Vec<Wants>)> {
+    let mut files: Vec<(Option<PathBuf>, JobFile)> = Vec::new();
+    for path in specs {
+        files.extend(
+            load_job_file(path)?
+                .into_iter()
+                .map(|f| (Some(path.clone()), f)),
+        );
+    }
+    if files.is_empty() {
+        files.push((None, JobFile::default()));
+    }
+    let mut jobs = Vec::new();
+    let mut wants = Vec::new();
+    for (path, file) in files {
+        wants.push(Wants::of(&file));
+        let spec = config.resolve_job(path.as_deref().map(|p| (p, file)), flags)?;
+        let agent = agents::resolve(config, &spec.agent)?;
+        if spec.prompt.trim().is_empty() && agent.command.iter().any(|a| a.contains("{prompt}")) {
+            return Err(config_error(format!("job `{}` has no prompt", spec.name))
+                .help("pass --prompt TEXT, or set `prompt` in the job spec")
+                .into());
+        }
+        if spec.workspace.is_worktree() {
+            return Err(config_error(format!(
+                "job `{}` asks for a worktree, which `add` does not create",
+                spec.name
+            ))
+            .help("start it with `tmux-delegate run --worktree`")
+            .into());
+        }
+        jobs.push((spec, agent));
+    }
+    Ok((jobs, wants))
+}
+
+/// A supervisor of this registry that runs now, on this tmux server.
+struct Owner {
+    pid: i32,
+    broker: BrokerSettings,
+}
+
+/// The supervisor of the most recently updated unfinished job on this tmux
+/// server whose process still runs.
+fn live_supervisor(config: &Config, registry: &Registry) -> Option<Owner> {
+    let (mut records, _) = registry.list().ok()?;
+    let tmux = TmuxSettings::resolve(&config.defaults.tmux).with_current_server(&config.env);
+    records.sort_by(|a, b| b.updated.cmp(&a.updated));
+    records.into_iter().find_map(|r| {
+        let pid = r.supervisor_pid?;
+        let usable = r.supervised
+            && !r.state.is_finished()
+            && r.spec.tmux.socket == tmux.socket
+            && r.spec.tmux.socket_path == tmux.socket_path
+            && crate::proc::is_tmux_delegate(pid);
+        usable.then_some(())?;
+        Some(Owner {
+            pid,
+            broker: r.broker?,
+        })
+    })
+}
+
+/// SIGUSR1 to the supervisor: it looks for the jobs it now owns.
+fn wake(pid: i32) -> bool {
+    crate::proc::signal_process(pid, Signal::SIGUSR1).unwrap_or(false)
+}
+
+/// No supervisor took the jobs: give them none, and start a detached
+/// `resume`, which takes on queued jobs without a live supervisor.
+async fn start_supervisor(
+    config: &Config,
+    registry: &Registry,
+    ids: &[String],
+) -> anyhow::Result<Exit> {
+    for id in ids {
+        if let Ok(id) = crate::mqtt::topic::JobId::parse(id) {
+            registry.update(&id, |r| r.supervisor_pid = None)?;
+        }
+    }
+    eprintln!("no supervisor runs for this registry: starting one in its own tmux window");
+    super::detach::launch(config, super::detach::Relaunch::resume(&config.env)).await
+}

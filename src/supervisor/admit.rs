@@ -1,0 +1,68 @@
+//! What a supervisor needs to take on a registered job: its runtime (name,
+//! workdir, key, screen rules), the core's config and its queue caps. Used
+//! by `run` at start and by the driver for jobs `add` hands it later.
+
+use super::core::JobConfig;
+use super::driver::JobRuntime;
+use super::slots::Caps;
+use crate::agents::AgentDef;
+use crate::mqtt::sign::EventKey;
+use crate::mqtt::topic::JobId;
+use crate::registry::{JobState, Record};
+
+/// The core's settings for the job; `first_attempt` is the number its
+/// next launch gets.
+pub fn job_config(
+    record: &Record,
+    agent: &AgentDef,
+    require_signature: bool,
+    first_attempt: u32,
+) -> JobConfig {
+    JobConfig {
+        timeouts: record.spec.timeouts.clone(),
+        retry: record.spec.retry.clone(),
+        liveness: agent.liveness,
+        complete_on_exit: agent.complete_on_exit,
+        keep_failed: record.spec.tmux.keep_failed,
+        kill_grace: record.spec.tmux.kill_grace,
+        on_waiting: record.spec.on_waiting,
+        require_signature,
+        first_attempt,
+    }
+}
+
+/// The driver's runtime for the job, with its agent's screen rules.
+pub fn runtime(id: &JobId, record: &Record, agent: &AgentDef) -> JobRuntime {
+    JobRuntime::new(
+        record.spec.name.clone(),
+        record.spec.workdir.clone(),
+        EventKey::from_hex(&record.event_key).unwrap_or_else(EventKey::generate),
+    )
+    .with_screens(screen_rules(id, agent))
+}
+
+/// The agent's compiled screen rules (checked when the job was resolved; a
+/// record written by another version may still hold a bad one: skipped).
+fn screen_rules(id: &JobId, agent: &AgentDef) -> crate::agents::screens::ScreenSet {
+    crate::agents::screens::ScreenSet::compile(&agent.screens).unwrap_or_else(|e| {
+        tracing::warn!("job {id}: ignoring its screen rules: {e}");
+        crate::agents::screens::ScreenSet::default()
+    })
+}
+
+/// The `max_parallel` caps the job counts against.
+pub fn caps(record: &Record) -> Caps {
+    let spec = record.queue.clone().unwrap_or_default();
+    Caps {
+        overall: spec.max_parallel,
+        agent: spec
+            .agent_max_parallel
+            .map(|cap| (record.spec.agent.clone(), cap)),
+    }
+}
+
+/// A job that was waiting in a queue (a slot, its dependencies) and never
+/// launched: it survives its supervisor and the next one starts it.
+pub fn never_started(record: &Record) -> bool {
+    record.attempt == 0 && matches!(record.state, JobState::Queued | JobState::Pending)
+}
