@@ -157,12 +157,17 @@ impl Tmux {
     ) -> Result<Launched> {
         // Another process (a second `run` on a cold server) may create the
         // session between our new-window and new-session: then tmux says
-        // "duplicate session" and the window goes into that session.
+        // "duplicate session" and the window goes into that session. And
+        // closing the last window ends the server: a new-window that reaches
+        // it while it exits gets "server exited unexpectedly"; the next try
+        // finds no server and starts one (jobs run one after another hit it).
         let mut tries = 0;
         loop {
             tries += 1;
             match self.launch_once(session, name, workdir, argv).await {
-                Err(e) if tries < 3 && is_duplicate_session(&e) => continue,
+                Err(e) if tries < 3 && (is_duplicate_session(&e) || is_server_exiting(&e)) => {
+                    continue
+                }
                 result => return result,
             }
         }
@@ -402,6 +407,10 @@ fn is_no_server(error: &anyhow::Error) -> bool {
 
 fn is_duplicate_session(error: &anyhow::Error) -> bool {
     error.to_string().contains("duplicate session")
+}
+
+fn is_server_exiting(error: &anyhow::Error) -> bool {
+    error.to_string().contains("server exited unexpectedly")
 }
 
 fn is_missing(error: &anyhow::Error) -> bool {
