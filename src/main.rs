@@ -7,6 +7,7 @@ mod cli;
 mod commands;
 mod config;
 mod error;
+mod fleet;
 mod mqtt;
 mod proc;
 mod registry;

@@ -20,7 +20,9 @@ mod register;
 mod resume;
 mod retry;
 mod run;
+mod runner;
 mod status;
+mod submit;
 mod top;
 mod watch;
 
@@ -65,5 +67,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::Diff(args) => diff::run(&args),
         Command::Merge(args) => merge::run(&args),
         Command::Clean(args) => clean::run(&args),
+        Command::Runner(args) => runner::run(args).await,
+        Command::Submit(args) => submit::run(args).await,
     }
 }

@@ -259,6 +259,12 @@ impl Subscriber {
         }
     }
 
+    /// A handle to publish on this connection (its Last Will included):
+    /// the messages go out while `next` is being polled.
+    pub fn client(&self) -> rumqttc::v5::AsyncClient {
+        self.connection.client.clone()
+    }
+
     /// Disconnects cleanly. A persistent session is ended too (reconnecting
     /// once with a clean start under the same client id, since rumqttc cannot
     /// send a session expiry in its DISCONNECT): otherwise the broker would
