@@ -211,12 +211,12 @@ mod tests {
             Verdict::Trusted
         );
         assert!(matches!(
-            verify(&signed, &[other.clone()]),
+            verify(&signed, std::slice::from_ref(&other)),
             Verdict::Refused(_)
         ));
         let unsigned = request().to_signed(None);
         assert!(matches!(
-            verify(&unsigned, &[key.clone()]),
+            verify(&unsigned, std::slice::from_ref(&key)),
             Verdict::Refused(_)
         ));
         assert_eq!(verify(&unsigned, &[]), Verdict::AclOnly);

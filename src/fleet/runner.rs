@@ -630,7 +630,7 @@ impl Fleet {
             let _ = self.intake.send(Intake::Add {
                 job: ready.job,
                 agent: ready.agent,
-                runtime: ready.runtime,
+                runtime: Box::new(ready.runtime),
                 config: ready.config,
             });
         }

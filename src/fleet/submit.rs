@@ -42,12 +42,10 @@ pub async fn run(config: &Config, asked: SubmitRequest) -> anyhow::Result<Exit> 
         .iter()
         .map(|r| JobId::parse(&r.id))
         .collect::<Result<_, _>>()?;
-    // Subscribed before anything is offered: no end is missed.
+    // Subscribed before anything is offered: no end is missed. One filter
+    // for every job (a subscription per job would not scale to thousands).
     let follower = if asked.wait {
-        let filters = ids
-            .iter()
-            .map(|id| topics::state_topic(&broker.topic_prefix, id))
-            .collect();
+        let filters = vec![topics::all_states_filter(&broker.topic_prefix)];
         Some(Subscriber::connect(&broker, &ConnectOptions::new("submit-wait"), filters).await?)
     } else {
         None
@@ -218,10 +216,13 @@ pub async fn wait_for(
         let Some(status) = JobStatus::decode(&message.payload) else {
             continue;
         };
+        if !ids.contains(&job) {
+            continue;
+        }
         if json {
             println!("{}", String::from_utf8_lossy(&status.encode()));
         }
-        if status.is_terminal() && ids.contains(&job) && !ends.contains_key(&job) {
+        if status.is_terminal() && !ends.contains_key(&job) {
             if !json {
                 eprintln!(
                     "{job}: {} (attempt {}{}){}",

@@ -137,7 +137,7 @@ pub enum Intake {
     Add {
         job: JobId,
         agent: String,
-        runtime: JobRuntime,
+        runtime: Box<JobRuntime>,
         config: super::core::JobConfig,
     },
     Cancel {
@@ -228,7 +228,7 @@ impl Driver {
             } => {
                 let max_attempts = config.retry.max_attempts;
                 self.view.add(&job, &runtime.name, &agent, max_attempts);
-                self.jobs.insert(job.clone(), runtime);
+                self.jobs.insert(job.clone(), *runtime);
                 self.core.add(now, job, config);
             }
             Intake::Cancel { job, reason } => {

@@ -1,0 +1,263 @@
+//! The fleet end to end: runners as separate processes, each with its own
+//! tmux server (private socket) and registry — separate hosts in all but
+//! the kernel — against one Mosquitto with TLS, passwords and the ACL that
+//! `broker setup --fleet` writes; jobs handed in with `submit` from another
+//! "host" that has only the submitter's broker settings.
+
+mod common;
+
+use common::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One runner host. Fields drop in order: the runner first, then its tmux
+/// server (while its socket directory still exists).
+struct Host {
+    runner: Option<Lines>,
+    tmux: TmuxServer,
+    home: PathBuf,
+    name: String,
+    /// Where its fake agents write `start|end JOB NANOS`.
+    log: PathBuf,
+}
+
+impl Host {
+    fn td(&self, vars: &[(&str, &str)]) -> std::process::Command {
+        let tmpdir = self.tmux.tmpdir.display().to_string();
+        let mut all = vec![("TMUX_TMPDIR", tmpdir.as_str())];
+        all.extend_from_slice(vars);
+        td(&self.home, &all)
+    }
+
+    /// Starts its runner and waits until it takes jobs.
+    fn start(&mut self, max_parallel: u32) {
+        let mut runner = Lines::spawn(self.td(&[]).args([
+            "runner",
+            "--name",
+            &self.name,
+            "--max-parallel",
+            &max_parallel.to_string(),
+        ]));
+        assert!(
+            runner.wait_line("trusted submitter key", Duration::from_secs(30)),
+            "runner {} did not start: {:?}",
+            self.name,
+            runner.stderr
+        );
+        self.runner = Some(runner);
+    }
+
+    /// (job, start, end) of every agent run on this host, in nanoseconds.
+    fn runs(&self) -> Vec<(String, u128, Option<u128>)> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let mut runs: BTreeMap<String, Vec<(u128, Option<u128>)>> = BTreeMap::new();
+        for line in text.lines() {
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            let [what, job, at] = parts[..] else { continue };
+            let at: u128 = at.parse().expect("nanos");
+            let entry = runs.entry(job.to_owned()).or_default();
+            match what {
+                "start" => entry.push((at, None)),
+                _ => {
+                    if let Some(open) = entry.iter_mut().rev().find(|r| r.1.is_none()) {
+                        open.1 = Some(at);
+                    }
+                }
+            }
+        }
+        runs.into_iter()
+            .flat_map(|(job, list)| list.into_iter().map(move |(s, e)| (job.clone(), s, e)))
+            .collect()
+    }
+
+    /// The most agents this host ran at the same time.
+    fn peak_parallel(&self) -> usize {
+        let mut edges: Vec<(u128, i32)> = Vec::new();
+        for (_, start, end) in self.runs() {
+            edges.push((start, 1));
+            edges.push((end.unwrap_or(u128::MAX), -1));
+        }
+        // An end before a start at the same instant.
+        edges.sort();
+        let (mut now, mut peak) = (0_i32, 0_i32);
+        for (_, delta) in edges {
+            now += delta;
+            peak = peak.max(now);
+        }
+        usize::try_from(peak).unwrap_or(0)
+    }
+}
+
+/// Fields drop in order: hosts (runners, tmux), then the broker, then files.
+struct Fleet {
+    hosts: Vec<Host>,
+    submitter: PathBuf,
+    _broker: Guard,
+    bundle: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Fleet {
+    /// `broker setup --fleet`, Mosquitto on its own configuration, and
+    /// `runners` hosts whose fake agent sleeps `agent_secs`.
+    fn new(runners: usize, agent_secs: &str) -> Fleet {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Mosquitto, started as root, drops to the `mosquitto` user, which
+        // must be able to walk into the bundle.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let bundle = dir.path().join("bundle");
+        let port = free_port();
+        let setup_home = dir.path().join("setup");
+        std::fs::create_dir_all(&setup_home).expect("home");
+        let out = run(td(&setup_home, &[])
+            .args(["broker", "setup"])
+            .arg(&bundle)
+            .args([
+                "--host",
+                "localhost",
+                "--add-localhost",
+                "--bind",
+                "127.0.0.1",
+            ])
+            .args(["--port", &port.to_string(), "--fleet"]));
+        assert!(out.status.success(), "setup: {}", text(&out.stderr));
+        let broker = start_broker(&bundle.join("mosquitto/mosquitto.conf"), port);
+        let runner_config = std::fs::read_to_string(bundle.join("runner.toml")).expect("runner");
+        let mut hosts = Vec::new();
+        for i in 0..runners {
+            let name = format!("r{i}");
+            let home = dir.path().join(&name);
+            std::fs::create_dir_all(&home).expect("host");
+            let tmux = TmuxServer::named(
+                &home,
+                &format!("td-fleet-{}-{}-{name}", std::process::id(), port),
+            );
+            let log = home.join("agent.log");
+            let agent = script(
+                &home.join("agent.sh"),
+                &format!(
+                    "echo \"start $DELEGATE_JOB_ID $(date +%s%N)\" >> {log}\n\
+                     sleep {agent_secs}\n\
+                     echo \"end $DELEGATE_JOB_ID $(date +%s%N)\" >> {log}",
+                    log = log.display()
+                ),
+            );
+            let config = format!(
+                "{runner_config}\n\
+                 [defaults.tmux]\nsocket = \"{}\"\nsession = \"fleet\"\nkeep_failed = false\nkill_grace = \"1s\"\n\
+                 [defaults.timeouts]\nstart = \"30s\"\n\
+                 [agents.fake]\ncommand = [\"{}\", \"{{prompt}}\"]\ncomplete_on_exit = true\n",
+                tmux.socket,
+                agent.display()
+            );
+            std::fs::write(home.join("tmux-delegate.toml"), config).expect("config");
+            hosts.push(Host {
+                runner: None,
+                tmux,
+                home,
+                name,
+                log,
+            });
+        }
+        let submitter = dir.path().join("submitter");
+        std::fs::create_dir_all(&submitter).expect("submitter");
+        std::fs::copy(
+            bundle.join("submitter.toml"),
+            submitter.join("tmux-delegate.toml"),
+        )
+        .expect("submitter config");
+        Fleet {
+            hosts,
+            submitter,
+            _broker: broker,
+            bundle,
+            dir,
+        }
+    }
+
+    fn jobs_file(&self, count: usize) -> PathBuf {
+        let mut text = String::new();
+        for i in 0..count {
+            text.push_str(&format!(
+                "[[jobs]]\nname = \"job-{i}\"\nagent = \"fake\"\nprompt = \"job number {i}\"\n\n"
+            ));
+        }
+        let path = self.submitter.join("jobs.toml");
+        std::fs::write(&path, text).expect("jobs");
+        path
+    }
+
+    fn submit(&self, args: &[&str]) -> Lines {
+        Lines::spawn(td(&self.submitter, &[]).arg("submit").args(args))
+    }
+}
+
+fn start_broker(conf: &Path, port: u16) -> Guard {
+    let log = std::fs::File::create(conf.with_extension("log")).expect("log");
+    let mut guard = Guard(Some(
+        std::process::Command::new(mosquitto_bin())
+            .arg("-c")
+            .arg(conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("mosquitto"),
+    ));
+    let up = wait_for(Duration::from_secs(10), || {
+        if let Ok(Some(status)) = guard.child().try_wait() {
+            panic!(
+                "mosquitto exited with {status}: {}",
+                std::fs::read_to_string(conf.with_extension("log")).unwrap_or_default()
+            );
+        }
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    assert!(up.is_some(), "mosquitto did not listen");
+    guard
+}
+
+#[test]
+fn thirty_jobs_over_three_runners_each_complete_exactly_once() {
+    let mut fleet = Fleet::new(3, "0.3");
+    for host in &mut fleet.hosts {
+        host.start(2);
+    }
+    let jobs = fleet.jobs_file(30);
+    let mut submit = fleet.submit(&[jobs.to_str().expect("utf-8"), "--wait", "--timeout", "240"]);
+    let status = submit.finish(Duration::from_secs(300));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "submit --wait: {:?}\n{:?}",
+        submit.stdout,
+        submit.stderr
+    );
+    let ids: BTreeSet<String> = submit.stdout.iter().cloned().collect();
+    assert_eq!(ids.len(), 30, "{:?}", submit.stdout);
+    let mut ran: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for host in &fleet.hosts {
+        let runs = host.runs();
+        assert!(!runs.is_empty(), "runner {} ran nothing", host.name);
+        for (job, _, end) in runs {
+            assert!(end.is_some(), "job {job} on {} never ended", host.name);
+            ran.entry(job).or_default().push(host.name.clone());
+        }
+        let peak = host.peak_parallel();
+        assert!(peak <= 2, "runner {} ran {peak} agents at once", host.name);
+    }
+    assert_eq!(ran.keys().cloned().collect::<BTreeSet<_>>(), ids);
+    for (job, hosts) in &ran {
+        assert_eq!(hosts.len(), 1, "job {job} ran on {hosts:?}");
+    }
+    // The submitter's wait said so too: one `completed` line per job.
+    let completed = submit
+        .stderr
+        .iter()
+        .filter(|l| l.contains(": completed (attempt 1 on r"))
+        .count();
+    assert_eq!(completed, 30, "{:?}", submit.stderr);
+    let _ = (&fleet.bundle, &fleet.dir);
+}
