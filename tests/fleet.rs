@@ -101,8 +101,9 @@ struct Fleet {
 
 impl Fleet {
     /// `broker setup --fleet`, Mosquitto on its own configuration, and
-    /// `runners` hosts whose fake agent sleeps `agent_secs`.
-    fn new(runners: usize, agent_secs: &str) -> Fleet {
+    /// `runners` hosts whose fake agent sleeps as many seconds as its
+    /// prompt says.
+    fn new(runners: usize) -> Fleet {
         let dir = tempfile::tempdir().expect("tempdir");
         // Mosquitto, started as root, drops to the `mosquitto` user, which
         // must be able to walk into the bundle.
@@ -140,7 +141,7 @@ impl Fleet {
                 &home.join("agent.sh"),
                 &format!(
                     "echo \"start $DELEGATE_JOB_ID $(date +%s%N)\" >> {log}\n\
-                     sleep {agent_secs}\n\
+                     sleep \"$1\"\n\
                      echo \"end $DELEGATE_JOB_ID $(date +%s%N)\" >> {log}",
                     log = log.display()
                 ),
@@ -178,14 +179,15 @@ impl Fleet {
         }
     }
 
-    fn jobs_file(&self, count: usize) -> PathBuf {
+    /// `count` jobs whose agent runs `secs` seconds.
+    fn jobs_file(&self, name: &str, count: usize, secs: &str) -> PathBuf {
         let mut text = String::new();
         for i in 0..count {
             text.push_str(&format!(
-                "[[jobs]]\nname = \"job-{i}\"\nagent = \"fake\"\nprompt = \"job number {i}\"\n\n"
+                "[[jobs]]\nname = \"{name}-{i}\"\nagent = \"fake\"\nprompt = \"{secs}\"\n\n"
             ));
         }
-        let path = self.submitter.join("jobs.toml");
+        let path = self.submitter.join(format!("{name}.toml"));
         std::fs::write(&path, text).expect("jobs");
         path
     }
@@ -221,11 +223,11 @@ fn start_broker(conf: &Path, port: u16) -> Guard {
 
 #[test]
 fn thirty_jobs_over_three_runners_each_complete_exactly_once() {
-    let mut fleet = Fleet::new(3, "0.3");
+    let mut fleet = Fleet::new(3);
     for host in &mut fleet.hosts {
         host.start(2);
     }
-    let jobs = fleet.jobs_file(30);
+    let jobs = fleet.jobs_file("job", 30, "0.3");
     let mut submit = fleet.submit(&[jobs.to_str().expect("utf-8"), "--wait", "--timeout", "240"]);
     let status = submit.finish(Duration::from_secs(300));
     assert_eq!(
@@ -260,4 +262,94 @@ fn thirty_jobs_over_three_runners_each_complete_exactly_once() {
         .count();
     assert_eq!(completed, 30, "{:?}", submit.stderr);
     let _ = (&fleet.bundle, &fleet.dir);
+}
+
+#[test]
+fn a_dead_runners_unfinished_jobs_run_again_elsewhere_and_its_finished_one_does_not() {
+    let mut fleet = Fleet::new(3);
+    fleet.hosts[0].start(2);
+    // r0 alone: it completes one job, then takes two slow ones.
+    let quick = fleet.jobs_file("quick", 1, "0.1");
+    let mut done = fleet.submit(&[quick.to_str().expect("utf-8"), "--wait", "--timeout", "60"]);
+    assert_eq!(
+        done.finish(Duration::from_secs(90)).code(),
+        Some(0),
+        "{:?}",
+        done.stderr
+    );
+    let quick_id = done.stdout[0].clone();
+    let slow = fleet.jobs_file("slow", 2, "4");
+    let mut waiting = fleet.submit(&[slow.to_str().expect("utf-8"), "--wait", "--timeout", "120"]);
+    assert!(
+        waiting.wait_line("slow-1", Duration::from_secs(30)),
+        "{:?}",
+        waiting.stderr
+    );
+    let slow_ids: Vec<String> = waiting.stdout.clone();
+    let both_running = wait_for(Duration::from_secs(30), || {
+        let runs = fleet.hosts[0].runs();
+        slow_ids
+            .iter()
+            .all(|id| runs.iter().any(|(job, _, _)| job == id))
+            .then_some(())
+    });
+    assert!(both_running.is_some(), "r0 never ran both slow jobs");
+    fleet.hosts[1].start(2);
+    fleet.hosts[2].start(2);
+    // r0's host dies: its runner (SIGKILL) and its tmux server with the agents.
+    let killed_at = std::time::Instant::now();
+    if let Some(runner) = fleet.hosts[0].runner.as_mut() {
+        runner.guard.child().kill().expect("SIGKILL r0");
+    }
+    let _ = fleet.hosts[0].tmux.command(&["kill-server"]).output();
+    let status = waiting.finish(Duration::from_secs(150));
+    if status.code() != Some(0) {
+        let mut logs = String::new();
+        for host in &mut fleet.hosts[1..] {
+            if let Some(runner) = host.runner.as_mut() {
+                runner.wait_line("\u{0}", Duration::from_secs(1));
+                logs.push_str(&format!("{}: {:?}\n", host.name, runner.stderr));
+            }
+        }
+        panic!("submit --wait: {status}\n{:?}\n{logs}", waiting.stderr);
+    }
+    let elapsed = killed_at.elapsed();
+    // 4 s of agent each, started within 30 s of the death.
+    assert!(elapsed < Duration::from_secs(60), "took {elapsed:?}");
+    for id in &slow_ids {
+        let line = waiting
+            .stderr
+            .iter()
+            .find(|l| l.starts_with(&format!("{id}: completed")))
+            .unwrap_or_else(|| panic!("no end for {id}: {:?}", waiting.stderr));
+        assert!(
+            line.contains("(attempt 2 on r1") || line.contains("(attempt 2 on r2"),
+            "{line}"
+        );
+        let reruns: Vec<&str> = fleet.hosts[1..]
+            .iter()
+            .flat_map(|h| h.runs().into_iter().map(move |r| (h.name.clone(), r)))
+            .filter(|(_, (job, _, end))| job == id && end.is_some())
+            .map(|_| "run")
+            .collect();
+        assert_eq!(
+            reruns.len(),
+            1,
+            "{id} completed {} times elsewhere",
+            reruns.len()
+        );
+    }
+    // The attempts on r0 never finished, and the completed job stayed done.
+    assert!(fleet.hosts[0]
+        .runs()
+        .iter()
+        .filter(|(job, _, _)| slow_ids.contains(job))
+        .all(|(_, _, end)| end.is_none()));
+    for host in &fleet.hosts[1..] {
+        assert!(
+            !host.runs().iter().any(|(job, _, _)| *job == quick_id),
+            "{quick_id} ran again on {}",
+            host.name
+        );
+    }
 }

@@ -666,6 +666,11 @@ impl Fleet {
         };
         let went_offline =
             !presence.online() && self.presences.get(name).is_none_or(Presence::online);
+        tracing::info!(
+            "runner {name} is {} (pool {})",
+            presence.status,
+            presence.pool
+        );
         self.presences.insert(name.to_owned(), presence.clone());
         if went_offline && name != self.me.name && presence.pool == self.me.pool {
             self.take_over(name).await;
@@ -690,6 +695,9 @@ impl Fleet {
     /// settled by its retained terminal state and left alone.
     async fn take_over(&mut self, dead: &str) {
         if !self.leads_pool() {
+            tracing::info!(
+                "runner {dead} went offline; another runner of the pool re-offers its jobs"
+            );
             return;
         }
         let orphans: Vec<JobStatus> = self
