@@ -245,6 +245,10 @@ pub struct StatusArgs {
     /// first, e.g. `⏸1 ▶3 ✓12 ✗1`); nothing when there are no jobs.
     #[arg(long, conflicts_with = "id")]
     pub tmux: bool,
+    /// The fleet's jobs (state, runner, attempt) from the broker's retained
+    /// states (the default on a `[fleet]` host with no local jobs).
+    #[arg(long, conflicts_with = "tmux")]
+    pub fleet: bool,
 }
 
 #[derive(Debug, Args)]

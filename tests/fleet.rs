@@ -353,3 +353,139 @@ fn a_dead_runners_unfinished_jobs_run_again_elsewhere_and_its_finished_one_does_
         );
     }
 }
+
+impl Fleet {
+    /// Another host with only broker settings: the submitter's, under
+    /// `user`'s credential, signing with the submitter key or not.
+    fn client_host(&self, name: &str, user: &str, signing: bool) -> PathBuf {
+        let home = self.dir.path().join(name);
+        std::fs::create_dir_all(&home).expect("host");
+        let config = std::fs::read_to_string(self.bundle.join("submitter.toml"))
+            .expect("submitter config")
+            .replace(
+                "username = \"submitter\"",
+                &format!("username = \"{user}\""),
+            )
+            .replace("/submitter.pass", &format!("/{user}.pass"))
+            .lines()
+            .filter(|l| signing || !l.starts_with("submitter_key_file"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(home.join("tmux-delegate.toml"), config).expect("config");
+        home
+    }
+}
+
+/// `status --json` of one fleet job, from `home`.
+fn fleet_state(home: &Path, id: &str) -> Option<serde_json::Value> {
+    let out = run(td(home, &[]).args(["status", id, "--json"]));
+    if !out.status.success() {
+        return None;
+    }
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).ok()?;
+    rows.into_iter().next()
+}
+
+fn wait_state(home: &Path, id: &str, state: &str, attempt: u64) -> serde_json::Value {
+    wait_for(Duration::from_secs(60), || {
+        fleet_state(home, id).filter(|s| s["state"] == state && s["attempt"] == attempt)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{id} never {state} at attempt {attempt}: {:?}",
+            fleet_state(home, id)
+        )
+    })
+}
+
+#[test]
+fn a_fourth_host_lists_watches_kills_and_retries_and_other_credentials_are_refused() {
+    let mut fleet = Fleet::new(2);
+    fleet.hosts[0].start(2);
+    fleet.hosts[1].start(2);
+    let observer = fleet.client_host("observer", "submitter", true);
+    let quick = fleet.jobs_file("quick", 1, "0.1");
+    let mut done = fleet.submit(&[quick.to_str().expect("utf-8"), "--wait", "--timeout", "60"]);
+    assert_eq!(
+        done.finish(Duration::from_secs(90)).code(),
+        Some(0),
+        "{:?}",
+        done.stderr
+    );
+    let quick_id = done.stdout[0].clone();
+    let slow = fleet.jobs_file("slow", 1, "60");
+    let mut submitted = fleet.submit(&[slow.to_str().expect("utf-8")]);
+    assert_eq!(submitted.finish(Duration::from_secs(30)).code(), Some(0));
+    let slow_id = submitted.stdout[0].clone();
+
+    // status: every job with state, runner and attempt, from retained state.
+    let running = wait_state(&observer, &slow_id, "running", 1);
+    assert!(
+        running["runner"]
+            .as_str()
+            .is_some_and(|r| r.starts_with('r')),
+        "{running}"
+    );
+    let out = run(td(&observer, &[]).args(["status", "--json"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("json");
+    let quick_row = all
+        .iter()
+        .find(|r| r["id"] == quick_id.as_str())
+        .expect("quick listed");
+    assert_eq!(quick_row["state"], "completed");
+    assert_eq!(quick_row["attempt"], 1);
+    assert!(all.iter().any(|r| r["id"] == slow_id.as_str()));
+    // watch --all: every job's events reach this host too (seen below).
+    let mut watch = Lines::spawn(td(&observer, &[]).args(["watch", "--all", "--json"]));
+    assert!(
+        watch.wait_line("watching", Duration::from_secs(20)),
+        "{:?}",
+        watch.stderr
+    );
+
+    // A credential without the submitter's ACL can neither submit nor kill.
+    let intruder = fleet.client_host("intruder", "claude-worker", true);
+    let out = run(td(&intruder, &[]).args(["submit", "--prompt", "1", "--agent", "fake"]));
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let out = run(td(&intruder, &[]).args(["kill", &slow_id]));
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert_eq!(
+        wait_state(&observer, &slow_id, "running", 1)["state"],
+        "running"
+    );
+
+    // kill: the owning runner stops it.
+    let out = run(td(&observer, &[]).args(["kill", &slow_id]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    wait_state(&observer, &slow_id, "cancelled", 1);
+
+    // retry: a finished job runs again, as attempt 2.
+    let out = run(td(&observer, &[]).args(["retry", &quick_id]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    wait_state(&observer, &quick_id, "completed", 2);
+    assert!(
+        watch.wait_line("\"attempt\":2", Duration::from_secs(20)),
+        "watch --all saw no event of attempt 2: {:?}",
+        watch.stdout
+    );
+
+    // An unsigned submission is refused by runners that trust keys.
+    let unsigned = fleet.client_host("unsigned", "submitter", false);
+    let out = run(td(&unsigned, &[]).args([
+        "submit",
+        "--prompt",
+        "1",
+        "--agent",
+        "fake",
+        "--wait",
+        "--timeout",
+        "30",
+    ]));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("refused"),
+        "{}",
+        text(&out.stderr)
+    );
+}

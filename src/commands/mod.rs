@@ -10,6 +10,7 @@ mod detach;
 mod diff;
 mod doctor;
 mod exec;
+mod fleet_remote;
 mod generate;
 mod init;
 mod kill;
@@ -34,7 +35,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::Register(args) => register::run(args),
         Command::Publish(args) => publish::run(args).await,
         Command::Watch(args) => watch::run(args).await,
-        Command::Status(args) => status::run(&args),
+        Command::Status(args) => fleet_remote::status(args).await,
         Command::Top => top::run().await,
         Command::Completions { shell } => generate::completions(shell),
         Command::Man(args) => match args.dir {
@@ -44,8 +45,8 @@ pub async fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::Run(args) => run::run(args).await,
         Command::Logs(args) => logs::run(args).await,
         Command::Attach(args) => attach::run(&args),
-        Command::Kill(args) => kill::run(&args).await,
-        Command::Retry(args) => retry::run(&args).await,
+        Command::Kill(args) => fleet_remote::kill(args).await,
+        Command::Retry(args) => fleet_remote::retry(args).await,
         Command::Resume => resume::run().await,
         Command::Init(args) => init::run(&args),
         Command::Agents => agents::run(),

@@ -1,0 +1,54 @@
+//! `status`, `kill` and `retry` reach the fleet (SPEC section 13) for jobs
+//! this host's registry does not have: their state is on the broker.
+
+use crate::cli::{IdArg, StatusArgs};
+use crate::config::{Config, Env};
+use crate::error::Exit;
+use crate::fleet::remote;
+use crate::registry::Registry;
+
+/// Whether the job is in this host's registry (then the local command acts).
+fn is_local(config: &Config, id: &str) -> anyhow::Result<bool> {
+    Ok(Registry::open(&config.env)?.find(id).is_ok())
+}
+
+/// `status`: the fleet's jobs with `--fleet`, or on a host that is part of
+/// a fleet (`[fleet]`) and runs nothing itself.
+pub async fn status(args: StatusArgs) -> anyhow::Result<Exit> {
+    if !args.tmux {
+        let config = Config::load(Env::from_process()?)?;
+        let fleet = args.fleet
+            || (remote::configured(&config)
+                && match &args.id {
+                    Some(id) => !is_local(&config, id)?,
+                    None => Registry::open(&config.env)?.list()?.0.is_empty(),
+                });
+        if fleet {
+            return remote::status(&config, args.id.as_deref(), args.json).await;
+        }
+    }
+    super::status::run(&args)
+}
+
+/// A broker is configured and the job is not here: it may be a fleet job.
+fn remote_config(id: &str) -> anyhow::Result<Option<Config>> {
+    let config = Config::load(Env::from_process()?)?;
+    if is_local(&config, id)? || config.observer_broker()?.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(config))
+}
+
+pub async fn kill(args: IdArg) -> anyhow::Result<Exit> {
+    match remote_config(&args.id)? {
+        Some(config) => remote::kill(&config, &args.id).await,
+        None => super::kill::run(&args).await,
+    }
+}
+
+pub async fn retry(args: IdArg) -> anyhow::Result<Exit> {
+    match remote_config(&args.id)? {
+        Some(config) => remote::retry(&config, &args.id).await,
+        None => super::retry::run(&args).await,
+    }
+}
