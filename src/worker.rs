@@ -50,6 +50,7 @@ pub async fn run(registry: &Registry, job: &JobId, attempt: u32) -> Result<Exit>
         key,
         topic,
         seq: 0,
+        handoff: None,
     };
 
     let mut options = ConnectOptions::new("worker");
@@ -118,6 +119,16 @@ pub async fn run(registry: &Registry, job: &JobId, attempt: u32) -> Result<Exit>
         job: job.as_str(),
         settings: &settings,
     });
+    // `publish` in the window hands its events to this connection.
+    let handoff = match crate::mqtt::handoff::Server::bind(&registry.job_dir(job).join("pub.sock"))
+    {
+        Ok(server) => Some(server),
+        Err(e) => {
+            tracing::warn!("no publish socket for the window (publish connects itself): {e}");
+            None
+        }
+    };
+    reporter.handoff = handoff.as_ref().map(|s| s.path().to_path_buf());
     let mut child = match spawn_agent(&argv, &record, &agent, &broker, &reporter) {
         Ok(child) => child,
         Err(e) => {
@@ -164,7 +175,21 @@ pub async fn run(registry: &Registry, job: &JobId, attempt: u32) -> Result<Exit>
         eprintln!("[tmux-delegate] could not report `started`: {e}");
     }
 
-    let status = child.wait().await.context("waiting for the agent")?;
+    let status = match &handoff {
+        Some(server) => loop {
+            tokio::select! {
+                status = child.wait() => break status,
+                client = server.accept() => {
+                    if let Ok(stream) = client {
+                        crate::mqtt::handoff::Server::serve(stream, &mut publisher, &reporter.topic, PUBACK_WAIT).await;
+                    }
+                }
+            }
+        },
+        None => child.wait().await,
+    }
+    .context("waiting for the agent")?;
+    drop(handoff);
     take_terminal_back();
     let code = exit_code(status);
     // Durable before it is published: a broker outage or a Last Will can
@@ -234,6 +259,8 @@ struct Reporter {
     key: EventKey,
     topic: String,
     seq: u64,
+    /// The window's publish socket, when the wrapper listens on one.
+    handoff: Option<std::path::PathBuf>,
 }
 
 impl Reporter {
@@ -320,6 +347,10 @@ fn agent_env(
         Some(reporter.attempt.to_string()),
     );
     env.insert("DELEGATE_TOPIC".into(), Some(reporter.topic.clone()));
+    env.insert(
+        crate::mqtt::handoff::SOCKET_VAR.into(),
+        reporter.handoff.as_ref().map(|p| p.display().to_string()),
+    );
     env.insert(
         crate::mqtt::sign::EVENT_KEY_VAR.into(),
         Some(reporter.key.to_hex()),

@@ -16,7 +16,13 @@ fn is_local(config: &Config, id: &str) -> anyhow::Result<bool> {
 /// a fleet (`[fleet]`) and runs nothing itself.
 pub async fn status(args: StatusArgs) -> anyhow::Result<Exit> {
     if !args.tmux {
-        let config = Config::load(Env::from_process()?)?;
+        // `status` reads the registry: a broken config must not stop it,
+        // unless the fleet was asked for.
+        let config = match Config::load(Env::from_process()?) {
+            Ok(config) => config,
+            Err(e) if args.fleet => return Err(e.into()),
+            Err(_) => return super::status::run(&args),
+        };
         let fleet = args.fleet
             || (remote::configured(&config)
                 && match &args.id {

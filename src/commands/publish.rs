@@ -95,7 +95,31 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<Exit> {
     };
     let payload = encode(&event, key.as_ref())?;
     let topic = events_topic(&settings.topic_prefix, &job);
-    publish_once(&settings, &topic, payload, kind.is_terminal()).await?;
+    // In the job's own window: through the wrapper's open connection.
+    let socket = (config.env.var("DELEGATE_JOB_ID") == Some(job.as_str()))
+        .then(|| config.env.var(crate::mqtt::handoff::SOCKET_VAR))
+        .flatten()
+        .map(std::path::PathBuf::from);
+    let handed = match &socket {
+        Some(path) => {
+            crate::mqtt::handoff::publish_via(
+                path,
+                &payload,
+                kind.is_terminal(),
+                settings.connect_timeout,
+            )
+            .await
+        }
+        None => None,
+    };
+    match handed {
+        Some(verdict) => {
+            verdict?;
+        }
+        None => {
+            publish_once(&settings, &topic, payload, kind.is_terminal()).await?;
+        }
+    }
     tracing::info!("published {kind} for {job} (attempt {attempt}) to {topic}");
     Ok(Exit::Success)
 }
