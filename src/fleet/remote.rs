@@ -132,12 +132,14 @@ pub async fn kill(config: &Config, id: &str) -> anyhow::Result<Exit> {
         action: "kill".into(),
         ts: now_ts(),
     };
-    let follower = Subscriber::connect(
-        &broker,
-        &ConnectOptions::new("fleet-kill"),
-        vec![topics::state_topic(&broker.topic_prefix, &job)],
-    )
-    .await?;
+    let follower = super::submit::Following::start(
+        Subscriber::connect(
+            &broker,
+            &ConnectOptions::new("fleet-kill"),
+            vec![topics::state_topic(&broker.topic_prefix, &job)],
+        )
+        .await?,
+    );
     let mut publisher = Publisher::connect(&broker, &ConnectOptions::new("fleet-kill")).await?;
     let sent = publisher
         .publish(
@@ -150,7 +152,7 @@ pub async fn kill(config: &Config, id: &str) -> anyhow::Result<Exit> {
     publisher.close().await;
     sent?;
     let Some(status) = status else {
-        follower.disconnect().await;
+        follower.close().await;
         return Err(one_state(&broker, &job)
             .await
             .err()

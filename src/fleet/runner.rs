@@ -190,11 +190,14 @@ fn announce_trust(me: &RunnerSettings) {
 fn listen(
     subscriber: Subscriber,
 ) -> (
-    mpsc::Receiver<Message>,
+    mpsc::UnboundedReceiver<Message>,
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<()>,
 ) {
-    let (tx, rx) = mpsc::channel::<Message>(1024);
+    // Unbounded: the connection is read without pause, so the broker's
+    // per-client queue (Mosquitto drops past `max_queued_messages`) never
+    // fills while this runner registers a burst of jobs.
+    let (tx, rx) = mpsc::unbounded_channel::<Message>();
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let mut subscriber = subscriber;
@@ -202,7 +205,7 @@ fn listen(
             tokio::select! {
                 _ = &mut stopped => break,
                 message = subscriber.next() => {
-                    if tx.send(message).await.is_err() {
+                    if tx.send(message).is_err() {
                         break;
                     }
                 }
@@ -302,7 +305,7 @@ impl Fleet {
     async fn serve(
         &mut self,
         driver: impl std::future::Future<Output = anyhow::Result<(Ending, Vec<(JobId, JobState)>)>>,
-        mut messages: mpsc::Receiver<Message>,
+        mut messages: mpsc::UnboundedReceiver<Message>,
         mut notes: mpsc::UnboundedReceiver<Note>,
     ) -> anyhow::Result<Ending> {
         tokio::pin!(driver);

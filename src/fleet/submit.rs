@@ -46,7 +46,9 @@ pub async fn run(config: &Config, asked: SubmitRequest) -> anyhow::Result<Exit> 
     // for every job (a subscription per job would not scale to thousands).
     let follower = if asked.wait {
         let filters = vec![topics::all_states_filter(&broker.topic_prefix)];
-        Some(Subscriber::connect(&broker, &ConnectOptions::new("submit-wait"), filters).await?)
+        let subscriber =
+            Subscriber::connect(&broker, &ConnectOptions::new("submit-wait"), filters).await?;
+        Some(Following::start(subscriber))
     } else {
         None
     };
@@ -184,7 +186,7 @@ async fn offer(
 /// completed, 1 when any failed, was cancelled or refused, 124 when one
 /// timed out (and none failed) or `--timeout` passed.
 pub async fn wait_for(
-    mut follower: Subscriber,
+    mut follower: Following,
     broker: &BrokerSettings,
     ids: Vec<JobId>,
     timeout: Option<Duration>,
@@ -202,11 +204,14 @@ pub async fn wait_for(
                         ids.len() - ends.len(),
                         ids.len()
                     );
-                    follower.disconnect().await;
+                    follower.close().await;
                     return Ok(Exit::TimedOut);
                 }
             },
             None => follower.next().await,
+        };
+        let Some(message) = message else {
+            return Err(crate::error::broker_error("lost the subscription to the job states").into());
         };
         let Some(topics::Topic::State(job)) =
             topics::classify(&broker.topic_prefix, &message.topic)
@@ -243,7 +248,7 @@ pub async fn wait_for(
             ends.insert(job, status.state);
         }
     }
-    follower.disconnect().await;
+    follower.close().await;
     let any = |state: &str| ends.values().any(|s| s == state);
     Ok(
         if any("failed") || any("cancelled") || any(states::REFUSED) {
@@ -254,4 +259,49 @@ pub async fn wait_for(
             Exit::Success
         },
     )
+}
+
+/// A subscription read without pause in its own task: while this process
+/// publishes thousands of offers, the broker's queue for the follower
+/// (Mosquitto: `max_queued_messages`, 1000 by default) must never fill up,
+/// or states would be dropped.
+pub struct Following {
+    messages: tokio::sync::mpsc::UnboundedReceiver<crate::mqtt::client::Message>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Following {
+    pub fn start(subscriber: Subscriber) -> Following {
+        let (tx, messages) = tokio::sync::mpsc::unbounded_channel();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let mut subscriber = subscriber;
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    message = subscriber.next() => {
+                        if tx.send(message).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            subscriber.disconnect().await;
+        });
+        Following {
+            messages,
+            stop,
+            task,
+        }
+    }
+
+    pub async fn next(&mut self) -> Option<crate::mqtt::client::Message> {
+        self.messages.recv().await
+    }
+
+    pub async fn close(self) {
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+    }
 }
