@@ -211,7 +211,9 @@ pub async fn wait_for(
             None => follower.next().await,
         };
         let Some(message) = message else {
-            return Err(crate::error::broker_error("lost the subscription to the job states").into());
+            return Err(
+                crate::error::broker_error("lost the subscription to the job states").into(),
+            );
         };
         let Some(topics::Topic::State(job)) =
             topics::classify(&broker.topic_prefix, &message.topic)
