@@ -87,6 +87,46 @@ In tmux: bind-key T display-popup -E -w 90% -h 80% tmux-delegate top"
     /// Internal: the job window's wrapper process.
     #[command(hide = true)]
     Exec(ExecArgs),
+    /// Serve a fleet pool on this host: take jobs from the broker and run
+    /// them in the local tmux (SPEC section 13).
+    Runner(RunnerArgs),
+    /// Hand jobs to a fleet pool from any host; prints their ids.
+    Submit(SubmitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunnerArgs {
+    /// The pool to serve (default: `fleet.pool`, else `default`).
+    #[arg(long)]
+    pub pool: Option<String>,
+    /// This runner's name (default: `fleet.name`, else the host name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// How many jobs run here at once (default: `fleet.max_parallel`, else 4).
+    #[arg(long)]
+    pub max_parallel: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// Job spec files (TOML: one job, or several as [[jobs]]); only name,
+    /// agent, prompt and a workdir relative to the runner's root travel.
+    #[arg(value_name = "JOB.toml")]
+    pub specs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// The pool to submit to (default: `fleet.pool`, else `default`).
+    #[arg(long)]
+    pub pool: Option<String>,
+    /// Wait until every job ended; exits like `run` (0 completed, 1 failed).
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up after this many seconds (exit 124).
+    #[arg(long, value_name = "SECS", requires = "wait")]
+    pub timeout: Option<f64>,
+    /// With --wait: print every state change as JSON.
+    #[arg(long, requires = "wait")]
+    pub json: bool,
 }
 
 /// What a job is, from the command line (overrides the job spec).
@@ -221,6 +261,10 @@ pub struct StatusArgs {
     /// first, e.g. `⏸1 ▶3 ✓12 ✗1`); nothing when there are no jobs.
     #[arg(long, conflicts_with = "id")]
     pub tmux: bool,
+    /// The fleet's jobs (state, runner, attempt) from the broker's retained
+    /// states (the default on a `[fleet]` host with no local jobs).
+    #[arg(long, conflicts_with = "tmux")]
+    pub fleet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -314,6 +358,10 @@ pub struct SetupArgs {
     /// Overwrite an existing bundle (new passwords and certificates).
     #[arg(long)]
     pub force: bool,
+    /// Also the fleet's `runner` and `submitter` users, their ACL lines, a
+    /// submitter key and runner.toml / submitter.toml (SPEC section 13).
+    #[arg(long)]
+    pub fleet: bool,
 }
 
 #[derive(Debug, Args)]

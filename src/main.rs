@@ -7,6 +7,7 @@ mod cli;
 mod commands;
 mod config;
 mod error;
+mod fleet;
 mod model;
 mod mqtt;
 mod proc;

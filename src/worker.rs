@@ -54,6 +54,7 @@ pub async fn run(registry: &Registry, job: &JobId, attempt: u32) -> Result<Exit>
     // Window closed (SIGHUP) or the wrapper stopped (SIGTERM): handled, so
     // the wrapper outlives the agent long enough to stop its descendants.
     let mut stops = StopSignals::listen()?;
+    let handoff = bind_handoff(registry, job, &mut reporter);
     let mut child = match spawn_agent(&argv, &record, &agent, &broker, &reporter) {
         Ok(child) => child,
         Err(e) => {
@@ -78,7 +79,13 @@ pub async fn run(registry: &Registry, job: &JobId, attempt: u32) -> Result<Exit>
     // agent does, or the agent would be left without its reporter.
     report_start(registry, &mut reporter, &mut publisher, group).await;
     let grace = record.spec.tmux.kill_grace;
-    let (status, hung_up) = wait_for_agent(&mut child, pid, grace, &mut stops).await?;
+    let window = Window {
+        handoff: handoff.as_ref(),
+        publisher: &mut publisher,
+        topic: &reporter.topic,
+    };
+    let (status, hung_up) = wait_for_agent(&mut child, pid, grace, &mut stops, window).await?;
+    drop(handoff);
     crate::proc::take_terminal_back();
     // The attempt is over: whatever the agent left behind goes too.
     crate::proc::stop_descendants(grace, None).await;
@@ -118,6 +125,7 @@ fn load_attempt(
         key,
         topic,
         seq: 0,
+        handoff: None,
     };
     Ok((record, agent, broker, reporter))
 }
@@ -323,14 +331,53 @@ impl StopSignals {
 /// How often orphans the wrapper inherited and that ended are reaped.
 const REAP_EVERY: Duration = Duration::from_secs(1);
 
-/// Waits for the agent to end. A SIGTERM or SIGHUP to the wrapper stops it
-/// and every other descendant (TERM, `grace`, KILL) first. Returns the
-/// agent's status and whether the window was closed (SIGHUP).
+/// `publish` in the window hands its events to this wrapper's open
+/// connection through a 0600 socket in the job's directory (SPEC section
+/// 13): one round trip to the broker instead of a new (TLS) connection.
+fn bind_handoff(
+    registry: &Registry,
+    job: &JobId,
+    reporter: &mut Reporter,
+) -> Option<crate::mqtt::handoff::Server> {
+    match crate::mqtt::handoff::Server::bind(&registry.job_dir(job).join("pub.sock")) {
+        Ok(server) => {
+            reporter.handoff = Some(server.path().to_path_buf());
+            Some(server)
+        }
+        Err(e) => {
+            tracing::warn!("no publish socket for the window (publish connects itself): {e}");
+            None
+        }
+    }
+}
+
+/// What the wrapper serves while the agent runs: the window's `publish`
+/// calls, over the wrapper's own connection.
+struct Window<'a> {
+    handoff: Option<&'a crate::mqtt::handoff::Server>,
+    publisher: &'a mut Publisher,
+    topic: &'a str,
+}
+
+async fn next_client(
+    server: Option<&crate::mqtt::handoff::Server>,
+) -> std::io::Result<tokio::net::UnixStream> {
+    match server {
+        Some(server) => server.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits for the agent to end, serving the window's `publish` calls
+/// meanwhile. A SIGTERM or SIGHUP to the wrapper stops it and every other
+/// descendant (TERM, `grace`, KILL) first. Returns the agent's status and
+/// whether the window was closed (SIGHUP).
 async fn wait_for_agent(
     child: &mut tokio::process::Child,
     pid: i32,
     grace: Duration,
     stops: &mut StopSignals,
+    window: Window<'_>,
 ) -> Result<(std::process::ExitStatus, bool)> {
     let mut reap = tokio::time::interval(REAP_EVERY);
     let hung_up = loop {
@@ -341,6 +388,9 @@ async fn wait_for_agent(
             _ = stops.term.recv() => break false,
             _ = stops.hangup.recv() => break true,
             _ = reap.tick() => crate::proc::reap_ended_children(Some(pid)),
+            Ok(stream) = next_client(window.handoff) => {
+                crate::mqtt::handoff::Server::serve(stream, window.publisher, window.topic, PUBACK_WAIT).await;
+            }
         }
     };
     crate::proc::stop_descendants(grace, Some(pid)).await;
@@ -355,6 +405,8 @@ struct Reporter {
     key: EventKey,
     topic: String,
     seq: u64,
+    /// The window's publish socket, when the wrapper listens on one.
+    handoff: Option<std::path::PathBuf>,
 }
 
 impl Reporter {
@@ -441,6 +493,10 @@ fn agent_env(
         Some(reporter.attempt.to_string()),
     );
     env.insert("DELEGATE_TOPIC".into(), Some(reporter.topic.clone()));
+    env.insert(
+        crate::mqtt::handoff::SOCKET_VAR.into(),
+        reporter.handoff.as_ref().map(|p| p.display().to_string()),
+    );
     env.insert(
         crate::mqtt::sign::EVENT_KEY_VAR.into(),
         Some(reporter.key.to_hex()),

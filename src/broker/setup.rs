@@ -26,9 +26,14 @@ use std::path::{Path, PathBuf};
 const CONF_TEMPLATE: &str = include_str!("../../templates/mosquitto/mosquitto.conf");
 const ACL_TEMPLATE: &str = include_str!("../../templates/mosquitto/acl");
 const CLIENT_TEMPLATE: &str = include_str!("../../templates/mosquitto/tmux-delegate.toml");
+const FLEET_ACL_TEMPLATE: &str = include_str!("../../templates/mosquitto/acl-fleet");
+const FLEET_CLIENT_TEMPLATE: &str = include_str!("../../templates/mosquitto/fleet-client.toml");
 
 pub const OBSERVER: &str = "hermes";
 pub const WORKER: &str = "claude-worker";
+/// The fleet's users (`--fleet`).
+pub const RUNNER: &str = "runner";
+pub const SUBMITTER: &str = "submitter";
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -42,6 +47,8 @@ pub struct Options {
     pub add_localhost: bool,
     pub force: bool,
     pub topic_prefix: String,
+    /// Also the fleet's `runner` and `submitter` users (SPEC section 13).
+    pub fleet: bool,
 }
 
 /// One file of the bundle, ready to write.
@@ -80,61 +87,97 @@ fn plan(options: &Options, dir: &Path) -> Result<Vec<Planned>> {
     let server = ca.server(&names)?;
     let observer_password = random_password(32);
     let worker_password = random_password(32);
-    let passwd = format!(
+    let mut passwd = format!(
         "{}\n{}\n",
         passwd::entry(OBSERVER, observer_password.expose()),
         passwd::entry(WORKER, worker_password.expose())
     );
     let conf = broker_conf(options, &broker_dir);
-    let acl = render(ACL_TEMPLATE, &[("prefix", &options.topic_prefix)]);
+    let mut acl = render(ACL_TEMPLATE, &[("prefix", &options.topic_prefix)]);
     let client_config = client_config(options, dir);
-    let file = |path: PathBuf, content: String, mode: u32, broker_side: bool| Planned {
-        path,
-        content,
-        mode,
-        broker_side,
-    };
     let mut files = vec![
-        file(dir.join("tmux-delegate.toml"), client_config, 0o644, false),
-        file(dir.join("ca.crt"), ca.cert_pem(), 0o644, false),
-        file(dir.join("ca.key"), ca.key_pem(), 0o600, false),
-        file(
+        planned(dir.join("tmux-delegate.toml"), client_config, 0o644, false),
+        planned(dir.join("ca.crt"), ca.cert_pem(), 0o644, false),
+        planned(dir.join("ca.key"), ca.key_pem(), 0o600, false),
+        planned(
             dir.join(format!("{OBSERVER}.pass")),
             format!("{}\n", observer_password.expose()),
             0o600,
             false,
         ),
-        file(
+        planned(
             dir.join(format!("{WORKER}.pass")),
             format!("{}\n", worker_password.expose()),
             0o600,
             false,
         ),
-        file(broker_dir.join("mosquitto.conf"), conf, 0o644, true),
-        file(broker_dir.join("acl"), acl, 0o600, true),
-        file(broker_dir.join("passwd"), passwd, 0o600, true),
-        file(broker_dir.join("ca.crt"), ca.cert_pem(), 0o644, true),
-        file(broker_dir.join("server.crt"), server.cert_pem, 0o644, true),
-        file(broker_dir.join("server.key"), server.key_pem, 0o600, true),
+        planned(broker_dir.join("mosquitto.conf"), conf, 0o644, true),
+        planned(broker_dir.join("ca.crt"), ca.cert_pem(), 0o644, true),
+        planned(broker_dir.join("server.crt"), server.cert_pem, 0o644, true),
+        planned(broker_dir.join("server.key"), server.key_pem, 0o600, true),
     ];
-    if options.client_certs {
-        for user in [OBSERVER, WORKER] {
-            let issued = ca.client(user)?;
-            files.push(file(
-                dir.join(format!("{user}.crt")),
-                issued.cert_pem,
-                0o644,
-                false,
-            ));
-            files.push(file(
-                dir.join(format!("{user}.key")),
-                issued.key_pem,
-                0o600,
-                false,
-            ));
-        }
+    if options.fleet {
+        acl.push_str(&render(
+            FLEET_ACL_TEMPLATE,
+            &[("prefix", &options.topic_prefix)],
+        ));
+        let fleet = fleet_files(options, dir, &|user| cert_lines(options, dir, user))?;
+        passwd.push_str(&fleet.passwd);
+        files.extend(fleet.files);
+    }
+    // The ACL and password file, complete with the fleet's users.
+    files.push(planned(broker_dir.join("acl"), acl, 0o600, true));
+    files.push(planned(broker_dir.join("passwd"), passwd, 0o600, true));
+    files.extend(client_certificates(options, dir, &ca)?);
+    Ok(files)
+}
+
+fn planned(path: PathBuf, content: String, mode: u32, broker_side: bool) -> Planned {
+    Planned {
+        path,
+        content,
+        mode,
+        broker_side,
+    }
+}
+
+/// With `--client-certs`: a certificate and key for every user.
+fn client_certificates(options: &Options, dir: &Path, ca: &Authority) -> Result<Vec<Planned>> {
+    let mut files = Vec::new();
+    if !options.client_certs {
+        return Ok(files);
+    }
+    let fleet_users: &[&str] = if options.fleet {
+        &[RUNNER, SUBMITTER]
+    } else {
+        &[]
+    };
+    for user in [OBSERVER, WORKER].iter().chain(fleet_users) {
+        let issued = ca.client(user)?;
+        files.push(planned(
+            dir.join(format!("{user}.crt")),
+            issued.cert_pem,
+            0o644,
+            false,
+        ));
+        files.push(planned(
+            dir.join(format!("{user}.key")),
+            issued.key_pem,
+            0o600,
+            false,
+        ));
     }
     Ok(files)
+}
+
+/// The client-certificate lines of `user`'s broker block, with `--client-certs`.
+fn cert_lines(options: &Options, dir: &Path, user: &str) -> String {
+    if options.client_certs {
+        let dir_text = dir.display().to_string();
+        format!("certfile = \"{dir_text}/{user}.crt\"\nkeyfile = \"{dir_text}/{user}.key\"\n")
+    } else {
+        String::new()
+    }
 }
 
 /// The broker's `mosquitto.conf`.
@@ -161,13 +204,6 @@ fn broker_conf(options: &Options, broker_dir: &Path) -> String {
 fn client_config(options: &Options, dir: &Path) -> String {
     let dir_text = dir.display().to_string();
     let port = options.port.to_string();
-    let cert_lines = |user: &str| {
-        if options.client_certs {
-            format!("certfile = \"{dir_text}/{user}.crt\"\nkeyfile = \"{dir_text}/{user}.key\"\n")
-        } else {
-            String::new()
-        }
-    };
     render(
         CLIENT_TEMPLATE,
         &[
@@ -175,10 +211,94 @@ fn client_config(options: &Options, dir: &Path) -> String {
             ("port", &port),
             ("dir", &dir_text),
             ("prefix", &options.topic_prefix),
-            ("observer_cert", &cert_lines(OBSERVER)),
-            ("worker_cert", &cert_lines(WORKER)),
+            ("observer_cert", &cert_lines(options, dir, OBSERVER)),
+            ("worker_cert", &cert_lines(options, dir, WORKER)),
         ],
     )
+}
+
+/// The fleet's part of the bundle: passwords, a submitter key and a client
+/// configuration for each side.
+struct FleetPart {
+    passwd: String,
+    files: Vec<Planned>,
+}
+
+fn fleet_files(
+    options: &Options,
+    dir: &Path,
+    cert_lines: &dyn Fn(&str) -> String,
+) -> Result<FleetPart> {
+    let runner_password = random_password(32);
+    let submitter_password = random_password(32);
+    let submitter_key = crate::mqtt::sign::EventKey::generate().to_hex();
+    let dir_text = dir.display().to_string();
+    let port = options.port.to_string();
+    let worker = format!(
+        "\n[broker.worker]\nusername = \"{WORKER}\"\npassword_file = \"{dir_text}/{WORKER}.pass\"\n{}",
+        cert_lines(WORKER)
+    );
+    let client = |role: &str, user: &str, worker: &str, fleet: &str| {
+        render(
+            FLEET_CLIENT_TEMPLATE,
+            &[
+                ("role", role),
+                ("user", user),
+                ("host", &options.host),
+                ("port", &port),
+                ("dir", &dir_text),
+                ("prefix", &options.topic_prefix),
+                ("cert", &cert_lines(user)),
+                ("worker", worker),
+                ("fleet", fleet),
+            ],
+        )
+    };
+    let runner_toml = client(
+        "runner",
+        RUNNER,
+        &worker,
+        &format!("submitter_keys = [\"{submitter_key}\"]"),
+    );
+    let submitter_toml = client(
+        "submitter",
+        SUBMITTER,
+        "",
+        &format!("submitter_key_file = \"{dir_text}/{SUBMITTER}-hmac.key\""),
+    );
+    let planned = |name: String, content: String, mode: u32| Planned {
+        path: dir.join(name),
+        content,
+        mode,
+        broker_side: false,
+    };
+    Ok(FleetPart {
+        passwd: format!(
+            "{}\n{}\n",
+            passwd::entry(RUNNER, runner_password.expose()),
+            passwd::entry(SUBMITTER, submitter_password.expose())
+        ),
+        files: vec![
+            planned(
+                format!("{RUNNER}.pass"),
+                format!("{}\n", runner_password.expose()),
+                0o600,
+            ),
+            planned(
+                format!("{SUBMITTER}.pass"),
+                format!("{}\n", submitter_password.expose()),
+                0o600,
+            ),
+            planned(
+                format!("{SUBMITTER}-hmac.key"),
+                format!("{submitter_key}\n"),
+                0o600,
+            ),
+            // It holds the trusted submitter key: private.
+            planned(format!("{RUNNER}.toml"), runner_toml, 0o600),
+            planned(format!("{SUBMITTER}.toml"), submitter_toml, 0o644),
+        ],
+    })
 }
 
 /// Writes the bundle; refuses (exit 2, nothing changed) to overwrite one
@@ -257,7 +377,62 @@ mod tests {
             add_localhost: false,
             force: false,
             topic_prefix: "python/mqtt".into(),
+            fleet: false,
         }
+    }
+
+    #[test]
+    fn the_fleet_adds_two_least_privilege_users_and_their_configs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plain = run(&options(dir.path())).expect("setup");
+        let plain_acl = fs::read_to_string(dir.path().join("bundle/mosquitto/acl")).expect("acl");
+        assert!(!plain_acl.contains("user runner"), "{plain_acl}");
+        assert!(!plain.files.iter().any(|f| f.ends_with("runner.toml")));
+        let mut fleet = options(dir.path());
+        fleet.dir = dir.path().join("fleet");
+        fleet.fleet = true;
+        run(&fleet).expect("fleet setup");
+        let bundle = dir.path().join("fleet");
+        let acl = fs::read_to_string(bundle.join("mosquitto/acl")).expect("acl");
+        assert!(acl.starts_with(&plain_acl), "the plain ACL stays as it is");
+        assert!(acl.contains("user runner\ntopic readwrite python/mqtt/pools/+/jobs"));
+        assert!(acl.contains("user submitter\ntopic write python/mqtt/pools/+/jobs"));
+        let passwd = fs::read_to_string(bundle.join("mosquitto/passwd")).expect("passwd");
+        for user in ["runner", "submitter"] {
+            let pass = fs::read_to_string(bundle.join(format!("{user}.pass"))).expect("pass");
+            assert!(
+                passwd.lines().any(|l| passwd::verify(l, pass.trim())),
+                "{user}"
+            );
+            let mode = fs::metadata(bundle.join(format!("{user}.pass")))
+                .expect("pass")
+                .permissions()
+                .mode()
+                & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        let key = fs::read_to_string(bundle.join("submitter-hmac.key")).expect("key");
+        let runner: toml::Table = fs::read_to_string(bundle.join("runner.toml"))
+            .expect("toml")
+            .parse()
+            .expect("valid TOML");
+        assert_eq!(runner["broker"]["username"].as_str(), Some("runner"));
+        assert_eq!(
+            runner["broker"]["worker"]["username"].as_str(),
+            Some("claude-worker")
+        );
+        assert_eq!(
+            runner["fleet"]["submitter_keys"][0].as_str(),
+            Some(key.trim())
+        );
+        let submitter: toml::Table = fs::read_to_string(bundle.join("submitter.toml"))
+            .expect("toml")
+            .parse()
+            .expect("valid TOML");
+        assert_eq!(submitter["broker"]["username"].as_str(), Some("submitter"));
+        assert!(submitter["fleet"]["submitter_key_file"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("submitter-hmac.key")));
     }
 
     #[test]

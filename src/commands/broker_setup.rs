@@ -5,6 +5,10 @@ use crate::cli::SetupArgs;
 use crate::config::{Config, Env};
 use crate::error::Exit;
 
+fn args_fleet_note(written: &setup::Written) -> bool {
+    written.files.iter().any(|f| f.ends_with("runner.toml"))
+}
+
 pub fn run(args: SetupArgs) -> anyhow::Result<Exit> {
     // The ACL's topic prefix follows the configuration, as the clients will.
     let config = Config::load(Env::from_process()?)?;
@@ -17,6 +21,7 @@ pub fn run(args: SetupArgs) -> anyhow::Result<Exit> {
         add_localhost: args.add_localhost,
         force: args.force,
         topic_prefix: config.topic_prefix(),
+        fleet: args.fleet,
     };
     let written = setup::run(&options)?;
     println!(
@@ -25,6 +30,11 @@ pub fn run(args: SetupArgs) -> anyhow::Result<Exit> {
     );
     for file in &written.files {
         println!("  {}", file.display());
+    }
+    if args_fleet_note(&written) {
+        println!(
+            "fleet: runner.toml goes to each runner host, submitter.toml to each submitting host"
+        );
     }
     if written.handed_to_mosquitto {
         println!("the broker's files belong to the `mosquitto` user");

@@ -11,6 +11,7 @@ mod detach;
 mod diff;
 mod doctor;
 mod exec;
+mod fleet_remote;
 mod generate;
 mod init;
 mod kill;
@@ -22,7 +23,9 @@ mod register;
 mod resume;
 mod retry;
 mod run;
+mod runner;
 mod status;
+mod submit;
 mod top;
 mod watch;
 
@@ -35,7 +38,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::Add(args) => add::run(args).await,
         Command::Publish(args) => publish::run(args).await,
         Command::Watch(args) => watch::run(args).await,
-        Command::Status(args) => status::run(&args),
+        Command::Status(args) => fleet_remote::status(args).await,
         Command::Top => top::run().await,
         Command::Completions { shell } => generate::completions(shell),
         Command::Man(args) => match args.dir {
@@ -45,8 +48,8 @@ pub async fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::Run(args) => run::run(args).await,
         Command::Logs(args) => logs::run(args).await,
         Command::Attach(args) => attach::run(&args),
-        Command::Kill(args) => kill::run(&args).await,
-        Command::Retry(args) => retry::run(&args).await,
+        Command::Kill(args) => fleet_remote::kill(args).await,
+        Command::Retry(args) => fleet_remote::retry(args).await,
         Command::Resume => resume::run().await,
         Command::Init(args) => init::run(&args),
         Command::Agents => agents::run(),
@@ -68,5 +71,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::Diff(args) => diff::run(&args),
         Command::Merge(args) => merge::run(&args),
         Command::Clean(args) => clean::run(&args),
+        Command::Runner(args) => runner::run(args).await,
+        Command::Submit(args) => submit::run(args).await,
     }
 }

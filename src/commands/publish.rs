@@ -32,14 +32,47 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<Exit> {
         args.message
     };
     let config = Config::load(env)?;
+    let (key, attempt, settings) = sender(&config, &job, args.attempt)?;
+    let event = Event {
+        job: job.to_string(),
+        event: kind.clone(),
+        attempt,
+        seq: None,
+        ts: now_ts(),
+        message,
+        data,
+        sig: None,
+    };
+    let payload = encode(&event, key.as_ref())?;
+    let topic = events_topic(&settings.topic_prefix, &job);
+    deliver(
+        &config,
+        &job,
+        &settings,
+        &topic,
+        payload,
+        kind.is_terminal(),
+    )
+    .await?;
+    tracing::info!("published {kind} for {job} (attempt {attempt}) to {topic}");
+    Ok(Exit::Success)
+}
+
+/// Who sends: the key to sign with, the attempt, and the broker to use
+/// (inside a job window, the window's own; else the job record's).
+fn sender(
+    config: &Config,
+    job: &JobId,
+    attempt_flag: Option<u32>,
+) -> anyhow::Result<(Option<EventKey>, u32, BrokerSettings)> {
     let window_job = config.env.var("DELEGATE_JOB_ID").map(str::to_owned);
     let mut unknown_job = None;
     let (key, attempt, settings) = if let Some(window_job) = window_job {
-        window_sender(&config, &job, &window_job, args.attempt)?
+        window_sender(config, job, &window_job, attempt_flag)?
     } else {
         let registry = Registry::open(&config.env)?;
-        let record = if registry.exists(&job) {
-            Some(registry.load(&job)?)
+        let record = if registry.exists(job) {
+            Some(registry.load(job)?)
         } else {
             unknown_job = Some(registry.not_found(job.as_str()));
             None
@@ -47,8 +80,7 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<Exit> {
         let key = record
             .as_ref()
             .and_then(|r| EventKey::from_hex(&r.event_key));
-        let attempt = args
-            .attempt
+        let attempt = attempt_flag
             .or(record.as_ref().map(|r| r.attempt.max(1)))
             .unwrap_or(1);
         let broker = record
@@ -65,21 +97,35 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<Exit> {
             )
         })
     })?;
-    let event = Event {
-        job: job.to_string(),
-        event: kind.clone(),
-        attempt,
-        seq: None,
-        ts: now_ts(),
-        message,
-        data,
-        sig: None,
-    };
-    let payload = encode(&event, key.as_ref())?;
-    let topic = events_topic(&settings.topic_prefix, &job);
-    publish_once(&settings, &topic, payload, kind.is_terminal()).await?;
-    tracing::info!("published {kind} for {job} (attempt {attempt}) to {topic}");
-    Ok(Exit::Success)
+    Ok((key, attempt, settings))
+}
+
+/// In the job's own window, through the wrapper's open connection (its
+/// socket); elsewhere, or when that socket is not there, a connection of
+/// its own.
+async fn deliver(
+    config: &Config,
+    job: &JobId,
+    settings: &BrokerSettings,
+    topic: &str,
+    payload: Vec<u8>,
+    retain: bool,
+) -> anyhow::Result<()> {
+    let socket = (config.env.var("DELEGATE_JOB_ID") == Some(job.as_str()))
+        .then(|| config.env.var(crate::mqtt::handoff::SOCKET_VAR))
+        .flatten()
+        .map(std::path::PathBuf::from);
+    if let Some(path) = &socket {
+        let handed =
+            crate::mqtt::handoff::publish_via(path, &payload, retain, settings.connect_timeout)
+                .await;
+        if let Some(verdict) = handed {
+            verdict?;
+            return Ok(());
+        }
+    }
+    publish_once(settings, topic, payload, retain).await?;
+    Ok(())
 }
 
 /// Inside a job window: the window's own key only (for its own job), the

@@ -256,6 +256,8 @@ pub struct ConfigFile {
     pub agents: BTreeMap<String, AgentFile>,
     pub events: Option<EventsFile>,
     pub hooks: Option<HooksFile>,
+    /// `[fleet]`: runner and submitter settings (SPEC section 13).
+    pub fleet: Option<crate::fleet::settings::FleetFile>,
 }
 
 /// A loaded configuration file: its validated content, with paths made
@@ -271,6 +273,8 @@ pub struct Layer {
     pub agents: BTreeMap<String, AgentFile>,
     pub require_signature: Option<bool>,
     pub hooks: HooksFile,
+    /// `[fleet]`, paths made absolute relative to the file.
+    pub fleet: crate::fleet::settings::FleetFile,
 }
 
 pub fn read_toml(path: &Path) -> Result<String, Failure> {
@@ -338,6 +342,10 @@ impl Layer {
                 ));
             }
         }
+        let fleet = file
+            .fleet
+            .unwrap_or_default()
+            .absolutized(base, home, &in_file)?;
         Ok(Layer {
             source,
             keys,
@@ -347,6 +355,7 @@ impl Layer {
             agents: file.agents,
             require_signature: file.events.and_then(|e| e.require_signature),
             hooks,
+            fleet,
         })
     }
 }

@@ -161,6 +161,8 @@ pub struct Config {
     pub require_signature: bool,
     /// Outcome hooks, each taken from the highest layer that sets it.
     pub hooks: file::HooksFile,
+    /// `[fleet]`, each key from the highest layer that sets it.
+    pub fleet: crate::fleet::settings::FleetFile,
 }
 
 impl Config {
@@ -201,6 +203,7 @@ impl Config {
             on_failed: layers.iter().find_map(|l| l.hooks.on_failed.clone()),
             on_waiting: layers.iter().find_map(|l| l.hooks.on_waiting.clone()),
         };
+        let fleet = crate::fleet::settings::FleetFile::merged(layers.iter().map(|l| &l.fleet));
         Config {
             env,
             layers,
@@ -208,6 +211,7 @@ impl Config {
             agents,
             require_signature,
             hooks,
+            fleet,
         }
     }
 }

@@ -147,6 +147,9 @@ pub struct Subscriber {
     options: ConnectOptions,
     filters: Vec<String>,
     backoff: Duration,
+    /// Messages that arrived while later SUBACKs were awaited (the
+    /// retained messages of the first filters): handed out first.
+    early: std::collections::VecDeque<Message>,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -173,6 +176,7 @@ impl Subscriber {
             options: options.clone(),
             filters,
             backoff: Duration::from_millis(250),
+            early: std::collections::VecDeque::new(),
         };
         subscriber.subscribe().await?;
         let wait = subscriber.await_suback();
@@ -216,6 +220,13 @@ impl Subscriber {
                     }
                     pending -= 1;
                 }
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    self.early.push_back(Message {
+                        topic: String::from_utf8_lossy(&publish.topic).into_owned(),
+                        payload: publish.payload.to_vec(),
+                        retain: publish.retain,
+                    });
+                }
                 Ok(_) => {}
                 Err(e) => return Err(explain(&e, &self.settings)),
             }
@@ -226,6 +237,9 @@ impl Subscriber {
     /// The next message. Connection losses are retried with backoff (logged,
     /// not returned); the caller keeps its own deadlines around this call.
     pub async fn next(&mut self) -> Message {
+        if let Some(message) = self.early.pop_front() {
+            return message;
+        }
         loop {
             match self.connection.eventloop.poll().await {
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
@@ -257,6 +271,12 @@ impl Subscriber {
                 }
             }
         }
+    }
+
+    /// A handle to publish on this connection (its Last Will included):
+    /// the messages go out while `next` is being polled.
+    pub fn client(&self) -> rumqttc::v5::AsyncClient {
+        self.connection.client.clone()
     }
 
     /// Disconnects cleanly. A persistent session is ended too (reconnecting

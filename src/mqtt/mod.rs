@@ -5,5 +5,6 @@
 pub mod client;
 pub mod connect;
 pub mod event;
+pub mod handoff;
 pub mod sign;
 pub mod topic;

@@ -138,6 +138,36 @@ pub struct Driver {
     /// Something the queue depends on changed (a transition, a job added,
     /// the slot retry came due): look at the waiting jobs again.
     queue_dirty: bool,
+    /// A fleet runner's new jobs and cancels; while open, the driver runs on
+    /// with no job left (see `with_intake`).
+    intake: Option<mpsc::UnboundedReceiver<Intake>>,
+    /// Where every transition is reported (a fleet runner publishes them).
+    notes: Option<mpsc::UnboundedSender<Note>>,
+}
+
+/// Work handed to a running driver (a fleet runner takes jobs over time).
+pub enum Intake {
+    /// A registered job to launch (or a finished one to run again).
+    Add {
+        job: JobId,
+        agent: String,
+        runtime: Box<JobRuntime>,
+        config: super::core::JobConfig,
+    },
+    Cancel {
+        job: JobId,
+        reason: String,
+    },
+}
+
+/// A transition, as the driver recorded it.
+#[derive(Debug, Clone)]
+pub struct Note {
+    pub job: JobId,
+    pub attempt: u32,
+    pub to: JobState,
+    pub reason: Option<String>,
+    pub failure: Option<FailureInfo>,
 }
 
 /// How `run` ended.
@@ -218,6 +248,46 @@ impl Driver {
             leases: HashMap::new(),
             added_jobs: None,
             queue_dirty: true,
+            intake: None,
+            notes: None,
+        }
+    }
+
+    /// A long-running driver: takes jobs from `intake` until it closes (or
+    /// Ctrl-C), and reports every transition to `notes`.
+    pub fn with_intake(
+        mut self,
+        intake: mpsc::UnboundedReceiver<Intake>,
+        notes: mpsc::UnboundedSender<Note>,
+    ) -> Driver {
+        self.intake = Some(intake);
+        self.notes = Some(notes);
+        self
+    }
+
+    fn take(&mut self, intake: Intake) {
+        let now = Instant::now();
+        match intake {
+            Intake::Add {
+                job,
+                agent,
+                runtime,
+                config,
+            } => {
+                let max_attempts = config.retry.max_attempts;
+                self.view.add(&job, &runtime.name, &agent, max_attempts);
+                self.jobs.insert(job.clone(), *runtime);
+                // A runner caps itself by what it claims: no queue slots.
+                self.core.enqueue(job.clone(), config);
+                self.enqueue(
+                    job,
+                    super::queue::QueueSpec::default(),
+                    super::slots::Caps::default(),
+                );
+            }
+            Intake::Cancel { job, reason } => {
+                self.core.handle(now, Input::Cancel { job, reason });
+            }
         }
     }
 
@@ -243,7 +313,7 @@ impl Driver {
         let mut ending = Ending::Finished;
         self.perform().await;
         self.settle_queue().await;
-        while !self.core.is_done() {
+        while !self.core.is_done() || self.intake.is_some() {
             let timer = self.core.poll_timeout();
             let slot_retry = self.queue.poll_timeout();
             let stopping = self.core.stopping().next().is_some();
@@ -253,6 +323,10 @@ impl Driver {
                     self.queue_dirty = true;
                 }
                 Some(message) = messages.recv() => self.on_message(&message),
+                taken = next_intake(&mut self.intake) => match taken {
+                    Some(intake) => self.take(intake),
+                    None => self.intake = None,
+                },
                 _ = observe.tick(), if !self.observing => {
                     drop(self.flush_last_events());
                     self.start_observation(&observed_tx);
@@ -273,10 +347,12 @@ impl Driver {
                 }
                 _ = interrupt.recv() => {
                     ending = Ending::Interrupted;
+                    self.intake = None;
                     self.cancel_all("interrupted (Ctrl-C)");
                 }
                 _ = terminate.recv() => {
                     ending = Ending::Interrupted;
+                    self.intake = None;
                     self.cancel_all("the supervisor received SIGTERM");
                 }
             }
@@ -774,6 +850,15 @@ impl Driver {
         if let Err(e) = self.registry.append(job, &entry) {
             tracing::warn!("job {job}: cannot append to its history: {e:#}");
         }
+        if let Some(notes) = &self.notes {
+            let _ = notes.send(Note {
+                job: job.clone(),
+                attempt,
+                to,
+                reason: reason.clone(),
+                failure: failure.clone(),
+            });
+        }
         let last = self.pending_last.remove(job);
         let update = self.registry.update(job, |r| {
             if last.is_some() {
@@ -954,6 +1039,14 @@ fn pane_target(launched: &Launched) -> String {
         launched.window_id.clone()
     } else {
         launched.pane_id.clone()
+    }
+}
+
+/// The next intake, or never when there is none (a plain `run`).
+async fn next_intake(intake: &mut Option<mpsc::UnboundedReceiver<Intake>>) -> Option<Intake> {
+    match intake {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
     }
 }
 

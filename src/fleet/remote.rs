@@ -1,0 +1,239 @@
+//! `status`, `kill` and `retry` from any host with broker access: the
+//! fleet's jobs are known from their retained state topics; a kill is a
+//! signed control message to the job's runner; a retry offers a finished
+//! job to its pool again with the next attempt number.
+
+use super::message::{states, Control, JobStatus, Offer};
+use super::submit::fleet_broker;
+use super::topics::{self, Topic};
+use crate::config::{BrokerSettings, Config};
+use crate::error::{config_error, Exit, Failure};
+use crate::mqtt::client::{Publisher, Subscriber};
+use crate::mqtt::connect::ConnectOptions;
+use crate::mqtt::event::now_ts;
+use crate::mqtt::topic::JobId;
+use crate::ui::table::Grid;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How long the retained burst may pause before it is taken as complete.
+const QUIET: Duration = Duration::from_millis(300);
+
+/// Whether the configuration makes this host part of a fleet (`[fleet]`).
+pub fn configured(config: &Config) -> bool {
+    config.fleet != super::settings::FleetFile::default()
+}
+
+/// The retained states under `filter`: what the broker sends right after
+/// the subscription, until it pauses.
+async fn retained_states(
+    broker: &BrokerSettings,
+    filter: String,
+) -> Result<BTreeMap<JobId, JobStatus>, Failure> {
+    let mut subscriber =
+        Subscriber::connect(broker, &ConnectOptions::new("fleet-status"), vec![filter]).await?;
+    let mut found = BTreeMap::new();
+    // The first retained message comes within a round trip; none at all
+    // within the connect timeout means there is nothing.
+    let mut wait = broker.connect_timeout.min(Duration::from_secs(2));
+    while let Ok(message) = tokio::time::timeout(wait, subscriber.next()).await {
+        wait = QUIET;
+        if let (Some(Topic::State(job)), Some(status)) = (
+            topics::classify(&broker.topic_prefix, &message.topic),
+            JobStatus::decode(&message.payload),
+        ) {
+            found.insert(job, status);
+        }
+    }
+    subscriber.disconnect().await;
+    Ok(found)
+}
+
+async fn one_state(broker: &BrokerSettings, job: &JobId) -> Result<JobStatus, Failure> {
+    retained_states(broker, topics::state_topic(&broker.topic_prefix, job))
+        .await?
+        .remove(job)
+        .ok_or_else(|| {
+            config_error(format!(
+                "no job {job} here nor in the fleet (no retained state on {})",
+                topics::state_topic(&broker.topic_prefix, job)
+            ))
+            .help("check the id with `tmux-delegate status`")
+        })
+}
+
+/// `status` for the fleet: every job's state, runner and attempt.
+pub async fn status(config: &Config, id: Option<&str>, json: bool) -> anyhow::Result<Exit> {
+    let broker = fleet_broker(config)?;
+    let jobs = match id {
+        Some(id) => {
+            let job = JobId::parse(id)?;
+            let status = one_state(&broker, &job).await?;
+            BTreeMap::from([(job, status)])
+        }
+        None => retained_states(&broker, topics::all_states_filter(&broker.topic_prefix)).await?,
+    };
+    if json {
+        let rows: Vec<serde_json::Value> = jobs.values().map(summary).collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else if jobs.is_empty() {
+        eprintln!("no jobs in the fleet of {}:{}", broker.host, broker.port);
+    } else {
+        let mut grid = Grid::new(&["ID", "NAME", "AGENT", "STATE", "ATTEMPT", "RUNNER", "POOL"]);
+        for status in jobs.values() {
+            grid.push(vec![
+                status.job.clone(),
+                status.name.clone(),
+                status.agent.clone().unwrap_or_default(),
+                status.state.clone(),
+                status.attempt.to_string(),
+                status.runner.clone().unwrap_or_default(),
+                status.pool.clone(),
+            ]);
+        }
+        for line in grid.lines(u16::MAX) {
+            println!("{line}");
+        }
+    }
+    Ok(Exit::Success)
+}
+
+/// A job as `status --json` shows a fleet job.
+fn summary(status: &JobStatus) -> serde_json::Value {
+    serde_json::json!({
+        "id": status.job,
+        "name": status.name,
+        "agent": status.agent,
+        "state": status.state,
+        "attempt": status.attempt,
+        "runner": status.runner,
+        "pool": status.pool,
+        "updated": status.ts,
+        "reason": status.reason,
+        "failure": status.failure,
+    })
+}
+
+/// `kill ID` for a fleet job: a signed control message to its runner, then
+/// its state followed until it ends.
+pub async fn kill(config: &Config, id: &str) -> anyhow::Result<Exit> {
+    let broker = fleet_broker(config)?;
+    let job = JobId::parse(id)?;
+    // A credential that may not read the state still gets the broker's
+    // verdict on the control (exit 4), not a misleading "no such job".
+    let status = one_state(&broker, &job).await.ok();
+    if let Some(status) = status.as_ref().filter(|s| s.is_terminal()) {
+        eprintln!("job {job} is already {}", status.state);
+        return Ok(Exit::Success);
+    }
+    let key = config.fleet.submitter_key()?;
+    let control = Control {
+        job: job.to_string(),
+        action: "kill".into(),
+        ts: now_ts(),
+    };
+    let follower = super::submit::Following::start(
+        Subscriber::connect(
+            &broker,
+            &ConnectOptions::new("fleet-kill"),
+            vec![topics::state_topic(&broker.topic_prefix, &job)],
+        )
+        .await?,
+    );
+    let mut publisher = Publisher::connect(&broker, &ConnectOptions::new("fleet-kill")).await?;
+    let sent = publisher
+        .publish(
+            &topics::control_topic(&broker.topic_prefix, &job),
+            control.to_signed(key.as_ref()),
+            false,
+            broker.connect_timeout,
+        )
+        .await;
+    publisher.close().await;
+    sent?;
+    let Some(status) = status else {
+        follower.close().await;
+        return Err(one_state(&broker, &job)
+            .await
+            .err()
+            .unwrap_or_else(|| config_error(format!("job {job} has no state in the fleet")))
+            .into());
+    };
+    eprintln!(
+        "asked runner {} to stop job {job}",
+        status.runner.as_deref().unwrap_or("(none yet)")
+    );
+    let ended = super::submit::wait_for(
+        follower,
+        &broker,
+        vec![job],
+        Some(Duration::from_secs(30)),
+        false,
+    )
+    .await?;
+    // A job that ended cancelled is what was asked for.
+    Ok(match ended {
+        Exit::JobFailed | Exit::Success => Exit::Success,
+        other => other,
+    })
+}
+
+/// `retry ID` for a finished fleet job: its pool gets it again, as the
+/// next attempt (the signed request is the one the submitter made).
+pub async fn retry(config: &Config, id: &str) -> anyhow::Result<Exit> {
+    let broker = fleet_broker(config)?;
+    let job = JobId::parse(id)?;
+    let status = one_state(&broker, &job).await?;
+    if !status.is_terminal() {
+        return Err(config_error(format!("job {job} is still {}", status.state))
+            .help(format!(
+                "wait for it, or stop it first: tmux-delegate kill {job}"
+            ))
+            .into());
+    }
+    let Some(request) = status.request.clone() else {
+        return Err(config_error(format!(
+            "job {job} was {}: its state holds no request to run again",
+            status.state
+        ))
+        .help("submit it anew with `tmux-delegate submit`")
+        .into());
+    };
+    let attempt = status.attempt + 1;
+    let mut requeued = status.clone();
+    requeued.state = states::REQUEUED.into();
+    requeued.attempt = attempt;
+    requeued.runner = None;
+    requeued.ts = now_ts();
+    requeued.reason = Some("retried with `tmux-delegate retry`".into());
+    requeued.failure = None;
+    let mut publisher = Publisher::connect(&broker, &ConnectOptions::new("fleet-retry")).await?;
+    let wait = broker.connect_timeout;
+    let outcome = async {
+        publisher
+            .publish(
+                &topics::state_topic(&broker.topic_prefix, &job),
+                requeued.encode(),
+                true,
+                wait,
+            )
+            .await?;
+        let offer = Offer { request, attempt };
+        publisher
+            .publish(
+                &topics::pool_topic(&broker.topic_prefix, &status.pool),
+                serde_json::to_vec(&offer).unwrap_or_default(),
+                false,
+                wait,
+            )
+            .await
+    }
+    .await;
+    publisher.close().await;
+    outcome?;
+    eprintln!(
+        "job {job}: offered to pool `{}` again as attempt {attempt}",
+        status.pool
+    );
+    Ok(Exit::Success)
+}

@@ -1,0 +1,851 @@
+//! `runner`: one host's member of a pool. It announces itself (retained
+//! presence, Last Will offline), takes offers through the pool's shared
+//! subscription (clean session: a dead member must not keep receiving),
+//! claims each job on its retained state topic, and runs it in its local
+//! tmux with the same supervisor as `run` (a driver that takes jobs over
+//! time). Every transition is published retained on the job's state topic.
+//!
+//! Failover without a coordinator: every runner follows all presences and
+//! states. When a runner's presence turns offline (its Last Will), the
+//! lowest-named live runner of the pool offers that runner's unfinished
+//! jobs again with the next attempt number. The attempt is the fencing
+//! token: an offer older than the job's state is dropped, and a runner that
+//! sees its job claimed with a newer attempt stops its own.
+
+use super::message::{self, states, Control, JobRequest, JobStatus, Offer, Presence, Verdict};
+use super::topics::{self, Topic};
+use crate::agents::{self, AgentDef};
+use crate::config::job::JobFlags;
+use crate::config::{BrokerSettings, Config};
+use crate::error::{config_error, Exit, Failure};
+use crate::mqtt::client::{Message, Subscriber};
+use crate::mqtt::connect::ConnectOptions;
+use crate::mqtt::event::now_ts;
+use crate::mqtt::sign::EventKey;
+use crate::mqtt::topic::{all_events_filter, JobId};
+use crate::registry::{JobState, Record, Registry};
+use crate::supervisor::core::{Core, JobConfig};
+use crate::supervisor::driver::{Driver, Ending, Intake, JobRuntime, Note, Places};
+use crate::supervisor::view::View;
+use crate::tmux::Tmux;
+use rumqttc::v5::mqttbytes::v5::LastWill;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::AsyncClient;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// How often a runner re-announces itself (it also recovers the retained
+/// presence after a reconnect, when the Last Will has fired meanwhile).
+const ANNOUNCE_EVERY: Duration = Duration::from_secs(10);
+
+/// What a runner is, resolved from flags and `[fleet]`.
+#[derive(Debug, Clone)]
+pub struct RunnerSettings {
+    pub name: String,
+    pub pool: String,
+    pub max_parallel: u32,
+    pub root: PathBuf,
+    pub trusted: Vec<EventKey>,
+}
+
+/// A job this runner holds: the attempt it claimed and the signed request
+/// (kept in every state it publishes, so another runner can offer it again).
+struct Held {
+    attempt: u32,
+    request: serde_json::Map<String, serde_json::Value>,
+    parsed: JobRequest,
+}
+
+/// A claimed job waiting for a free slot.
+struct Ready {
+    job: JobId,
+    agent: String,
+    runtime: JobRuntime,
+    config: JobConfig,
+}
+
+struct Fleet {
+    me: RunnerSettings,
+    prefix: String,
+    client: AsyncClient,
+    config: Config,
+    registry: Registry,
+    worker: BrokerSettings,
+    intake: mpsc::UnboundedSender<Intake>,
+    /// The latest retained state of every job.
+    states: HashMap<JobId, JobStatus>,
+    /// The latest presence of every runner.
+    presences: BTreeMap<String, Presence>,
+    /// Jobs this runner claimed and still answers for.
+    held: HashMap<JobId, Held>,
+    /// Jobs handed to the driver and not finished (the slots in use).
+    active: HashSet<JobId>,
+    waiting: VecDeque<Ready>,
+}
+
+pub async fn run(config: Config, me: RunnerSettings) -> anyhow::Result<Exit> {
+    let observer = config.observer_broker()?.ok_or_else(|| {
+        config_error("a runner needs a broker that every host of its pool reaches").help(
+            "set MQTT_BROKER (and MQTT_PORT, ...), or `host` in [broker] of tmux-delegate.toml",
+        )
+    })?;
+    let worker = config.worker_broker()?.unwrap_or_else(|| observer.clone());
+    let prefix = observer.topic_prefix.clone();
+    // `kill ID` on this host marks the record and sends SIGUSR1: its
+    // default action would end the runner.
+    drop(tokio::signal::unix::signal(
+        tokio::signal::unix::SignalKind::user_defined1(),
+    )?);
+    let registry = Registry::open(&config.env)?;
+    // Job events first: no window may report before the driver listens.
+    let events = Subscriber::connect(
+        &observer,
+        &ConnectOptions::new("runner-events"),
+        vec![all_events_filter(&prefix)],
+    )
+    .await?;
+    let offline = presence(&me, "offline", 0);
+    let mut options = ConnectOptions::new("runner");
+    // One connection per runner name: a second runner of the same name
+    // takes the name over instead of splitting its jobs.
+    options.client_id = Some(format!("{}-runner-{}", observer.client_id_prefix, me.name));
+    options.last_will = Some(LastWill::new(
+        topics::presence_topic(&prefix, &me.name),
+        serde_json::to_vec(&offline).unwrap_or_default(),
+        QoS::AtLeastOnce,
+        true,
+        None,
+    ));
+    // States before offers: an offer is judged against the job's state.
+    let fleet_sub = Subscriber::connect(
+        &observer,
+        &options,
+        vec![
+            topics::all_states_filter(&prefix),
+            topics::all_presence_filter(&prefix),
+            topics::all_controls_filter(&prefix),
+            topics::pool_share_filter(&prefix, &me.pool),
+        ],
+    )
+    .await?;
+    announce_trust(&me);
+    let client = fleet_sub.client();
+    let (messages, stop_listening, listener) = listen(fleet_sub);
+    let (intake_tx, intake_rx) = mpsc::unbounded_channel();
+    let (notes_tx, notes_rx) = mpsc::unbounded_channel();
+    let driver = driver(&config, &registry, &prefix)
+        .await?
+        .with_intake(intake_rx, notes_tx);
+    let mut fleet = Fleet {
+        me,
+        prefix,
+        client,
+        config,
+        registry,
+        worker,
+        intake: intake_tx,
+        states: HashMap::new(),
+        presences: BTreeMap::new(),
+        held: HashMap::new(),
+        active: HashSet::new(),
+        waiting: VecDeque::new(),
+    };
+    fleet.announce().await;
+    let ending = fleet.serve(driver.run(events), messages, notes_rx).await?;
+    fleet.publish_presence("offline").await;
+    let _ = stop_listening.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), listener).await;
+    Ok(match ending {
+        Ending::Interrupted => Exit::Interrupted,
+        Ending::Finished => Exit::Success,
+    })
+}
+
+/// Says at start who may hand this runner work.
+fn announce_trust(me: &RunnerSettings) {
+    eprintln!(
+        "runner {}: pool `{}`, up to {} job(s) at once, workdirs under {}",
+        me.name,
+        me.pool,
+        me.max_parallel,
+        me.root.display()
+    );
+    if me.trusted.is_empty() {
+        eprintln!(
+            "warning: no `fleet.submitter_keys` configured: the broker's ACL alone decides who may submit jobs to this runner"
+        );
+    } else {
+        eprintln!(
+            "runner {}: runs only submissions signed by one of {} trusted submitter key(s)",
+            me.name,
+            me.trusted.len()
+        );
+    }
+}
+
+/// The fleet subscription in its own task (its receive loop is never
+/// cancelled half-way), forwarding messages until told to stop.
+fn listen(
+    subscriber: Subscriber,
+) -> (
+    mpsc::UnboundedReceiver<Message>,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    // Unbounded: the connection is read without pause, so the broker's
+    // per-client queue (Mosquitto drops past `max_queued_messages`) never
+    // fills while this runner registers a burst of jobs.
+    let (tx, rx) = mpsc::unbounded_channel::<Message>();
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let mut subscriber = subscriber;
+        loop {
+            tokio::select! {
+                _ = &mut stopped => break,
+                message = subscriber.next() => {
+                    if tx.send(message).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        subscriber.disconnect().await;
+    });
+    (rx, stop, task)
+}
+
+/// The same supervisor `run` uses, in this host's tmux.
+async fn driver(config: &Config, registry: &Registry, prefix: &str) -> anyhow::Result<Driver> {
+    let tmux_settings = crate::config::TmuxSettings::resolve(&config.defaults.tmux)
+        .with_current_server(&config.env);
+    let tmux = Tmux::new(&tmux_settings, secret_vars(config));
+    let session = tmux
+        .resolve_session(&tmux_settings.session, config.env.var("TMUX").is_some())
+        .await;
+    let exe =
+        std::env::current_exe().map_err(|e| anyhow::anyhow!("cannot locate this program: {e}"))?;
+    let places = Places {
+        hooks: config.hooks.clone(),
+        registry: Registry::at(registry.root().to_path_buf()),
+        tmux,
+        session,
+        exe,
+        topic_prefix: prefix.to_owned(),
+    };
+    let core = Core::new(Box::new(rand::random::<f64>));
+    Ok(Driver::new(core, places, HashMap::new(), View::new(false)))
+}
+
+/// Variables the runner's tmux server must never see.
+fn secret_vars(config: &Config) -> Vec<String> {
+    let mut names = vec![
+        "MQTT_PASSWORD".to_owned(),
+        crate::mqtt::sign::EVENT_KEY_VAR.to_owned(),
+    ];
+    for layer in &config.layers {
+        for fields in std::iter::once(&layer.broker).chain(layer.worker.as_ref()) {
+            if let Some(crate::config::file::PasswordFrom::Env(name)) = &fields.password {
+                names.push(name.clone());
+            }
+        }
+    }
+    names.extend(config.defaults.pass_env.iter().cloned());
+    names
+}
+
+fn presence(me: &RunnerSettings, status: &str, running: u32) -> Presence {
+    Presence {
+        runner: me.name.clone(),
+        pool: me.pool.clone(),
+        status: status.to_owned(),
+        max_parallel: me.max_parallel,
+        running,
+        ts: now_ts(),
+    }
+}
+
+/// Resolves a request's workdir under `root`; it may not leave it.
+pub fn workdir_under(root: &Path, requested: Option<&str>) -> Result<PathBuf, String> {
+    let Some(requested) = requested.filter(|r| !r.is_empty()) else {
+        return Ok(root.to_path_buf());
+    };
+    let relative = Path::new(requested);
+    if relative.is_absolute()
+        || relative
+            .components()
+            .any(|c| matches!(c, Component::ParentDir | Component::Prefix(_)))
+    {
+        return Err(format!(
+            "workdir `{requested}` leaves the runner's root: give a path relative to it, without `..`"
+        ));
+    }
+    let dir = root.join(relative);
+    let real_root = root
+        .canonicalize()
+        .map_err(|e| format!("the runner's root {}: {e}", root.display()))?;
+    let real = dir
+        .canonicalize()
+        .map_err(|e| format!("workdir `{requested}` under the runner's root: {e}"))?;
+    // A symlink inside the root may point out of it.
+    if !real.starts_with(&real_root) {
+        return Err(format!(
+            "workdir `{requested}` resolves to {}, outside the runner's root",
+            real.display()
+        ));
+    }
+    if !real.is_dir() {
+        return Err(format!("workdir `{requested}` is not a directory"));
+    }
+    Ok(real)
+}
+
+impl Fleet {
+    async fn serve(
+        &mut self,
+        driver: impl std::future::Future<Output = anyhow::Result<(Ending, Vec<(JobId, JobState)>)>>,
+        mut messages: mpsc::UnboundedReceiver<Message>,
+        mut notes: mpsc::UnboundedReceiver<Note>,
+    ) -> anyhow::Result<Ending> {
+        tokio::pin!(driver);
+        let mut heartbeat = tokio::time::interval(ANNOUNCE_EVERY);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let outcome = loop {
+            tokio::select! {
+                result = &mut driver => break result,
+                Some(message) = messages.recv() => self.on_message(&message).await,
+                Some(note) = notes.recv() => self.on_note(note).await,
+                _ = heartbeat.tick() => self.announce().await,
+            }
+        };
+        // The driver's last transitions (the cancels of an interrupt).
+        while let Ok(note) = notes.try_recv() {
+            self.on_note(note).await;
+        }
+        Ok(outcome?.0)
+    }
+
+    async fn publish(&self, topic: String, payload: Vec<u8>, retain: bool) {
+        if let Err(e) = self
+            .client
+            .publish(topic.clone(), QoS::AtLeastOnce, retain, payload)
+            .await
+        {
+            tracing::warn!("cannot publish to {topic}: {e}");
+        }
+    }
+
+    async fn announce(&self) {
+        self.publish_presence("online").await;
+    }
+
+    async fn publish_presence(&self, status: &str) {
+        let running = u32::try_from(self.active.len()).unwrap_or(u32::MAX);
+        let payload = serde_json::to_vec(&presence(&self.me, status, running)).unwrap_or_default();
+        self.publish(
+            topics::presence_topic(&self.prefix, &self.me.name),
+            payload,
+            true,
+        )
+        .await;
+    }
+
+    /// Publishes a job's state, retained; remembered at once (the echo
+    /// from the broker comes later).
+    async fn publish_state(&mut self, status: JobStatus) {
+        let Ok(job) = JobId::parse(&status.job) else {
+            return;
+        };
+        let payload = status.encode();
+        self.states.insert(job.clone(), status);
+        self.publish(topics::state_topic(&self.prefix, &job), payload, true)
+            .await;
+    }
+
+    fn status_of(&self, job: &JobId, held: &Held, state: &str) -> JobStatus {
+        JobStatus {
+            job: job.to_string(),
+            state: state.to_owned(),
+            attempt: held.attempt,
+            runner: Some(self.me.name.clone()),
+            pool: self.me.pool.clone(),
+            name: held.parsed.name.clone(),
+            agent: held.parsed.agent.clone(),
+            ts: now_ts(),
+            reason: None,
+            failure: None,
+            request: Some(held.request.clone()),
+        }
+    }
+
+    async fn on_message(&mut self, message: &Message) {
+        match topics::classify(&self.prefix, &message.topic) {
+            Some(Topic::Offer) => self.on_offer(&message.payload).await,
+            Some(Topic::State(job)) => self.on_state(job, &message.payload),
+            Some(Topic::Presence(name)) => self.on_presence(&name, &message.payload).await,
+            Some(Topic::Control(job)) => self.on_control(job, &message.payload).await,
+            None => {}
+        }
+    }
+
+    /// A job's retained state: remembered; a newer claim on a job this
+    /// runner holds fences its own attempt off.
+    fn on_state(&mut self, job: JobId, payload: &[u8]) {
+        if payload.is_empty() {
+            self.states.remove(&job);
+            return;
+        }
+        let Some(status) = JobStatus::decode(payload) else {
+            tracing::warn!("job {job}: ignoring a malformed state");
+            return;
+        };
+        if status.runner.as_deref() == Some(self.me.name.as_str()) {
+            // Our own echo (or an older one of ours): what we published wins.
+            return;
+        }
+        if let Some(held) = self.held.get(&job) {
+            let newer = status.attempt > held.attempt
+                || (status.attempt == held.attempt
+                    && status
+                        .runner
+                        .as_deref()
+                        .is_some_and(|r| r < self.me.name.as_str()));
+            if newer {
+                tracing::warn!(
+                    "job {job}: attempt {} is now {} on {}; stopping this runner's attempt {}",
+                    status.attempt,
+                    status.state,
+                    status.runner.as_deref().unwrap_or("the pool"),
+                    held.attempt
+                );
+                self.held.remove(&job);
+                self.waiting.retain(|r| r.job != job);
+                if self.active.contains(&job) {
+                    let _ = self.intake.send(Intake::Cancel {
+                        job: job.clone(),
+                        reason: format!("attempt {} was taken over", status.attempt),
+                    });
+                }
+            }
+        }
+        self.states.insert(job, status);
+    }
+
+    async fn on_offer(&mut self, payload: &[u8]) {
+        let offer: Offer = match serde_json::from_slice(payload) {
+            Ok(offer) => offer,
+            Err(e) => return tracing::warn!("ignoring a malformed job offer: {e}"),
+        };
+        let Some(job) = offer
+            .request
+            .get("id")
+            .and_then(|v| v.as_str())
+            .and_then(|id| JobId::parse(id).ok())
+        else {
+            return tracing::warn!("ignoring a job offer without a valid id");
+        };
+        if let Some(state) = self.states.get(&job) {
+            let claimed_elsewhere = state.attempt == offer.attempt
+                && state.runner.is_some()
+                && state.state != states::REQUEUED;
+            if state.is_terminal() || state.attempt > offer.attempt || claimed_elsewhere {
+                tracing::info!(
+                    "job {job}: dropping the offer of attempt {} (its state is {} at attempt {})",
+                    offer.attempt,
+                    state.state,
+                    state.attempt
+                );
+                return;
+            }
+        }
+        if self
+            .held
+            .get(&job)
+            .is_some_and(|h| h.attempt >= offer.attempt)
+        {
+            return;
+        }
+        let parsed = match self.admit(&offer.request) {
+            Ok(parsed) => parsed,
+            Err(reason) => return self.refuse(&job, &offer, reason).await,
+        };
+        match self.prepare(&job, &parsed, offer.attempt) {
+            Ok(ready) => {
+                self.held.insert(
+                    job.clone(),
+                    Held {
+                        attempt: offer.attempt,
+                        request: offer.request.clone(),
+                        parsed,
+                    },
+                );
+                self.claim(ready).await;
+            }
+            Err(reason) => self.refuse(&job, &offer, reason).await,
+        }
+    }
+
+    /// The request's signature and content, as this runner's configuration
+    /// allows: a trusted submitter, an agent it defines.
+    fn admit(
+        &self,
+        request: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<JobRequest, String> {
+        if let Verdict::Refused(why) = message::verify(request, &self.me.trusted) {
+            return Err(why);
+        }
+        let parsed = message::parse_request(request)?;
+        if parsed.pool != self.me.pool {
+            return Err(format!(
+                "the request is for pool `{}`, this runner serves `{}`",
+                parsed.pool, self.me.pool
+            ));
+        }
+        Ok(parsed)
+    }
+
+    async fn refuse(&mut self, job: &JobId, offer: &Offer, reason: String) {
+        eprintln!("runner {}: refused job {job}: {reason}", self.me.name);
+        let parsed = message::parse_request(&offer.request).ok();
+        let status = JobStatus {
+            job: job.to_string(),
+            state: states::REFUSED.into(),
+            attempt: offer.attempt,
+            runner: Some(self.me.name.clone()),
+            pool: self.me.pool.clone(),
+            name: parsed.as_ref().map(|p| p.name.clone()).unwrap_or_default(),
+            agent: parsed.and_then(|p| p.agent),
+            ts: now_ts(),
+            reason: Some(reason),
+            failure: None,
+            request: None,
+        };
+        self.publish_state(status).await;
+    }
+
+    /// Registers (or re-registers) the job in this host's registry.
+    fn prepare(&self, job: &JobId, request: &JobRequest, attempt: u32) -> Result<Ready, String> {
+        let workdir = workdir_under(&self.me.root, request.workdir.as_deref())?;
+        let flags = JobFlags {
+            prompt: Some(request.prompt.clone()),
+            agent: request.agent.clone(),
+            name: Some(request.name.clone()),
+            workdir: Some(workdir),
+            workspace: None,
+        };
+        let mut spec = self
+            .config
+            .resolve_job(None, &flags)
+            .map_err(|e| e.to_string())?;
+        // Only agents this runner's configuration defines; argv, env and
+        // hooks never come from the request.
+        let agent = agents::resolve(&self.config, &spec.agent).map_err(|e| e.to_string())?;
+        if spec.prompt.trim().is_empty() && agent.command.iter().any(|a| a.contains("{prompt}")) {
+            return Err(format!("job `{}` has no prompt", spec.name));
+        }
+        spec.tmux = spec.tmux.with_current_server(&self.config.env);
+        let record = self.record(job, spec, agent.clone());
+        self.register(&record).map_err(|e| format!("{e:#}"))?;
+        let key = EventKey::from_hex(&record.event_key).unwrap_or_else(EventKey::generate);
+        let runtime = JobRuntime::new(record.spec.name.clone(), record.spec.workdir.clone(), key)
+            .with_screens(
+                crate::agents::screens::ScreenSet::compile(&agent.screens).unwrap_or_default(),
+            );
+        let config = JobConfig {
+            timeouts: record.spec.timeouts.clone(),
+            retry: record.spec.retry.clone(),
+            liveness: agent.liveness,
+            complete_on_exit: agent.complete_on_exit,
+            keep_failed: record.spec.tmux.keep_failed,
+            kill_grace: record.spec.tmux.kill_grace,
+            on_waiting: record.spec.on_waiting,
+            require_signature: self.config.require_signature,
+            first_attempt: attempt,
+        };
+        Ok(Ready {
+            job: job.clone(),
+            agent: agent.name,
+            runtime,
+            config,
+        })
+    }
+
+    fn record(&self, job: &JobId, spec: crate::config::job::JobSpec, agent: AgentDef) -> Record {
+        Record {
+            broker: Some(self.worker.clone()),
+            attempt: 0,
+            supervised: true,
+            agent: Some(agent),
+            supervisor_pid: i32::try_from(std::process::id()).ok(),
+            ..Record::new(job, spec, EventKey::generate().to_hex())
+        }
+    }
+
+    /// A job seen before on this host (a retry, a failover back) keeps its
+    /// history; its record is replaced.
+    fn register(&self, record: &Record) -> anyhow::Result<()> {
+        let id = JobId::parse(&record.id)?;
+        if self.registry.exists(&id) {
+            self.registry.update(&id, |r| {
+                let attempts = std::mem::take(&mut r.attempts);
+                *r = record.clone();
+                r.attempts = attempts;
+            })?;
+            Ok(())
+        } else {
+            self.registry.create(record)
+        }
+    }
+
+    /// Claims the job (its state names this runner and the attempt) and
+    /// starts it when a slot is free.
+    async fn claim(&mut self, ready: Ready) {
+        let Some(held) = self.held.get(&ready.job) else {
+            return;
+        };
+        let status = self.status_of(&ready.job, held, states::QUEUED);
+        self.publish_state(status).await;
+        self.waiting.push_back(ready);
+        self.start_ready();
+    }
+
+    fn start_ready(&mut self) {
+        while self.active.len() < self.me.max_parallel as usize {
+            let Some(ready) = self.waiting.pop_front() else {
+                return;
+            };
+            self.active.insert(ready.job.clone());
+            let _ = self.intake.send(Intake::Add {
+                job: ready.job,
+                agent: ready.agent,
+                runtime: Box::new(ready.runtime),
+                config: ready.config,
+            });
+        }
+    }
+
+    /// A transition of a local job, published unless the job was taken
+    /// over (then only its slot is freed).
+    async fn on_note(&mut self, note: Note) {
+        if note.to.is_finished() {
+            self.active.remove(&note.job);
+        }
+        if let Some(held) = self.held.get_mut(&note.job) {
+            // A local retry is the next attempt: the fencing token follows.
+            held.attempt = held.attempt.max(note.attempt);
+            let mut status = self.status_of(&note.job, &self.held[&note.job], note.to.as_str());
+            status.reason = note.reason;
+            status.failure = note.failure.map(|f| f.kind);
+            self.publish_state(status).await;
+        }
+        if note.to.is_finished() {
+            self.held.remove(&note.job);
+            self.start_ready();
+        }
+    }
+
+    async fn on_presence(&mut self, name: &str, payload: &[u8]) {
+        if payload.is_empty() {
+            self.presences.remove(name);
+            return;
+        }
+        let Ok(presence) = serde_json::from_slice::<Presence>(payload) else {
+            return;
+        };
+        let went_offline =
+            !presence.online() && self.presences.get(name).is_none_or(Presence::online);
+        tracing::info!(
+            "runner {name} is {} (pool {})",
+            presence.status,
+            presence.pool
+        );
+        self.presences.insert(name.to_owned(), presence.clone());
+        if went_offline && name != self.me.name && presence.pool == self.me.pool {
+            self.take_over(name).await;
+        }
+    }
+
+    /// Whether this runner is the one that re-offers a dead runner's jobs:
+    /// the lowest-named live runner of the pool (every runner computes the
+    /// same answer from the same retained presences).
+    fn leads_pool(&self) -> bool {
+        self.presences
+            .values()
+            .filter(|p| p.online() && p.pool == self.me.pool)
+            .map(|p| p.runner.as_str())
+            .chain(std::iter::once(self.me.name.as_str()))
+            .min()
+            == Some(self.me.name.as_str())
+    }
+
+    /// Offers the unfinished jobs of a runner that went offline again, with
+    /// the next attempt number. A job that ended before its runner died is
+    /// settled by its retained terminal state and left alone.
+    async fn take_over(&mut self, dead: &str) {
+        if !self.leads_pool() {
+            tracing::info!(
+                "runner {dead} went offline; another runner of the pool re-offers its jobs"
+            );
+            return;
+        }
+        let orphans: Vec<JobStatus> = self
+            .states
+            .values()
+            .filter(|s| s.runner.as_deref() == Some(dead) && !s.is_terminal())
+            .cloned()
+            .collect();
+        for orphan in orphans {
+            let Some(request) = orphan.request.clone() else {
+                continue;
+            };
+            let attempt = orphan.attempt + 1;
+            eprintln!(
+                "runner {}: {dead} went offline; offering job {} again as attempt {attempt}",
+                self.me.name, orphan.job
+            );
+            let mut status = orphan.clone();
+            status.state = states::REQUEUED.into();
+            status.attempt = attempt;
+            status.runner = None;
+            status.ts = now_ts();
+            status.reason = Some(format!("runner {dead} went offline"));
+            self.publish_state(status).await;
+            let offer = Offer { request, attempt };
+            let payload = serde_json::to_vec(&offer).unwrap_or_default();
+            self.publish(
+                topics::pool_topic(&self.prefix, &self.me.pool),
+                payload,
+                false,
+            )
+            .await;
+        }
+    }
+
+    /// `kill ID` from any host: only the job's runner acts, and only on a
+    /// control signed by a trusted submitter (or, with none configured,
+    /// whoever the ACL let publish it).
+    async fn on_control(&mut self, job: JobId, payload: &[u8]) {
+        let Ok(serde_json::Value::Object(object)) = serde_json::from_slice(payload) else {
+            return;
+        };
+        if !self.held.contains_key(&job) {
+            return;
+        }
+        if let Verdict::Refused(why) = message::verify(&object, &self.me.trusted) {
+            eprintln!(
+                "runner {}: refused a control for job {job}: {why}",
+                self.me.name
+            );
+            return;
+        }
+        let Ok(control) = serde_json::from_value::<Control>(serde_json::Value::Object(object))
+        else {
+            return;
+        };
+        if control.action != "kill" || control.job != job.as_str() {
+            return;
+        }
+        let reason = "cancelled by `tmux-delegate kill` from the fleet".to_owned();
+        if self.active.contains(&job) {
+            let _ = self.intake.send(Intake::Cancel { job, reason });
+        } else if let Some(held) = self.held.remove(&job) {
+            self.waiting.retain(|r| r.job != job);
+            let mut status = self.status_of(&job, &held, JobState::Cancelled.as_str());
+            status.reason = Some(reason);
+            self.publish_state(status).await;
+        }
+    }
+}
+
+/// Reads the runner's settings: flags over `[fleet]` over defaults.
+pub fn settings(
+    config: &Config,
+    pool: Option<String>,
+    name: Option<String>,
+    max_parallel: Option<u32>,
+) -> Result<RunnerSettings, Failure> {
+    let fleet = &config.fleet;
+    let pool = pool
+        .or_else(|| fleet.pool.clone())
+        .unwrap_or_else(|| super::settings::DEFAULT_POOL.to_owned());
+    super::settings::check_name(&pool).map_err(|e| config_error(format!("--pool: {e}")))?;
+    let name = match name.or_else(|| fleet.name.clone()) {
+        Some(name) => name,
+        None => host_name(),
+    };
+    super::settings::check_name(&name).map_err(|e| {
+        config_error(format!("runner name: {e}")).help("pass --name NAME or set `fleet.name`")
+    })?;
+    let max_parallel = max_parallel.or(fleet.max_parallel).unwrap_or(4);
+    if max_parallel == 0 {
+        return Err(config_error("--max-parallel must be at least 1"));
+    }
+    let root = fleet.root.clone().unwrap_or_else(|| config.env.cwd.clone());
+    if !root.is_dir() {
+        return Err(config_error(format!(
+            "the runner's root {} is not a directory",
+            root.display()
+        ))
+        .help("fix `fleet.root` in tmux-delegate.toml"));
+    }
+    Ok(RunnerSettings {
+        name,
+        pool,
+        max_parallel,
+        root,
+        trusted: fleet.trusted_keys(),
+    })
+}
+
+/// The host name, made a valid runner name.
+fn host_name() -> String {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    let name: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    if name.is_empty() {
+        "runner".into()
+    } else {
+        name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workdirs_stay_under_the_root() {
+        let root = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(root.path().join("app")).expect("mkdir");
+        let real = root.path().canonicalize().expect("canonical");
+        assert_eq!(
+            workdir_under(root.path(), None),
+            Ok(root.path().to_path_buf())
+        );
+        assert_eq!(
+            workdir_under(root.path(), Some("app")),
+            Ok(real.join("app"))
+        );
+        for bad in ["/etc", "../x", "app/../../x", "missing"] {
+            assert!(
+                workdir_under(root.path(), Some(bad)).is_err(),
+                "{bad} accepted"
+            );
+        }
+        let outside = tempfile::tempdir().expect("tempdir");
+        std::os::unix::fs::symlink(outside.path(), root.path().join("link")).expect("symlink");
+        assert!(workdir_under(root.path(), Some("link")).is_err());
+    }
+}

@@ -1,0 +1,309 @@
+//! `submit`: hands jobs to a pool from any host (no tmux needed). Each job
+//! gets its retained state `submitted` (with the signed request, so a
+//! runner can offer it again) and one offer on the pool's topic; `--wait`
+//! follows the retained states until every job has ended.
+
+use super::message::{states, JobRequest, JobStatus, Offer};
+use super::topics;
+use crate::config::job::{load_job_file, JobFile, JobFlags};
+use crate::config::{BrokerSettings, Config};
+use crate::error::{config_error, Exit, Failure};
+use crate::mqtt::client::{Publisher, Subscriber};
+use crate::mqtt::connect::ConnectOptions;
+use crate::mqtt::event::now_ts;
+use crate::mqtt::sign::EventKey;
+use crate::mqtt::topic::JobId;
+use crate::registry::new_job_id;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What `submit` was asked.
+pub struct SubmitRequest {
+    pub specs: Vec<PathBuf>,
+    pub flags: JobFlags,
+    pub pool: Option<String>,
+    pub wait: bool,
+    pub timeout: Option<Duration>,
+    pub json: bool,
+}
+
+pub async fn run(config: &Config, asked: SubmitRequest) -> anyhow::Result<Exit> {
+    let broker = fleet_broker(config)?;
+    let pool = asked
+        .pool
+        .clone()
+        .or_else(|| config.fleet.pool.clone())
+        .unwrap_or_else(|| super::settings::DEFAULT_POOL.to_owned());
+    super::settings::check_name(&pool).map_err(|e| config_error(format!("--pool: {e}")))?;
+    let key = config.fleet.submitter_key()?;
+    let requests = requests(&asked, &pool)?;
+    let ids: Vec<JobId> = requests
+        .iter()
+        .map(|r| JobId::parse(&r.id))
+        .collect::<Result<_, _>>()?;
+    // Subscribed before anything is offered: no end is missed. One filter
+    // for every job (a subscription per job would not scale to thousands).
+    let follower = if asked.wait {
+        let filters = vec![topics::all_states_filter(&broker.topic_prefix)];
+        let subscriber =
+            Subscriber::connect(&broker, &ConnectOptions::new("submit-wait"), filters).await?;
+        Some(Following::start(subscriber))
+    } else {
+        None
+    };
+    let mut publisher = Publisher::connect(&broker, &ConnectOptions::new("submit")).await?;
+    for request in &requests {
+        offer(&mut publisher, &broker, request, key.as_ref()).await?;
+        println!("{}", request.id);
+    }
+    publisher.close().await;
+    match follower {
+        Some(follower) => wait_for(follower, &broker, ids, asked.timeout, asked.json).await,
+        None => Ok(Exit::Success),
+    }
+}
+
+/// The observer connection: a submitter needs no worker credential.
+pub fn fleet_broker(config: &Config) -> Result<BrokerSettings, Failure> {
+    config.observer_broker()?.ok_or_else(|| {
+        config_error("the fleet needs a broker: none is configured").help(
+            "set MQTT_BROKER (and MQTT_PORT, ...), or `host` in [broker] of tmux-delegate.toml",
+        )
+    })
+}
+
+/// One request per job of the spec files (or one from the flags alone).
+fn requests(asked: &SubmitRequest, pool: &str) -> Result<Vec<JobRequest>, Failure> {
+    let mut files = Vec::new();
+    for path in &asked.specs {
+        files.extend(load_job_file(path)?);
+    }
+    if files.is_empty() {
+        files.push(JobFile::default());
+    }
+    files
+        .into_iter()
+        .map(|file| request(&asked.flags, file, pool))
+        .collect()
+}
+
+fn request(flags: &JobFlags, file: JobFile, pool: &str) -> Result<JobRequest, Failure> {
+    let prompt = flags.prompt.clone().or(file.prompt).unwrap_or_default();
+    if prompt.trim().is_empty() {
+        return Err(config_error("a submitted job has no prompt")
+            .help("pass --prompt TEXT, or set `prompt` in the job spec"));
+    }
+    let name = flags
+        .name
+        .clone()
+        .or(file.name)
+        .unwrap_or_else(|| name_from_prompt(&prompt));
+    let workdir = match flags.workdir.clone().or(file.workdir) {
+        Some(dir) if dir.is_absolute() => {
+            return Err(config_error(format!(
+                "workdir {} is absolute; a runner resolves workdirs under its own root",
+                dir.display()
+            ))
+            .help("give a path relative to the runners' `fleet.root`"))
+        }
+        Some(dir) => Some(dir.display().to_string()),
+        None => None,
+    };
+    Ok(JobRequest {
+        id: new_job_id(&name).to_string(),
+        name,
+        agent: flags.agent.clone().or(file.agent),
+        prompt,
+        workdir,
+        pool: pool.to_owned(),
+        submitted: now_ts(),
+    })
+}
+
+fn name_from_prompt(prompt: &str) -> String {
+    let words: Vec<String> = prompt
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(4)
+        .map(str::to_ascii_lowercase)
+        .collect();
+    if words.is_empty() {
+        "job".into()
+    } else {
+        words.join("-").chars().take(40).collect()
+    }
+}
+
+/// Publishes the job's `submitted` state, then its offer (in this order on
+/// one connection: a runner judges the offer against the state).
+async fn offer(
+    publisher: &mut Publisher,
+    broker: &BrokerSettings,
+    request: &JobRequest,
+    key: Option<&EventKey>,
+) -> Result<(), Failure> {
+    let signed = request.to_signed(key);
+    let id = JobId::parse(&request.id)?;
+    let status = JobStatus {
+        job: request.id.clone(),
+        state: states::SUBMITTED.into(),
+        attempt: 1,
+        runner: None,
+        pool: request.pool.clone(),
+        name: request.name.clone(),
+        agent: request.agent.clone(),
+        ts: now_ts(),
+        reason: None,
+        failure: None,
+        request: Some(signed.clone()),
+    };
+    let wait = broker.connect_timeout;
+    publisher
+        .publish(
+            &topics::state_topic(&broker.topic_prefix, &id),
+            status.encode(),
+            true,
+            wait,
+        )
+        .await?;
+    let offer = Offer {
+        request: signed,
+        attempt: 1,
+    };
+    publisher
+        .publish(
+            &topics::pool_topic(&broker.topic_prefix, &request.pool),
+            serde_json::to_vec(&offer).unwrap_or_default(),
+            false,
+            wait,
+        )
+        .await?;
+    Ok(())
+}
+
+/// Follows the jobs' retained states until each has ended: 0 when all
+/// completed, 1 when any failed, was cancelled or refused, 124 when one
+/// timed out (and none failed) or `--timeout` passed.
+pub async fn wait_for(
+    mut follower: Following,
+    broker: &BrokerSettings,
+    ids: Vec<JobId>,
+    timeout: Option<Duration>,
+    json: bool,
+) -> anyhow::Result<Exit> {
+    let mut ends: HashMap<JobId, String> = HashMap::new();
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    while ends.len() < ids.len() {
+        let message = match deadline {
+            Some(at) => match tokio::time::timeout_at(at, follower.next()).await {
+                Ok(message) => message,
+                Err(_) => {
+                    eprintln!(
+                        "error: {} of {} job(s) still unfinished after the timeout",
+                        ids.len() - ends.len(),
+                        ids.len()
+                    );
+                    follower.close().await;
+                    return Ok(Exit::TimedOut);
+                }
+            },
+            None => follower.next().await,
+        };
+        let Some(message) = message else {
+            return Err(
+                crate::error::broker_error("lost the subscription to the job states").into(),
+            );
+        };
+        let Some(topics::Topic::State(job)) =
+            topics::classify(&broker.topic_prefix, &message.topic)
+        else {
+            continue;
+        };
+        let Some(status) = JobStatus::decode(&message.payload) else {
+            continue;
+        };
+        if !ids.contains(&job) {
+            continue;
+        }
+        if json {
+            println!("{}", String::from_utf8_lossy(&status.encode()));
+        }
+        if status.is_terminal() && !ends.contains_key(&job) {
+            if !json {
+                eprintln!(
+                    "{job}: {} (attempt {}{}){}",
+                    status.state,
+                    status.attempt,
+                    status
+                        .runner
+                        .as_deref()
+                        .map(|r| format!(" on {r}"))
+                        .unwrap_or_default(),
+                    status
+                        .reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                );
+            }
+            ends.insert(job, status.state);
+        }
+    }
+    follower.close().await;
+    let any = |state: &str| ends.values().any(|s| s == state);
+    Ok(
+        if any("failed") || any("cancelled") || any(states::REFUSED) {
+            Exit::JobFailed
+        } else if any("timed_out") {
+            Exit::TimedOut
+        } else {
+            Exit::Success
+        },
+    )
+}
+
+/// A subscription read without pause in its own task: while this process
+/// publishes thousands of offers, the broker's queue for the follower
+/// (Mosquitto: `max_queued_messages`, 1000 by default) must never fill up,
+/// or states would be dropped.
+pub struct Following {
+    messages: tokio::sync::mpsc::UnboundedReceiver<crate::mqtt::client::Message>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Following {
+    pub fn start(subscriber: Subscriber) -> Following {
+        let (tx, messages) = tokio::sync::mpsc::unbounded_channel();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let mut subscriber = subscriber;
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    message = subscriber.next() => {
+                        if tx.send(message).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            subscriber.disconnect().await;
+        });
+        Following {
+            messages,
+            stop,
+            task,
+        }
+    }
+
+    pub async fn next(&mut self) -> Option<crate::mqtt::client::Message> {
+        self.messages.recv().await
+    }
+
+    pub async fn close(self) {
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+    }
+}

@@ -1,0 +1,491 @@
+//! The fleet end to end: runners as separate processes, each with its own
+//! tmux server (private socket) and registry — separate hosts in all but
+//! the kernel — against one Mosquitto with TLS, passwords and the ACL that
+//! `broker setup --fleet` writes; jobs handed in with `submit` from another
+//! "host" that has only the submitter's broker settings.
+
+mod common;
+
+use common::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One runner host. Fields drop in order: the runner first, then its tmux
+/// server (while its socket directory still exists).
+struct Host {
+    runner: Option<Lines>,
+    tmux: TmuxServer,
+    home: PathBuf,
+    name: String,
+    /// Where its fake agents write `start|end JOB NANOS`.
+    log: PathBuf,
+}
+
+impl Host {
+    fn td(&self, vars: &[(&str, &str)]) -> std::process::Command {
+        let tmpdir = self.tmux.tmpdir.display().to_string();
+        let mut all = vec![("TMUX_TMPDIR", tmpdir.as_str())];
+        all.extend_from_slice(vars);
+        td(&self.home, &all)
+    }
+
+    /// Starts its runner and waits until it takes jobs.
+    fn start(&mut self, max_parallel: u32) {
+        let mut runner = Lines::spawn(self.td(&[]).args([
+            "runner",
+            "--name",
+            &self.name,
+            "--max-parallel",
+            &max_parallel.to_string(),
+        ]));
+        assert!(
+            runner.wait_line("trusted submitter key", Duration::from_secs(30)),
+            "runner {} did not start: {:?}",
+            self.name,
+            runner.stderr
+        );
+        self.runner = Some(runner);
+    }
+
+    /// (job, start, end) of every agent run on this host, in nanoseconds.
+    fn runs(&self) -> Vec<(String, u128, Option<u128>)> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let mut runs: BTreeMap<String, Vec<(u128, Option<u128>)>> = BTreeMap::new();
+        for line in text.lines() {
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            let [what, job, at] = parts[..] else { continue };
+            let at: u128 = at.parse().expect("nanos");
+            let entry = runs.entry(job.to_owned()).or_default();
+            match what {
+                "start" => entry.push((at, None)),
+                _ => {
+                    if let Some(open) = entry.iter_mut().rev().find(|r| r.1.is_none()) {
+                        open.1 = Some(at);
+                    }
+                }
+            }
+        }
+        runs.into_iter()
+            .flat_map(|(job, list)| list.into_iter().map(move |(s, e)| (job.clone(), s, e)))
+            .collect()
+    }
+
+    /// The most agents this host ran at the same time.
+    fn peak_parallel(&self) -> usize {
+        let mut edges: Vec<(u128, i32)> = Vec::new();
+        for (_, start, end) in self.runs() {
+            edges.push((start, 1));
+            edges.push((end.unwrap_or(u128::MAX), -1));
+        }
+        // An end before a start at the same instant.
+        edges.sort();
+        let (mut now, mut peak) = (0_i32, 0_i32);
+        for (_, delta) in edges {
+            now += delta;
+            peak = peak.max(now);
+        }
+        usize::try_from(peak).unwrap_or(0)
+    }
+}
+
+/// Fields drop in order: hosts (runners, tmux), then the broker, then files.
+struct Fleet {
+    hosts: Vec<Host>,
+    submitter: PathBuf,
+    _broker: Guard,
+    bundle: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Fleet {
+    /// `broker setup --fleet`, Mosquitto on its own configuration, and
+    /// `runners` hosts whose fake agent sleeps as many seconds as its
+    /// prompt says.
+    fn new(runners: usize) -> Fleet {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Mosquitto, started as root, drops to the `mosquitto` user, which
+        // must be able to walk into the bundle.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let bundle = dir.path().join("bundle");
+        let port = free_port();
+        let setup_home = dir.path().join("setup");
+        std::fs::create_dir_all(&setup_home).expect("home");
+        let out = run(td(&setup_home, &[])
+            .args(["broker", "setup"])
+            .arg(&bundle)
+            .args([
+                "--host",
+                "localhost",
+                "--add-localhost",
+                "--bind",
+                "127.0.0.1",
+            ])
+            .args(["--port", &port.to_string(), "--fleet"]));
+        assert!(out.status.success(), "setup: {}", text(&out.stderr));
+        let broker = start_broker(&bundle.join("mosquitto/mosquitto.conf"), port);
+        let runner_config = std::fs::read_to_string(bundle.join("runner.toml")).expect("runner");
+        let mut hosts = Vec::new();
+        for i in 0..runners {
+            let name = format!("r{i}");
+            let home = dir.path().join(&name);
+            std::fs::create_dir_all(&home).expect("host");
+            let tmux = TmuxServer::named(
+                &home,
+                &format!("td-fleet-{}-{}-{name}", std::process::id(), port),
+            );
+            let log = home.join("agent.log");
+            let agent = script(
+                &home.join("agent.sh"),
+                &format!(
+                    "echo \"start $DELEGATE_JOB_ID $(date +%s%N)\" >> {log}\n\
+                     sleep \"$1\"\n\
+                     echo \"end $DELEGATE_JOB_ID $(date +%s%N)\" >> {log}",
+                    log = log.display()
+                ),
+            );
+            let config = format!(
+                "{runner_config}\n\
+                 [defaults.tmux]\nsocket = \"{}\"\nsession = \"fleet\"\nkeep_failed = false\nkill_grace = \"1s\"\n\
+                 [defaults.timeouts]\nstart = \"30s\"\n\
+                 [agents.fake]\ncommand = [\"{}\", \"{{prompt}}\"]\ncomplete_on_exit = true\n",
+                tmux.socket,
+                agent.display()
+            );
+            std::fs::write(home.join("tmux-delegate.toml"), config).expect("config");
+            hosts.push(Host {
+                runner: None,
+                tmux,
+                home,
+                name,
+                log,
+            });
+        }
+        let submitter = dir.path().join("submitter");
+        std::fs::create_dir_all(&submitter).expect("submitter");
+        std::fs::copy(
+            bundle.join("submitter.toml"),
+            submitter.join("tmux-delegate.toml"),
+        )
+        .expect("submitter config");
+        Fleet {
+            hosts,
+            submitter,
+            _broker: broker,
+            bundle,
+            dir,
+        }
+    }
+
+    /// `count` jobs whose agent runs `secs` seconds.
+    fn jobs_file(&self, name: &str, count: usize, secs: &str) -> PathBuf {
+        let mut text = String::new();
+        for i in 0..count {
+            text.push_str(&format!(
+                "[[jobs]]\nname = \"{name}-{i}\"\nagent = \"fake\"\nprompt = \"{secs}\"\n\n"
+            ));
+        }
+        let path = self.submitter.join(format!("{name}.toml"));
+        std::fs::write(&path, text).expect("jobs");
+        path
+    }
+
+    fn submit(&self, args: &[&str]) -> Lines {
+        Lines::spawn(td(&self.submitter, &[]).arg("submit").args(args))
+    }
+}
+
+fn start_broker(conf: &Path, port: u16) -> Guard {
+    let log = std::fs::File::create(conf.with_extension("log")).expect("log");
+    let mut guard = Guard(Some(
+        std::process::Command::new(mosquitto_bin())
+            .arg("-c")
+            .arg(conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("mosquitto"),
+    ));
+    let up = wait_for(Duration::from_secs(10), || {
+        if let Ok(Some(status)) = guard.child().try_wait() {
+            panic!(
+                "mosquitto exited with {status}: {}",
+                std::fs::read_to_string(conf.with_extension("log")).unwrap_or_default()
+            );
+        }
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    assert!(up.is_some(), "mosquitto did not listen");
+    guard
+}
+
+#[test]
+fn thirty_jobs_over_three_runners_each_complete_exactly_once() {
+    let mut fleet = Fleet::new(3);
+    for host in &mut fleet.hosts {
+        host.start(2);
+    }
+    let jobs = fleet.jobs_file("job", 30, "0.3");
+    let mut submit = fleet.submit(&[jobs.to_str().expect("utf-8"), "--wait", "--timeout", "240"]);
+    let status = submit.finish(Duration::from_secs(300));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "submit --wait: {:?}\n{:?}",
+        submit.stdout,
+        submit.stderr
+    );
+    let ids: BTreeSet<String> = submit.stdout.iter().cloned().collect();
+    assert_eq!(ids.len(), 30, "{:?}", submit.stdout);
+    let mut ran: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for host in &fleet.hosts {
+        let runs = host.runs();
+        assert!(!runs.is_empty(), "runner {} ran nothing", host.name);
+        for (job, _, end) in runs {
+            assert!(end.is_some(), "job {job} on {} never ended", host.name);
+            ran.entry(job).or_default().push(host.name.clone());
+        }
+        let peak = host.peak_parallel();
+        assert!(peak <= 2, "runner {} ran {peak} agents at once", host.name);
+    }
+    assert_eq!(ran.keys().cloned().collect::<BTreeSet<_>>(), ids);
+    for (job, hosts) in &ran {
+        assert_eq!(hosts.len(), 1, "job {job} ran on {hosts:?}");
+    }
+    // The submitter's wait said so too: one `completed` line per job.
+    let completed = submit
+        .stderr
+        .iter()
+        .filter(|l| l.contains(": completed (attempt 1 on r"))
+        .count();
+    assert_eq!(completed, 30, "{:?}", submit.stderr);
+    let _ = (&fleet.bundle, &fleet.dir);
+}
+
+#[test]
+fn a_dead_runners_unfinished_jobs_run_again_elsewhere_and_its_finished_one_does_not() {
+    let mut fleet = Fleet::new(3);
+    fleet.hosts[0].start(2);
+    // r0 alone: it completes one job, then takes two slow ones.
+    let quick = fleet.jobs_file("quick", 1, "0.1");
+    let mut done = fleet.submit(&[quick.to_str().expect("utf-8"), "--wait", "--timeout", "60"]);
+    assert_eq!(
+        done.finish(Duration::from_secs(90)).code(),
+        Some(0),
+        "{:?}",
+        done.stderr
+    );
+    let quick_id = done.stdout[0].clone();
+    let slow = fleet.jobs_file("slow", 2, "4");
+    let mut waiting = fleet.submit(&[slow.to_str().expect("utf-8"), "--wait", "--timeout", "120"]);
+    assert!(
+        waiting.wait_line("slow-1", Duration::from_secs(30)),
+        "{:?}",
+        waiting.stderr
+    );
+    let slow_ids: Vec<String> = waiting.stdout.clone();
+    let both_running = wait_for(Duration::from_secs(30), || {
+        let runs = fleet.hosts[0].runs();
+        slow_ids
+            .iter()
+            .all(|id| runs.iter().any(|(job, _, _)| job == id))
+            .then_some(())
+    });
+    assert!(both_running.is_some(), "r0 never ran both slow jobs");
+    fleet.hosts[1].start(2);
+    fleet.hosts[2].start(2);
+    // r0's host dies: its runner (SIGKILL) and its tmux server with the agents.
+    let killed_at = std::time::Instant::now();
+    if let Some(runner) = fleet.hosts[0].runner.as_mut() {
+        runner.guard.child().kill().expect("SIGKILL r0");
+    }
+    let _ = fleet.hosts[0].tmux.command(&["kill-server"]).output();
+    let status = waiting.finish(Duration::from_secs(150));
+    if status.code() != Some(0) {
+        let mut logs = String::new();
+        for host in &mut fleet.hosts[1..] {
+            if let Some(runner) = host.runner.as_mut() {
+                runner.wait_line("\u{0}", Duration::from_secs(1));
+                logs.push_str(&format!("{}: {:?}\n", host.name, runner.stderr));
+            }
+        }
+        panic!("submit --wait: {status}\n{:?}\n{logs}", waiting.stderr);
+    }
+    let elapsed = killed_at.elapsed();
+    // 4 s of agent each, started within 30 s of the death.
+    assert!(elapsed < Duration::from_secs(60), "took {elapsed:?}");
+    for id in &slow_ids {
+        let line = waiting
+            .stderr
+            .iter()
+            .find(|l| l.starts_with(&format!("{id}: completed")))
+            .unwrap_or_else(|| panic!("no end for {id}: {:?}", waiting.stderr));
+        assert!(
+            line.contains("(attempt 2 on r1") || line.contains("(attempt 2 on r2"),
+            "{line}"
+        );
+        let reruns: Vec<&str> = fleet.hosts[1..]
+            .iter()
+            .flat_map(|h| h.runs().into_iter().map(move |r| (h.name.clone(), r)))
+            .filter(|(_, (job, _, end))| job == id && end.is_some())
+            .map(|_| "run")
+            .collect();
+        assert_eq!(
+            reruns.len(),
+            1,
+            "{id} completed {} times elsewhere",
+            reruns.len()
+        );
+    }
+    // The attempts on r0 never finished, and the completed job stayed done.
+    assert!(fleet.hosts[0]
+        .runs()
+        .iter()
+        .filter(|(job, _, _)| slow_ids.contains(job))
+        .all(|(_, _, end)| end.is_none()));
+    for host in &fleet.hosts[1..] {
+        assert!(
+            !host.runs().iter().any(|(job, _, _)| *job == quick_id),
+            "{quick_id} ran again on {}",
+            host.name
+        );
+    }
+}
+
+impl Fleet {
+    /// Another host with only broker settings: the submitter's, under
+    /// `user`'s credential, signing with the submitter key or not.
+    fn client_host(&self, name: &str, user: &str, signing: bool) -> PathBuf {
+        let home = self.dir.path().join(name);
+        std::fs::create_dir_all(&home).expect("host");
+        let config = std::fs::read_to_string(self.bundle.join("submitter.toml"))
+            .expect("submitter config")
+            .replace(
+                "username = \"submitter\"",
+                &format!("username = \"{user}\""),
+            )
+            .replace("/submitter.pass", &format!("/{user}.pass"))
+            .lines()
+            .filter(|l| signing || !l.starts_with("submitter_key_file"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(home.join("tmux-delegate.toml"), config).expect("config");
+        home
+    }
+}
+
+/// `status --json` of one fleet job, from `home`.
+fn fleet_state(home: &Path, id: &str) -> Option<serde_json::Value> {
+    let out = run(td(home, &[]).args(["status", id, "--json"]));
+    if !out.status.success() {
+        return None;
+    }
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).ok()?;
+    rows.into_iter().next()
+}
+
+fn wait_state(home: &Path, id: &str, state: &str, attempt: u64) -> serde_json::Value {
+    wait_for(Duration::from_secs(60), || {
+        fleet_state(home, id).filter(|s| s["state"] == state && s["attempt"] == attempt)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{id} never {state} at attempt {attempt}: {:?}",
+            fleet_state(home, id)
+        )
+    })
+}
+
+#[test]
+fn a_fourth_host_lists_watches_kills_and_retries_and_other_credentials_are_refused() {
+    let mut fleet = Fleet::new(2);
+    fleet.hosts[0].start(2);
+    fleet.hosts[1].start(2);
+    let observer = fleet.client_host("observer", "submitter", true);
+    let quick = fleet.jobs_file("quick", 1, "0.1");
+    let mut done = fleet.submit(&[quick.to_str().expect("utf-8"), "--wait", "--timeout", "60"]);
+    assert_eq!(
+        done.finish(Duration::from_secs(90)).code(),
+        Some(0),
+        "{:?}",
+        done.stderr
+    );
+    let quick_id = done.stdout[0].clone();
+    let slow = fleet.jobs_file("slow", 1, "60");
+    let mut submitted = fleet.submit(&[slow.to_str().expect("utf-8")]);
+    assert_eq!(submitted.finish(Duration::from_secs(30)).code(), Some(0));
+    let slow_id = submitted.stdout[0].clone();
+
+    // status: every job with state, runner and attempt, from retained state.
+    let running = wait_state(&observer, &slow_id, "running", 1);
+    assert!(
+        running["runner"]
+            .as_str()
+            .is_some_and(|r| r.starts_with('r')),
+        "{running}"
+    );
+    let out = run(td(&observer, &[]).args(["status", "--json"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("json");
+    let quick_row = all
+        .iter()
+        .find(|r| r["id"] == quick_id.as_str())
+        .expect("quick listed");
+    assert_eq!(quick_row["state"], "completed");
+    assert_eq!(quick_row["attempt"], 1);
+    assert!(all.iter().any(|r| r["id"] == slow_id.as_str()));
+    // watch --all: every job's events reach this host too (seen below).
+    let mut watch = Lines::spawn(td(&observer, &[]).args(["watch", "--all", "--json"]));
+    assert!(
+        watch.wait_line("watching", Duration::from_secs(20)),
+        "{:?}",
+        watch.stderr
+    );
+
+    // A credential without the submitter's ACL can neither submit nor kill.
+    let intruder = fleet.client_host("intruder", "claude-worker", true);
+    let out = run(td(&intruder, &[]).args(["submit", "--prompt", "1", "--agent", "fake"]));
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let out = run(td(&intruder, &[]).args(["kill", &slow_id]));
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert_eq!(
+        wait_state(&observer, &slow_id, "running", 1)["state"],
+        "running"
+    );
+
+    // kill: the owning runner stops it.
+    let out = run(td(&observer, &[]).args(["kill", &slow_id]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    wait_state(&observer, &slow_id, "cancelled", 1);
+
+    // retry: a finished job runs again, as attempt 2.
+    let out = run(td(&observer, &[]).args(["retry", &quick_id]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    wait_state(&observer, &quick_id, "completed", 2);
+    assert!(
+        watch.wait_line("\"attempt\":2", Duration::from_secs(20)),
+        "watch --all saw no event of attempt 2: {:?}",
+        watch.stdout
+    );
+
+    // An unsigned submission is refused by runners that trust keys.
+    let unsigned = fleet.client_host("unsigned", "submitter", false);
+    let out = run(td(&unsigned, &[]).args([
+        "submit",
+        "--prompt",
+        "1",
+        "--agent",
+        "fake",
+        "--wait",
+        "--timeout",
+        "30",
+    ]));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("refused"),
+        "{}",
+        text(&out.stderr)
+    );
+}
