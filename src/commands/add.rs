@@ -11,7 +11,7 @@ use super::run::new_record;
 use crate::agents;
 use crate::agents::AgentDef;
 use crate::cli::AddArgs;
-use crate::config::job::{load_job_file, JobFile, JobFlags, JobSpec};
+use crate::config::job::{JobFlags, JobSpec};
 use crate::config::{BrokerSettings, Config, Env, TmuxSettings};
 use crate::error::{config_error, Exit};
 use crate::registry::{JobState, Record, Registry};
@@ -86,17 +86,7 @@ fn resolve_jobs(
     flags: &JobFlags,
     specs: &[PathBuf],
 ) -> anyhow::Result<(Vec<(JobSpec, AgentDef)>, Vec<Wants>)> {
-    let mut files: Vec<(Option<PathBuf>, JobFile)> = Vec::new();
-    for path in specs {
-        files.extend(
-            load_job_file(path)?
-                .into_iter()
-                .map(|f| (Some(path.clone()), f)),
-        );
-    }
-    if files.is_empty() {
-        files.push((None, JobFile::default()));
-    }
+    let files = crate::config::job::load_job_files(specs)?;
     let mut jobs = Vec::new();
     let mut wants = Vec::new();
     for (path, file) in files {

@@ -5,7 +5,7 @@
 
 use crate::agents::{self, AgentDef};
 use crate::cli::RunArgs;
-use crate::config::job::{load_job_file, JobFile, JobFlags, JobSpec};
+use crate::config::job::{JobFlags, JobSpec};
 use crate::config::{BrokerSettings, Config, Env};
 use crate::error::{config_error, Exit, Failure};
 use crate::mqtt::client::Subscriber;
@@ -127,17 +127,7 @@ fn resolve_jobs(
     Vec<(JobSpec, AgentDef, Option<crate::workspace::Checked>)>,
     Vec<super::queue_plan::Wants>,
 )> {
-    let mut files: Vec<(Option<PathBuf>, JobFile)> = Vec::new();
-    for path in specs {
-        files.extend(
-            load_job_file(path)?
-                .into_iter()
-                .map(|f| (Some(path.clone()), f)),
-        );
-    }
-    if files.is_empty() {
-        files.push((None, JobFile::default()));
-    }
+    let files = crate::config::job::load_job_files(specs)?;
     let mut jobs = Vec::new();
     let mut wants = Vec::new();
     for (path, file) in files {

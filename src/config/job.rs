@@ -86,6 +86,23 @@ struct JobList {
     jobs: Vec<JobFile>,
 }
 
+/// Every job of the given spec files, each with its file; with no file,
+/// one job that flags alone describe.
+pub fn load_job_files(specs: &[PathBuf]) -> Result<Vec<(Option<PathBuf>, JobFile)>, Failure> {
+    let mut files: Vec<(Option<PathBuf>, JobFile)> = Vec::new();
+    for path in specs {
+        files.extend(
+            load_job_file(path)?
+                .into_iter()
+                .map(|f| (Some(path.clone()), f)),
+        );
+    }
+    if files.is_empty() {
+        files.push((None, JobFile::default()));
+    }
+    Ok(files)
+}
+
 /// Reads a job spec file: a single job, or a `[[jobs]]` list.
 pub fn load_job_file(path: &Path) -> Result<Vec<JobFile>, Failure> {
     let text = read_toml(path)?;

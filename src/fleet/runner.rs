@@ -547,22 +547,13 @@ impl Fleet {
         spec.tmux = spec.tmux.with_current_server(&self.config.env);
         let record = self.record(job, spec, agent.clone());
         self.register(&record).map_err(|e| format!("{e:#}"))?;
-        let key = EventKey::from_hex(&record.event_key).unwrap_or_else(EventKey::generate);
-        let runtime = JobRuntime::new(record.spec.name.clone(), record.spec.workdir.clone(), key)
-            .with_screens(
-                crate::agents::screens::ScreenSet::compile(&agent.screens).unwrap_or_default(),
-            );
-        let config = JobConfig {
-            timeouts: record.spec.timeouts.clone(),
-            retry: record.spec.retry.clone(),
-            liveness: agent.liveness,
-            complete_on_exit: agent.complete_on_exit,
-            keep_failed: record.spec.tmux.keep_failed,
-            kill_grace: record.spec.tmux.kill_grace,
-            on_waiting: record.spec.on_waiting,
-            require_signature: self.config.require_signature,
-            first_attempt: attempt,
-        };
+        let runtime = crate::supervisor::admit::runtime(job, &record, &agent);
+        let config = crate::supervisor::admit::job_config(
+            &record,
+            &agent,
+            self.config.require_signature,
+            attempt,
+        );
         Ok(Ready {
             job: job.clone(),
             agent: agent.name,
