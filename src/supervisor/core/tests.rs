@@ -952,3 +952,113 @@ fn a_signed_event_without_an_attempt_is_recorded_and_ignored() {
     h.event_with(3.0, EventKind::Completed, None, None, Signature::Unsigned);
     assert_eq!(h.state(), JobState::Completed);
 }
+
+// Tests below were written for mutants cargo-mutants found uncaught in
+// core.rs (docs/testing.md): each pins one comparison or guard.
+
+#[test]
+fn an_event_from_an_attempt_not_yet_launched_is_recorded_and_ignored() {
+    let mut h = Harness::new(config());
+    h.started(0.0);
+    h.event(1.0, EventKind::Completed, Some(2));
+    assert_eq!(h.state(), JobState::Running);
+    let ignored = h.effects().into_iter().any(|e| {
+        matches!(e, Effect::RecordEvent { ignored: Some(why), .. } if why.contains("not been launched"))
+    });
+    assert!(
+        ignored,
+        "the future attempt's event was not recorded as ignored"
+    );
+}
+
+#[test]
+fn inputs_about_an_older_attempt_do_not_touch_the_current_one() {
+    let mut h = Harness::new(config());
+    let job = h.job.clone();
+    h.started(0.0);
+    h.event(1.0, EventKind::Error, None);
+    h.input(
+        1.1,
+        Input::GroupGone {
+            job: job.clone(),
+            attempt: 1,
+        },
+    );
+    h.tick(1.1 + 10.0); // past the 5 s backoff ceiling: attempt 2 launches
+    assert_eq!(h.core.attempt(&job), Some(2));
+    h.event(12.0, EventKind::Started, Some(2));
+    h.effects();
+    for input in [
+        Input::LaunchFailed {
+            job: job.clone(),
+            attempt: 1,
+            reason: "old".into(),
+        },
+        Input::PaneDead {
+            job: job.clone(),
+            attempt: 1,
+            status: Some(1),
+        },
+        Input::WindowGone {
+            job: job.clone(),
+            attempt: 1,
+        },
+        Input::GroupGone {
+            job: job.clone(),
+            attempt: 1,
+        },
+    ] {
+        h.input(12.5, input);
+    }
+    h.tick(12.5 + 3.0); // past EXIT_SETTLE: a dead pane of attempt 2 would decide now
+    assert_eq!(h.state(), JobState::Running, "{:?}", h.actions());
+}
+
+#[test]
+fn the_core_lists_its_jobs_and_the_attempts_being_stopped() {
+    let mut h = Harness::new(config());
+    let job = h.job.clone();
+    h.started(0.0);
+    assert_eq!(h.core.job_ids().collect::<Vec<_>>(), vec![&job]);
+    assert_eq!(h.core.stopping().count(), 0);
+    assert!(!h.core.is_finished(&job));
+    h.event(1.0, EventKind::Completed, None);
+    assert_eq!(h.core.stopping().collect::<Vec<_>>(), vec![(&job, 1)]);
+    h.input(
+        1.1,
+        Input::GroupGone {
+            job: job.clone(),
+            attempt: 1,
+        },
+    );
+    assert_eq!(h.core.stopping().count(), 0);
+    assert!(h.core.is_finished(&job));
+}
+
+#[test]
+fn a_cancel_waits_the_whole_grace_before_sigkill() {
+    let mut h = Harness::new(config());
+    let job = h.job.clone();
+    h.started(0.0);
+    h.input(
+        10.0,
+        Input::Cancel {
+            job: job.clone(),
+            reason: "user".into(),
+        },
+    );
+    h.actions();
+    assert_eq!(h.core.poll_timeout(), Some(h.at(15.0)), "kill_grace is 5 s");
+    h.tick(14.9);
+    let kill = Effect::Signal {
+        job,
+        attempt: 1,
+        signal: StopSignal::Kill,
+    };
+    assert!(
+        !h.actions().contains(&kill),
+        "SIGKILL before the grace ended"
+    );
+    h.tick(15.0);
+    assert!(h.actions().contains(&kill));
+}
