@@ -6,7 +6,6 @@ mod common;
 use common::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 struct Bundle {
     _dir: tempfile::TempDir,
@@ -49,31 +48,7 @@ fn setup(extra: &[&str]) -> Bundle {
 
 /// Runs Mosquitto on the bundle's own configuration, unchanged.
 fn start(bundle: &Bundle) -> Guard {
-    start_conf(&bundle.bundle.join("mosquitto/mosquitto.conf"), bundle.port)
-}
-
-fn start_conf(conf: &Path, port: u16) -> Guard {
-    let log = std::fs::File::create(conf.with_extension("log")).expect("log");
-    let mut guard = Guard(Some(
-        std::process::Command::new(mosquitto_bin())
-            .arg("-c")
-            .arg(conf)
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("mosquitto"),
-    ));
-    let up = wait_for(Duration::from_secs(10), || {
-        if let Ok(Some(status)) = guard.child().try_wait() {
-            panic!(
-                "mosquitto exited with {status}: {}",
-                std::fs::read_to_string(conf.with_extension("log")).unwrap_or_default()
-            );
-        }
-        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-    });
-    assert!(up.is_some(), "mosquitto did not listen");
-    guard
+    start_mosquitto_conf(&bundle.bundle.join("mosquitto/mosquitto.conf"), bundle.port)
 }
 
 fn doctor(bundle: &Bundle, vars: &[(&str, &str)]) -> std::process::Output {
@@ -147,7 +122,7 @@ fn doctor_flags_an_open_broker_and_a_wrong_ca() {
         .collect::<String>()
         + "allow_anonymous true\n";
     std::fs::write(&conf, open).expect("open conf");
-    let _broker = start_conf(&conf, bundle.port);
+    let _broker = start_mosquitto_conf(&conf, bundle.port);
     let out = doctor(&bundle, &[]);
     let report = text(&out.stdout);
     assert_ne!(out.status.code(), Some(0), "{report}");

@@ -125,7 +125,7 @@ impl Fleet {
             ])
             .args(["--port", &port.to_string(), "--fleet"]));
         assert!(out.status.success(), "setup: {}", text(&out.stderr));
-        let broker = start_broker(&bundle.join("mosquitto/mosquitto.conf"), port);
+        let broker = start_mosquitto_conf(&bundle.join("mosquitto/mosquitto.conf"), port);
         let runner_config = std::fs::read_to_string(bundle.join("runner.toml")).expect("runner");
         let mut hosts = Vec::new();
         for i in 0..runners {
@@ -195,30 +195,6 @@ impl Fleet {
     fn submit(&self, args: &[&str]) -> Lines {
         Lines::spawn(td(&self.submitter, &[]).arg("submit").args(args))
     }
-}
-
-fn start_broker(conf: &Path, port: u16) -> Guard {
-    let log = std::fs::File::create(conf.with_extension("log")).expect("log");
-    let mut guard = Guard(Some(
-        std::process::Command::new(mosquitto_bin())
-            .arg("-c")
-            .arg(conf)
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("mosquitto"),
-    ));
-    let up = wait_for(Duration::from_secs(10), || {
-        if let Ok(Some(status)) = guard.child().try_wait() {
-            panic!(
-                "mosquitto exited with {status}: {}",
-                std::fs::read_to_string(conf.with_extension("log")).unwrap_or_default()
-            );
-        }
-        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-    });
-    assert!(up.is_some(), "mosquitto did not listen");
-    guard
 }
 
 #[test]

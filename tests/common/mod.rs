@@ -87,6 +87,32 @@ pub fn mosquitto_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/usr/sbin/mosquitto"))
 }
 
+/// Runs Mosquitto on a configuration file as it is (a `broker setup`
+/// bundle's), waits until `port` accepts connections, and stops it on drop.
+pub fn start_mosquitto_conf(conf: &Path, port: u16) -> Guard {
+    let log = std::fs::File::create(conf.with_extension("log")).expect("log");
+    let mut guard = Guard(Some(
+        std::process::Command::new(mosquitto_bin())
+            .arg("-c")
+            .arg(conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("mosquitto"),
+    ));
+    let up = wait_for(Duration::from_secs(10), || {
+        if let Ok(Some(status)) = guard.child().try_wait() {
+            panic!(
+                "mosquitto exited with {status}: {}",
+                std::fs::read_to_string(conf.with_extension("log")).unwrap_or_default()
+            );
+        }
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    assert!(up.is_some(), "mosquitto did not listen");
+    guard
+}
+
 /// A Mosquitto broker on a free loopback port, stopped on drop.
 pub struct Mosquitto {
     pub port: u16,
