@@ -465,3 +465,40 @@ fn a_fourth_host_lists_watches_kills_and_retries_and_other_credentials_are_refus
         text(&out.stderr)
     );
 }
+
+#[test]
+fn a_job_whose_offer_was_lost_is_offered_again_and_runs_once() {
+    let mut fleet = Fleet::new(1);
+    let config = fleet.hosts[0].home.join("tmux-delegate.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    assert!(text.contains("\n[fleet]\n"), "{text}");
+    let text = text.replacen("\n[fleet]\n", "\n[fleet]\noffer_timeout = \"3s\"\n", 1);
+    std::fs::write(&config, text).expect("config");
+    // No runner is connected: Mosquitto drops an offer on a shared
+    // subscription nobody holds, as it drops one for a runner whose queue
+    // is full. The retained `submitted` states stay.
+    let jobs = fleet.jobs_file("lost", 2, "0.2");
+    let mut submit = fleet.submit(&[jobs.to_str().expect("utf-8")]);
+    assert_eq!(
+        submit.finish(Duration::from_secs(60)).code(),
+        Some(0),
+        "{:?}",
+        submit.stderr
+    );
+    let ids = submit.stdout.clone();
+    assert_eq!(ids.len(), 2, "{:?}", submit.stdout);
+    fleet.hosts[0].start(2);
+    for id in &ids {
+        let state = wait_state(&fleet.submitter, id, "completed", 2);
+        assert_eq!(state["runner"], "r0", "{state}");
+    }
+    let runs = fleet.hosts[0].runs();
+    assert_eq!(runs.len(), 2, "each job ran once: {runs:?}");
+    let runner = fleet.hosts[0].runner.as_mut().expect("runner");
+    assert!(
+        runner.wait_line("no runner claimed it within 3s", Duration::from_secs(5)),
+        "{:?}",
+        runner.stderr
+    );
+    let _ = (&fleet.bundle, &fleet.dir);
+}

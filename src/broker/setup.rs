@@ -196,9 +196,21 @@ fn broker_conf(options: &Options, broker_dir: &Path) -> String {
             ("port", &port),
             ("bind", options.bind.as_deref().unwrap_or("")),
             ("client_certs", client_certs_conf),
+            ("fleet", if options.fleet { FLEET_CONF } else { "" }),
         ],
     )
 }
+
+/// The fleet's broker settings. Every runner receives every job's state
+/// and its share of the offers: a burst of a few thousand submissions
+/// queues more than Mosquitto's default 1000 QoS 1 messages per client,
+/// and past that it drops them ("Outgoing messages are being dropped").
+const FLEET_CONF: &str = "
+# The fleet: every runner receives every job's state plus its share of the
+# offers. Mosquitto drops QoS 1 messages for a client past this many queued
+# (default 1000), which a burst of a thousand submissions reaches.
+max_queued_messages 100000
+";
 
 /// The clients' `tmux-delegate.toml`.
 fn client_config(options: &Options, dir: &Path) -> String {
@@ -397,6 +409,15 @@ mod tests {
         assert!(acl.starts_with(&plain_acl), "the plain ACL stays as it is");
         assert!(acl.contains("user runner\ntopic readwrite python/mqtt/pools/+/jobs"));
         assert!(acl.contains("user submitter\ntopic write python/mqtt/pools/+/jobs"));
+        let conf = |dir: &str| fs::read_to_string(dir.to_owned() + "/mosquitto/mosquitto.conf");
+        let queue = "\nmax_queued_messages 100000\n";
+        assert!(conf(bundle.to_str().expect("utf-8"))
+            .expect("fleet conf")
+            .contains(queue));
+        let plain_conf = dir.path().join("bundle");
+        assert!(!conf(plain_conf.to_str().expect("utf-8"))
+            .expect("plain conf")
+            .contains(queue));
         let passwd = fs::read_to_string(bundle.join("mosquitto/passwd")).expect("passwd");
         for user in ["runner", "submitter"] {
             let pass = fs::read_to_string(bundle.join(format!("{user}.pass"))).expect("pass");

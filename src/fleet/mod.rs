@@ -9,3 +9,4 @@ pub mod runner;
 pub mod settings;
 pub mod submit;
 pub mod topics;
+pub mod unclaimed;

@@ -14,6 +14,7 @@
 
 use super::message::{self, states, Control, JobRequest, JobStatus, Offer, Presence, Verdict};
 use super::topics::{self, Topic};
+use super::unclaimed::{Unclaimed, OFFER_TIMEOUT};
 use crate::agents::{self, AgentDef};
 use crate::config::job::JobFlags;
 use crate::config::{BrokerSettings, Config};
@@ -33,12 +34,15 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::AsyncClient;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Component, Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// How often a runner re-announces itself (it also recovers the retained
 /// presence after a reconnect, when the Last Will has fired meanwhile).
 const ANNOUNCE_EVERY: Duration = Duration::from_secs(10);
+
+/// How often the pool's leader looks for jobs whose offer was lost.
+const UNCLAIMED_CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// What a runner is, resolved from flags and `[fleet]`.
 #[derive(Debug, Clone)]
@@ -48,6 +52,9 @@ pub struct RunnerSettings {
     pub max_parallel: u32,
     pub root: PathBuf,
     pub trusted: Vec<EventKey>,
+    /// How long a job may stay on offer unclaimed before the leader offers
+    /// it again (`fleet.offer_timeout`).
+    pub offer_timeout: Duration,
 }
 
 /// A job this runner holds: the attempt it claimed and the signed request
@@ -83,6 +90,8 @@ struct Fleet {
     /// Jobs handed to the driver and not finished (the slots in use).
     active: HashSet<JobId>,
     waiting: VecDeque<Ready>,
+    /// Jobs on offer that no runner has claimed yet, and since when.
+    unclaimed: Unclaimed,
 }
 
 pub async fn run(config: Config, me: RunnerSettings) -> anyhow::Result<Exit> {
@@ -151,6 +160,7 @@ pub async fn run(config: Config, me: RunnerSettings) -> anyhow::Result<Exit> {
         held: HashMap::new(),
         active: HashSet::new(),
         waiting: VecDeque::new(),
+        unclaimed: Unclaimed::default(),
     };
     fleet.announce().await;
     let ending = fleet.serve(driver.run(events), messages, notes_rx).await?;
@@ -311,12 +321,15 @@ impl Fleet {
         tokio::pin!(driver);
         let mut heartbeat = tokio::time::interval(ANNOUNCE_EVERY);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut unclaimed_check = tokio::time::interval(UNCLAIMED_CHECK_EVERY);
+        unclaimed_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let outcome = loop {
             tokio::select! {
                 result = &mut driver => break result,
                 Some(message) = messages.recv() => self.on_message(&message).await,
                 Some(note) = notes.recv() => self.on_note(note).await,
                 _ = heartbeat.tick() => self.announce().await,
+                _ = unclaimed_check.tick() => self.offer_unclaimed_again().await,
             }
         };
         // The driver's last transitions (the cancels of an interrupt).
@@ -358,6 +371,7 @@ impl Fleet {
             return;
         };
         let payload = status.encode();
+        self.unclaimed.follow(&job, &status, Instant::now());
         self.states.insert(job.clone(), status);
         self.publish(topics::state_topic(&self.prefix, &job), payload, true)
             .await;
@@ -394,6 +408,7 @@ impl Fleet {
     fn on_state(&mut self, job: JobId, payload: &[u8]) {
         if payload.is_empty() {
             self.states.remove(&job);
+            self.unclaimed.forget(&job);
             return;
         }
         let Some(status) = JobStatus::decode(payload) else {
@@ -429,6 +444,7 @@ impl Fleet {
                 }
             }
         }
+        self.unclaimed.follow(&job, &status, Instant::now());
         self.states.insert(job, status);
     }
 
@@ -687,30 +703,65 @@ impl Fleet {
             .cloned()
             .collect();
         for orphan in orphans {
-            let Some(request) = orphan.request.clone() else {
+            self.offer_again(orphan, format!("runner {dead} went offline"))
+                .await;
+        }
+    }
+
+    /// Offers the pool's jobs whose offer was lost (no runner claimed them
+    /// within `fleet.offer_timeout`) again, with the next attempt number: the
+    /// lost offer, should it still arrive somewhere, is then older than the
+    /// job's state and dropped.
+    async fn offer_unclaimed_again(&mut self) {
+        if !self.leads_pool() {
+            return;
+        }
+        for job in self
+            .unclaimed
+            .overdue(Instant::now(), self.me.offer_timeout)
+        {
+            let Some(status) = self.states.get(&job).cloned() else {
+                self.unclaimed.forget(&job);
                 continue;
             };
-            let attempt = orphan.attempt + 1;
-            eprintln!(
-                "runner {}: {dead} went offline; offering job {} again as attempt {attempt}",
-                self.me.name, orphan.job
+            if status.pool != self.me.pool {
+                self.unclaimed.forget(&job);
+                continue;
+            }
+            let reason = format!(
+                "no runner claimed it within {}",
+                humantime::format_duration(self.me.offer_timeout)
             );
-            let mut status = orphan.clone();
-            status.state = states::REQUEUED.into();
-            status.attempt = attempt;
-            status.runner = None;
-            status.ts = now_ts();
-            status.reason = Some(format!("runner {dead} went offline"));
-            self.publish_state(status).await;
-            let offer = Offer { request, attempt };
-            let payload = serde_json::to_vec(&offer).unwrap_or_default();
-            self.publish(
-                topics::pool_topic(&self.prefix, &self.me.pool),
-                payload,
-                false,
-            )
-            .await;
+            self.offer_again(status, reason).await;
         }
+    }
+
+    /// Publishes a job's state `requeued` with the next attempt and offers
+    /// it to the pool again.
+    async fn offer_again(&mut self, last: JobStatus, reason: String) {
+        let Some(request) = last.request.clone() else {
+            return;
+        };
+        let attempt = last.attempt + 1;
+        eprintln!(
+            "runner {}: {reason}; offering job {} again as attempt {attempt}",
+            self.me.name, last.job
+        );
+        let mut status = last;
+        status.state = states::REQUEUED.into();
+        status.attempt = attempt;
+        status.runner = None;
+        status.ts = now_ts();
+        status.reason = Some(reason);
+        self.publish_state(status).await;
+        let offer = Offer { request, attempt };
+        let payload = serde_json::to_vec(&offer).unwrap_or_default();
+        self.publish(
+            topics::pool_topic(&self.prefix, &self.me.pool),
+            payload,
+            false,
+        )
+        .await;
     }
 
     /// `kill ID` from any host: only the job's runner acts, and only on a
@@ -786,6 +837,7 @@ pub fn settings(
         max_parallel,
         root,
         trusted: fleet.trusted_keys(),
+        offer_timeout: fleet.offer_timeout.unwrap_or(OFFER_TIMEOUT),
     })
 }
 

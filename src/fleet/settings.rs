@@ -26,6 +26,13 @@ pub struct FleetFile {
     pub submitter_keys: Option<Vec<String>>,
     /// The file holding this host's submitter key (hex), for `submit`.
     pub submitter_key_file: Option<PathBuf>,
+    /// How long a job may stay on offer unclaimed before the pool's leader
+    /// offers it again (its offer was lost); default 30 s.
+    #[serde(
+        default,
+        deserialize_with = "crate::config::humantime_serde_compat::option::deserialize"
+    )]
+    pub offer_timeout: Option<std::time::Duration>,
 }
 
 impl FleetFile {
@@ -43,6 +50,12 @@ impl FleetFile {
         }
         if let Some(name) = &self.name {
             check_name(name).map_err(|e| in_file("fleet.name", e))?;
+        }
+        if self.offer_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(in_file(
+                "fleet.offer_timeout",
+                "must be above zero (e.g. \"30s\")".into(),
+            ));
         }
         if self.max_parallel == Some(0) {
             return Err(in_file("fleet.max_parallel", "must be at least 1".into()));
@@ -72,6 +85,7 @@ impl FleetFile {
             root: first!(root),
             submitter_keys: first!(submitter_keys),
             submitter_key_file: first!(submitter_key_file),
+            offer_timeout: first!(offer_timeout),
         }
     }
 

@@ -182,6 +182,11 @@ async fn offer(
     Ok(())
 }
 
+/// Without news for this long, `--wait` reads the retained states again:
+/// a broker whose queue for this client overflowed (Mosquitto drops QoS 1
+/// messages past `max_queued_messages`) may have dropped an end.
+const REFRESH_AFTER_QUIET: Duration = Duration::from_secs(20);
+
 /// Follows the jobs' retained states until each has ended: 0 when all
 /// completed, 1 when any failed, was cancelled or refused, 124 when one
 /// timed out (and none failed) or `--timeout` passed.
@@ -195,25 +200,28 @@ pub async fn wait_for(
     let mut ends: HashMap<JobId, String> = HashMap::new();
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     while ends.len() < ids.len() {
-        let message = match deadline {
-            Some(at) => match tokio::time::timeout_at(at, follower.next()).await {
-                Ok(message) => message,
-                Err(_) => {
-                    eprintln!(
-                        "error: {} of {} job(s) still unfinished after the timeout",
-                        ids.len() - ends.len(),
-                        ids.len()
-                    );
-                    follower.close().await;
-                    return Ok(Exit::TimedOut);
-                }
-            },
-            None => follower.next().await,
-        };
-        let Some(message) = message else {
-            return Err(
-                crate::error::broker_error("lost the subscription to the job states").into(),
-            );
+        let quiet = tokio::time::Instant::now() + REFRESH_AFTER_QUIET;
+        let wake = deadline.map_or(quiet, |d| d.min(quiet));
+        let message = match tokio::time::timeout_at(wake, follower.next()).await {
+            Ok(Some(message)) => message,
+            Ok(None) => {
+                return Err(
+                    crate::error::broker_error("lost the subscription to the job states").into(),
+                )
+            }
+            Err(_) if deadline.is_some_and(|d| d <= tokio::time::Instant::now()) => {
+                eprintln!(
+                    "error: {} of {} job(s) still unfinished after the timeout",
+                    ids.len() - ends.len(),
+                    ids.len()
+                );
+                follower.close().await;
+                return Ok(Exit::TimedOut);
+            }
+            Err(_) => {
+                follower = refreshed(follower, broker).await?;
+                continue;
+            }
         };
         let Some(topics::Topic::State(job)) =
             topics::classify(&broker.topic_prefix, &message.topic)
@@ -223,30 +231,11 @@ pub async fn wait_for(
         let Some(status) = JobStatus::decode(&message.payload) else {
             continue;
         };
-        if !ids.contains(&job) {
+        if !ids.contains(&job) || ends.contains_key(&job) {
             continue;
         }
-        if json {
-            println!("{}", String::from_utf8_lossy(&status.encode()));
-        }
-        if status.is_terminal() && !ends.contains_key(&job) {
-            if !json {
-                eprintln!(
-                    "{job}: {} (attempt {}{}){}",
-                    status.state,
-                    status.attempt,
-                    status
-                        .runner
-                        .as_deref()
-                        .map(|r| format!(" on {r}"))
-                        .unwrap_or_default(),
-                    status
-                        .reason
-                        .as_deref()
-                        .map(|r| format!(": {r}"))
-                        .unwrap_or_default()
-                );
-            }
+        report(&job, &status, json);
+        if status.is_terminal() {
             ends.insert(job, status.state);
         }
     }
@@ -261,6 +250,43 @@ pub async fn wait_for(
             Exit::Success
         },
     )
+}
+
+/// A new subscription to every job's state: the broker sends each retained
+/// state again, ends included.
+async fn refreshed(old: Following, broker: &BrokerSettings) -> anyhow::Result<Following> {
+    old.close().await;
+    let filters = vec![topics::all_states_filter(&broker.topic_prefix)];
+    let subscriber =
+        Subscriber::connect(broker, &ConnectOptions::new("submit-wait"), filters).await?;
+    Ok(Following::start(subscriber))
+}
+
+/// A job's state as `--wait` shows it: every state as a JSON line with
+/// `--json`, else one line per end on stderr.
+fn report(job: &JobId, status: &JobStatus, json: bool) {
+    if json {
+        println!("{}", String::from_utf8_lossy(&status.encode()));
+        return;
+    }
+    if !status.is_terminal() {
+        return;
+    }
+    eprintln!(
+        "{job}: {} (attempt {}{}){}",
+        status.state,
+        status.attempt,
+        status
+            .runner
+            .as_deref()
+            .map(|r| format!(" on {r}"))
+            .unwrap_or_default(),
+        status
+            .reason
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default()
+    );
 }
 
 /// A subscription read without pause in its own task: while this process

@@ -71,4 +71,18 @@ pub mod humantime_serde_compat {
         let text = String::deserialize(d)?;
         humantime::parse_duration(&text).map_err(serde::de::Error::custom)
     }
+
+    /// The same for an optional key
+    /// (`#[serde(default, deserialize_with = "...::option::deserialize")]`).
+    pub mod option {
+        use serde::{Deserialize, Deserializer};
+        use std::time::Duration;
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            let text = String::deserialize(d)?;
+            humantime::parse_duration(&text)
+                .map(Some)
+                .map_err(serde::de::Error::custom)
+        }
+    }
 }
