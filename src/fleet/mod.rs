@@ -4,6 +4,7 @@
 //! Last Will the presence. No coordinator of our own.
 
 pub mod message;
+pub mod outbox;
 pub mod remote;
 pub mod runner;
 pub mod settings;
