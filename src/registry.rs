@@ -294,6 +294,12 @@ impl Registry {
         self.jobs_dir().join(id.as_str())
     }
 
+    /// The last pane capture of a fleet job's attempt, saved by its
+    /// window's wrapper for the job's log (0600, like the record).
+    pub fn pane_file(&self, id: &JobId, attempt: u32) -> PathBuf {
+        self.job_dir(id).join(format!("pane-{attempt}.txt"))
+    }
+
     fn ensure_dirs(&self) -> Result<()> {
         let jobs = self.jobs_dir();
         fs::DirBuilder::new()

@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 mod fence;
+mod pane;
 
 const PUBACK_WAIT: Duration = Duration::from_secs(10);
 
@@ -121,7 +122,13 @@ async fn conclude(
             fence::stand_down(publisher).await;
             say(&fence::explain(owner, true));
         }
-        _ => report_exit(registry, agent, reporter, publisher, code).await,
+        (_, owner) => {
+            if owner.is_some() {
+                // Before `exited`: the runner looks for it on the transition.
+                pane::save(registry, &reporter.job, reporter.attempt);
+            }
+            report_exit(registry, agent, reporter, publisher, code).await;
+        }
     }
     code
 }

@@ -161,15 +161,26 @@ impl Fleet {
                     pids = home.join("pids").display()
                 ),
             );
+            // Says something in its pane, and whether it has a broker
+            // password (never the password itself).
+            let chatty = script(
+                &home.join("chatty.sh"),
+                "echo \"chatty says hello from $DELEGATE_JOB_ID\"\n\
+                 echo \"password set: ${MQTT_PASSWORD:+yes}\"\n\
+                 sleep \"$1\"\n\
+                 echo \"chatty is done\"",
+            );
             let config = format!(
                 "{runner_config}\n\
                  [defaults.tmux]\nsocket = \"{}\"\nsession = \"fleet\"\nkeep_failed = false\nkill_grace = \"1s\"\n\
                  [defaults.timeouts]\nstart = \"30s\"\n\
                  [agents.fake]\ncommand = [\"{}\", \"{{prompt}}\"]\ncomplete_on_exit = true\n\
-                 [agents.pidful]\ncommand = [\"{}\", \"{{prompt}}\"]\ncomplete_on_exit = true\n",
+                 [agents.pidful]\ncommand = [\"{}\", \"{{prompt}}\"]\ncomplete_on_exit = true\n\
+                 [agents.chatty]\ncommand = [\"{}\", \"{{prompt}}\"]\ncomplete_on_exit = true\n",
                 tmux.socket,
                 agent.display(),
-                pidful.display()
+                pidful.display(),
+                chatty.display()
             );
             std::fs::write(home.join("tmux-delegate.toml"), config).expect("config");
             hosts.push(Host {
@@ -701,4 +712,125 @@ fn assert_no_live_old_attempt(watch: &mut Lines, ids: &[String], killed: f64) {
             );
         }
     }
+}
+
+/// Every secret a log must never carry: the bundle's passwords and the
+/// job's event key (from its record on the runner).
+fn secrets(fleet: &Fleet, id: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&fleet.bundle).expect("bundle").flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "pass" || e == "key") {
+            found.push(
+                std::fs::read_to_string(&path)
+                    .expect("secret")
+                    .trim()
+                    .to_owned(),
+            );
+        }
+    }
+    let record = fleet.hosts[0]
+        .home
+        .join("state/jobs")
+        .join(id)
+        .join("record.json");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&record).expect("record")).expect("json");
+    found.push(record["event_key"].as_str().expect("event key").to_owned());
+    assert!(found.len() >= 4, "{found:?}");
+    assert!(found.iter().all(|s| s.len() >= 16), "{found:?}");
+    found
+}
+
+#[test]
+fn a_fourth_host_reads_and_follows_a_jobs_log_without_its_secrets() {
+    let mut fleet = Fleet::new(1);
+    fleet.hosts[0].start(2);
+    let observer = fleet.client_host("observer", "submitter", true);
+    let out = run(td(&fleet.submitter, &[]).args(["submit", "--prompt", "3", "--agent", "chatty"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_owned();
+    wait_state(&observer, &id, "running", 1);
+
+    // --follow: new history lines as the job goes, then its last pane.
+    let mut follow = Lines::spawn(td(&observer, &[]).args(["logs", &id, "--follow"]));
+    let status = follow.finish(Duration::from_secs(90));
+    assert_eq!(status.code(), Some(0), "{:?}", follow.stderr);
+    let followed = follow.stdout.join("\n");
+    eprintln!("logs --follow from the fourth host:\n{followed}");
+    assert!(followed.starts_with(&format!("job {id} (")), "{followed}");
+    assert!(followed.contains("-> running"), "{followed}");
+    assert!(followed.contains("-> completed"), "{followed}");
+    assert!(followed.contains("event       exited"), "{followed}");
+    let pane_at = followed
+        .find("--- pane of attempt 1 (runner r0) ---")
+        .unwrap_or_else(|| panic!("no pane: {followed}"));
+    let pane = &followed[pane_at..];
+    assert!(
+        pane.contains(&format!("chatty says hello from {id}")),
+        "{pane}"
+    );
+    assert!(pane.contains("password set: yes"), "{pane}");
+    assert!(pane.contains("chatty is done"), "{pane}");
+    // A line is printed once, however many versions of the log came.
+    assert_eq!(followed.matches("-> completed").count(), 1, "{followed}");
+
+    // Without --follow: the retained log as it stands.
+    let out = run(td(&observer, &[]).args(["logs", &id]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(
+        shown.starts_with(&format!("job {id} ("))
+            && shown.contains("completed at attempt 1 on runner r0"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("chatty says hello from {id}")),
+        "{shown}"
+    );
+    for secret in secrets(&fleet, &id) {
+        assert!(
+            !shown.contains(&secret) && !followed.contains(&secret),
+            "a secret in the log"
+        );
+    }
+
+    // A job killed from here: its pane comes after the transition (the
+    // agent is stopped first), in a second version of the log.
+    let out =
+        run(td(&fleet.submitter, &[]).args(["submit", "--prompt", "60", "--agent", "chatty"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let killed = text(&out.stdout).trim().to_owned();
+    wait_state(&observer, &killed, "running", 1);
+    let out = run(td(&observer, &[]).args(["kill", &killed]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let log = wait_for(Duration::from_secs(60), || {
+        let out = run(td(&observer, &[]).args(["logs", &killed]));
+        let shown = text(&out.stdout);
+        shown.contains("--- pane of attempt 1").then_some(shown)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no pane for the killed job: {}",
+            text(&run(td(&observer, &[]).args(["logs", &killed])).stdout)
+        )
+    });
+    assert!(log.contains("-> cancelled"), "{log}");
+    assert!(
+        log.contains(&format!("chatty says hello from {killed}")),
+        "{log}"
+    );
+
+    // The worker's credential may not read logs; an unknown id has none.
+    let intruder = fleet.client_host("intruder", "claude-worker", true);
+    let out = run(td(&intruder, &[]).args(["logs", &id]));
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    assert!(!text(&out.stdout).contains("chatty says hello"));
+    let out = run(td(&observer, &[]).args(["logs", "j-nothing-here"]));
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("no log of it in the fleet"),
+        "{}",
+        text(&out.stderr)
+    );
 }

@@ -397,6 +397,8 @@ mod tests {
         assert!(acl.starts_with(&plain_acl), "the plain ACL stays as it is");
         assert!(acl.contains("user runner\ntopic readwrite python/mqtt/pools/+/jobs"));
         assert!(acl.contains("user submitter\ntopic write python/mqtt/pools/+/jobs"));
+        assert!(acl.contains("topic write python/mqtt/jobs/+/log\n"));
+        assert!(acl.contains("topic read python/mqtt/jobs/+/log\n"));
         let passwd = fs::read_to_string(bundle.join("mosquitto/passwd")).expect("passwd");
         for user in ["runner", "submitter"] {
             let pass = fs::read_to_string(bundle.join(format!("{user}.pass"))).expect("pass");

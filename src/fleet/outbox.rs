@@ -59,6 +59,12 @@ impl Outbox {
         }
     }
 
+    /// A handle for tasks that publish later; it does not keep the outbox
+    /// open (a message sent after `close` is dropped).
+    pub fn handle(&self) -> OutboxHandle {
+        OutboxHandle(self.queue.downgrade())
+    }
+
     /// Lets the queued messages go to the client for up to `wait`, then
     /// drops the rest (the broker is unreachable, or too slow to matter at
     /// exit). Returns whether everything left.
@@ -71,6 +77,21 @@ impl Outbox {
                 task.abort();
                 false
             }
+        }
+    }
+}
+
+/// A weak handle on the outbox, for tasks of the runner.
+pub struct OutboxHandle(mpsc::WeakUnboundedSender<Outgoing>);
+
+impl OutboxHandle {
+    pub fn send(&self, topic: String, payload: Vec<u8>, retain: bool) {
+        if let Some(queue) = self.0.upgrade() {
+            let _ = queue.send(Outgoing {
+                topic,
+                payload,
+                retain,
+            });
         }
     }
 }

@@ -35,6 +35,8 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+mod logs;
+
 /// How often a runner re-announces itself (it also recovers the retained
 /// presence after a reconnect, when the Last Will has fired meanwhile).
 const ANNOUNCE_EVERY: Duration = Duration::from_secs(10);
@@ -645,6 +647,7 @@ impl Fleet {
             status.reason = note.reason;
             status.failure = note.failure.map(|f| f.kind);
             self.publish_state(status).await;
+            self.publish_log(&note.job, note.attempt);
         }
         if note.to.is_finished() {
             self.held.remove(&note.job);
