@@ -148,12 +148,14 @@ impl Fleet {
             );
             // Like `fake`, and it writes down its own pid and that of a
             // `setsid` child (outside its process group) as
-            // `JOB ATTEMPT SHELL CHILD` in `pids`.
+            // `JOB ATTEMPT SHELL CHILD` in `pids`. A first attempt runs a
+            // minute, far longer than any fencing window.
             let pidful = script(
                 &home.join("pidful.sh"),
                 &format!(
                     "echo \"start $DELEGATE_JOB_ID $(date +%s%N)\" >> {log}\n\
-                     setsid sleep \"$1\" &\n\
+                     secs=\"$1\"; [ \"$DELEGATE_ATTEMPT\" = 1 ] && secs=60\n\
+                     setsid sleep \"$secs\" &\n\
                      echo \"$DELEGATE_JOB_ID $DELEGATE_ATTEMPT $$ $!\" >> {pids}\n\
                      wait\n\
                      echo \"end $DELEGATE_JOB_ID $(date +%s%N)\" >> {log}",
@@ -579,8 +581,9 @@ fn unix_now() -> f64 {
 
 /// How long the attempt of a dead runner may live on: the wrapper looks
 /// for its runner every second, then stops the agent (kill_grace 1 s, then
-/// SIGKILL); a generous margin for a loaded machine.
-const FENCING_WINDOW: Duration = Duration::from_secs(5);
+/// SIGKILL); a generous margin for a loaded machine, and still far shorter
+/// than the old attempt would have run (60 s).
+const FENCING_WINDOW: Duration = Duration::from_secs(10);
 
 #[test]
 fn a_runner_process_that_dies_alone_has_its_agents_stopped_and_its_jobs_run_once_more() {
@@ -596,8 +599,8 @@ fn a_runner_process_that_dies_alone_has_its_agents_stopped_and_its_jobs_run_once
     let jobs = fleet.submitter.join("fenced.toml");
     std::fs::write(
         &jobs,
-        "[[jobs]]\nname = \"fenced-0\"\nagent = \"pidful\"\nprompt = \"8\"\n\n\
-         [[jobs]]\nname = \"fenced-1\"\nagent = \"pidful\"\nprompt = \"8\"\n",
+        "[[jobs]]\nname = \"fenced-0\"\nagent = \"pidful\"\nprompt = \"3\"\n\n\
+         [[jobs]]\nname = \"fenced-1\"\nagent = \"pidful\"\nprompt = \"3\"\n",
     )
     .expect("jobs");
     let mut waiting = fleet.submit(&[jobs.to_str().expect("utf-8"), "--wait", "--timeout", "120"]);

@@ -170,7 +170,7 @@ pub async fn run(config: Config, me: RunnerSettings) -> anyhow::Result<Exit> {
 
 /// Lets the last states and the `offline` presence go, then disconnects.
 /// With the broker unreachable neither can happen: the runner leaves
-/// without waiting (its Last Will speaks for it).
+/// without waiting for it.
 async fn leave(
     outbox: super::outbox::Outbox,
     name: &str,
@@ -181,7 +181,9 @@ async fn leave(
         let _ = stop_listening.send(());
         let _ = tokio::time::timeout(Duration::from_secs(5), listener).await;
     } else {
-        eprintln!("runner {name}: the broker is unreachable; leaving without announcing it (the Last Will does)");
+        eprintln!(
+            "runner {name}: the broker is unreachable: leaving without publishing its last states and `offline`"
+        );
         listener.abort();
     }
 }
