@@ -235,19 +235,30 @@ struct Printer {
 
 impl Printer {
     fn lines(&mut self, log: &JobLog) {
+        for line in self.new_lines(log) {
+            println!("{line}");
+        }
+    }
+
+    /// The lines of `log` not printed yet (after what earlier versions of
+    /// the log showed).
+    fn new_lines(&mut self, log: &JobLog) -> Vec<String> {
         // Another runner's history (after a failover) starts afresh.
         if self.runner.as_deref() != Some(log.runner.as_str()) {
             self.runner = Some(log.runner.clone());
             self.shown = 0;
         }
+        let mut lines = Vec::new();
         if log.first() > self.shown {
-            println!("... {} line(s) not kept ...", log.first() - self.shown);
+            lines.push(format!(
+                "... {} line(s) not kept ...",
+                log.first() - self.shown
+            ));
             self.shown = log.first();
         }
-        for line in log.lines.iter().skip(self.shown - log.first()) {
-            println!("{line}");
-        }
-        self.shown = log.first() + log.lines.len();
+        lines.extend(log.lines.iter().skip(self.shown - log.first()).cloned());
+        self.shown = self.shown.max(log.first() + log.lines.len());
+        lines
     }
 
     fn pane(&self, log: &JobLog) {
@@ -270,6 +281,37 @@ impl Printer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn log(runner: &str, omitted: usize, lines: &[&str]) -> JobLog {
+        JobLog {
+            job: "j-1".into(),
+            name: "j".into(),
+            agent: None,
+            state: "running".into(),
+            attempt: 1,
+            runner: runner.into(),
+            ts: 1.0,
+            omitted,
+            lines: lines.iter().map(|l| (*l).to_owned()).collect(),
+            pane: None,
+        }
+    }
+
+    #[test]
+    fn following_prints_each_line_once() {
+        let mut printer = Printer::default();
+        assert_eq!(printer.new_lines(&log("r0", 0, &["a", "b"])), ["a", "b"]);
+        assert_eq!(printer.new_lines(&log("r0", 0, &["a", "b", "c"])), ["c"]);
+        // The front was dropped to keep within the limit.
+        assert_eq!(printer.new_lines(&log("r0", 2, &["c", "d"])), ["d"]);
+        assert_eq!(
+            printer.new_lines(&log("r0", 6, &["g"])),
+            ["... 2 line(s) not kept ...", "g"]
+        );
+        assert!(printer.new_lines(&log("r0", 6, &["g"])).is_empty());
+        // After a failover, the new runner's history from its start.
+        assert_eq!(printer.new_lines(&log("r1", 0, &["x"])), ["x"]);
+    }
 
     #[test]
     fn logs_keep_their_last_part() {
