@@ -678,6 +678,26 @@ fn a_runner_process_that_dies_alone_has_its_agents_stopped_and_its_jobs_run_once
         .iter()
         .all(|(_, _, end)| end.is_none()));
     assert_no_live_old_attempt(&mut watch, &ids, killed);
+
+    // A window that opens after its runner died never starts the agent.
+    let host = &fleet.hosts[0];
+    let state = host.home.join("state");
+    let out = run(host
+        .td(&[])
+        .args(["exec", "--job", &ids[0], "--attempt", "3", "--registry"])
+        .arg(&state));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("runner r0 (pid")
+            && text(&out.stderr).contains("the agent was not started"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        !host.pids().iter().any(|(_, attempt, _)| *attempt == 3),
+        "{:?}",
+        host.pids()
+    );
 }
 
 /// Every event of attempt 1 was sent before the fencing window ended, and
