@@ -118,6 +118,18 @@ pub fn start_time(pid: i32) -> Option<u64> {
     read_stat(pid).map(|s| s.start)
 }
 
+/// Whether `pid` runs and is the process that started at `start` (when
+/// known): a zombie, or another process that got the pid, is not.
+pub fn process_alive(pid: i32, start: Option<u64>) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    match read_stat(pid) {
+        Some(stat) => stat.is_live() && start.is_none_or(|s| s == stat.start),
+        None => false,
+    }
+}
+
 /// Every process /proc lists (thread-group leaders), by pid; `None` when
 /// /proc cannot be read.
 fn processes() -> Option<HashMap<i32, Stat>> {

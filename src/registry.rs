@@ -79,6 +79,41 @@ pub struct Record {
     /// Queue settings (SPEC section 11): caps, dependencies, priority.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<crate::supervisor::queue::QueueSpec>,
+    /// A fleet job's runner process (SPEC section 13). Its window's wrapper
+    /// stops the attempt when this process is gone: the pool runs the job
+    /// again elsewhere, and two live attempts must not outlast the fencing
+    /// window. Absent for `run` jobs, whose agents outlive a dead supervisor
+    /// (`resume` adopts them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet_owner: Option<FleetOwner>,
+}
+
+/// The process a fleet job's attempt lives and dies with: a pid and its
+/// start time, so a pid reused after the runner died is not taken for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetOwner {
+    pub runner: String,
+    pub pid: i32,
+    /// `starttime` of `/proc/PID/stat` (clock ticks since boot), when read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<u64>,
+}
+
+impl FleetOwner {
+    /// This process, as the owner of the jobs of runner `runner`.
+    pub fn this_process(runner: &str) -> Option<FleetOwner> {
+        let pid = i32::try_from(std::process::id()).ok()?;
+        Some(FleetOwner {
+            runner: runner.to_owned(),
+            pid,
+            start: crate::proc::start_time(pid),
+        })
+    }
+
+    /// Whether the owner still runs (a zombie or a reused pid does not).
+    pub fn is_alive(&self) -> bool {
+        crate::proc::process_alive(self.pid, self.start)
+    }
 }
 
 impl Record {
@@ -108,6 +143,7 @@ impl Record {
             resume: None,
             workspace: None,
             queue: None,
+            fleet_owner: None,
         }
     }
 
@@ -256,6 +292,12 @@ impl Registry {
 
     pub fn job_dir(&self, id: &JobId) -> PathBuf {
         self.jobs_dir().join(id.as_str())
+    }
+
+    /// The last pane capture of a fleet job's attempt, saved by its
+    /// window's wrapper for the job's log (0600, like the record).
+    pub fn pane_file(&self, id: &JobId, attempt: u32) -> PathBuf {
+        self.job_dir(id).join(format!("pane-{attempt}.txt"))
     }
 
     fn ensure_dirs(&self) -> Result<()> {

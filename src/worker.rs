@@ -21,6 +21,9 @@ use rumqttc::v5::mqttbytes::QoS;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+mod fence;
+mod pane;
+
 const PUBACK_WAIT: Duration = Duration::from_secs(10);
 
 /// Runs one attempt of a job inside its window.
@@ -29,6 +32,10 @@ pub async fn run(registry: &Registry, job: &JobId, attempt: u32) -> Result<Exit>
         tracing::warn!("cannot keep this pane after exit: {e:#}");
     }
     let (mut record, agent, broker, mut reporter) = load_attempt(registry, job, attempt)?;
+    if let Some(owner) = record.fleet_owner.as_ref().filter(|o| !o.is_alive()) {
+        say(&fence::explain(owner, false));
+        return Ok(Exit::Raw(1));
+    }
     let mut publisher = connect_reporter(&broker, &mut reporter).await?;
     if let Err(reason) = prepare_workspace(
         registry,
@@ -83,20 +90,60 @@ pub async fn run(registry: &Registry, job: &JobId, attempt: u32) -> Result<Exit>
         handoff: handoff.as_ref(),
         publisher: &mut publisher,
         topic: &reporter.topic,
+        owner: record.fleet_owner.as_ref(),
     };
-    let (status, hung_up) = wait_for_agent(&mut child, pid, grace, &mut stops, window).await?;
+    let ended = wait_for_agent(&mut child, pid, grace, &mut stops, window).await?;
     drop(handoff);
+    let code = conclude(registry, &agent, &record, &mut reporter, publisher, ended).await;
+    Ok(Exit::Raw(u8::try_from(code & 0xff).unwrap_or(1)))
+}
+
+/// Ends the attempt: the agent's leftovers stopped, its exit reported
+/// (unless the window was closed or the attempt was fenced off). Returns
+/// the agent's exit code.
+async fn conclude(
+    registry: &Registry,
+    agent: &AgentDef,
+    record: &Record,
+    reporter: &mut Reporter,
+    publisher: Publisher,
+    (status, ended): (std::process::ExitStatus, Ended),
+) -> i32 {
     crate::proc::take_terminal_back();
     // The attempt is over: whatever the agent left behind goes too.
-    crate::proc::stop_descendants(grace, None).await;
+    crate::proc::stop_descendants(record.spec.tmux.kill_grace, None).await;
     let code = exit_code(status);
-    if hung_up {
+    match (ended, record.fleet_owner.as_ref()) {
         // The window is gone: nobody reads the pane, and the Last Will
         // (`lost`) reports the closed window as it always did.
-        return Ok(Exit::Raw(u8::try_from(code & 0xff).unwrap_or(1)));
+        (Ended::HungUp, _) => {}
+        // Fenced off: another attempt runs elsewhere; this one says nothing.
+        (Ended::OwnerGone, Some(owner)) => {
+            fence::stand_down(publisher).await;
+            say(&fence::explain(owner, true));
+        }
+        (_, owner) => {
+            if owner.is_some() {
+                // Before `exited`: the runner looks for it on the transition.
+                pane::save(registry, &reporter.job, reporter.attempt);
+            }
+            report_exit(registry, agent, reporter, publisher, code).await;
+        }
     }
-    report_exit(registry, &agent, &mut reporter, publisher, code).await;
-    Ok(Exit::Raw(u8::try_from(code & 0xff).unwrap_or(1)))
+    code
+}
+
+/// Why the wrapper stopped waiting for the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// The agent exited by itself.
+    Exited,
+    /// SIGTERM to the wrapper: the agent was stopped.
+    Stopped,
+    /// The window was closed (SIGHUP): the agent was stopped.
+    HungUp,
+    /// A fleet job's runner is gone: the agent was stopped (`fence`).
+    OwnerGone,
 }
 
 /// The job record and what it names for this attempt: the agent, the
@@ -328,7 +375,8 @@ impl StopSignals {
     }
 }
 
-/// How often orphans the wrapper inherited and that ended are reaped.
+/// How often orphans the wrapper inherited and that ended are reaped, and
+/// a fleet job's runner is looked for (the fencing window's first part).
 const REAP_EVERY: Duration = Duration::from_secs(1);
 
 /// `publish` in the window hands its events to this wrapper's open
@@ -357,6 +405,8 @@ struct Window<'a> {
     handoff: Option<&'a crate::mqtt::handoff::Server>,
     publisher: &'a mut Publisher,
     topic: &'a str,
+    /// A fleet job's runner: the attempt ends when it is gone.
+    owner: Option<&'a crate::registry::FleetOwner>,
 }
 
 async fn next_client(
@@ -369,25 +419,31 @@ async fn next_client(
 }
 
 /// Waits for the agent to end, serving the window's `publish` calls
-/// meanwhile. A SIGTERM or SIGHUP to the wrapper stops it and every other
-/// descendant (TERM, `grace`, KILL) first. Returns the agent's status and
-/// whether the window was closed (SIGHUP).
+/// meanwhile. A SIGTERM or SIGHUP to the wrapper, or the end of a fleet
+/// job's runner (checked as often as orphans are reaped), stops it and
+/// every other descendant (TERM, `grace`, KILL) first. Returns the agent's
+/// status and why the wait ended.
 async fn wait_for_agent(
     child: &mut tokio::process::Child,
     pid: i32,
     grace: Duration,
     stops: &mut StopSignals,
     window: Window<'_>,
-) -> Result<(std::process::ExitStatus, bool)> {
+) -> Result<(std::process::ExitStatus, Ended)> {
     let mut reap = tokio::time::interval(REAP_EVERY);
-    let hung_up = loop {
+    let ended = loop {
         tokio::select! {
             status = child.wait() => {
-                return Ok((status.context("waiting for the agent")?, false));
+                return Ok((status.context("waiting for the agent")?, Ended::Exited));
             }
-            _ = stops.term.recv() => break false,
-            _ = stops.hangup.recv() => break true,
-            _ = reap.tick() => crate::proc::reap_ended_children(Some(pid)),
+            _ = stops.term.recv() => break Ended::Stopped,
+            _ = stops.hangup.recv() => break Ended::HungUp,
+            _ = reap.tick() => {
+                crate::proc::reap_ended_children(Some(pid));
+                if fence::owner_gone(window.owner) {
+                    break Ended::OwnerGone;
+                }
+            }
             Ok(stream) = next_client(window.handoff) => {
                 crate::mqtt::handoff::Server::serve(stream, window.publisher, window.topic, PUBACK_WAIT).await;
             }
@@ -395,7 +451,7 @@ async fn wait_for_agent(
     };
     crate::proc::stop_descendants(grace, Some(pid)).await;
     let status = child.wait().await.context("waiting for the agent")?;
-    Ok((status, hung_up))
+    Ok((status, ended))
 }
 
 /// Builds and signs this attempt's events.

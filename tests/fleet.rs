@@ -94,7 +94,7 @@ impl Host {
 struct Fleet {
     hosts: Vec<Host>,
     submitter: PathBuf,
-    _broker: Guard,
+    broker: Guard,
     bundle: PathBuf,
     dir: tempfile::TempDir,
 }
@@ -146,13 +146,43 @@ impl Fleet {
                     log = log.display()
                 ),
             );
+            // Like `fake`, and it writes down its own pid and that of a
+            // `setsid` child (outside its process group) as
+            // `JOB ATTEMPT SHELL CHILD` in `pids`. A first attempt runs a
+            // minute, far longer than any fencing window.
+            let pidful = script(
+                &home.join("pidful.sh"),
+                &format!(
+                    "echo \"start $DELEGATE_JOB_ID $(date +%s%N)\" >> {log}\n\
+                     secs=\"$1\"; [ \"$DELEGATE_ATTEMPT\" = 1 ] && secs=60\n\
+                     setsid sleep \"$secs\" &\n\
+                     echo \"$DELEGATE_JOB_ID $DELEGATE_ATTEMPT $$ $!\" >> {pids}\n\
+                     wait\n\
+                     echo \"end $DELEGATE_JOB_ID $(date +%s%N)\" >> {log}",
+                    log = log.display(),
+                    pids = home.join("pids").display()
+                ),
+            );
+            // Says something in its pane, and whether it has a broker
+            // password (never the password itself).
+            let chatty = script(
+                &home.join("chatty.sh"),
+                "echo \"chatty says hello from $DELEGATE_JOB_ID\"\n\
+                 echo \"password set: ${MQTT_PASSWORD:+yes}\"\n\
+                 sleep \"$1\"\n\
+                 echo \"chatty is done\"",
+            );
             let config = format!(
                 "{runner_config}\n\
                  [defaults.tmux]\nsocket = \"{}\"\nsession = \"fleet\"\nkeep_failed = false\nkill_grace = \"1s\"\n\
                  [defaults.timeouts]\nstart = \"30s\"\n\
-                 [agents.fake]\ncommand = [\"{}\", \"{{prompt}}\"]\ncomplete_on_exit = true\n",
+                 [agents.fake]\ncommand = [\"{}\", \"{{prompt}}\"]\ncomplete_on_exit = true\n\
+                 [agents.pidful]\ncommand = [\"{}\", \"{{prompt}}\"]\ncomplete_on_exit = true\n\
+                 [agents.chatty]\ncommand = [\"{}\", \"{{prompt}}\"]\ncomplete_on_exit = true\n",
                 tmux.socket,
-                agent.display()
+                agent.display(),
+                pidful.display(),
+                chatty.display()
             );
             std::fs::write(home.join("tmux-delegate.toml"), config).expect("config");
             hosts.push(Host {
@@ -173,7 +203,7 @@ impl Fleet {
         Fleet {
             hosts,
             submitter,
-            _broker: broker,
+            broker,
             bundle,
             dir,
         }
@@ -501,4 +531,369 @@ fn a_job_whose_offer_was_lost_is_offered_again_and_runs_once() {
         runner.stderr
     );
     let _ = (&fleet.bundle, &fleet.dir);
+}
+
+/// Sends SIGTERM to a process the test started.
+fn sigterm(pid: u32) {
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success(), "kill -TERM {pid}");
+}
+
+/// More jobs than rumqttc's request queue holds (16): with the broker gone,
+/// the runner's publishes of their cancellations used to wait for a
+/// reconnect that never came, and the runner with them.
+#[test]
+fn a_runner_exits_on_sigterm_when_its_broker_and_tmux_are_gone() {
+    let mut fleet = Fleet::new(1);
+    fleet.hosts[0].start(20);
+    let slow = fleet.jobs_file("slow", 20, "60");
+    let mut submitted = fleet.submit(&[slow.to_str().expect("utf-8")]);
+    assert_eq!(submitted.finish(Duration::from_secs(30)).code(), Some(0));
+    let ids = submitted.stdout.clone();
+    assert_eq!(ids.len(), 20, "{:?}", submitted.stderr);
+    let all_running = wait_for(Duration::from_secs(60), || {
+        let runs = fleet.hosts[0].runs();
+        ids.iter()
+            .all(|id| runs.iter().any(|(job, _, _)| job == id))
+            .then_some(())
+    });
+    assert!(all_running.is_some(), "r0 never ran all jobs");
+    // The broker goes, then the runner's tmux server with its windows.
+    fleet.broker.child().kill().expect("stop mosquitto");
+    let _ = fleet.broker.child().wait();
+    let _ = fleet.hosts[0].tmux.command(&["kill-server"]).output();
+    let runner = fleet.hosts[0].runner.as_mut().expect("runner");
+    assert!(
+        runner.wait_line("lost the broker connection", Duration::from_secs(30)),
+        "the runner never noticed the broker was gone: {:?}",
+        runner.stderr
+    );
+    let asked = std::time::Instant::now();
+    sigterm(runner.guard.child().id());
+    let exited = wait_for(Duration::from_secs(15), || {
+        runner.guard.child().try_wait().ok().flatten()
+    });
+    let took = asked.elapsed();
+    let exited = exited.unwrap_or_else(|| {
+        runner.wait_line("\u{0}", Duration::from_secs(1));
+        panic!(
+            "the runner did not exit within 15 s of SIGTERM: {:?}",
+            runner.stderr
+        )
+    });
+    eprintln!("the runner exited ({exited}) {took:?} after SIGTERM");
+    // Interrupted, as `run` on Ctrl-C.
+    assert_eq!(exited.code(), Some(130), "{:?}", runner.stderr);
+}
+
+impl Host {
+    /// `(job, attempt, pids)` of every `pidful` agent run on this host.
+    fn pids(&self) -> Vec<(String, u64, Vec<i32>)> {
+        let text = std::fs::read_to_string(self.home.join("pids")).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| {
+                let parts: Vec<&str> = line.split_whitespace().collect();
+                let [job, attempt, shell, child] = parts[..] else {
+                    return None;
+                };
+                let pids = [shell, child]
+                    .iter()
+                    .filter_map(|p| p.parse().ok())
+                    .collect();
+                Some((job.to_owned(), attempt.parse().ok()?, pids))
+            })
+            .collect()
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64()
+}
+
+/// How long the attempt of a dead runner may live on: the wrapper looks
+/// for its runner every second, then stops the agent (kill_grace 1 s, then
+/// SIGKILL); a generous margin for a loaded machine, and still far shorter
+/// than the old attempt would have run (60 s).
+const FENCING_WINDOW: Duration = Duration::from_secs(10);
+
+#[test]
+fn a_runner_process_that_dies_alone_has_its_agents_stopped_and_its_jobs_run_once_more() {
+    let mut fleet = Fleet::new(3);
+    fleet.hosts[0].start(2);
+    let observer = fleet.client_host("observer", "submitter", true);
+    let mut watch = Lines::spawn(td(&observer, &[]).args(["watch", "--all", "--json"]));
+    assert!(
+        watch.wait_line("watching", Duration::from_secs(20)),
+        "{:?}",
+        watch.stderr
+    );
+    let jobs = fleet.submitter.join("fenced.toml");
+    std::fs::write(
+        &jobs,
+        "[[jobs]]\nname = \"fenced-0\"\nagent = \"pidful\"\nprompt = \"3\"\n\n\
+         [[jobs]]\nname = \"fenced-1\"\nagent = \"pidful\"\nprompt = \"3\"\n",
+    )
+    .expect("jobs");
+    let mut waiting = fleet.submit(&[jobs.to_str().expect("utf-8"), "--wait", "--timeout", "120"]);
+    assert!(
+        waiting.wait_line("fenced-1", Duration::from_secs(30)),
+        "{:?}",
+        waiting.stderr
+    );
+    let ids: Vec<String> = waiting.stdout.clone();
+    let old = wait_for(Duration::from_secs(30), || {
+        let pids = fleet.hosts[0].pids();
+        (ids.iter()
+            .all(|id| pids.iter().any(|(job, _, _)| job == id)))
+        .then_some(pids)
+    })
+    .expect("r0 never ran both jobs");
+    assert!(old
+        .iter()
+        .all(|(_, attempt, pids)| *attempt == 1 && pids.len() == 2));
+    fleet.hosts[1].start(2);
+    fleet.hosts[2].start(2);
+
+    // Only r0's runner process dies; its tmux server and windows live on.
+    let killed = unix_now();
+    let killed_at = std::time::Instant::now();
+    fleet.hosts[0]
+        .runner
+        .as_mut()
+        .expect("r0")
+        .guard
+        .child()
+        .kill()
+        .expect("SIGKILL r0");
+    let stopped = wait_for(Duration::from_secs(30), || {
+        old.iter()
+            .all(|(_, _, pids)| pids.iter().all(|p| !alive(*p)))
+            .then(|| killed_at.elapsed())
+    });
+    let all_pids: Vec<&Vec<i32>> = old.iter().map(|(_, _, p)| p).collect();
+    let stopped = stopped.unwrap_or_else(|| panic!("r0's agents live on: {all_pids:?}"));
+    eprintln!("r0's agents (shell and setsid child) gone {stopped:?} after its runner died");
+    assert!(
+        stopped <= FENCING_WINDOW,
+        "the old attempt lived {stopped:?}"
+    );
+    // Its windows' wrappers are done too; the tmux server is still there.
+    let panes = wait_for(Duration::from_secs(10), || {
+        let out = fleet.hosts[0]
+            .tmux
+            .output(&["list-panes", "-a", "-F", "#{pane_dead}"]);
+        (!out.is_empty() && out.lines().all(|l| l == "1")).then_some(out)
+    });
+    assert!(
+        panes.is_some(),
+        "{}",
+        fleet.hosts[0].tmux.output(&["list-panes", "-a"])
+    );
+
+    let status = waiting.finish(Duration::from_secs(150));
+    assert_eq!(status.code(), Some(0), "{:?}", waiting.stderr);
+    for id in &ids {
+        let line = waiting
+            .stderr
+            .iter()
+            .find(|l| l.starts_with(&format!("{id}: completed")))
+            .unwrap_or_else(|| panic!("no end for {id}: {:?}", waiting.stderr));
+        assert!(
+            line.contains("(attempt 2 on r1") || line.contains("(attempt 2 on r2"),
+            "{line}"
+        );
+    }
+    // The old attempts never finished their work.
+    assert!(fleet.hosts[0]
+        .runs()
+        .iter()
+        .all(|(_, _, end)| end.is_none()));
+    assert_no_live_old_attempt(&mut watch, &ids, killed);
+
+    // A window that opens after its runner died never starts the agent.
+    let host = &fleet.hosts[0];
+    let state = host.home.join("state");
+    let out = run(host
+        .td(&[])
+        .args(["exec", "--job", &ids[0], "--attempt", "3", "--registry"])
+        .arg(&state));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("runner r0 (pid")
+            && text(&out.stderr).contains("the agent was not started"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        !host.pids().iter().any(|(_, attempt, _)| *attempt == 3),
+        "{:?}",
+        host.pids()
+    );
+}
+
+/// Every event of attempt 1 was sent before the fencing window ended, and
+/// none reports its end: the old attempt fell silent; attempt 2 ran.
+fn assert_no_live_old_attempt(watch: &mut Lines, ids: &[String], killed: f64) {
+    let seen = |watch: &Lines, id: &str| {
+        watch.stdout.iter().any(|l| {
+            l.contains(id) && l.contains("\"attempt\":2") && l.contains("\"event\":\"exited\"")
+        })
+    };
+    let complete = wait_for(Duration::from_secs(20), || {
+        watch.wait_line("\"exited\"", Duration::from_millis(200));
+        ids.iter().all(|id| seen(watch, id)).then_some(())
+    });
+    assert!(
+        complete.is_some(),
+        "watch saw no end of attempt 2: {:?}",
+        watch.stdout
+    );
+    let mut late = 0;
+    for line in &watch.stdout {
+        let event: serde_json::Value = serde_json::from_str(line).expect("json");
+        if !ids.iter().any(|id| event["job"] == id.as_str()) || event["retained"] == true {
+            continue;
+        }
+        if event["attempt"] == 1 {
+            let ts = event["ts"].as_f64().expect("ts");
+            late += usize::from(ts > killed);
+            assert!(
+                ts <= killed + FENCING_WINDOW.as_secs_f64(),
+                "attempt 1 spoke {:.1} s after its runner died: {line}",
+                ts - killed
+            );
+            assert_ne!(
+                event["event"], "exited",
+                "the old attempt reported an end: {line}"
+            );
+        }
+    }
+    eprintln!("events of attempt 1 sent after its runner died: {late}");
+}
+
+/// Every secret a log must never carry: the bundle's passwords and the
+/// job's event key (from its record on the runner).
+fn secrets(fleet: &Fleet, id: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&fleet.bundle).expect("bundle").flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "pass" || e == "key") {
+            found.push(
+                std::fs::read_to_string(&path)
+                    .expect("secret")
+                    .trim()
+                    .to_owned(),
+            );
+        }
+    }
+    let record = fleet.hosts[0]
+        .home
+        .join("state/jobs")
+        .join(id)
+        .join("record.json");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&record).expect("record")).expect("json");
+    found.push(record["event_key"].as_str().expect("event key").to_owned());
+    assert!(found.len() >= 4, "{found:?}");
+    assert!(found.iter().all(|s| s.len() >= 16), "{found:?}");
+    found
+}
+
+#[test]
+fn a_fourth_host_reads_and_follows_a_jobs_log_without_its_secrets() {
+    let mut fleet = Fleet::new(1);
+    fleet.hosts[0].start(2);
+    let observer = fleet.client_host("observer", "submitter", true);
+    let out = run(td(&fleet.submitter, &[]).args(["submit", "--prompt", "3", "--agent", "chatty"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_owned();
+    wait_state(&observer, &id, "running", 1);
+
+    // --follow: new history lines as the job goes, then its last pane.
+    let mut follow = Lines::spawn(td(&observer, &[]).args(["logs", &id, "--follow"]));
+    let status = follow.finish(Duration::from_secs(90));
+    assert_eq!(status.code(), Some(0), "{:?}", follow.stderr);
+    let followed = follow.stdout.join("\n");
+    eprintln!("logs --follow from the fourth host:\n{followed}");
+    assert!(followed.starts_with(&format!("job {id} (")), "{followed}");
+    assert!(followed.contains("-> running"), "{followed}");
+    assert!(followed.contains("-> completed"), "{followed}");
+    assert!(followed.contains("event       exited"), "{followed}");
+    let pane_at = followed
+        .find("--- pane of attempt 1 (runner r0) ---")
+        .unwrap_or_else(|| panic!("no pane: {followed}"));
+    let pane = &followed[pane_at..];
+    assert!(
+        pane.contains(&format!("chatty says hello from {id}")),
+        "{pane}"
+    );
+    assert!(pane.contains("password set: yes"), "{pane}");
+    assert!(pane.contains("chatty is done"), "{pane}");
+    // A line is printed once, however many versions of the log came.
+    assert_eq!(followed.matches("-> completed").count(), 1, "{followed}");
+
+    // Without --follow: the retained log as it stands.
+    let out = run(td(&observer, &[]).args(["logs", &id]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(
+        shown.starts_with(&format!("job {id} ("))
+            && shown.contains("completed at attempt 1 on runner r0"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("chatty says hello from {id}")),
+        "{shown}"
+    );
+    for secret in secrets(&fleet, &id) {
+        assert!(
+            !shown.contains(&secret) && !followed.contains(&secret),
+            "a secret in the log"
+        );
+    }
+
+    // A job killed from here: its pane comes after the transition (the
+    // agent is stopped first), in a second version of the log.
+    let out =
+        run(td(&fleet.submitter, &[]).args(["submit", "--prompt", "60", "--agent", "chatty"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let killed = text(&out.stdout).trim().to_owned();
+    wait_state(&observer, &killed, "running", 1);
+    let out = run(td(&observer, &[]).args(["kill", &killed]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let log = wait_for(Duration::from_secs(60), || {
+        let out = run(td(&observer, &[]).args(["logs", &killed]));
+        let shown = text(&out.stdout);
+        shown.contains("--- pane of attempt 1").then_some(shown)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no pane for the killed job: {}",
+            text(&run(td(&observer, &[]).args(["logs", &killed])).stdout)
+        )
+    });
+    assert!(log.contains("-> cancelled"), "{log}");
+    assert!(
+        log.contains(&format!("chatty says hello from {killed}")),
+        "{log}"
+    );
+
+    // The worker's credential may not read logs; an unknown id has none.
+    let intruder = fleet.client_host("intruder", "claude-worker", true);
+    let out = run(td(&intruder, &[]).args(["logs", &id]));
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    assert!(!text(&out.stdout).contains("chatty says hello"));
+    let out = run(td(&observer, &[]).args(["logs", "j-nothing-here"]));
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("no log of it in the fleet"),
+        "{}",
+        text(&out.stderr)
+    );
 }

@@ -409,6 +409,8 @@ mod tests {
         assert!(acl.starts_with(&plain_acl), "the plain ACL stays as it is");
         assert!(acl.contains("user runner\ntopic readwrite python/mqtt/pools/+/jobs"));
         assert!(acl.contains("user submitter\ntopic write python/mqtt/pools/+/jobs"));
+        assert!(acl.contains("topic write python/mqtt/jobs/+/log\n"));
+        assert!(acl.contains("topic read python/mqtt/jobs/+/log\n"));
         let conf = |dir: &str| fs::read_to_string(dir.to_owned() + "/mosquitto/mosquitto.conf");
         let queue = "\nmax_queued_messages 100000\n";
         assert!(conf(bundle.to_str().expect("utf-8"))

@@ -1,7 +1,7 @@
-//! `status`, `kill` and `retry` reach the fleet (SPEC section 13) for jobs
+//! `status`, `logs`, `kill` and `retry` reach the fleet (SPEC section 13) for jobs
 //! this host's registry does not have: their state is on the broker.
 
-use crate::cli::{IdArg, StatusArgs};
+use crate::cli::{IdArg, LogsArgs, StatusArgs};
 use crate::config::{Config, Env};
 use crate::error::Exit;
 use crate::fleet::remote;
@@ -61,5 +61,12 @@ pub async fn retry(args: IdArg) -> anyhow::Result<Exit> {
     match remote_config(&args.id)? {
         Some(config) => remote::retry(&config, &args.id).await,
         None => super::retry::run(&args).await,
+    }
+}
+
+pub async fn logs(args: LogsArgs) -> anyhow::Result<Exit> {
+    match remote_config(&args.id)? {
+        Some(config) => crate::fleet::joblog::show(&config, &args.id, args.follow).await,
+        None => super::logs::run(args).await,
     }
 }

@@ -46,7 +46,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<Exit> {
             None => generate::man(),
         },
         Command::Run(args) => run::run(args).await,
-        Command::Logs(args) => logs::run(args).await,
+        Command::Logs(args) => fleet_remote::logs(args).await,
         Command::Attach(args) => attach::run(&args),
         Command::Kill(args) => fleet_remote::kill(args).await,
         Command::Retry(args) => fleet_remote::retry(args).await,

@@ -3,7 +3,9 @@
 //! shared subscriptions are the work queue, retained messages the state,
 //! Last Will the presence. No coordinator of our own.
 
+pub mod joblog;
 pub mod message;
+pub mod outbox;
 pub mod remote;
 pub mod runner;
 pub mod settings;

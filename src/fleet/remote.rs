@@ -49,7 +49,7 @@ async fn retained_states(
     Ok(found)
 }
 
-async fn one_state(broker: &BrokerSettings, job: &JobId) -> Result<JobStatus, Failure> {
+pub async fn one_state(broker: &BrokerSettings, job: &JobId) -> Result<JobStatus, Failure> {
     retained_states(broker, topics::state_topic(&broker.topic_prefix, job))
         .await?
         .remove(job)

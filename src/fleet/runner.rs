@@ -31,11 +31,12 @@ use crate::supervisor::view::View;
 use crate::tmux::Tmux;
 use rumqttc::v5::mqttbytes::v5::LastWill;
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::AsyncClient;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+
+mod logs;
 
 /// How often a runner re-announces itself (it also recovers the retained
 /// presence after a reconnect, when the Last Will has fired meanwhile).
@@ -43,6 +44,10 @@ const ANNOUNCE_EVERY: Duration = Duration::from_secs(10);
 
 /// How often the pool's leader looks for jobs whose offer was lost.
 const UNCLAIMED_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// How long a stopping runner lets its last states and its `offline`
+/// presence leave (they go in milliseconds when the broker is there).
+const OUTBOX_DRAIN: Duration = Duration::from_secs(3);
 
 /// What a runner is, resolved from flags and `[fleet]`.
 #[derive(Debug, Clone)]
@@ -76,7 +81,8 @@ struct Ready {
 struct Fleet {
     me: RunnerSettings,
     prefix: String,
-    client: AsyncClient,
+    /// Every publish goes through it: the loop never waits on the broker.
+    outbox: super::outbox::Outbox,
     config: Config,
     registry: Registry,
     worker: BrokerSettings,
@@ -150,7 +156,7 @@ pub async fn run(config: Config, me: RunnerSettings) -> anyhow::Result<Exit> {
     let mut fleet = Fleet {
         me,
         prefix,
-        client,
+        outbox: super::outbox::Outbox::start(client),
         config,
         registry,
         worker,
@@ -165,12 +171,31 @@ pub async fn run(config: Config, me: RunnerSettings) -> anyhow::Result<Exit> {
     fleet.announce().await;
     let ending = fleet.serve(driver.run(events), messages, notes_rx).await?;
     fleet.publish_presence("offline").await;
-    let _ = stop_listening.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(5), listener).await;
+    leave(fleet.outbox, &fleet.me.name, stop_listening, listener).await;
     Ok(match ending {
         Ending::Interrupted => Exit::Interrupted,
         Ending::Finished => Exit::Success,
     })
+}
+
+/// Lets the last states and the `offline` presence go, then disconnects.
+/// With the broker unreachable neither can happen: the runner leaves
+/// without waiting for it.
+async fn leave(
+    outbox: super::outbox::Outbox,
+    name: &str,
+    stop_listening: tokio::sync::oneshot::Sender<()>,
+    listener: tokio::task::JoinHandle<()>,
+) {
+    if outbox.close(OUTBOX_DRAIN).await {
+        let _ = stop_listening.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(5), listener).await;
+    } else {
+        eprintln!(
+            "runner {name}: the broker is unreachable: leaving without publishing its last states and `offline`"
+        );
+        listener.abort();
+    }
 }
 
 /// Says at start who may hand this runner work.
@@ -340,13 +365,7 @@ impl Fleet {
     }
 
     async fn publish(&self, topic: String, payload: Vec<u8>, retain: bool) {
-        if let Err(e) = self
-            .client
-            .publish(topic.clone(), QoS::AtLeastOnce, retain, payload)
-            .await
-        {
-            tracing::warn!("cannot publish to {topic}: {e}");
-        }
+        self.outbox.send(topic, payload, retain);
     }
 
     async fn announce(&self) {
@@ -585,6 +604,7 @@ impl Fleet {
             supervised: true,
             agent: Some(agent),
             supervisor_pid: i32::try_from(std::process::id()).ok(),
+            fleet_owner: crate::registry::FleetOwner::this_process(&self.me.name),
             ..Record::new(job, spec, EventKey::generate().to_hex())
         }
     }
@@ -645,6 +665,7 @@ impl Fleet {
             status.reason = note.reason;
             status.failure = note.failure.map(|f| f.kind);
             self.publish_state(status).await;
+            self.publish_log(&note.job, note.attempt);
         }
         if note.to.is_finished() {
             self.held.remove(&note.job);

@@ -3,6 +3,7 @@
 //!   subscribe to `$share/<pool>/<prefix>/pools/<pool>/jobs`.
 //! - `<prefix>/jobs/<id>/state`: the job's state, retained (claims included).
 //! - `<prefix>/jobs/<id>/control`: kill and retry requests to its runner.
+//! - `<prefix>/jobs/<id>/log`: the job's history and last pane, retained.
 //! - `<prefix>/runners/<name>`: a runner's presence, retained; Last Will offline.
 
 use crate::mqtt::topic::JobId;
@@ -22,6 +23,11 @@ pub fn state_topic(prefix: &str, job: &JobId) -> String {
 
 pub fn all_states_filter(prefix: &str) -> String {
     format!("{prefix}/jobs/+/state")
+}
+
+/// A job's log for `logs` on other hosts (retained, by its runner).
+pub fn log_topic(prefix: &str, job: &JobId) -> String {
+    format!("{prefix}/jobs/{job}/log")
 }
 
 pub fn control_topic(prefix: &str, job: &JobId) -> String {

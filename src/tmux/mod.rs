@@ -371,6 +371,20 @@ pub fn own_pane_text() -> Result<String> {
     run_in_own_server(command, "capture-pane")
 }
 
+/// Called by a fleet job's wrapper when the attempt ended: its own pane,
+/// scrollback included, for the job's log on other hosts.
+pub fn own_pane_history() -> Result<String> {
+    let pane =
+        std::env::var("TMUX_PANE").context("TMUX_PANE is not set: not inside a tmux pane")?;
+    let command = CapturePane::new()
+        .stdout()
+        .join()
+        .start_line("-")
+        .target_pane(pane)
+        .build();
+    run_in_own_server(command, "capture-pane")
+}
+
 /// Runs `command` (blocking) on the server of the pane this process runs
 /// in, which `TMUX` names; returns its output, or tmux's complaint.
 fn run_in_own_server(command: TmuxCommand<'_>, what: &str) -> Result<String> {
