@@ -182,10 +182,16 @@ async fn offer(
     Ok(())
 }
 
-/// Without news for this long, `--wait` reads the retained states again:
-/// a broker whose queue for this client overflowed (Mosquitto drops QoS 1
-/// messages past `max_queued_messages`) may have dropped an end.
+/// Without news for this long, `--wait` reads the retained states of the
+/// unfinished jobs again: a broker whose queue for this client overflowed
+/// (Mosquitto drops QoS 1 messages past `max_queued_messages`) may have
+/// dropped an end.
 const REFRESH_AFTER_QUIET: Duration = Duration::from_secs(20);
+
+/// How many jobs one re-read asks for. Mosquitto queues every retained
+/// message a SUBSCRIBE matches at once, and drops those past its queue
+/// limit (1000 by default): a re-read stays well under it.
+const REREAD_AT_ONCE: usize = 500;
 
 /// Follows the jobs' retained states until each has ended: 0 when all
 /// completed, 1 when any failed, was cancelled or refused, 124 when one
@@ -219,7 +225,10 @@ pub async fn wait_for(
                 return Ok(Exit::TimedOut);
             }
             Err(_) => {
-                follower = refreshed(follower, broker).await?;
+                let unfinished = ids.iter().filter(|id| !ends.contains_key(*id));
+                for message in reread(broker, unfinished.take(REREAD_AT_ONCE)).await? {
+                    follower.push_back(message);
+                }
                 continue;
             }
         };
@@ -252,14 +261,30 @@ pub async fn wait_for(
     )
 }
 
-/// A new subscription to every job's state: the broker sends each retained
-/// state again, ends included.
-async fn refreshed(old: Following, broker: &BrokerSettings) -> anyhow::Result<Following> {
-    old.close().await;
-    let filters = vec![topics::all_states_filter(&broker.topic_prefix)];
-    let subscriber =
-        Subscriber::connect(broker, &ConnectOptions::new("submit-wait"), filters).await?;
-    Ok(Following::start(subscriber))
+/// The retained states of these jobs, read on a connection of its own
+/// (one filter per job: never more retained messages than asked for).
+async fn reread<'a>(
+    broker: &BrokerSettings,
+    jobs: impl Iterator<Item = &'a JobId>,
+) -> anyhow::Result<Vec<crate::mqtt::client::Message>> {
+    let filters: Vec<String> = jobs
+        .map(|job| topics::state_topic(&broker.topic_prefix, job))
+        .collect();
+    let wanted = filters.len();
+    let mut subscriber =
+        Subscriber::connect(broker, &ConnectOptions::new("submit-reread"), filters).await?;
+    let mut messages = Vec::new();
+    // Retained messages come right after the SUBACK; a job without a state
+    // sends none, hence the time limit.
+    let until = tokio::time::Instant::now() + Duration::from_secs(5);
+    while messages.len() < wanted {
+        match tokio::time::timeout_at(until, subscriber.next()).await {
+            Ok(message) => messages.push(message),
+            Err(_) => break,
+        }
+    }
+    subscriber.disconnect().await;
+    Ok(messages)
 }
 
 /// A job's state as `--wait` shows it: every state as a JSON line with
@@ -295,6 +320,7 @@ fn report(job: &JobId, status: &JobStatus, json: bool) {
 /// or states would be dropped.
 pub struct Following {
     messages: tokio::sync::mpsc::UnboundedReceiver<crate::mqtt::client::Message>,
+    reread: std::collections::VecDeque<crate::mqtt::client::Message>,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -319,13 +345,22 @@ impl Following {
         });
         Following {
             messages,
+            reread: std::collections::VecDeque::new(),
             stop,
             task,
         }
     }
 
     pub async fn next(&mut self) -> Option<crate::mqtt::client::Message> {
+        if let Some(message) = self.reread.pop_front() {
+            return Some(message);
+        }
         self.messages.recv().await
+    }
+
+    /// A message read elsewhere, handed out before the subscription's next.
+    pub fn push_back(&mut self, message: crate::mqtt::client::Message) {
+        self.reread.push_back(message);
     }
 
     pub async fn close(self) {
