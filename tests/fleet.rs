@@ -225,6 +225,20 @@ impl Fleet {
     fn submit(&self, args: &[&str]) -> Lines {
         Lines::spawn(td(&self.submitter, &[]).arg("submit").args(args))
     }
+
+    /// `submit FILE --wait`, once it has printed every id (the last job's
+    /// name is in the last id): the running `submit` and the ids.
+    fn submit_waiting(&self, jobs: &Path, last: &str) -> (Lines, Vec<String>) {
+        let mut waiting =
+            self.submit(&[jobs.to_str().expect("utf-8"), "--wait", "--timeout", "120"]);
+        assert!(
+            waiting.wait_line(last, Duration::from_secs(30)),
+            "{:?}",
+            waiting.stderr
+        );
+        let ids = waiting.stdout.clone();
+        (waiting, ids)
+    }
 }
 
 #[test]
@@ -285,13 +299,7 @@ fn a_dead_runners_unfinished_jobs_run_again_elsewhere_and_its_finished_one_does_
     );
     let quick_id = done.stdout[0].clone();
     let slow = fleet.jobs_file("slow", 2, "4");
-    let mut waiting = fleet.submit(&[slow.to_str().expect("utf-8"), "--wait", "--timeout", "120"]);
-    assert!(
-        waiting.wait_line("slow-1", Duration::from_secs(30)),
-        "{:?}",
-        waiting.stderr
-    );
-    let slow_ids: Vec<String> = waiting.stdout.clone();
+    let (mut waiting, slow_ids) = fleet.submit_waiting(&slow, "slow-1");
     let both_running = wait_for(Duration::from_secs(30), || {
         let runs = fleet.hosts[0].runs();
         slow_ids
@@ -640,13 +648,7 @@ fn a_runner_process_that_dies_alone_has_its_agents_stopped_and_its_jobs_run_once
          [[jobs]]\nname = \"fenced-1\"\nagent = \"pidful\"\nprompt = \"3\"\n",
     )
     .expect("jobs");
-    let mut waiting = fleet.submit(&[jobs.to_str().expect("utf-8"), "--wait", "--timeout", "120"]);
-    assert!(
-        waiting.wait_line("fenced-1", Duration::from_secs(30)),
-        "{:?}",
-        waiting.stderr
-    );
-    let ids: Vec<String> = waiting.stdout.clone();
+    let (mut waiting, ids) = fleet.submit_waiting(&jobs, "fenced-1");
     let old = wait_for(Duration::from_secs(30), || {
         let pids = fleet.hosts[0].pids();
         (ids.iter()
