@@ -173,7 +173,7 @@ fn is_env_name(name: &str) -> bool {
 }
 
 /// A name derived from the prompt's first words, for jobs without one.
-fn name_from_prompt(prompt: &str) -> String {
+pub fn name_from_prompt(prompt: &str) -> String {
     let words: Vec<String> = prompt
         .split(|c: char| !c.is_ascii_alphanumeric())
         .filter(|w| !w.is_empty())

@@ -98,7 +98,7 @@ fn request(flags: &JobFlags, file: JobFile, pool: &str) -> Result<JobRequest, Fa
         .name
         .clone()
         .or(file.name)
-        .unwrap_or_else(|| name_from_prompt(&prompt));
+        .unwrap_or_else(|| crate::config::job::name_from_prompt(&prompt));
     let workdir = match flags.workdir.clone().or(file.workdir) {
         Some(dir) if dir.is_absolute() => {
             return Err(config_error(format!(
@@ -119,20 +119,6 @@ fn request(flags: &JobFlags, file: JobFile, pool: &str) -> Result<JobRequest, Fa
         pool: pool.to_owned(),
         submitted: now_ts(),
     })
-}
-
-fn name_from_prompt(prompt: &str) -> String {
-    let words: Vec<String> = prompt
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .take(4)
-        .map(str::to_ascii_lowercase)
-        .collect();
-    if words.is_empty() {
-        "job".into()
-    } else {
-        words.join("-").chars().take(40).collect()
-    }
 }
 
 /// Publishes the job's `submitted` state, then its offer (in this order on
