@@ -39,6 +39,7 @@ pub fn runtime(id: &JobId, record: &Record, agent: &AgentDef) -> JobRuntime {
         EventKey::from_hex(&record.event_key).unwrap_or_else(EventKey::generate),
     )
     .with_screens(screen_rules(id, agent))
+    .saving_pane(record.fleet_owner.is_some())
 }
 
 /// The agent's compiled screen rules (checked when the job was resolved; a

@@ -55,6 +55,9 @@ pub struct JobRuntime {
     /// When its pane was last read for them; whether a read is under way.
     screen_read_at: Option<Instant>,
     screen_reading: bool,
+    /// A fleet job: its pane is saved before the driver closes its window
+    /// (the runner publishes it in the job's log for other hosts).
+    saves_pane: bool,
 }
 
 impl JobRuntime {
@@ -69,10 +72,17 @@ impl JobRuntime {
             screens: None,
             screen_read_at: None,
             screen_reading: false,
+            saves_pane: false,
         }
     }
 
     /// The agent's screen rules; without waiting rules its pane is never read.
+    /// Saves the pane of each attempt before closing its window.
+    pub fn saving_pane(mut self, saves: bool) -> JobRuntime {
+        self.saves_pane = saves;
+        self
+    }
+
     pub fn with_screens(mut self, screens: ScreenSet) -> JobRuntime {
         self.screens = screens
             .watches_screens()
@@ -801,6 +811,16 @@ impl Driver {
             return;
         }
         self.activity.remove(&launched.window_id);
+        if runtime.saves_pane && !keep {
+            save_pane(
+                &self.tmux,
+                &self.registry,
+                job,
+                attempt,
+                &launched.window_id,
+            )
+            .await;
+        }
         let result = if keep {
             let name = format!("{}-failed-{attempt}", runtime.name);
             self.tmux.rename_window(&launched.window_id, &name).await
@@ -1054,5 +1074,25 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
         None => std::future::pending().await,
+    }
+}
+
+/// A stopped attempt's pane, saved for the job's log unless its wrapper
+/// saved it first: the wrapper of a cancelled or timed-out attempt may
+/// still be stopping the agent's leftovers when the window closes, and a
+/// closed window's pane cannot be read.
+async fn save_pane(tmux: &Tmux, registry: &Registry, job: &JobId, attempt: u32, window: &str) {
+    let path = registry.pane_file(job, attempt);
+    if path.exists() {
+        return;
+    }
+    match tmux.capture(window).await {
+        Ok(text) => {
+            let kept = crate::fleet::joblog::tail(&text);
+            if let Err(e) = crate::registry::write_file(&path, kept, 0o600) {
+                tracing::warn!("job {job}: cannot save its pane: {e:#}");
+            }
+        }
+        Err(e) => tracing::warn!("job {job}: cannot capture its pane: {e:#}"),
     }
 }
