@@ -510,6 +510,40 @@ fn kill_without_a_supervisor_terms_waits_the_grace_kills_and_closes_the_window()
     );
 }
 
+#[test]
+fn kill_waits_for_a_running_supervisor_through_a_grace_longer_than_5_s() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let strays = Strays(dir.path().join("pids"));
+    let terms = dir.path().join("terms");
+    let agent = stubborn_agent(dir.path(), &strays.0, &terms);
+    let setup = Setup::new(
+        "8s",
+        &format!("[agents.stubborn]\ncommand = [\"{}\"]\n", agent.display()),
+    );
+    let (mut running, id, agent, _) = stubborn_job(&setup, &strays);
+    // The supervisor stops the agent (TERM, 8 s, KILL): `kill` waits for
+    // it the grace plus 10 s, and never takes over meanwhile.
+    let out = run(setup.td().args(["kill", &id]));
+    let said = text(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        !said.contains("did not stop"),
+        "`kill` gave up on the supervisor within the 8 s grace: {said}"
+    );
+    assert!(said.contains(": cancelled"), "{said}");
+    assert!(
+        wait_for(SETTLE, || (!alive(agent)).then_some(())).is_some(),
+        "the agent survived the supervisor's SIGKILL"
+    );
+    assert_eq!(
+        running.finish(SETTLE).code(),
+        Some(1),
+        "{:?}",
+        running.stdout
+    );
+    assert_eq!(setup.job("stubborn")["state"], "cancelled");
+}
+
 // --- pid reuse -------------------------------------------------------------
 
 #[test]
