@@ -511,24 +511,26 @@ fn kill_without_a_supervisor_terms_waits_the_grace_kills_and_closes_the_window()
 }
 
 #[test]
-fn kill_waits_for_a_running_supervisor_through_a_grace_longer_than_5_s() {
+fn kill_leaves_the_stop_to_a_running_supervisor_with_a_10_s_grace() {
     let dir = tempfile::tempdir().expect("tempdir");
     let strays = Strays(dir.path().join("pids"));
     let terms = dir.path().join("terms");
     let agent = stubborn_agent(dir.path(), &strays.0, &terms);
     let setup = Setup::new(
-        "8s",
+        "10s",
         &format!("[agents.stubborn]\ncommand = [\"{}\"]\n", agent.display()),
     );
     let (mut running, id, agent, _) = stubborn_job(&setup, &strays);
-    // The supervisor stops the agent (TERM, 8 s, KILL): `kill` waits for
-    // it the grace plus 10 s, and never takes over meanwhile.
+    // `kill` gives the supervisor kill_grace + 10 s to take the cancel (it
+    // then stops the agent: TERM, 10 s, KILL); it never takes over while the
+    // supervisor answers. (With 10 s, a deadline of `grace - 10 s` or
+    // `10 s - grace` would make it take over at once.)
     let out = run(setup.td().args(["kill", &id]));
     let said = text(&out.stderr);
     assert!(out.status.success(), "{said}");
     assert!(
         !said.contains("did not stop"),
-        "`kill` gave up on the supervisor within the 8 s grace: {said}"
+        "`kill` took over from a running supervisor: {said}"
     );
     assert!(said.contains(": cancelled"), "{said}");
     assert!(
@@ -737,4 +739,84 @@ fn closing_the_window_stops_an_agent_that_ignores_sighup_and_its_escapees() {
 #[test]
 fn sigterm_to_the_wrapper_stops_the_agent_and_its_escapees() {
     wrapper_stopped_from_outside(|_, _, wrapper| send("TERM", wrapper));
+}
+
+// --- What a kept window shows -------------------------------------------------
+
+/// `keep_failed = true` for `setup`: a failed attempt's window is renamed
+/// and kept, its dead pane left for a human to read.
+fn keeping_failed(setup: &Setup) {
+    let path = setup.home.join("tmux-delegate.toml");
+    let text = std::fs::read_to_string(&path).expect("config");
+    let text = text.replace("keep_failed = false", "keep_failed = true");
+    std::fs::write(&path, text).expect("config");
+}
+
+/// The text (history included) of the job's kept first-attempt window.
+fn kept_pane(setup: &Setup, id: &str) -> String {
+    let record = setup.record(id);
+    let window = record["attempts"][0]["window"].as_str().expect("window");
+    setup
+        .tmux
+        .output(&["capture-pane", "-p", "-S", "-", "-t", window])
+}
+
+/// A job of `body` (a shell script) that fails at once (`max_attempts = 1`)
+/// and keeps its window; `run` is started, the setup returned.
+fn kept_job(dir: &Path, body: &str) -> (Setup, Lines) {
+    let agent = script(&dir.join("agent.sh"), body);
+    let setup = Setup::new(
+        "1s",
+        &format!(
+            "[defaults.retry]\nmax_attempts = 1\n[agents.kept]\ncommand = [\"{}\"]\n",
+            agent.display()
+        ),
+    );
+    keeping_failed(&setup);
+    let running = setup.spawn_run(&["--agent", "kept", "--name", "kept", "--prompt", "p"]);
+    (setup, running)
+}
+
+#[test]
+fn a_kept_window_shows_the_agent_s_exit_code_and_the_wrapper_exits_with_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (setup, mut running) = kept_job(dir.path(), "echo last words\nexit 3");
+    assert_eq!(
+        running.finish(SETTLE).code(),
+        Some(1),
+        "{:?}",
+        running.stderr
+    );
+    assert_eq!(setup.job("kept")["state"], "failed");
+    let pane = kept_pane(&setup, &setup.id("kept"));
+    assert!(
+        pane.contains("last words")
+            && pane.contains("[tmux-delegate] the agent exited with code 3"),
+        "the wrapper did not say how the agent ended: {pane}"
+    );
+    // tmux writes the pane's exit status (the wrapper's) under it.
+    assert!(pane.contains("Pane is dead (status 3,"), "{pane}");
+}
+
+#[test]
+fn a_wrapper_hung_up_on_exits_with_its_stopped_agent_s_status() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (setup, mut running) = kept_job(dir.path(), "exec sleep 300");
+    assert!(
+        running.wait_line("\"to\":\"running\"", SETTLE),
+        "{:?}",
+        running.stderr
+    );
+    let attempt = setup.recorded_attempt(&setup.id("kept"));
+    // tmux sends SIGHUP as it closes the window; sent by hand here, the
+    // dead pane stays to be read. The agent dies of the wrapper's SIGTERM.
+    send("HUP", attempt["pane_pid"].as_i64().expect("pane pid"));
+    assert_eq!(
+        running.finish(SETTLE).code(),
+        Some(1),
+        "{:?}",
+        running.stderr
+    );
+    let pane = kept_pane(&setup, &setup.id("kept"));
+    assert!(pane.contains("Pane is dead (status 143,"), "{pane}");
 }
