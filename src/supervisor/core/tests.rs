@@ -1197,3 +1197,31 @@ fn a_dead_pane_s_status_completes_only_a_clean_exit_with_complete_on_exit() {
         assert_eq!(h.state(), expected, "{case:?}");
     }
 }
+
+#[test]
+fn a_second_report_of_a_dead_pane_neither_delays_its_settle_nor_changes_it() {
+    let mut h = Harness::new(config());
+    let job = h.job.clone();
+    h.started(0.0);
+    let dead = |status| Input::PaneDead {
+        job: job.clone(),
+        attempt: 1,
+        status,
+    };
+    h.input(1.0, dead(Some(3)));
+    h.input(2.5, dead(Some(3)));
+    h.input(
+        2.6,
+        Input::WindowGone {
+            job: job.clone(),
+            attempt: 1,
+        },
+    );
+    h.tick(1.0 + EXIT_SETTLE.as_secs_f64());
+    assert_eq!(h.state(), JobState::Retrying, "the settle moved");
+    let effects = h.effects();
+    assert!(
+        effects.iter().any(|e| matches!(e, Effect::Transition { failure: Some(Failure { reason, .. }), .. } if reason.contains("status 3"))),
+        "{effects:?}"
+    );
+}
