@@ -752,13 +752,26 @@ fn keeping_failed(setup: &Setup) {
     std::fs::write(&path, text).expect("config");
 }
 
-/// The text (history included) of the job's kept first-attempt window.
+/// The text (history included) of the job's kept first-attempt window,
+/// once tmux wrote its dead pane's status line (it does when it collects
+/// the wrapper's exit status, which may come after the job ended).
 fn kept_pane(setup: &Setup, id: &str) -> String {
     let record = setup.record(id);
     let window = record["attempts"][0]["window"].as_str().expect("window");
-    setup
-        .tmux
-        .output(&["capture-pane", "-p", "-S", "-", "-t", window])
+    let capture = || {
+        setup
+            .tmux
+            .output(&["capture-pane", "-p", "-S", "-", "-t", window])
+    };
+    wait_for(SETTLE, || {
+        let pane = capture();
+        // tmux 3.3a now and then misses the SIGCHLD of a pane's process
+        // (seen: the wrapper a zombie of the server for 30 s): a child of
+        // its own that ends makes it reap them all.
+        setup.tmux.output(&["run-shell", "true"]);
+        pane.contains("Pane is dead (").then_some(pane)
+    })
+    .unwrap_or_else(capture)
 }
 
 /// A job of `body` (a shell script) that fails at once (`max_attempts = 1`)
