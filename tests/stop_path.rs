@@ -833,3 +833,54 @@ fn a_wrapper_hung_up_on_exits_with_its_stopped_agent_s_status() {
     let pane = kept_pane(&setup, &setup.id("kept"));
     assert!(pane.contains("Pane is dead (status 143,"), "{pane}");
 }
+
+/// `mosquitto_sub` on every job's events topic of `setup`'s broker, once
+/// the broker acknowledged the subscription (line-buffered by `stdbuf`:
+/// mosquitto_sub has no option for it).
+fn subscribed(setup: &Setup) -> Lines {
+    let mut sub = Lines::spawn(
+        std::process::Command::new("stdbuf")
+            .args(["-oL", "mosquitto_sub", "-d", "-h", "127.0.0.1"])
+            .args(["-p", &setup.broker.port.to_string()])
+            .args(["-t", "python/mqtt/jobs/+/events"]),
+    );
+    assert!(sub.wait_line("SUBACK", SETTLE), "{:?}", sub.stderr);
+    sub
+}
+
+#[test]
+fn the_wrapper_numbers_its_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let agent = script(&dir.path().join("agent.sh"), "exit 0");
+    let setup = Setup::new(
+        "1s",
+        &format!(
+            "[agents.numbered]\ncommand = [\"{}\"]\ncomplete_on_exit = true\n",
+            agent.display()
+        ),
+    );
+    let mut sub = subscribed(&setup);
+    let mut running =
+        setup.spawn_run(&["--agent", "numbered", "--name", "numbered", "--prompt", "p"]);
+    assert_eq!(
+        running.finish(SETTLE).code(),
+        Some(0),
+        "{:?}",
+        running.stderr
+    );
+    assert!(
+        sub.wait_line("\"event\":\"exited\"", SETTLE),
+        "{:?}",
+        sub.stdout
+    );
+    let numbered: Vec<(String, u64)> = sub
+        .stdout
+        .iter()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|e| Some((e["event"].as_str()?.to_owned(), e["seq"].as_u64()?)))
+        .collect();
+    // Numbered in the order sent (the Last Will, built first, took one).
+    let kinds: Vec<&str> = numbered.iter().map(|(kind, _)| kind.as_str()).collect();
+    assert_eq!(kinds, ["started", "exited"], "{numbered:?}");
+    assert!(numbered[0].1 < numbered[1].1, "{numbered:?}");
+}
