@@ -694,6 +694,47 @@ fn a_retry_does_not_see_the_previous_attempt_s_retained_error() {
     );
 }
 
+#[test]
+fn the_wrapper_takes_the_terminal_back_when_the_agent_ends() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let strays = Strays(dir.path().join("pids"));
+    let done = dir.path().join("done");
+    // A child in the agent's group that ignores SIGTERM outlives the agent:
+    // the wrapper stops it (TERM, 5 s, KILL) after taking the terminal back.
+    let agent = script(
+        &dir.path().join("leaves.sh"),
+        &format!(
+            "sh -c 'trap \"\" TERM; echo $$ >> {pids}; exec sleep 60' &\n\
+             while [ ! -s {pids} ]; do sleep 0.05; done\ntouch {done}",
+            pids = strays.0.display(),
+            done = done.display()
+        ),
+    );
+    let setup = Setup::new(
+        "5s",
+        &format!("[agents.leaves]\ncommand = [\"{}\"]\n", agent.display()),
+    );
+    let mut running = setup.spawn_run(&["--agent", "leaves", "--name", "leaves", "--prompt", "p"]);
+    assert!(
+        running.wait_line("\"to\":\"running\"", SETTLE),
+        "{:?}",
+        running.stderr
+    );
+    let wrapper = setup.recorded_attempt(&setup.id("leaves"))["pane_pid"]
+        .as_i64()
+        .expect("pane pid");
+    assert!(wait_for(SETTLE, || done.exists().then_some(())).is_some());
+    // Field 8 of the wrapper's stat is its terminal's foreground group.
+    let foreground = wait_for(SETTLE, || {
+        (stat_field(wrapper, 8)? == stat_field(wrapper, 5)?).then_some(())
+    });
+    assert!(
+        foreground.is_some(),
+        "the dead agent's group kept the terminal while the wrapper stopped its child"
+    );
+    running.finish(SETTLE);
+}
+
 // --- The wrapper stopped from outside ---------------------------------------
 
 /// Stops the escaping agent's wrapper from outside (`how` gets the job's
