@@ -510,6 +510,42 @@ fn kill_without_a_supervisor_terms_waits_the_grace_kills_and_closes_the_window()
     );
 }
 
+#[test]
+fn kill_leaves_the_stop_to_a_running_supervisor_with_a_10_s_grace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let strays = Strays(dir.path().join("pids"));
+    let terms = dir.path().join("terms");
+    let agent = stubborn_agent(dir.path(), &strays.0, &terms);
+    let setup = Setup::new(
+        "10s",
+        &format!("[agents.stubborn]\ncommand = [\"{}\"]\n", agent.display()),
+    );
+    let (mut running, id, agent, _) = stubborn_job(&setup, &strays);
+    // `kill` gives the supervisor kill_grace + 10 s to take the cancel (it
+    // then stops the agent: TERM, 10 s, KILL); it never takes over while the
+    // supervisor answers. (With 10 s, a deadline of `grace - 10 s` or
+    // `10 s - grace` would make it take over at once.)
+    let out = run(setup.td().args(["kill", &id]));
+    let said = text(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        !said.contains("did not stop"),
+        "`kill` took over from a running supervisor: {said}"
+    );
+    assert!(said.contains(": cancelled"), "{said}");
+    assert!(
+        wait_for(SETTLE, || (!alive(agent)).then_some(())).is_some(),
+        "the agent survived the supervisor's SIGKILL"
+    );
+    assert_eq!(
+        running.finish(SETTLE).code(),
+        Some(1),
+        "{:?}",
+        running.stdout
+    );
+    assert_eq!(setup.job("stubborn")["state"], "cancelled");
+}
+
 // --- pid reuse -------------------------------------------------------------
 
 #[test]
@@ -658,6 +694,47 @@ fn a_retry_does_not_see_the_previous_attempt_s_retained_error() {
     );
 }
 
+#[test]
+fn the_wrapper_takes_the_terminal_back_when_the_agent_ends() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let strays = Strays(dir.path().join("pids"));
+    let done = dir.path().join("done");
+    // A child in the agent's group that ignores SIGTERM outlives the agent:
+    // the wrapper stops it (TERM, 5 s, KILL) after taking the terminal back.
+    let agent = script(
+        &dir.path().join("leaves.sh"),
+        &format!(
+            "sh -c 'trap \"\" TERM; echo $$ >> {pids}; exec sleep 60' &\n\
+             while [ ! -s {pids} ]; do sleep 0.05; done\ntouch {done}",
+            pids = strays.0.display(),
+            done = done.display()
+        ),
+    );
+    let setup = Setup::new(
+        "5s",
+        &format!("[agents.leaves]\ncommand = [\"{}\"]\n", agent.display()),
+    );
+    let mut running = setup.spawn_run(&["--agent", "leaves", "--name", "leaves", "--prompt", "p"]);
+    assert!(
+        running.wait_line("\"to\":\"running\"", SETTLE),
+        "{:?}",
+        running.stderr
+    );
+    let wrapper = setup.recorded_attempt(&setup.id("leaves"))["pane_pid"]
+        .as_i64()
+        .expect("pane pid");
+    assert!(wait_for(SETTLE, || done.exists().then_some(())).is_some());
+    // Field 8 of the wrapper's stat is its terminal's foreground group.
+    let foreground = wait_for(SETTLE, || {
+        (stat_field(wrapper, 8)? == stat_field(wrapper, 5)?).then_some(())
+    });
+    assert!(
+        foreground.is_some(),
+        "the dead agent's group kept the terminal while the wrapper stopped its child"
+    );
+    running.finish(SETTLE);
+}
+
 // --- The wrapper stopped from outside ---------------------------------------
 
 /// Stops the escaping agent's wrapper from outside (`how` gets the job's
@@ -703,4 +780,148 @@ fn closing_the_window_stops_an_agent_that_ignores_sighup_and_its_escapees() {
 #[test]
 fn sigterm_to_the_wrapper_stops_the_agent_and_its_escapees() {
     wrapper_stopped_from_outside(|_, _, wrapper| send("TERM", wrapper));
+}
+
+// --- What a kept window shows -------------------------------------------------
+
+/// `keep_failed = true` for `setup`: a failed attempt's window is renamed
+/// and kept, its dead pane left for a human to read.
+fn keeping_failed(setup: &Setup) {
+    let path = setup.home.join("tmux-delegate.toml");
+    let text = std::fs::read_to_string(&path).expect("config");
+    let text = text.replace("keep_failed = false", "keep_failed = true");
+    std::fs::write(&path, text).expect("config");
+}
+
+/// The text (history included) of the job's kept first-attempt window,
+/// once tmux wrote its dead pane's status line (it does when it collects
+/// the wrapper's exit status, which may come after the job ended).
+fn kept_pane(setup: &Setup, id: &str) -> String {
+    let record = setup.record(id);
+    let window = record["attempts"][0]["window"].as_str().expect("window");
+    let capture = || {
+        setup
+            .tmux
+            .output(&["capture-pane", "-p", "-S", "-", "-t", window])
+    };
+    wait_for(SETTLE, || {
+        let pane = capture();
+        // tmux 3.3a now and then misses the SIGCHLD of a pane's process
+        // (seen: the wrapper a zombie of the server for 30 s): a child of
+        // its own that ends makes it reap them all.
+        setup.tmux.output(&["run-shell", "true"]);
+        pane.contains("Pane is dead (").then_some(pane)
+    })
+    .unwrap_or_else(capture)
+}
+
+/// A job of `body` (a shell script) that fails at once (`max_attempts = 1`)
+/// and keeps its window; `run` is started, the setup returned.
+fn kept_job(dir: &Path, body: &str) -> (Setup, Lines) {
+    let agent = script(&dir.join("agent.sh"), body);
+    let setup = Setup::new(
+        "1s",
+        &format!(
+            "[defaults.retry]\nmax_attempts = 1\n[agents.kept]\ncommand = [\"{}\"]\n",
+            agent.display()
+        ),
+    );
+    keeping_failed(&setup);
+    let running = setup.spawn_run(&["--agent", "kept", "--name", "kept", "--prompt", "p"]);
+    (setup, running)
+}
+
+#[test]
+fn a_kept_window_shows_the_agent_s_exit_code_and_the_wrapper_exits_with_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (setup, mut running) = kept_job(dir.path(), "echo last words\nexit 3");
+    assert_eq!(
+        running.finish(SETTLE).code(),
+        Some(1),
+        "{:?}",
+        running.stderr
+    );
+    assert_eq!(setup.job("kept")["state"], "failed");
+    let pane = kept_pane(&setup, &setup.id("kept"));
+    assert!(
+        pane.contains("last words")
+            && pane.contains("[tmux-delegate] the agent exited with code 3"),
+        "the wrapper did not say how the agent ended: {pane}"
+    );
+    // tmux writes the pane's exit status (the wrapper's) under it.
+    assert!(pane.contains("Pane is dead (status 3,"), "{pane}");
+}
+
+#[test]
+fn a_wrapper_hung_up_on_exits_with_its_stopped_agent_s_status() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (setup, mut running) = kept_job(dir.path(), "exec sleep 300");
+    assert!(
+        running.wait_line("\"to\":\"running\"", SETTLE),
+        "{:?}",
+        running.stderr
+    );
+    let attempt = setup.recorded_attempt(&setup.id("kept"));
+    // tmux sends SIGHUP as it closes the window; sent by hand here, the
+    // dead pane stays to be read. The agent dies of the wrapper's SIGTERM.
+    send("HUP", attempt["pane_pid"].as_i64().expect("pane pid"));
+    assert_eq!(
+        running.finish(SETTLE).code(),
+        Some(1),
+        "{:?}",
+        running.stderr
+    );
+    let pane = kept_pane(&setup, &setup.id("kept"));
+    assert!(pane.contains("Pane is dead (status 143,"), "{pane}");
+}
+
+/// `mosquitto_sub` on every job's events topic of `setup`'s broker, once
+/// the broker acknowledged the subscription (line-buffered by `stdbuf`:
+/// mosquitto_sub has no option for it).
+fn subscribed(setup: &Setup) -> Lines {
+    let mut sub = Lines::spawn(
+        std::process::Command::new("stdbuf")
+            .args(["-oL", "mosquitto_sub", "-d", "-h", "127.0.0.1"])
+            .args(["-p", &setup.broker.port.to_string()])
+            .args(["-t", "python/mqtt/jobs/+/events"]),
+    );
+    assert!(sub.wait_line("SUBACK", SETTLE), "{:?}", sub.stderr);
+    sub
+}
+
+#[test]
+fn the_wrapper_numbers_its_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let agent = script(&dir.path().join("agent.sh"), "exit 0");
+    let setup = Setup::new(
+        "1s",
+        &format!(
+            "[agents.numbered]\ncommand = [\"{}\"]\ncomplete_on_exit = true\n",
+            agent.display()
+        ),
+    );
+    let mut sub = subscribed(&setup);
+    let mut running =
+        setup.spawn_run(&["--agent", "numbered", "--name", "numbered", "--prompt", "p"]);
+    assert_eq!(
+        running.finish(SETTLE).code(),
+        Some(0),
+        "{:?}",
+        running.stderr
+    );
+    assert!(
+        sub.wait_line("\"event\":\"exited\"", SETTLE),
+        "{:?}",
+        sub.stdout
+    );
+    let numbered: Vec<(String, u64)> = sub
+        .stdout
+        .iter()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|e| Some((e["event"].as_str()?.to_owned(), e["seq"].as_u64()?)))
+        .collect();
+    // Numbered in the order sent (the Last Will, built first, took one).
+    let kinds: Vec<&str> = numbered.iter().map(|(kind, _)| kind.as_str()).collect();
+    assert_eq!(kinds, ["started", "exited"], "{numbered:?}");
+    assert!(numbered[0].1 < numbered[1].1, "{numbered:?}");
 }

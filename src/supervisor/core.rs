@@ -244,26 +244,37 @@ impl Job {
 
     /// The earliest timer of this job, if any.
     fn next_deadline(&self) -> Option<Instant> {
-        let mut deadlines: Vec<Instant> = Vec::with_capacity(4);
         match &self.phase {
-            Phase::Starting { since } => {
-                deadlines.push(*since + self.config.timeouts.start);
-            }
-            Phase::Running { last_life, waiting } => {
-                if !waiting {
-                    deadlines.push(*last_life + self.config.timeouts.idle);
-                }
-            }
+            Phase::Starting { .. } | Phase::Running { .. } => {}
             Phase::Stopping { deadline, .. } => return Some(*deadline),
             Phase::Backoff { until } => return Some(*until),
             Phase::Pending | Phase::Finished => return None,
         }
+        [
+            self.life_deadline(),
+            self.attempt_deadline,
+            self.job_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The start or idle deadline of an active attempt; once its pane is
+    /// dead, the end of the wait for its `exited` event instead (an agent
+    /// that ended is neither a late start nor a hang).
+    fn life_deadline(&self) -> Option<Instant> {
         if let Some((at, _, _)) = self.dead {
-            deadlines.push(at + EXIT_SETTLE);
+            return Some(at + EXIT_SETTLE);
         }
-        deadlines.extend(self.attempt_deadline);
-        deadlines.extend(self.job_deadline);
-        deadlines.into_iter().min()
+        match self.phase {
+            Phase::Starting { since } => Some(since + self.config.timeouts.start),
+            Phase::Running {
+                last_life,
+                waiting: false,
+            } => Some(last_life + self.config.timeouts.idle),
+            _ => None,
+        }
     }
 
     fn is_active(&self) -> bool {
@@ -1029,8 +1040,12 @@ impl Core {
                             fmt(timeouts.attempt)
                         ),
                     );
-                } else if job.dead.is_some_and(|(at, _, _)| at + EXIT_SETTLE <= now) {
-                    self.settle_dead(now, id);
+                } else if let Some((at, _, _)) = job.dead {
+                    // Until the settle, a dead pane waits for its `exited`
+                    // event: no start or idle timeout (the agent ended).
+                    if at + EXIT_SETTLE <= now {
+                        self.settle_dead(now, id);
+                    }
                 } else if let Phase::Starting { since } = job.phase {
                     if since + timeouts.start <= now {
                         self.fail(

@@ -1062,3 +1062,166 @@ fn a_cancel_waits_the_whole_grace_before_sigkill() {
     h.tick(15.0);
     assert!(h.actions().contains(&kill));
 }
+
+#[test]
+fn an_adopted_attempt_from_before_its_budget_uses_none_of_it() {
+    // `retry` wrote the new budget (first attempt 3) but the supervisor
+    // died before launching it: the old attempt 2 is adopted, its window
+    // is gone, and the budget of one attempt is still whole.
+    let mut cfg = config();
+    cfg.retry.max_attempts = 1;
+    cfg.first_attempt = 3;
+    let adoption = Adoption {
+        attempt: 2,
+        job_deadline: None,
+        backoff_until: None,
+    };
+    let (mut core, job, t0) = adopted(cfg, adoption);
+    core.handle(
+        t0,
+        Input::WindowGone {
+            job: job.clone(),
+            attempt: 2,
+        },
+    );
+    core.handle_timeout(t0 + EXIT_SETTLE);
+    assert_eq!(core.state(&job), Some(JobState::Retrying));
+}
+
+#[test]
+fn a_dead_pane_is_due_when_its_wait_for_exited_ends() {
+    let mut h = Harness::new(config());
+    let job = h.job.clone();
+    h.started(0.0);
+    let dead = Input::PaneDead {
+        job,
+        attempt: 1,
+        status: Some(3),
+    };
+    h.input(1.0, dead);
+    assert_eq!(h.core.poll_timeout(), Some(h.at(1.0) + EXIT_SETTLE));
+}
+
+#[test]
+fn a_dead_pane_near_the_idle_deadline_still_waits_for_its_exited_event() {
+    let mut cfg = config();
+    cfg.complete_on_exit = true;
+    cfg.timeouts.idle = 10 * SEC;
+    let mut h = Harness::new(cfg);
+    let job = h.job.clone();
+    h.started(0.0);
+    let dead = Input::PaneDead {
+        job,
+        attempt: 1,
+        status: Some(0),
+    };
+    h.input(9.5, dead);
+    assert_eq!(h.core.poll_timeout(), Some(h.at(9.5) + EXIT_SETTLE));
+    h.tick(10.0); // the idle deadline, inside the settle: not a hang
+    assert_eq!(h.state(), JobState::Running, "{:?}", h.actions());
+    h.tick(9.5 + EXIT_SETTLE.as_secs_f64());
+    assert_eq!(h.state(), JobState::Completed);
+}
+
+#[test]
+fn recorded_exits_of_an_older_attempt_or_not_clean_do_not_complete() {
+    let mut cfg = config();
+    cfg.complete_on_exit = true;
+    let mut h = Harness::new(cfg);
+    let job = h.job.clone();
+    h.started(0.0);
+    let exit = |attempt, code| Input::ExitRecorded {
+        job: job.clone(),
+        attempt,
+        code,
+    };
+    h.input(1.0, exit(1, 3));
+    assert_eq!(h.state(), JobState::Running, "code 3 waits for the pane");
+    h.event(2.0, EventKind::Error, None);
+    h.input(
+        2.1,
+        Input::GroupGone {
+            job: job.clone(),
+            attempt: 1,
+        },
+    );
+    h.tick(2.1 + 10.0);
+    h.started(13.0);
+    h.input(14.0, exit(1, 0));
+    assert_eq!(h.state(), JobState::Running, "attempt 1's exit, not 2's");
+    let mut cfg = config();
+    cfg.complete_on_exit = false;
+    let mut h = Harness::new(cfg);
+    h.started(0.0);
+    h.input(1.0, exit(1, 0));
+    assert_eq!(h.state(), JobState::Running, "no complete_on_exit");
+}
+
+#[test]
+fn a_screen_gone_report_without_a_screen_changes_nothing() {
+    let mut h = Harness::new(config());
+    let job = h.job.clone();
+    h.started(0.0);
+    h.event(1.0, EventKind::Waiting, None);
+    assert_eq!(h.state(), JobState::Waiting);
+    h.input(2.0, Input::ScreenGone { job, attempt: 1 });
+    assert_eq!(h.state(), JobState::Waiting, "only a new event ends it");
+}
+
+#[test]
+fn a_dead_pane_s_status_completes_only_a_clean_exit_with_complete_on_exit() {
+    let cases = [
+        (true, Some(0), false, JobState::Completed),
+        (true, Some(3), false, JobState::Retrying),
+        (false, Some(0), false, JobState::Retrying),
+        (true, None, true, JobState::Retrying),
+    ];
+    for (complete_on_exit, status, gone, expected) in cases {
+        let mut cfg = config();
+        cfg.complete_on_exit = complete_on_exit;
+        let mut h = Harness::new(cfg);
+        let job = h.job.clone();
+        h.started(0.0);
+        let input = if gone {
+            Input::WindowGone { job, attempt: 1 }
+        } else {
+            Input::PaneDead {
+                job,
+                attempt: 1,
+                status,
+            }
+        };
+        h.input(1.0, input);
+        h.tick(1.0 + EXIT_SETTLE.as_secs_f64());
+        let case = (complete_on_exit, status, gone);
+        assert_eq!(h.state(), expected, "{case:?}");
+    }
+}
+
+#[test]
+fn a_second_report_of_a_dead_pane_neither_delays_its_settle_nor_changes_it() {
+    let mut h = Harness::new(config());
+    let job = h.job.clone();
+    h.started(0.0);
+    let dead = |status| Input::PaneDead {
+        job: job.clone(),
+        attempt: 1,
+        status,
+    };
+    h.input(1.0, dead(Some(3)));
+    h.input(2.5, dead(Some(3)));
+    h.input(
+        2.6,
+        Input::WindowGone {
+            job: job.clone(),
+            attempt: 1,
+        },
+    );
+    h.tick(1.0 + EXIT_SETTLE.as_secs_f64());
+    assert_eq!(h.state(), JobState::Retrying, "the settle moved");
+    let effects = h.effects();
+    assert!(
+        effects.iter().any(|e| matches!(e, Effect::Transition { failure: Some(Failure { reason, .. }), .. } if reason.contains("status 3"))),
+        "{effects:?}"
+    );
+}
