@@ -331,15 +331,7 @@ fn a_dead_runners_unfinished_jobs_run_again_elsewhere_and_its_finished_one_does_
     // 4 s of agent each, started within 30 s of the death.
     assert!(elapsed < Duration::from_secs(60), "took {elapsed:?}");
     for id in &slow_ids {
-        let line = waiting
-            .stderr
-            .iter()
-            .find(|l| l.starts_with(&format!("{id}: completed")))
-            .unwrap_or_else(|| panic!("no end for {id}: {:?}", waiting.stderr));
-        assert!(
-            line.contains("(attempt 2 on r1") || line.contains("(attempt 2 on r2"),
-            "{line}"
-        );
+        assert_completed_as_attempt_2_elsewhere(&waiting, id);
         let reruns: Vec<&str> = fleet.hosts[1..]
             .iter()
             .flat_map(|h| h.runs().into_iter().map(move |r| (h.name.clone(), r)))
@@ -388,6 +380,19 @@ impl Fleet {
         std::fs::write(home.join("tmux-delegate.toml"), config).expect("config");
         home
     }
+}
+
+/// `submit --wait` saw the job complete as attempt 2 on r1 or r2 (r0 died).
+fn assert_completed_as_attempt_2_elsewhere(waiting: &Lines, id: &str) {
+    let line = waiting
+        .stderr
+        .iter()
+        .find(|l| l.starts_with(&format!("{id}: completed")))
+        .unwrap_or_else(|| panic!("no end for {id}: {:?}", waiting.stderr));
+    assert!(
+        line.contains("(attempt 2 on r1") || line.contains("(attempt 2 on r2"),
+        "{line}"
+    );
 }
 
 /// `status --json` of one fleet job, from `home`.
@@ -701,15 +706,7 @@ fn a_runner_process_that_dies_alone_has_its_agents_stopped_and_its_jobs_run_once
     let status = waiting.finish(Duration::from_secs(150));
     assert_eq!(status.code(), Some(0), "{:?}", waiting.stderr);
     for id in &ids {
-        let line = waiting
-            .stderr
-            .iter()
-            .find(|l| l.starts_with(&format!("{id}: completed")))
-            .unwrap_or_else(|| panic!("no end for {id}: {:?}", waiting.stderr));
-        assert!(
-            line.contains("(attempt 2 on r1") || line.contains("(attempt 2 on r2"),
-            "{line}"
-        );
+        assert_completed_as_attempt_2_elsewhere(&waiting, id);
     }
     // The old attempts never finished their work.
     assert!(fleet.hosts[0]
