@@ -97,6 +97,15 @@ pub fn tail(text: &str) -> &str {
     }
 }
 
+/// Saves an attempt's pane (its last `LOG_LIMIT` bytes) in the job's
+/// directory, 0600, for the runner to put into the job's log.
+pub fn save_pane(registry: &crate::registry::Registry, job: &JobId, attempt: u32, pane: &str) {
+    let path = registry.pane_file(job, attempt);
+    if let Err(e) = crate::registry::write_file(&path, tail(pane), 0o600) {
+        tracing::warn!("job {job}: cannot save its pane for its log: {e:#}");
+    }
+}
+
 /// `logs ID [--follow]` for a job this host's registry does not have.
 pub async fn show(config: &Config, id: &str, follow: bool) -> anyhow::Result<Exit> {
     let broker = fleet_broker(config)?;

@@ -1087,12 +1087,7 @@ async fn save_pane(tmux: &Tmux, registry: &Registry, job: &JobId, attempt: u32, 
         return;
     }
     match tmux.capture(window).await {
-        Ok(text) => {
-            let kept = crate::fleet::joblog::tail(&text);
-            if let Err(e) = crate::registry::write_file(&path, kept, 0o600) {
-                tracing::warn!("job {job}: cannot save its pane: {e:#}");
-            }
-        }
+        Ok(text) => crate::fleet::joblog::save_pane(registry, job, attempt, &text),
         Err(e) => tracing::warn!("job {job}: cannot capture its pane: {e:#}"),
     }
 }

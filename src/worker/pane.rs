@@ -15,9 +15,5 @@ pub fn save(registry: &Registry, job: &JobId, attempt: u32) {
             return;
         }
     };
-    let path = registry.pane_file(job, attempt);
-    let kept = crate::fleet::joblog::tail(&text);
-    if let Err(e) = crate::registry::write_file(&path, kept, 0o600) {
-        tracing::warn!("cannot save this pane for the job's log: {e:#}");
-    }
+    crate::fleet::joblog::save_pane(registry, job, attempt, &text);
 }
