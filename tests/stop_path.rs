@@ -220,12 +220,42 @@ fn escaping_agent(dir: &Path, pids: &Path, finish: &str) -> PathBuf {
     )
 }
 
+/// A host whose agent `escape` is the escaping agent ending with `finish`;
+/// `extra` is more configuration. The pids go to the returned `Strays`.
+/// Bind `_dir` (not `..`): it holds the agent's script and pid files.
+struct Escaping {
+    strays: Strays,
+    setup: Setup,
+    _dir: tempfile::TempDir,
+}
+
+fn escaping(finish: &str, extra: &str) -> Escaping {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let strays = Strays(dir.path().join("pids"));
+    let agent = escaping_agent(dir.path(), &strays.0, finish);
+    let setup = Setup::new(
+        "1s",
+        &format!(
+            "{extra}[agents.escape]\ncommand = [\"{}\"]\n",
+            agent.display()
+        ),
+    );
+    Escaping {
+        strays,
+        setup,
+        _dir: dir,
+    }
+}
+
+/// The `run` of the escaping agent as job `escape`.
+const ESCAPE_RUN: &[&str] = &["--agent", "escape", "--name", "escape", "--prompt", "p"];
+
 /// Starts a job with the escaping agent; returns the run, the job id and
 /// the pids of the agent and its two escapees, after checking that the
 /// escapees left the agent's session and the daemon was re-parented to the
 /// wrapper (the child subreaper) when its parent exited.
-fn start_escapees(setup: &Setup, strays: &Strays, args: &[&str]) -> (Lines, String, Vec<i32>) {
-    let mut running = setup.spawn_run(args);
+fn start_escapees(setup: &Setup, strays: &Strays) -> (Lines, String, Vec<i32>) {
+    let mut running = setup.spawn_run(ESCAPE_RUN);
     assert!(
         running.wait_line("\"to\":\"running\"", SETTLE),
         "{:?}",
@@ -276,22 +306,15 @@ fn start_escapees(setup: &Setup, strays: &Strays, args: &[&str]) -> (Lines, Stri
 
 #[test]
 fn setsid_children_and_daemons_do_not_survive_an_attempt_timeout() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let strays = Strays(dir.path().join("pids"));
-    let agent = escaping_agent(dir.path(), &strays.0, "exec sleep 300");
-    let setup = Setup::new(
-        "1s",
-        &format!(
-            "[defaults.timeouts]\nattempt = \"8s\"\n[defaults.retry]\nmax_attempts = 1\n\
-             [agents.escape]\ncommand = [\"{}\"]\n",
-            agent.display()
-        ),
+    let Escaping {
+        _dir,
+        strays,
+        setup,
+    } = escaping(
+        "exec sleep 300",
+        "[defaults.timeouts]\nattempt = \"8s\"\n[defaults.retry]\nmax_attempts = 1\n",
     );
-    let (mut running, _, _) = start_escapees(
-        &setup,
-        &strays,
-        &["--agent", "escape", "--name", "escape", "--prompt", "p"],
-    );
+    let (mut running, _, _) = start_escapees(&setup, &strays);
     let status = running.finish(Duration::from_secs(60));
     assert_eq!(setup.job("escape")["state"], "timed_out", "{status}");
     assert_eq!(strays.survivors(), Vec::<i32>::new(), "escaped the timeout");
@@ -299,18 +322,12 @@ fn setsid_children_and_daemons_do_not_survive_an_attempt_timeout() {
 
 #[test]
 fn setsid_children_and_daemons_do_not_survive_kill() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let strays = Strays(dir.path().join("pids"));
-    let agent = escaping_agent(dir.path(), &strays.0, "exec sleep 300");
-    let setup = Setup::new(
-        "1s",
-        &format!("[agents.escape]\ncommand = [\"{}\"]\n", agent.display()),
-    );
-    let (mut running, id, _) = start_escapees(
-        &setup,
-        &strays,
-        &["--agent", "escape", "--name", "escape", "--prompt", "p"],
-    );
+    let Escaping {
+        _dir,
+        strays,
+        setup,
+    } = escaping("exec sleep 300", "");
+    let (mut running, id, _) = start_escapees(&setup, &strays);
     let out = run(setup.td().args(["kill", &id]));
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
@@ -325,18 +342,12 @@ fn setsid_children_and_daemons_do_not_survive_kill() {
 
 #[test]
 fn setsid_children_and_daemons_do_not_survive_ctrl_c() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let strays = Strays(dir.path().join("pids"));
-    let agent = escaping_agent(dir.path(), &strays.0, "exec sleep 300");
-    let setup = Setup::new(
-        "1s",
-        &format!("[agents.escape]\ncommand = [\"{}\"]\n", agent.display()),
-    );
-    let (mut running, _, _) = start_escapees(
-        &setup,
-        &strays,
-        &["--agent", "escape", "--name", "escape", "--prompt", "p"],
-    );
+    let Escaping {
+        _dir,
+        strays,
+        setup,
+    } = escaping("exec sleep 300", "");
+    let (mut running, _, _) = start_escapees(&setup, &strays);
     send("INT", i64::from(running.guard.child().id()));
     assert_eq!(running.finish(SETTLE).code(), Some(130));
     assert_eq!(setup.job("escape")["state"], "cancelled");
@@ -345,14 +356,12 @@ fn setsid_children_and_daemons_do_not_survive_ctrl_c() {
 
 #[test]
 fn setsid_children_and_daemons_do_not_survive_completion() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let strays = Strays(dir.path().join("pids"));
-    let agent = escaping_agent(dir.path(), &strays.0, "exit 0");
-    let setup = Setup::new(
-        "1s",
-        &format!("[agents.escape]\ncommand = [\"{}\"]\n", agent.display()),
-    );
-    let mut running = setup.spawn_run(&["--agent", "escape", "--name", "escape", "--prompt", "p"]);
+    let Escaping {
+        _dir,
+        strays,
+        setup,
+    } = escaping("exit 0", "");
+    let mut running = setup.spawn_run(ESCAPE_RUN);
     assert_eq!(
         running.finish(Duration::from_secs(60)).code(),
         Some(0),
@@ -742,18 +751,12 @@ fn the_wrapper_takes_the_terminal_back_when_the_agent_ends() {
 /// supervisor runs (it was SIGKILLed): the wrapper alone must stop the
 /// agent and its escapees before it goes.
 fn wrapper_stopped_from_outside(how: impl FnOnce(&Setup, &str, i64)) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let strays = Strays(dir.path().join("pids"));
-    let agent = escaping_agent(dir.path(), &strays.0, "trap '' HUP\nexec sleep 300");
-    let setup = Setup::new(
-        "1s",
-        &format!("[agents.escape]\ncommand = [\"{}\"]\n", agent.display()),
-    );
-    let (mut running, id, _) = start_escapees(
-        &setup,
-        &strays,
-        &["--agent", "escape", "--name", "escape", "--prompt", "p"],
-    );
+    let Escaping {
+        _dir,
+        strays,
+        setup,
+    } = escaping("trap '' HUP\nexec sleep 300", "");
+    let (mut running, id, _) = start_escapees(&setup, &strays);
     let attempt = setup.recorded_attempt(&id);
     running.guard.child().kill().expect("kill run");
     running.finish(SETTLE);
