@@ -3,7 +3,15 @@
 //! field by field. A template's `command` is an argv; `{prompt}` (and
 //! `{job}`) are substituted inside its elements, never through a shell.
 
-use crate::config::file::{parse_toml, AgentFile, HookStyle, Liveness, OnStop};
+use crate::config::file::parse_toml;
+
+use crate::config::file::AgentFile;
+
+use crate::config::file::HookStyle;
+
+use crate::model::Liveness;
+
+use crate::config::file::OnStop;
 use crate::config::Config;
 use crate::error::{config_error, Failure};
 use serde::{Deserialize, Serialize};
@@ -352,8 +360,8 @@ mod tests {
         assert_eq!(
             config.defaults.retry.on.clone().unwrap_or_default(),
             vec![
-                crate::config::file::FailureKind::AgentConfig,
-                crate::config::file::FailureKind::Exit
+                crate::model::FailureKind::AgentConfig,
+                crate::model::FailureKind::Exit
             ]
         );
     }

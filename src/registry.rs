@@ -16,8 +16,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// Moved to the domain module; kept here for code written against these paths.
-pub use crate::model::{AttemptInfo, FailureInfo, JobState, LastEvent, ResumePoint};
+use crate::model::{AttemptInfo, FailureInfo, JobState, LastEvent, ResumePoint};
 
 pub const RECORD_VERSION: u32 = 1;
 

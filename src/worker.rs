@@ -9,11 +9,12 @@
 use crate::agents::AgentDef;
 use crate::config::BrokerSettings;
 use crate::error::{config_error, Exit};
+use crate::model::event::now_ts;
+use crate::model::{Event, EventKind, JobId};
 use crate::mqtt::client::Publisher;
 use crate::mqtt::connect::ConnectOptions;
-use crate::mqtt::event::{now_ts, Event, EventKind};
 use crate::mqtt::sign::EventKey;
-use crate::mqtt::topic::{events_topic, JobId};
+use crate::mqtt::topic::events_topic;
 use crate::registry::{now_rfc3339, Record, Registry};
 use anyhow::{Context, Result};
 use rumqttc::v5::mqttbytes::v5::LastWill;
@@ -554,7 +555,7 @@ fn agent_env(
         reporter.handoff.as_ref().map(|p| p.display().to_string()),
     );
     env.insert(
-        crate::mqtt::sign::EVENT_KEY_VAR.into(),
+        crate::model::event::EVENT_KEY_VAR.into(),
         Some(reporter.key.to_hex()),
     );
     if let Ok(exe) = std::env::current_exe() {

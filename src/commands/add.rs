@@ -14,7 +14,8 @@ use crate::cli::AddArgs;
 use crate::config::job::{JobFlags, JobSpec};
 use crate::config::{BrokerSettings, Config, Env, TmuxSettings};
 use crate::error::{config_error, Exit};
-use crate::registry::{JobState, Record, Registry};
+use crate::model::JobState;
+use crate::registry::{Record, Registry};
 use nix::sys::signal::Signal;
 use std::path::PathBuf;
 
@@ -151,7 +152,7 @@ async fn start_supervisor(
     ids: &[String],
 ) -> anyhow::Result<Exit> {
     for id in ids {
-        if let Ok(id) = crate::mqtt::topic::JobId::parse(id) {
+        if let Ok(id) = crate::model::JobId::parse(id) {
             registry.update(&id, |r| r.supervisor_pid = None)?;
         }
     }

@@ -2,9 +2,10 @@
 //! is installed.
 
 use crate::agents::{self, AgentDef, BUILTIN};
-use crate::config::file::{HookStyle, Liveness};
+use crate::config::file::HookStyle;
 use crate::config::{Config, Env};
 use crate::error::Exit;
+use crate::model::Liveness;
 use crate::ui::table::Grid;
 use std::path::Path;
 

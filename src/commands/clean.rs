@@ -6,7 +6,7 @@ use super::diff::workspace_of;
 use crate::cli::CleanArgs;
 use crate::config::Env;
 use crate::error::{config_error, Exit};
-use crate::mqtt::topic::JobId;
+use crate::model::JobId;
 use crate::registry::{now_rfc3339, Record, Registry};
 use crate::workspace::remove::{remove, Outcome};
 

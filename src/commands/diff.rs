@@ -4,7 +4,7 @@
 use crate::cli::DiffArgs;
 use crate::config::Env;
 use crate::error::{config_error, Exit, Failure};
-use crate::mqtt::topic::JobId;
+use crate::model::JobId;
 use crate::registry::{Record, Registry};
 use crate::workspace::Workspace;
 

@@ -5,10 +5,12 @@
 use crate::cli::DoctorArgs;
 use crate::config::{BrokerSettings, Config, Env};
 use crate::error::{config_error, Exit, Failure};
+use crate::model::event::now_ts;
+use crate::model::{Event, EventKind, JobId};
 use crate::mqtt::client::{publish_once, Publisher, Subscriber};
 use crate::mqtt::connect::{connect, ConnectOptions};
-use crate::mqtt::event::{decode, encode, now_ts, Decoded, Event, EventKind};
-use crate::mqtt::topic::{events_topic, JobId};
+use crate::mqtt::event::{decode, encode, Decoded};
+use crate::mqtt::topic::events_topic;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(5);

@@ -3,7 +3,7 @@
 use crate::cli::ExecArgs;
 use crate::config::Env;
 use crate::error::Exit;
-use crate::mqtt::topic::JobId;
+use crate::model::JobId;
 use crate::registry::Registry;
 
 pub async fn run(args: ExecArgs) -> anyhow::Result<Exit> {

@@ -6,7 +6,7 @@ use super::diff::workspace_of;
 use crate::cli::IdArg;
 use crate::config::Env;
 use crate::error::Exit;
-use crate::mqtt::topic::JobId;
+use crate::model::JobId;
 use crate::registry::Registry;
 use crate::workspace::merge::{merge, Outcome};
 

@@ -6,10 +6,12 @@
 use crate::cli::PublishArgs;
 use crate::config::{BrokerSettings, Config, Env};
 use crate::error::{config_error, Exit, Failure};
+use crate::model::event::{now_ts, EVENT_KEY_VAR};
+use crate::model::{Event, EventKind, JobId};
 use crate::mqtt::client::publish_once;
-use crate::mqtt::event::{encode, now_ts, Event, EventKind};
-use crate::mqtt::sign::{EventKey, EVENT_KEY_VAR};
-use crate::mqtt::topic::{events_topic, JobId};
+use crate::mqtt::event::encode;
+use crate::mqtt::sign::EventKey;
+use crate::mqtt::topic::events_topic;
 use crate::registry::Registry;
 use serde_json::Value;
 

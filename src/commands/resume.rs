@@ -6,7 +6,7 @@
 use super::run::{listen_for_cancel_requests, supervise, Brokers};
 use crate::config::{Config, Env};
 use crate::error::{config_error, Exit};
-use crate::mqtt::topic::JobId;
+use crate::model::JobId;
 use crate::registry::{Record, Registry};
 
 /// A supervised job left unfinished by a supervisor that no longer runs.

@@ -5,7 +5,8 @@ use super::run::{listen_for_cancel_requests, supervise, Brokers};
 use crate::cli::IdArg;
 use crate::config::{Config, Env};
 use crate::error::{config_error, Exit};
-use crate::registry::{JobState, Registry};
+use crate::model::JobState;
+use crate::registry::Registry;
 
 pub async fn run(args: &IdArg) -> anyhow::Result<Exit> {
     listen_for_cancel_requests()?;

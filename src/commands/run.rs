@@ -8,11 +8,12 @@ use crate::cli::RunArgs;
 use crate::config::job::{JobFlags, JobSpec};
 use crate::config::{BrokerSettings, Config, Env};
 use crate::error::{config_error, Exit, Failure};
+use crate::model::{JobId, JobState};
 use crate::mqtt::client::Subscriber;
 use crate::mqtt::connect::{client_id, ConnectOptions};
 use crate::mqtt::sign::EventKey;
-use crate::mqtt::topic::{all_events_filter, JobId};
-use crate::registry::{new_job_id, JobState, Record, Registry};
+use crate::mqtt::topic::all_events_filter;
+use crate::registry::{new_job_id, Record, Registry};
 use crate::supervisor::admit;
 use crate::supervisor::core::{Adoption, Core};
 use crate::supervisor::driver::{Driver, Ending, Places};
@@ -292,7 +293,7 @@ pub(super) fn new_record(
 fn secret_vars(config: &Config, records: &[Record]) -> Vec<String> {
     let mut names = vec![
         "MQTT_PASSWORD".to_owned(),
-        crate::mqtt::sign::EVENT_KEY_VAR.to_owned(),
+        crate::model::event::EVENT_KEY_VAR.to_owned(),
     ];
     for layer in &config.layers {
         for fields in std::iter::once(&layer.broker).chain(layer.worker.as_ref()) {

@@ -12,8 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Moved to the domain module; kept here for code written against this path.
-pub use crate::model::{FailureKind, Liveness, OnWaiting};
+use crate::model::{FailureKind, Liveness, OnWaiting};
 
 /// A duration written the humantime way ("30s", "5m", "2h 30m").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

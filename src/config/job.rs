@@ -2,13 +2,14 @@
 //! their resolution against the configuration defaults and the command line.
 
 use super::file::{
-    parse_toml, read_toml, validate_retry, validate_timeouts, OnWaiting, RetryFile, TimeoutsFile,
+    parse_toml, read_toml, validate_retry, validate_timeouts, RetryFile, TimeoutsFile,
 };
 use super::origin::{KeyLines, Origin};
 use super::{
     expand_path, merge_retry, merge_timeouts, Config, RetryPolicy, Timeouts, TmuxSettings,
 };
 use crate::error::{config_error, Failure};
+use crate::model::OnWaiting;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -20,10 +20,9 @@ pub use secret::random_password;
 pub use secret::Secret;
 
 use crate::error::Failure;
-/// Moved to the domain module; kept here for code written against these paths.
-pub use crate::model::policy::humantime_serde_compat;
-pub use crate::model::{RetryPolicy, Timeouts};
-use file::{AgentFile, DefaultsFile, Layer, OnWaiting, RetryFile, TimeoutsFile, TmuxFile};
+use crate::model::policy::humantime_serde_compat;
+use crate::model::{OnWaiting, RetryPolicy, Timeouts};
+use file::{AgentFile, DefaultsFile, Layer, RetryFile, TimeoutsFile, TmuxFile};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -295,7 +294,7 @@ impl Timeouts {
 
 impl RetryPolicy {
     pub fn resolve(file: &RetryFile) -> RetryPolicy {
-        use file::FailureKind::{Error, Exit, Hung, Lost, StartTimeout, Timeout};
+        use crate::model::FailureKind::{Error, Exit, Hung, Lost, StartTimeout, Timeout};
         // `setup` is left out: a broken setup command fails the same way again.
         RetryPolicy {
             max_attempts: file.max_attempts.unwrap_or(3),

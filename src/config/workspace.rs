@@ -208,8 +208,8 @@ mod tests {
         assert_eq!(
             layer.defaults.retry.and_then(|r| r.on),
             Some(vec![
-                super::super::file::FailureKind::Setup,
-                super::super::file::FailureKind::Error
+                crate::model::FailureKind::Setup,
+                crate::model::FailureKind::Error
             ])
         );
         std::fs::write(&path, "[defaults]\nsetup = [[]]\n").expect("write");

@@ -10,9 +10,9 @@ use super::submit::fleet_broker;
 use super::topics;
 use crate::config::{BrokerSettings, Config};
 use crate::error::{config_error, Exit, Failure};
+use crate::model::JobId;
 use crate::mqtt::client::{Message, Subscriber};
 use crate::mqtt::connect::ConnectOptions;
-use crate::mqtt::topic::JobId;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 

@@ -19,12 +19,13 @@ use crate::agents::{self, AgentDef};
 use crate::config::job::JobFlags;
 use crate::config::{BrokerSettings, Config};
 use crate::error::{config_error, Exit, Failure};
+use crate::model::event::now_ts;
+use crate::model::{JobId, JobState};
 use crate::mqtt::client::{Message, Subscriber};
 use crate::mqtt::connect::ConnectOptions;
-use crate::mqtt::event::now_ts;
 use crate::mqtt::sign::EventKey;
-use crate::mqtt::topic::{all_events_filter, JobId};
-use crate::registry::{JobState, Record, Registry};
+use crate::mqtt::topic::all_events_filter;
+use crate::registry::{Record, Registry};
 use crate::supervisor::core::{Core, JobConfig};
 use crate::supervisor::driver::{Driver, Ending, Intake, JobRuntime, Note, Places};
 use crate::supervisor::view::View;
@@ -277,7 +278,7 @@ async fn driver(config: &Config, registry: &Registry, prefix: &str) -> anyhow::R
 fn secret_vars(config: &Config) -> Vec<String> {
     let mut names = vec![
         "MQTT_PASSWORD".to_owned(),
-        crate::mqtt::sign::EVENT_KEY_VAR.to_owned(),
+        crate::model::event::EVENT_KEY_VAR.to_owned(),
     ];
     for layer in &config.layers {
         for fields in std::iter::once(&layer.broker).chain(layer.worker.as_ref()) {

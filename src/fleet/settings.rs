@@ -30,7 +30,7 @@ pub struct FleetFile {
     /// offers it again (its offer was lost); default 30 s.
     #[serde(
         default,
-        deserialize_with = "crate::config::humantime_serde_compat::option::deserialize"
+        deserialize_with = "crate::model::policy::humantime_serde_compat::option::deserialize"
     )]
     pub offer_timeout: Option<std::time::Duration>,
 }

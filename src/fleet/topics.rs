@@ -6,7 +6,7 @@
 //! - `<prefix>/jobs/<id>/log`: the job's history and last pane, retained.
 //! - `<prefix>/runners/<name>`: a runner's presence, retained; Last Will offline.
 
-use crate::mqtt::topic::JobId;
+use crate::model::JobId;
 
 pub fn pool_topic(prefix: &str, pool: &str) -> String {
     format!("{prefix}/pools/{pool}/jobs")

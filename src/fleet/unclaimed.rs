@@ -10,7 +10,7 @@
 //! caller passes the clock.
 
 use super::message::{states, JobStatus};
-use crate::mqtt::topic::JobId;
+use crate::model::JobId;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 

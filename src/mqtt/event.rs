@@ -3,9 +3,7 @@
 //! word from `mosquitto_pub` or a partial JSON object from the original Python
 //! scripts is still an event.
 
-/// Moved to the domain module; kept here for code written against this path.
-pub use crate::model::event::now_ts;
-pub use crate::model::{Event, EventKind};
+use crate::model::{Event, EventKind};
 use serde_json::{Map, Value};
 
 /// Payloads larger than this are logged and ignored.

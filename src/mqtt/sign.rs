@@ -8,12 +8,9 @@ use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
-/// Moved to the domain module; kept here for code written against this path.
-pub use crate::model::Signature;
+use crate::model::Signature;
 
 type HmacSha256 = Hmac<Sha256>;
-
-pub use crate::model::event::EVENT_KEY_VAR;
 
 /// A per-job event key: 32 random bytes, hex in the record and the window's env.
 #[derive(Clone, PartialEq, Eq)]

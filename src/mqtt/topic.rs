@@ -2,8 +2,7 @@
 //! reach a topic so that no id can widen a subscription (`+`, `#`) or escape
 //! its level (`/`).
 
-/// Moved to the domain module; kept here for code written against this path.
-pub use crate::model::JobId;
+use crate::model::JobId;
 
 pub const DEFAULT_TOPIC_PREFIX: &str = "python/mqtt";
 

@@ -6,9 +6,9 @@ use super::core::JobConfig;
 use super::driver::JobRuntime;
 use super::slots::Caps;
 use crate::agents::AgentDef;
+use crate::model::{JobId, JobState};
 use crate::mqtt::sign::EventKey;
-use crate::mqtt::topic::JobId;
-use crate::registry::{JobState, Record};
+use crate::registry::Record;
 
 /// The core's settings for the job; `first_attempt` is the number its
 /// next launch gets.

@@ -8,14 +8,13 @@ mod queueing;
 use super::core::{Checkpoint, Core, Effect, Incoming, Input, StopSignal};
 use super::view::View;
 use crate::agents::screens::ScreenSet;
+use crate::model::{EventKind, FailureInfo, JobId, JobState, LastEvent, ResumePoint};
 use crate::mqtt::client::{Message, Subscriber};
-use crate::mqtt::event::{decode, Decoded, EventKind};
+use crate::mqtt::event::{decode, Decoded};
 use crate::mqtt::sign::{check, EventKey};
-use crate::mqtt::topic::{job_of_topic, JobId};
+use crate::mqtt::topic::job_of_topic;
 use crate::proc::AgentGroup;
-use crate::registry::{
-    now_rfc3339, FailureInfo, JobState, LastEvent, LogEntry, Registry, ResumePoint,
-};
+use crate::registry::{now_rfc3339, LogEntry, Registry};
 use crate::tmux::{Launched, Tmux, WindowInfo};
 
 /// A `list-windows` answer and when it was asked for.
@@ -841,7 +840,7 @@ impl Driver {
 
     fn log_window(&self, job: &JobId, attempt: u32, window: &str, action: &str) {
         let entry = LogEntry::Window {
-            ts: crate::mqtt::event::now_ts(),
+            ts: crate::model::event::now_ts(),
             attempt,
             window: window.to_owned(),
             action: action.to_owned(),
@@ -861,7 +860,7 @@ impl Driver {
         failure: Option<FailureInfo>,
     ) {
         let entry = LogEntry::Transition {
-            ts: crate::mqtt::event::now_ts(),
+            ts: crate::model::event::now_ts(),
             attempt,
             from,
             to,
@@ -951,7 +950,7 @@ impl Driver {
         event: &Incoming,
         ignored: Option<String>,
     ) {
-        let ts = crate::mqtt::event::now_ts();
+        let ts = crate::model::event::now_ts();
         let entry = LogEntry::Event {
             ts,
             attempt,

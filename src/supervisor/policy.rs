@@ -1,7 +1,7 @@
 //! Retry policy arithmetic (pure): exponential backoff with a cap, and the
 //! "full jitter" draw supplied by the caller so tests stay deterministic.
 
-use crate::config::RetryPolicy;
+use crate::model::RetryPolicy;
 use std::time::Duration;
 
 /// The backoff ceiling before the `n`-th retry (n = 1 after the first
@@ -21,7 +21,7 @@ pub fn full_jitter(ceiling: Duration, unit: f64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::file::FailureKind;
+    use crate::model::FailureKind;
 
     fn policy(backoff: u64, multiplier: f64, max: u64) -> RetryPolicy {
         RetryPolicy {

@@ -2,7 +2,7 @@
 //! `status --tmux` for tmux's `status-right` (run every `status-interval`,
 //! so it reads only each record's `state`).
 
-use crate::registry::JobState;
+use crate::model::JobState;
 use std::path::Path;
 
 /// Symbols in display order: waiting first (a human is needed), finished last.

@@ -3,7 +3,7 @@
 //! job's log for `logs ID` on other hosts (SPEC section 13). The pane is
 //! the agent's output; the wrapper itself never prints a secret there.
 
-use crate::mqtt::topic::JobId;
+use crate::model::JobId;
 use crate::registry::Registry;
 
 /// Saves the pane's last `LOG_LIMIT` bytes in the job's directory, 0600.

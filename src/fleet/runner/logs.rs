@@ -10,8 +10,8 @@ use super::Fleet;
 use crate::fleet::joblog::{keep_last, tail, JobLog};
 use crate::fleet::outbox::OutboxHandle;
 use crate::fleet::topics;
-use crate::mqtt::event::now_ts;
-use crate::mqtt::topic::JobId;
+use crate::model::event::now_ts;
+use crate::model::JobId;
 use crate::registry::Registry;
 use std::time::Duration;
 

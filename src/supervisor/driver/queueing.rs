@@ -3,8 +3,7 @@
 //! feeds the pure queue's decisions to the core.
 
 use super::Driver;
-use crate::mqtt::topic::JobId;
-use crate::registry::JobState;
+use crate::model::{JobId, JobState};
 use crate::supervisor::queue::{Decision, DepState, Dependency, QueueSpec};
 use crate::supervisor::slots::{self, Caps};
 use std::time::Instant;

@@ -1,7 +1,9 @@
 //! `top`'s state and keys, with no terminal and no I/O: rows in, keys in,
 //! actions out (ratatui's examples' App, quinn-proto's habit).
 
-use crate::registry::{JobState, Record};
+use crate::model::JobState;
+
+use crate::registry::Record;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use std::time::SystemTime;
 

@@ -2,7 +2,7 @@
 //! renderer, coloured by state), a message line and the help line.
 
 use super::app::{App, JobRow, Mode};
-use crate::registry::JobState;
+use crate::model::JobState;
 use crate::ui::table::Grid;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};

@@ -11,7 +11,7 @@ mod watch;
 
 use crate::config::Env;
 use crate::error::config_error;
-use crate::mqtt::topic::JobId;
+use crate::model::JobId;
 use crate::registry::Registry;
 use app::{Action, App, JobRow};
 use ratatui::crossterm::event::{self, Event, KeyEventKind};
