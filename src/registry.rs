@@ -16,7 +16,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::model::{AttemptInfo, FailureInfo, JobState, LastEvent, ResumePoint};
+use crate::model::{AttemptInfo, FailureInfo, JobState, LastEvent, ResumePoint, Transition};
 
 pub const RECORD_VERSION: u32 = 1;
 
@@ -178,6 +178,69 @@ impl Record {
 
     pub fn attempt_info(&self, n: u32) -> Option<&AttemptInfo> {
         self.attempts.iter().find(|a| a.number == n)
+    }
+}
+
+/// Writing a transition: one pure change of the record, and one call that
+/// puts it into the history and the record together (the supervisor's
+/// driver, the stop path of `kill`, and `watch` for a job no supervisor
+/// owns all write transitions through these two).
+impl Record {
+    /// The record after `t`: its state and attempt; the failure when there
+    /// is one (a completion clears it; a skip says why the job never ran);
+    /// and, for an end, no owner any more and the attempt's `ended` and
+    /// `outcome` (at `now`, RFC 3339).
+    pub fn apply_transition(&mut self, t: &Transition, now: &str) {
+        self.state = t.to;
+        self.attempt = t.attempt;
+        if t.failure.is_some() || t.to == JobState::Completed {
+            self.failure.clone_from(&t.failure);
+        }
+        if t.to == JobState::Skipped {
+            // Why it never ran (`status` shows it): a dependency's end.
+            self.failure = Some(FailureInfo {
+                kind: "skipped".into(),
+                reason: t.reason.clone().unwrap_or_default(),
+            });
+        }
+        if t.to.is_finished() {
+            self.supervisor_pid = None;
+            if let Some(info) = self.attempts.iter_mut().find(|a| a.number == t.attempt) {
+                info.ended = Some(now.to_owned());
+                info.outcome = Some(t.to.as_str().to_owned());
+            }
+        }
+    }
+}
+
+impl Registry {
+    /// Appends `t` to the job's history and applies it (and `also`) to its
+    /// record, under the registry's lock: no other writer sees one without
+    /// the other. Returns the record as written.
+    pub fn record_transition(
+        &self,
+        id: &JobId,
+        t: &Transition,
+        also: impl FnOnce(&mut Record),
+    ) -> Result<Record> {
+        let _lock = self.lock()?;
+        let mut record = self.load(id)?;
+        self.append(
+            id,
+            &LogEntry::Transition {
+                ts: t.ts,
+                attempt: t.attempt,
+                from: t.from,
+                to: t.to,
+                reason: t.reason.clone(),
+            },
+        )?;
+        let now = now_rfc3339();
+        record.apply_transition(t, &now);
+        also(&mut record);
+        record.updated = now;
+        write_atomic(&self.job_dir(id).join("record.json"), &record)?;
+        Ok(record)
     }
 }
 
@@ -679,6 +742,111 @@ mod tests {
         );
         assert!(record.workspace.is_none());
         assert!(!record.spec.workspace.is_worktree());
+    }
+
+    fn transition(attempt: u32, from: JobState, to: JobState) -> Transition {
+        Transition {
+            ts: 1.0,
+            attempt,
+            from,
+            to,
+            reason: Some("why".into()),
+            failure: None,
+        }
+    }
+
+    #[test]
+    fn an_end_closes_its_attempt_and_frees_the_job() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut record = sample_record(dir.path(), "job-1");
+        record.supervisor_pid = Some(42);
+        record.attempt_mut(1).window = Some("@1".into());
+        record.attempt_mut(2).window = Some("@2".into());
+        let mut running = record.clone();
+        running.apply_transition(&transition(2, JobState::Launching, JobState::Running), "t1");
+        assert_eq!((running.state, running.attempt), (JobState::Running, 2));
+        assert_eq!(
+            running.supervisor_pid,
+            Some(42),
+            "a running job keeps its owner"
+        );
+        assert!(running.attempts.iter().all(|a| a.ended.is_none()));
+        record.apply_transition(&transition(2, JobState::Running, JobState::Cancelled), "t2");
+        assert_eq!(record.state, JobState::Cancelled);
+        assert_eq!(record.supervisor_pid, None);
+        let second = record.attempt_info(2).expect("attempt 2");
+        assert_eq!(second.ended.as_deref(), Some("t2"));
+        assert_eq!(second.outcome.as_deref(), Some("cancelled"));
+        let first = record.attempt_info(1).expect("attempt 1");
+        assert_eq!(
+            (first.ended.as_deref(), first.outcome.as_deref()),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn a_transition_sets_clears_or_keeps_the_failure() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let failure = FailureInfo {
+            kind: "hung".into(),
+            reason: "no event".into(),
+        };
+        let mut record = sample_record(dir.path(), "job-1");
+        let mut failed = transition(1, JobState::Running, JobState::Retrying);
+        failed.failure = Some(failure.clone());
+        record.apply_transition(&failed, "t");
+        assert_eq!(record.failure.as_ref(), Some(&failure));
+        record.apply_transition(&transition(2, JobState::Retrying, JobState::Launching), "t");
+        assert_eq!(
+            record.failure.as_ref(),
+            Some(&failure),
+            "kept until the end"
+        );
+        record.apply_transition(&transition(2, JobState::Running, JobState::Completed), "t");
+        assert_eq!(record.failure, None, "a completion clears it");
+        record.apply_transition(&transition(0, JobState::Queued, JobState::Skipped), "t");
+        let skipped = record.failure.expect("a skip says why");
+        assert_eq!(
+            (skipped.kind.as_str(), skipped.reason.as_str()),
+            ("skipped", "why")
+        );
+    }
+
+    #[test]
+    fn record_transition_writes_the_history_and_the_record_together() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let registry = Registry::at(dir.path().join("state"));
+        let mut record = sample_record(dir.path(), "job-1");
+        record.attempt_mut(1);
+        registry.create(&record).expect("create");
+        let id = JobId::parse("job-1").expect("id");
+        let written = registry
+            .record_transition(
+                &id,
+                &transition(1, JobState::Running, JobState::Failed),
+                |r| r.cancel_requested = true,
+            )
+            .expect("transition");
+        assert_eq!(registry.load(&id).expect("load"), written);
+        assert_eq!(written.state, JobState::Failed);
+        assert!(
+            written.cancel_requested,
+            "`also` applied under the same lock"
+        );
+        assert_eq!(
+            written.attempt_info(1).and_then(|a| a.outcome.as_deref()),
+            Some("failed")
+        );
+        assert_eq!(
+            registry.history(&id).expect("history"),
+            [LogEntry::Transition {
+                ts: 1.0,
+                attempt: 1,
+                from: JobState::Running,
+                to: JobState::Failed,
+                reason: Some("why".into()),
+            }]
+        );
     }
 
     #[test]

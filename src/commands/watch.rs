@@ -1,14 +1,19 @@
 //! `watch --job ID | --all`: print events as they arrive, like the original
 //! `job_subscriber.py`. For one job it ends on a terminal event: 0 on
 //! `completed`, 1 on `error`, 124 when nothing terminal arrived in time.
-//! Unsigned or badly signed events are printed and marked. Events of jobs
-//! that no supervisor owns (`register`ed ones) are recorded in the registry.
+//! Every event is printed; unsigned or badly signed ones are marked, and
+//! only the ones `model::admission` admits (the supervisor's rule) end the
+//! watch or move a record. Events of jobs that no supervisor owns
+//! (`register`ed ones) are recorded in the registry.
 
 use crate::cli::WatchArgs;
 use crate::config::{BrokerSettings, Config, Env};
 use crate::error::{config_error, Exit, Failure};
 use crate::model::event::now_ts;
-use crate::model::{EventKind, FailureInfo, JobId, JobState, LastEvent, Meaning, Signature};
+use crate::model::{
+    admit, Admission, Claim, EventPolicy, FailureInfo, JobId, JobState, LastEvent, Meaning,
+    Signature, Transition,
+};
 use crate::mqtt::client::{Message, Subscriber};
 use crate::mqtt::connect::ConnectOptions;
 use crate::mqtt::event::{decode, Decoded, Received};
@@ -166,7 +171,11 @@ impl Watcher {
         self.known.get(job).cloned().flatten()
     }
 
-    /// Prints one message; returns the exit code when it ends the watch.
+    /// Prints one message; returns the exit code when it ends the watch:
+    /// only an event `model::admission` admits under the job's policy ends
+    /// it or is recorded (the supervisor's own rule). A badly signed event
+    /// is printed, marked, and nothing more; this deliberately narrows
+    /// SPEC section 4's "ends on a terminal event either way".
     fn handle(&mut self, message: &Message, target: Option<&JobId>) -> Option<Exit> {
         self.received += 1;
         let Some(job) = job_of_topic(&self.prefix, &message.topic) else {
@@ -181,58 +190,62 @@ impl Watcher {
                 return None;
             }
         };
-        let known = self.known(&job);
-        let current = known.as_ref().map_or(1, |k| k.attempt);
-        let attempt = received.attempt.unwrap_or(current);
+        let known = self.known_for(&job, &received);
         let signature = check(
             known.as_ref().and_then(|k| k.key.as_ref()),
             received.raw.as_ref(),
         );
-        let stale = attempt < current;
-        let foreign = received.job.as_deref().is_some_and(|j| j != job.as_str());
-        let note = if foreign {
-            Some(format!(
-                "payload names job {}",
-                received.job.as_deref().unwrap_or_default()
-            ))
-        } else if stale {
-            Some(format!("stale: attempt {attempt} < current {current}"))
-        } else {
-            None
+        let policy = known
+            .as_ref()
+            .map_or_else(EventPolicy::unknown_job, |k| EventPolicy {
+                require_signature: self.require_signature,
+                current_attempt: Some(k.attempt),
+                // An observer cannot tell whether the attempt is over: one
+                // that starts late still ends on its retained terminal event.
+                attempt_active: true,
+            });
+        let claim = Claim {
+            kind: &received.event,
+            attempt: received.attempt,
+            job_named: received.job.as_deref(),
+            signature,
         };
+        let admission = admit(job.as_str(), &claim, &policy);
+        let note = admission.refusal().map(ToString::to_string);
         self.print(
             &job,
-            attempt,
+            admission.attempt(),
             &received,
             signature,
             message.retain,
             note.as_deref(),
         );
-        if let Some(known) = known.filter(|k| !k.supervised) {
-            let trusted = signature == Signature::Valid
-                || (!self.require_signature && signature != Signature::Invalid);
-            self.record(
-                &job,
-                attempt,
-                &received,
-                signature,
-                note.clone(),
-                trusted && note.is_none(),
-            );
-            if trusted && note.is_none() && attempt > known.attempt {
-                if let Some(Some(k)) = self.known.get_mut(&job) {
-                    k.attempt = attempt;
-                }
-            }
+        if known.is_some_and(|k| !k.supervised) {
+            self.record(&job, &received, signature, &admission);
         }
-        if target == Some(&job) && note.is_none() {
-            return match received.event {
-                EventKind::Completed => Some(Exit::Success),
-                EventKind::Error => Some(Exit::JobFailed),
-                _ => None,
-            };
+        if target != Some(&job) {
+            return None;
         }
-        None
+        match admission.meaning()? {
+            Meaning::Completed => Some(Exit::Success),
+            Meaning::Failed => Some(Exit::JobFailed),
+            _ => None,
+        }
+    }
+
+    /// What the registry says about the job, read again when the event
+    /// could end it or names a newer attempt: a supervisor may have
+    /// launched another attempt since the last look.
+    fn known_for(&mut self, job: &JobId, received: &Received) -> Option<Known> {
+        let cached = self.known(job);
+        let newer = received
+            .attempt
+            .is_some_and(|a| cached.as_ref().is_some_and(|k| a > k.attempt));
+        if cached.is_some() && (newer || received.event.is_terminal()) {
+            self.known.remove(job);
+            return self.known(job);
+        }
+        cached
     }
 
     fn print(
@@ -281,18 +294,12 @@ impl Watcher {
         println!("{line}");
     }
 
-    /// Records the event of a job no supervisor owns, and moves its state.
-    fn record(
-        &self,
-        job: &JobId,
-        attempt: u32,
-        event: &Received,
-        signature: Signature,
-        ignored: Option<String>,
-        acts: bool,
-    ) {
+    /// Records the event of a job no supervisor owns and, if it was
+    /// admitted, moves its state (the same reading of events as the
+    /// supervisor's core, without its policy: nothing retries here).
+    fn record(&self, job: &JobId, event: &Received, signature: Signature, admission: &Admission) {
         let ts = now_ts();
-        let ignored = ignored.or_else(|| (!acts).then(|| format!("signature {signature:?}")));
+        let attempt = admission.attempt();
         let entry = LogEntry::Event {
             ts,
             attempt,
@@ -301,44 +308,60 @@ impl Watcher {
             data: event.data.clone(),
             signature,
             sent: event.ts,
-            ignored,
+            ignored: admission.refusal().map(ToString::to_string),
         };
         if let Err(e) = self.registry.append(job, &entry) {
             tracing::warn!("cannot record the event of {job}: {e:#}");
         }
-        if !acts {
+        let Some(meaning) = admission.meaning() else {
             return;
-        }
-        let result = self.registry.update(job, |record| {
-            record.attempt = record.attempt.max(attempt);
-            record.last_event = Some(LastEvent {
-                event: event.event.clone(),
-                attempt,
-                ts,
-                message: event.message.clone(),
-            });
-            // The same reading of events as the supervisor's core, without
-            // its policy (no supervisor owns this job: nothing retries).
-            let Some(state) = Meaning::of(&event.event).state() else {
-                return;
-            };
-            record.state = state;
-            match state {
-                JobState::Completed => record.failure = None,
-                JobState::Failed => {
-                    record.failure = Some(FailureInfo {
-                        kind: "error".into(),
-                        reason: event
-                            .message
-                            .clone()
-                            .unwrap_or_else(|| "error event".into()),
-                    });
-                }
-                _ => {}
-            }
-        });
+        };
+        let last = LastEvent {
+            event: event.event.clone(),
+            attempt,
+            ts,
+            message: event.message.clone(),
+        };
+        let result = match self.transition_for(job, event, meaning, attempt, ts) {
+            Some(transition) => self
+                .registry
+                .record_transition(job, &transition, |r| r.last_event = Some(last)),
+            None => self.registry.update(job, |r| r.last_event = Some(last)),
+        };
         if let Err(e) = result {
             tracing::warn!("cannot update the record of {job}: {e:#}");
         }
+    }
+
+    /// The move an admitted event makes, if it announces a state other
+    /// than the record's.
+    fn transition_for(
+        &self,
+        job: &JobId,
+        event: &Received,
+        meaning: Meaning,
+        attempt: u32,
+        ts: f64,
+    ) -> Option<Transition> {
+        let to = meaning.state()?;
+        let from = self.registry.load(job).ok()?.state;
+        if from == to {
+            return None;
+        }
+        let failure = (to == JobState::Failed).then(|| FailureInfo {
+            kind: "error".into(),
+            reason: event
+                .message
+                .clone()
+                .unwrap_or_else(|| "error event".into()),
+        });
+        Some(Transition {
+            ts,
+            attempt,
+            from,
+            to,
+            reason: event.message.clone(),
+            failure,
+        })
     }
 }

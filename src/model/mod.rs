@@ -1,17 +1,22 @@
 //! The vocabulary every part shares, with no I/O: job ids, events, states,
-//! failure kinds, the policy data a job carries and the parts of a record
-//! the supervisor fills in. The supervisor's core, the registry, the views
+//! failure kinds, the policy data a job carries, the parts of a record the
+//! supervisor fills in, and the one rule for admitting an event
+//! (`admission`). The supervisor's core, the registry, the views
 //! and the MQTT codec all import these from here, so none of them needs the
 //! others for its types (the rules are enforced by `tests/architecture.rs`).
 
+pub mod admission;
 pub mod event;
 pub mod id;
 pub mod policy;
 pub mod record;
 pub mod state;
+pub mod transition;
 
+pub use admission::{admit, Admission, Claim, EventPolicy};
 pub use event::{Event, EventKind, Meaning, Signature};
 pub use id::JobId;
 pub use policy::{FailureKind, Liveness, OnWaiting, RetryPolicy, Timeouts};
 pub use record::{AttemptInfo, FailureInfo, LastEvent, ResumePoint};
 pub use state::JobState;
+pub use transition::Transition;

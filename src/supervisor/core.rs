@@ -5,8 +5,8 @@
 
 use super::policy::{backoff_ceiling, full_jitter};
 use crate::model::{
-    EventKind, FailureKind, JobId, JobState, Liveness, Meaning, OnWaiting, RetryPolicy, Signature,
-    Timeouts,
+    admit, Claim, EventKind, EventPolicy, FailureKind, JobId, JobState, Liveness, Meaning,
+    OnWaiting, RetryPolicy, Signature, Timeouts,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -40,6 +40,9 @@ pub struct Incoming {
     pub kind: EventKind,
     /// `None` for senders that do not say (bare words): the current attempt.
     pub attempt: Option<u32>,
+    /// The job the payload names (`None` for bare words): an event naming
+    /// another job than its topic's is never acted on.
+    pub job_named: Option<String>,
     pub message: Option<String>,
     /// The agent's exit code, for `exited`.
     pub exit_code: Option<i32>,
@@ -596,48 +599,31 @@ impl Core {
         self.jobs.get(id).is_some_and(|j| j.attempt == attempt)
     }
 
+    /// An event: recorded, and acted on if `model::admission` admits it
+    /// under the job's policy (its current attempt, whether that attempt
+    /// still runs, `require_signature`).
     fn on_event(&mut self, now: Instant, id: &JobId, event: Incoming) {
         let Some(job) = self.jobs.get(id) else {
             return;
         };
-        let current = job.attempt;
-        let attempt = event.attempt.unwrap_or(current);
-        let ignored = if attempt < current {
-            Some(format!(
-                "stale: from attempt {attempt}, current is {current}"
-            ))
-        } else if attempt > current {
-            Some(format!(
-                "from attempt {attempt}, which has not been launched"
-            ))
-        } else if event.attempt.is_none()
-            && matches!(event.signature, Signature::Valid | Signature::Invalid)
-        {
-            // A signature over a payload that names no attempt would be valid
-            // in every attempt: it could be replayed to end a later one.
-            Some(
-                "a signed event must name its attempt (it could be replayed across attempts)"
-                    .to_owned(),
-            )
-        } else if job.config.require_signature && event.signature != Signature::Valid {
-            Some(
-                format!(
-                    "signature {:?}: events.require_signature is on",
-                    event.signature
-                )
-                .to_lowercase(),
-            )
-        } else if !job.is_active() {
-            Some("the attempt is already over".to_owned())
-        } else {
-            None
+        let policy = EventPolicy {
+            require_signature: job.config.require_signature,
+            current_attempt: Some(job.attempt),
+            attempt_active: job.is_active(),
         };
-        let acts = ignored.is_none();
+        let claim = Claim {
+            kind: &event.kind,
+            attempt: event.attempt,
+            job_named: event.job_named.as_deref(),
+            signature: event.signature,
+        };
+        let admission = admit(id.as_str(), &claim, &policy);
+        let acts = admission.refusal().is_none();
         self.effects.push_back(Effect::RecordEvent {
             job: id.clone(),
-            attempt,
+            attempt: admission.attempt(),
             event: event.clone(),
-            ignored,
+            ignored: admission.refusal().map(ToString::to_string),
         });
         if acts {
             if let Some(job) = self.jobs.get_mut(id) {

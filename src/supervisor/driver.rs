@@ -8,13 +8,13 @@ mod queueing;
 use super::core::{Checkpoint, Core, Effect, Incoming, Input, StopSignal};
 use super::view::View;
 use crate::agents::screens::ScreenSet;
-use crate::model::{EventKind, FailureInfo, JobId, JobState, LastEvent, ResumePoint};
+use crate::model::{EventKind, FailureInfo, JobId, JobState, LastEvent, ResumePoint, Transition};
 use crate::mqtt::client::{Message, Subscriber};
 use crate::mqtt::event::{decode, Decoded};
 use crate::mqtt::sign::{check, EventKey};
 use crate::mqtt::topic::job_of_topic;
 use crate::proc::AgentGroup;
-use crate::registry::{now_rfc3339, LogEntry, Registry};
+use crate::registry::{LogEntry, Registry};
 use crate::tmux::{Launched, Tmux, WindowInfo};
 
 /// A `list-windows` answer and when it was asked for.
@@ -448,10 +448,8 @@ impl Driver {
                 return;
             }
         };
-        if received.job.as_deref().is_some_and(|j| j != job.as_str()) {
-            tracing::warn!("job {job}: ignoring an event whose payload names another job");
-            return;
-        }
+        // Whether the event acts (its job, attempt, signature) is the
+        // core's to decide, by `model::admission`: here it is only decoded.
         let signature = check(Some(&runtime.key), received.raw.as_ref());
         let exit_code = (received.event == EventKind::Exited)
             .then(|| received.data.as_ref()?.get("code")?.as_i64())
@@ -466,6 +464,7 @@ impl Driver {
             failure_kind,
             kind: received.event,
             attempt: received.attempt,
+            job_named: received.job,
             message: received.message,
             exit_code,
             signature,
@@ -859,16 +858,14 @@ impl Driver {
         reason: Option<String>,
         failure: Option<FailureInfo>,
     ) {
-        let entry = LogEntry::Transition {
+        let transition = Transition {
             ts: crate::model::event::now_ts(),
             attempt,
             from,
             to,
             reason: reason.clone(),
+            failure: failure.clone(),
         };
-        if let Err(e) = self.registry.append(job, &entry) {
-            tracing::warn!("job {job}: cannot append to its history: {e:#}");
-        }
         if let Some(notes) = &self.notes {
             let _ = notes.send(Note {
                 job: job.clone(),
@@ -878,34 +875,16 @@ impl Driver {
                 failure: failure.clone(),
             });
         }
+        // The last event not yet flushed goes in with the transition.
         let last = self.pending_last.remove(job);
-        let update = self.registry.update(job, |r| {
+        let update = self.registry.record_transition(job, &transition, |r| {
             if last.is_some() {
                 r.last_event = last;
-            }
-            r.state = to;
-            r.attempt = attempt;
-            if failure.is_some() || to == JobState::Completed {
-                r.failure.clone_from(&failure);
-            }
-            if to == JobState::Skipped {
-                // Why it never ran (`status` shows it): a dependency's end.
-                r.failure = Some(FailureInfo {
-                    kind: "skipped".into(),
-                    reason: reason.clone().unwrap_or_default(),
-                });
-            }
-            if to.is_finished() {
-                r.supervisor_pid = None;
-                if let Some(info) = r.attempts.iter_mut().find(|a| a.number == attempt) {
-                    info.ended = Some(now_rfc3339());
-                    info.outcome = Some(to.as_str().to_owned());
-                }
             }
         });
         match update {
             Ok(record) => self.run_outcome_hook(to, &record, reason.as_deref()),
-            Err(e) => tracing::warn!("job {job}: cannot update the record: {e:#}"),
+            Err(e) => tracing::warn!("job {job}: cannot record the transition: {e:#}"),
         }
         let name = self
             .jobs

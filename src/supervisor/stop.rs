@@ -7,9 +7,9 @@
 
 use super::core::{Adoption, Core, Effect, Input, JobConfig, StopSignal};
 use crate::model::event::now_ts;
-use crate::model::{JobId, Liveness};
+use crate::model::{JobId, Liveness, Transition};
 use crate::proc::AgentGroup;
-use crate::registry::{LogEntry, Record, Registry};
+use crate::registry::{Record, Registry};
 use crate::tmux::Tmux;
 use nix::sys::signal::Signal;
 use std::time::{Duration, Instant};
@@ -157,8 +157,9 @@ impl Stop<'_> {
         }
     }
 
-    /// The job's new state in its record and history. `from` is the state
-    /// the record held (the core adopted the job as running).
+    /// The job's new state in its record and history (with the attempt's
+    /// end and outcome). `from` is the state the record held (the core
+    /// adopted the job as running).
     fn record_transition(
         &self,
         job: &JobId,
@@ -166,19 +167,16 @@ impl Stop<'_> {
         to: crate::model::JobState,
         reason: Option<String>,
     ) -> anyhow::Result<()> {
-        self.registry.update(job, |r| {
-            r.state = to;
-            r.supervisor_pid = None;
-        })?;
-        self.registry.append(
-            job,
-            &LogEntry::Transition {
-                ts: now_ts(),
-                attempt,
-                from: self.record.state,
-                to,
-                reason,
-            },
-        )
+        let transition = Transition {
+            ts: now_ts(),
+            attempt,
+            from: self.record.state,
+            to,
+            reason,
+            failure: None,
+        };
+        self.registry
+            .record_transition(job, &transition, |_| {})
+            .map(drop)
     }
 }

@@ -74,6 +74,7 @@ impl H {
         let event = Incoming {
             kind,
             attempt: self.core.attempt(&self.job),
+            job_named: None,
             message: message.map(str::to_owned),
             exit_code: None,
             signature: Signature::Valid,
@@ -273,6 +274,7 @@ fn an_agent_config_error_fails_at_once_without_a_retry() {
     let event = Incoming {
         kind: EventKind::Error,
         attempt: Some(1),
+        job_named: None,
         message: Some("Not inside a trusted directory".into()),
         exit_code: None,
         signature: Signature::Valid,
@@ -291,6 +293,7 @@ fn an_agent_config_error_fails_at_once_without_a_retry() {
     let event = Incoming {
         kind: EventKind::Error,
         attempt: Some(1),
+        job_named: None,
         message: None,
         exit_code: None,
         signature: Signature::Unsigned,

@@ -88,6 +88,7 @@ impl Harness {
         let event = Incoming {
             kind,
             attempt,
+            job_named: None,
             message: None,
             exit_code,
             failure_kind: None,
@@ -309,6 +310,7 @@ fn a_setup_failure_has_its_own_kind_and_retries_only_when_asked() {
         let event = Incoming {
             kind: EventKind::Error,
             attempt: Some(1),
+            job_named: None,
             message: Some("setup command `npm ci` exited with code 1".into()),
             exit_code: None,
             failure_kind: Some(K::Setup),
@@ -665,6 +667,7 @@ fn an_adopted_attempt_runs_on_without_a_launch_and_ends_by_its_events() {
     let event = Incoming {
         kind: EventKind::Completed,
         attempt: Some(2),
+        job_named: None,
         message: None,
         exit_code: None,
         failure_kind: None,
