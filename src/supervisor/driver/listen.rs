@@ -1,0 +1,85 @@
+//! The driver's MQTT side: the subscriber in its own task, and each
+//! message on a job's events topic decoded into an event for the core
+//! (which decides, by `model::admission`, whether it acts).
+
+use super::Driver;
+use crate::model::EventKind;
+use crate::mqtt::client::{Message, Subscriber};
+use crate::mqtt::event::{decode, Decoded};
+use crate::mqtt::sign::check;
+use crate::mqtt::topic::job_of_topic;
+use crate::supervisor::core::{Incoming, Input};
+use std::time::Instant;
+use tokio::sync::mpsc;
+
+impl Driver {
+    pub(super) fn on_message(&mut self, message: &Message) {
+        let Some(job) = job_of_topic(&self.topic_prefix, &message.topic) else {
+            return;
+        };
+        let Some(runtime) = self.jobs.get(&job) else {
+            return;
+        };
+        let received = match decode(&message.payload) {
+            Ok(Decoded::Event(event)) => event,
+            Ok(Decoded::Cleared) => return,
+            Err(e) => {
+                tracing::warn!("job {job}: ignoring a message: {e}");
+                return;
+            }
+        };
+        // Whether the event acts (its job, attempt, signature) is the
+        // core's to decide, by `model::admission`: here it is only decoded.
+        let signature = check(Some(&runtime.key), received.raw.as_ref());
+        let exit_code = (received.event == EventKind::Exited)
+            .then(|| received.data.as_ref()?.get("code")?.as_i64())
+            .flatten()
+            .and_then(|c| i32::try_from(c).ok());
+        // The wrapper names why it failed (`agent_config`, `setup`).
+        let failure_kind = (received.event == EventKind::Error)
+            .then(|| received.data.as_ref()?.get("kind").cloned())
+            .flatten()
+            .and_then(|kind| serde_json::from_value(kind).ok());
+        let event = Incoming {
+            failure_kind,
+            kind: received.event,
+            attempt: received.attempt,
+            job_named: received.job,
+            message: received.message,
+            exit_code,
+            signature,
+            sent: received.ts,
+        };
+        self.core
+            .handle(Instant::now(), Input::Event { job, event });
+    }
+}
+
+/// The subscriber in its own task: its receive loop is never cancelled
+/// half-way by the driver's select, only when it is told to end (by the
+/// returned sender). Messages arrive on the returned receiver.
+pub(super) fn spawn_listener(
+    subscriber: Subscriber,
+) -> (
+    mpsc::Receiver<Message>,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, messages) = mpsc::channel::<Message>(1024);
+    let (stop_listening, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let listener = tokio::spawn(async move {
+        let mut subscriber = subscriber;
+        loop {
+            tokio::select! {
+                _ = &mut stopped => break,
+                message = subscriber.next() => {
+                    if tx.send(message).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        subscriber.disconnect().await;
+    });
+    (messages, stop_listening, listener)
+}
