@@ -299,6 +299,16 @@ impl Registry {
         self.job_dir(id).join(format!("pane-{attempt}.txt"))
     }
 
+    /// Saves an attempt's last pane capture (its last `PANE_LIMIT` bytes)
+    /// as `pane_file`. Only logged when it fails: the pane is for the log,
+    /// and the job goes on without it.
+    pub fn save_pane(&self, id: &JobId, attempt: u32, pane: &str) {
+        let path = self.pane_file(id, attempt);
+        if let Err(e) = write_file(&path, tail(pane, PANE_LIMIT), 0o600) {
+            tracing::warn!("job {id}: cannot save its pane for its log: {e:#}");
+        }
+    }
+
     fn ensure_dirs(&self) -> Result<()> {
         let jobs = self.jobs_dir();
         fs::DirBuilder::new()
@@ -533,6 +543,26 @@ fn parse_record(text: &str) -> Result<Record> {
     serde_json::from_value(value).context("not a job record")
 }
 
+/// The most of an attempt's pane the registry keeps (its last part): what
+/// a fleet job's log carries to other hosts.
+pub const PANE_LIMIT: usize = 64 * 1024;
+
+/// The last `limit` bytes of `text`, from a line start when there is one.
+pub fn tail(text: &str, limit: usize) -> &str {
+    if text.len() <= limit {
+        return text;
+    }
+    let mut start = text.len() - limit;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    let rest = &text[start..];
+    match rest.find('\n') {
+        Some(newline) => &rest[newline + 1..],
+        None => rest,
+    }
+}
+
 /// Writes `content` to `path` atomically with permissions `mode`: a temp
 /// file in the same directory (`.write.*.partial`), fsync, rename. The only
 /// writer of whole files in the crate; the directory must exist.
@@ -564,6 +594,14 @@ pub fn write_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_saved_pane_keeps_its_last_part() {
+        let text = "é".repeat(super::PANE_LIMIT) + "\nlast line\n";
+        let kept = super::tail(&text, super::PANE_LIMIT);
+        assert!(kept.len() <= super::PANE_LIMIT && kept.ends_with("last line\n"));
+        assert_eq!(super::tail("short\n", super::PANE_LIMIT), "short\n");
+    }
+
     use super::*;
     use crate::config::tests::env_with;
     use crate::config::Config;

@@ -12,13 +12,11 @@ use crate::error::{config_error, Exit};
 use crate::model::event::now_ts;
 use crate::model::{Event, EventKind, JobId};
 use crate::mqtt::client::Publisher;
-use crate::mqtt::connect::ConnectOptions;
+use crate::mqtt::connect::{ConnectOptions, LastWill};
 use crate::mqtt::sign::EventKey;
 use crate::mqtt::topic::events_topic;
 use crate::registry::{now_rfc3339, Record, Registry};
 use anyhow::{Context, Result};
-use rumqttc::v5::mqttbytes::v5::LastWill;
-use rumqttc::v5::mqttbytes::QoS;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -183,17 +181,15 @@ fn load_attempt(
 async fn connect_reporter(broker: &BrokerSettings, reporter: &mut Reporter) -> Result<Publisher> {
     let mut options = ConnectOptions::new("worker");
     options.inflight = 4;
-    options.last_will = Some(LastWill::new(
-        reporter.topic.clone(),
-        reporter.payload(
+    options.last_will = Some(LastWill {
+        topic: reporter.topic.clone(),
+        payload: reporter.payload(
             EventKind::Lost,
             Some("the wrapper's connection was lost".into()),
             None,
         )?,
-        QoS::AtLeastOnce,
-        false,
-        None,
-    ));
+        retain: false,
+    });
     let mut publisher = Publisher::connect(broker, &options).await?;
     if reporter.attempt > 1 {
         // The previous attempt's retained completed/error must not outlive it.

@@ -16,8 +16,9 @@ use crate::mqtt::connect::ConnectOptions;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// The most of a pane, and of a history, a log carries (the last part).
-pub const LOG_LIMIT: usize = 64 * 1024;
+/// The most of a pane, and of a history, a log carries (the last part):
+/// the part of a pane the registry keeps.
+pub const LOG_LIMIT: usize = crate::registry::PANE_LIMIT;
 
 /// How long `logs --follow` waits, after the job ended, for the pane.
 const PANE_WAIT: Duration = Duration::from_secs(15);
@@ -79,31 +80,6 @@ pub fn keep_last(lines: Vec<String>) -> (usize, Vec<String>) {
         .count();
     let omitted = lines.len() - kept;
     (omitted, lines.into_iter().skip(omitted).collect())
-}
-
-/// The last `LOG_LIMIT` bytes of `text`, from a line start when there is one.
-pub fn tail(text: &str) -> &str {
-    if text.len() <= LOG_LIMIT {
-        return text;
-    }
-    let mut start = text.len() - LOG_LIMIT;
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    let rest = &text[start..];
-    match rest.find('\n') {
-        Some(newline) => &rest[newline + 1..],
-        None => rest,
-    }
-}
-
-/// Saves an attempt's pane (its last `LOG_LIMIT` bytes) in the job's
-/// directory, 0600, for the runner to put into the job's log.
-pub fn save_pane(registry: &crate::registry::Registry, job: &JobId, attempt: u32, pane: &str) {
-    let path = registry.pane_file(job, attempt);
-    if let Err(e) = crate::registry::write_file(&path, tail(pane), 0o600) {
-        tracing::warn!("job {job}: cannot save its pane for its log: {e:#}");
-    }
 }
 
 /// `logs ID [--follow]` for a job this host's registry does not have.
@@ -330,9 +306,5 @@ mod tests {
         assert!(kept.iter().map(|l| l.len() + 1).sum::<usize>() <= LOG_LIMIT);
         assert_eq!(kept.last(), lines.last());
         assert_eq!(keep_last(vec!["a".into()]), (0, vec!["a".to_owned()]));
-        let text = "é".repeat(LOG_LIMIT) + "\nlast line\n";
-        let kept = tail(&text);
-        assert!(kept.len() <= LOG_LIMIT && kept.ends_with("last line\n"));
-        assert_eq!(tail("short\n"), "short\n");
     }
 }

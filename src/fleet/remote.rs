@@ -21,7 +21,7 @@ const QUIET: Duration = Duration::from_millis(300);
 
 /// Whether the configuration makes this host part of a fleet (`[fleet]`).
 pub fn configured(config: &Config) -> bool {
-    config.fleet != super::settings::FleetFile::default()
+    config.fleet != crate::config::fleet::FleetFile::default()
 }
 
 /// The retained states under `filter`: what the broker sends right after

@@ -22,7 +22,8 @@ use crate::error::{config_error, Exit, Failure};
 use crate::model::event::now_ts;
 use crate::model::{JobId, JobState};
 use crate::mqtt::client::{Message, Subscriber};
-use crate::mqtt::connect::ConnectOptions;
+use crate::mqtt::connect::{ConnectOptions, LastWill};
+use crate::mqtt::outbox::Outbox;
 use crate::mqtt::sign::EventKey;
 use crate::mqtt::topic::all_events_filter;
 use crate::registry::{Record, Registry};
@@ -30,8 +31,6 @@ use crate::supervisor::core::{Core, JobConfig};
 use crate::supervisor::driver::{Driver, Ending, Intake, JobRuntime, Note, Places};
 use crate::supervisor::view::View;
 use crate::tmux::Tmux;
-use rumqttc::v5::mqttbytes::v5::LastWill;
-use rumqttc::v5::mqttbytes::QoS;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -83,7 +82,7 @@ struct Fleet {
     me: RunnerSettings,
     prefix: String,
     /// Every publish goes through it: the loop never waits on the broker.
-    outbox: super::outbox::Outbox,
+    outbox: Outbox,
     config: Config,
     registry: Registry,
     worker: BrokerSettings,
@@ -127,13 +126,11 @@ pub async fn run(config: Config, me: RunnerSettings) -> anyhow::Result<Exit> {
     // One connection per runner name: a second runner of the same name
     // takes the name over instead of splitting its jobs.
     options.client_id = Some(format!("{}-runner-{}", observer.client_id_prefix, me.name));
-    options.last_will = Some(LastWill::new(
-        topics::presence_topic(&prefix, &me.name),
-        serde_json::to_vec(&offline).unwrap_or_default(),
-        QoS::AtLeastOnce,
-        true,
-        None,
-    ));
+    options.last_will = Some(LastWill {
+        topic: topics::presence_topic(&prefix, &me.name),
+        payload: serde_json::to_vec(&offline).unwrap_or_default(),
+        retain: true,
+    });
     // States before offers: an offer is judged against the job's state.
     let fleet_sub = Subscriber::connect(
         &observer,
@@ -157,7 +154,7 @@ pub async fn run(config: Config, me: RunnerSettings) -> anyhow::Result<Exit> {
     let mut fleet = Fleet {
         me,
         prefix,
-        outbox: super::outbox::Outbox::start(client),
+        outbox: Outbox::start(client),
         config,
         registry,
         worker,
@@ -183,7 +180,7 @@ pub async fn run(config: Config, me: RunnerSettings) -> anyhow::Result<Exit> {
 /// With the broker unreachable neither can happen: the runner leaves
 /// without waiting for it.
 async fn leave(
-    outbox: super::outbox::Outbox,
+    outbox: Outbox,
     name: &str,
     stop_listening: tokio::sync::oneshot::Sender<()>,
     listener: tokio::task::JoinHandle<()>,
@@ -832,13 +829,13 @@ pub fn settings(
     let fleet = &config.fleet;
     let pool = pool
         .or_else(|| fleet.pool.clone())
-        .unwrap_or_else(|| super::settings::DEFAULT_POOL.to_owned());
-    super::settings::check_name(&pool).map_err(|e| config_error(format!("--pool: {e}")))?;
+        .unwrap_or_else(|| crate::config::fleet::DEFAULT_POOL.to_owned());
+    crate::config::fleet::check_name(&pool).map_err(|e| config_error(format!("--pool: {e}")))?;
     let name = match name.or_else(|| fleet.name.clone()) {
         Some(name) => name,
         None => host_name(),
     };
-    super::settings::check_name(&name).map_err(|e| {
+    crate::config::fleet::check_name(&name).map_err(|e| {
         config_error(format!("runner name: {e}")).help("pass --name NAME or set `fleet.name`")
     })?;
     let max_parallel = max_parallel.or(fleet.max_parallel).unwrap_or(4);

@@ -34,8 +34,8 @@ pub async fn run(config: &Config, asked: SubmitRequest) -> anyhow::Result<Exit> 
         .pool
         .clone()
         .or_else(|| config.fleet.pool.clone())
-        .unwrap_or_else(|| super::settings::DEFAULT_POOL.to_owned());
-    super::settings::check_name(&pool).map_err(|e| config_error(format!("--pool: {e}")))?;
+        .unwrap_or_else(|| crate::config::fleet::DEFAULT_POOL.to_owned());
+    crate::config::fleet::check_name(&pool).map_err(|e| config_error(format!("--pool: {e}")))?;
     let key = config.fleet.submitter_key()?;
     let requests = requests(&asked, &pool)?;
     let ids: Vec<JobId> = requests
