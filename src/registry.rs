@@ -16,7 +16,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::model::{AttemptInfo, FailureInfo, JobState, LastEvent, ResumePoint};
+use crate::model::{AttemptInfo, FailureInfo, JobState, LastEvent, ResumePoint, StatusRow};
 
 pub const RECORD_VERSION: u32 = 1;
 
@@ -147,19 +147,36 @@ impl Record {
     }
 
     /// The job as `status --json` (and outcome hooks) show it.
+    pub fn row(&self) -> StatusRow {
+        StatusRow {
+            id: self.id.clone(),
+            name: self.spec.name.clone(),
+            agent: Some(self.spec.agent.clone()),
+            state: self.state.into(),
+            attempt: self.attempt,
+            max_attempts: Some(self.spec.retry.max_attempts),
+            created: self.created.clone(),
+            updated: self.updated.clone(),
+            last_event: self.last_event.clone(),
+            failure: self.failure.clone(),
+            reason: self.reason(),
+            fleet: None,
+        }
+    }
+
+    /// The row as JSON, for outcome hooks and `status --json`.
     pub fn summary(&self) -> serde_json::Value {
-        serde_json::json!({
-            "id": self.id,
-            "name": self.spec.name,
-            "agent": self.spec.agent,
-            "state": self.state,
-            "attempt": self.attempt,
-            "max_attempts": self.spec.retry.max_attempts,
-            "created": self.created,
-            "updated": self.updated,
-            "last_event": self.last_event,
-            "failure": self.failure,
-        })
+        serde_json::to_value(self.row()).unwrap_or_default()
+    }
+
+    /// Why the job is in its state, as far as the record says: the
+    /// question of a `waiting` job, the reason of a failure.
+    fn reason(&self) -> Option<String> {
+        match (self.state, &self.last_event, &self.failure) {
+            (JobState::Waiting, Some(event), _) => event.message.clone(),
+            (_, _, Some(failure)) if self.state.is_finished() => Some(failure.reason.clone()),
+            _ => None,
+        }
     }
 
     /// The record of attempt `n`, created on first use.
@@ -594,14 +611,6 @@ pub fn write_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn a_saved_pane_keeps_its_last_part() {
-        let text = "é".repeat(super::PANE_LIMIT) + "\nlast line\n";
-        let kept = super::tail(&text, super::PANE_LIMIT);
-        assert!(kept.len() <= super::PANE_LIMIT && kept.ends_with("last line\n"));
-        assert_eq!(super::tail("short\n", super::PANE_LIMIT), "short\n");
-    }
-
     use super::*;
     use crate::config::tests::env_with;
     use crate::config::Config;
@@ -717,6 +726,14 @@ mod tests {
         );
         assert!(record.workspace.is_none());
         assert!(!record.spec.workspace.is_worktree());
+    }
+
+    #[test]
+    fn a_saved_pane_keeps_its_last_part() {
+        let text = "é".repeat(PANE_LIMIT) + "\nlast line\n";
+        let kept = tail(&text, PANE_LIMIT);
+        assert!(kept.len() <= PANE_LIMIT && kept.ends_with("last line\n"));
+        assert_eq!(tail("short\n", PANE_LIMIT), "short\n");
     }
 
     #[test]

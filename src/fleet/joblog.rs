@@ -5,12 +5,11 @@
 //! wrapper saved). Nothing else of the job's record is in it: no
 //! environment, no broker settings, no event key.
 
-use super::message::states;
 use super::submit::fleet_broker;
 use super::topics;
 use crate::config::{BrokerSettings, Config};
 use crate::error::{config_error, Exit, Failure};
-use crate::model::JobId;
+use crate::model::{FleetState, JobId};
 use crate::mqtt::client::{Message, Subscriber};
 use crate::mqtt::connect::ConnectOptions;
 use serde::{Deserialize, Serialize};
@@ -30,7 +29,7 @@ pub struct JobLog {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
-    pub state: String,
+    pub state: FleetState,
     pub attempt: u32,
     pub runner: String,
     pub ts: f64,
@@ -46,7 +45,7 @@ pub struct JobLog {
 
 impl JobLog {
     pub fn is_terminal(&self) -> bool {
-        states::is_terminal(&self.state)
+        self.state.is_terminal()
     }
 
     fn heading(&self) -> String {
@@ -272,7 +271,7 @@ mod tests {
             job: "j-1".into(),
             name: "j".into(),
             agent: None,
-            state: "running".into(),
+            state: FleetState::Job(crate::model::JobState::Running),
             attempt: 1,
             runner: runner.into(),
             ts: 1.0,

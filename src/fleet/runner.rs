@@ -12,7 +12,7 @@
 //! token: an offer older than the job's state is dropped, and a runner that
 //! sees its job claimed with a newer attempt stops its own.
 
-use super::message::{self, states, Control, JobRequest, JobStatus, Offer, Presence, Verdict};
+use super::message::{self, Control, JobRequest, JobStatus, Offer, Presence, Verdict};
 use super::topics::{self, Topic};
 use super::unclaimed::{Unclaimed, OFFER_TIMEOUT};
 use crate::agents::{self, AgentDef};
@@ -20,7 +20,7 @@ use crate::config::job::JobFlags;
 use crate::config::{BrokerSettings, Config};
 use crate::error::{config_error, Exit, Failure};
 use crate::model::event::now_ts;
-use crate::model::{JobId, JobState};
+use crate::model::{FleetState, JobId, JobState};
 use crate::mqtt::client::{Message, Subscriber};
 use crate::mqtt::connect::{ConnectOptions, LastWill};
 use crate::mqtt::outbox::Outbox;
@@ -394,10 +394,10 @@ impl Fleet {
             .await;
     }
 
-    fn status_of(&self, job: &JobId, held: &Held, state: &str) -> JobStatus {
+    fn status_of(&self, job: &JobId, held: &Held, state: FleetState) -> JobStatus {
         JobStatus {
             job: job.to_string(),
-            state: state.to_owned(),
+            state,
             attempt: held.attempt,
             runner: Some(self.me.name.clone()),
             pool: self.me.pool.clone(),
@@ -407,7 +407,11 @@ impl Fleet {
             reason: None,
             failure: None,
             request: Some(held.request.clone()),
+            created: None,
+            max_attempts: None,
+            last_event: None,
         }
+        .with_record(self.registry.load(job).ok().as_ref())
     }
 
     async fn on_message(&mut self, message: &Message) {
@@ -481,7 +485,7 @@ impl Fleet {
         if let Some(state) = self.states.get(&job) {
             let claimed_elsewhere = state.attempt == offer.attempt
                 && state.runner.is_some()
-                && state.state != states::REQUEUED;
+                && state.state != FleetState::Requeued;
             if state.is_terminal() || state.attempt > offer.attempt || claimed_elsewhere {
                 tracing::info!(
                     "job {job}: dropping the offer of attempt {} (its state is {} at attempt {})",
@@ -543,7 +547,7 @@ impl Fleet {
         let parsed = message::parse_request(&offer.request).ok();
         let status = JobStatus {
             job: job.to_string(),
-            state: states::REFUSED.into(),
+            state: FleetState::Refused,
             attempt: offer.attempt,
             runner: Some(self.me.name.clone()),
             pool: self.me.pool.clone(),
@@ -553,6 +557,9 @@ impl Fleet {
             reason: Some(reason),
             failure: None,
             request: None,
+            created: None,
+            max_attempts: None,
+            last_event: None,
         };
         self.publish_state(status).await;
     }
@@ -629,7 +636,7 @@ impl Fleet {
         let Some(held) = self.held.get(&ready.job) else {
             return;
         };
-        let status = self.status_of(&ready.job, held, states::QUEUED);
+        let status = self.status_of(&ready.job, held, JobState::Queued.into());
         self.publish_state(status).await;
         self.waiting.push_back(ready);
         self.start_ready();
@@ -659,7 +666,7 @@ impl Fleet {
         if let Some(held) = self.held.get_mut(&note.job) {
             // A local retry is the next attempt: the fencing token follows.
             held.attempt = held.attempt.max(note.attempt);
-            let mut status = self.status_of(&note.job, &self.held[&note.job], note.to.as_str());
+            let mut status = self.status_of(&note.job, &self.held[&note.job], note.to.into());
             status.reason = note.reason;
             status.failure = note.failure.map(|f| f.kind);
             self.publish_state(status).await;
@@ -767,7 +774,7 @@ impl Fleet {
             self.me.name, last.job
         );
         let mut status = last;
-        status.state = states::REQUEUED.into();
+        status.state = FleetState::Requeued;
         status.attempt = attempt;
         status.runner = None;
         status.ts = now_ts();
@@ -812,7 +819,7 @@ impl Fleet {
             let _ = self.intake.send(Intake::Cancel { job, reason });
         } else if let Some(held) = self.held.remove(&job) {
             self.waiting.retain(|r| r.job != job);
-            let mut status = self.status_of(&job, &held, JobState::Cancelled.as_str());
+            let mut status = self.status_of(&job, &held, JobState::Cancelled.into());
             status.reason = Some(reason);
             self.publish_state(status).await;
         }

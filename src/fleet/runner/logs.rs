@@ -30,7 +30,7 @@ impl Fleet {
             job: job.to_string(),
             name: status.name.clone(),
             agent: status.agent.clone(),
-            state: status.state.clone(),
+            state: status.state,
             attempt: status.attempt,
             runner: self.me.name.clone(),
             ts: now_ts(),
