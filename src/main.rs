@@ -126,8 +126,8 @@ fn init_logging(verbose: u8) {
             };
             let filter = tracing_subscriber::filter::Targets::new()
                 .with_default(level)
-                // rumqttc warns about refused publishes we report ourselves.
-                .with_target("rumqttc", tracing::Level::ERROR)
+                // The MQTT client warns about refused publishes we report ourselves.
+                .with_target(mqtt::CLIENT_LOG_TARGET, tracing::Level::ERROR)
                 .with_target("rumqttd", embedded_broker_level(verbose));
             tracing_subscriber::registry()
                 .with(format)

@@ -16,7 +16,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::model::{AttemptInfo, FailureInfo, JobState, LastEvent, ResumePoint, Transition};
+use crate::model::{
+    AttemptInfo, FailureInfo, JobState, LastEvent, ResumePoint, StatusRow, Transition,
+};
 
 pub const RECORD_VERSION: u32 = 1;
 
@@ -147,19 +149,36 @@ impl Record {
     }
 
     /// The job as `status --json` (and outcome hooks) show it.
+    pub fn row(&self) -> StatusRow {
+        StatusRow {
+            id: self.id.clone(),
+            name: self.spec.name.clone(),
+            agent: Some(self.spec.agent.clone()),
+            state: self.state.into(),
+            attempt: self.attempt,
+            max_attempts: Some(self.spec.retry.max_attempts),
+            created: self.created.clone(),
+            updated: self.updated.clone(),
+            last_event: self.last_event.clone(),
+            failure: self.failure.clone(),
+            reason: self.reason(),
+            fleet: None,
+        }
+    }
+
+    /// The row as JSON, for outcome hooks and `status --json`.
     pub fn summary(&self) -> serde_json::Value {
-        serde_json::json!({
-            "id": self.id,
-            "name": self.spec.name,
-            "agent": self.spec.agent,
-            "state": self.state,
-            "attempt": self.attempt,
-            "max_attempts": self.spec.retry.max_attempts,
-            "created": self.created,
-            "updated": self.updated,
-            "last_event": self.last_event,
-            "failure": self.failure,
-        })
+        serde_json::to_value(self.row()).unwrap_or_default()
+    }
+
+    /// Why the job is in its state, as far as the record says: the
+    /// question of a `waiting` job, the reason of a failure.
+    fn reason(&self) -> Option<String> {
+        match (self.state, &self.last_event, &self.failure) {
+            (JobState::Waiting, Some(event), _) => event.message.clone(),
+            (_, _, Some(failure)) if self.state.is_finished() => Some(failure.reason.clone()),
+            _ => None,
+        }
     }
 
     /// The record of attempt `n`, created on first use.
@@ -360,6 +379,16 @@ impl Registry {
     /// window's wrapper for the job's log (0600, like the record).
     pub fn pane_file(&self, id: &JobId, attempt: u32) -> PathBuf {
         self.job_dir(id).join(format!("pane-{attempt}.txt"))
+    }
+
+    /// Saves an attempt's last pane capture (its last `PANE_LIMIT` bytes)
+    /// as `pane_file`. Only logged when it fails: the pane is for the log,
+    /// and the job goes on without it.
+    pub fn save_pane(&self, id: &JobId, attempt: u32, pane: &str) {
+        let path = self.pane_file(id, attempt);
+        if let Err(e) = write_file(&path, tail(pane, PANE_LIMIT), 0o600) {
+            tracing::warn!("job {id}: cannot save its pane for its log: {e:#}");
+        }
     }
 
     fn ensure_dirs(&self) -> Result<()> {
@@ -594,6 +623,26 @@ fn parse_record(text: &str) -> Result<Record> {
         );
     }
     serde_json::from_value(value).context("not a job record")
+}
+
+/// The most of an attempt's pane the registry keeps (its last part): what
+/// a fleet job's log carries to other hosts.
+pub const PANE_LIMIT: usize = 64 * 1024;
+
+/// The last `limit` bytes of `text`, from a line start when there is one.
+pub fn tail(text: &str, limit: usize) -> &str {
+    if text.len() <= limit {
+        return text;
+    }
+    let mut start = text.len() - limit;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    let rest = &text[start..];
+    match rest.find('\n') {
+        Some(newline) => &rest[newline + 1..],
+        None => rest,
+    }
 }
 
 /// Writes `content` to `path` atomically with permissions `mode`: a temp
@@ -847,6 +896,14 @@ mod tests {
                 reason: Some("why".into()),
             }]
         );
+    }
+
+    #[test]
+    fn a_saved_pane_keeps_its_last_part() {
+        let text = "é".repeat(PANE_LIMIT) + "\nlast line\n";
+        let kept = tail(&text, PANE_LIMIT);
+        assert!(kept.len() <= PANE_LIMIT && kept.ends_with("last line\n"));
+        assert_eq!(tail("short\n", PANE_LIMIT), "short\n");
     }
 
     #[test]

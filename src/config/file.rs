@@ -256,7 +256,7 @@ pub struct ConfigFile {
     pub events: Option<EventsFile>,
     pub hooks: Option<HooksFile>,
     /// `[fleet]`: runner and submitter settings (SPEC section 13).
-    pub fleet: Option<crate::fleet::settings::FleetFile>,
+    pub fleet: Option<super::fleet::FleetFile>,
 }
 
 /// A loaded configuration file: its validated content, with paths made
@@ -273,7 +273,7 @@ pub struct Layer {
     pub require_signature: Option<bool>,
     pub hooks: HooksFile,
     /// `[fleet]`, paths made absolute relative to the file.
-    pub fleet: crate::fleet::settings::FleetFile,
+    pub fleet: super::fleet::FleetFile,
 }
 
 pub fn read_toml(path: &Path) -> Result<String, Failure> {

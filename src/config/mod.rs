@@ -9,6 +9,7 @@
 pub mod broker;
 pub mod diagnostics;
 pub mod file;
+pub mod fleet;
 pub mod job;
 pub mod origin;
 mod secret;
@@ -161,7 +162,7 @@ pub struct Config {
     /// Outcome hooks, each taken from the highest layer that sets it.
     pub hooks: file::HooksFile,
     /// `[fleet]`, each key from the highest layer that sets it.
-    pub fleet: crate::fleet::settings::FleetFile,
+    pub fleet: fleet::FleetFile,
 }
 
 impl Config {
@@ -202,7 +203,7 @@ impl Config {
             on_failed: layers.iter().find_map(|l| l.hooks.on_failed.clone()),
             on_waiting: layers.iter().find_map(|l| l.hooks.on_waiting.clone()),
         };
-        let fleet = crate::fleet::settings::FleetFile::merged(layers.iter().map(|l| &l.fleet));
+        let fleet = fleet::FleetFile::merged(layers.iter().map(|l| &l.fleet));
         Config {
             env,
             layers,

@@ -5,19 +5,19 @@
 //! wrapper saved). Nothing else of the job's record is in it: no
 //! environment, no broker settings, no event key.
 
-use super::message::states;
 use super::submit::fleet_broker;
 use super::topics;
 use crate::config::{BrokerSettings, Config};
 use crate::error::{config_error, Exit, Failure};
-use crate::model::JobId;
+use crate::model::{FleetState, JobId};
 use crate::mqtt::client::{Message, Subscriber};
 use crate::mqtt::connect::ConnectOptions;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// The most of a pane, and of a history, a log carries (the last part).
-pub const LOG_LIMIT: usize = 64 * 1024;
+/// The most of a pane, and of a history, a log carries (the last part):
+/// the part of a pane the registry keeps.
+pub const LOG_LIMIT: usize = crate::registry::PANE_LIMIT;
 
 /// How long `logs --follow` waits, after the job ended, for the pane.
 const PANE_WAIT: Duration = Duration::from_secs(15);
@@ -29,7 +29,7 @@ pub struct JobLog {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
-    pub state: String,
+    pub state: FleetState,
     pub attempt: u32,
     pub runner: String,
     pub ts: f64,
@@ -45,7 +45,7 @@ pub struct JobLog {
 
 impl JobLog {
     pub fn is_terminal(&self) -> bool {
-        states::is_terminal(&self.state)
+        self.state.is_terminal()
     }
 
     fn heading(&self) -> String {
@@ -79,31 +79,6 @@ pub fn keep_last(lines: Vec<String>) -> (usize, Vec<String>) {
         .count();
     let omitted = lines.len() - kept;
     (omitted, lines.into_iter().skip(omitted).collect())
-}
-
-/// The last `LOG_LIMIT` bytes of `text`, from a line start when there is one.
-pub fn tail(text: &str) -> &str {
-    if text.len() <= LOG_LIMIT {
-        return text;
-    }
-    let mut start = text.len() - LOG_LIMIT;
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    let rest = &text[start..];
-    match rest.find('\n') {
-        Some(newline) => &rest[newline + 1..],
-        None => rest,
-    }
-}
-
-/// Saves an attempt's pane (its last `LOG_LIMIT` bytes) in the job's
-/// directory, 0600, for the runner to put into the job's log.
-pub fn save_pane(registry: &crate::registry::Registry, job: &JobId, attempt: u32, pane: &str) {
-    let path = registry.pane_file(job, attempt);
-    if let Err(e) = crate::registry::write_file(&path, tail(pane), 0o600) {
-        tracing::warn!("job {job}: cannot save its pane for its log: {e:#}");
-    }
 }
 
 /// `logs ID [--follow]` for a job this host's registry does not have.
@@ -296,7 +271,7 @@ mod tests {
             job: "j-1".into(),
             name: "j".into(),
             agent: None,
-            state: "running".into(),
+            state: FleetState::Job(crate::model::JobState::Running),
             attempt: 1,
             runner: runner.into(),
             ts: 1.0,
@@ -330,9 +305,5 @@ mod tests {
         assert!(kept.iter().map(|l| l.len() + 1).sum::<usize>() <= LOG_LIMIT);
         assert_eq!(kept.last(), lines.last());
         assert_eq!(keep_last(vec!["a".into()]), (0, vec!["a".to_owned()]));
-        let text = "é".repeat(LOG_LIMIT) + "\nlast line\n";
-        let kept = tail(&text);
-        assert!(kept.len() <= LOG_LIMIT && kept.ends_with("last line\n"));
-        assert_eq!(tail("short\n"), "short\n");
     }
 }

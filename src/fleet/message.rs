@@ -4,7 +4,10 @@
 //! signed (HMAC-SHA256 over its canonical JSON, as events are) by the
 //! submitter; the attempt number beside it is the fencing token.
 
+use crate::model::row::{rfc3339, FleetPlace};
+use crate::model::{FailureInfo, FleetState, LastEvent, StatusRow};
 use crate::mqtt::sign::EventKey;
+use crate::registry::Record;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -81,33 +84,11 @@ pub fn parse_request(request: &Map<String, Value>) -> Result<JobRequest, String>
     serde_json::from_value(Value::Object(unsigned)).map_err(|e| format!("malformed request: {e}"))
 }
 
-/// States a job can be in on its state topic: the supervisor's states
-/// (`running`, `completed`, ...) plus the fleet's own.
-pub mod states {
-    /// Published by `submit`; the offer is on its way to the pool.
-    pub const SUBMITTED: &str = "submitted";
-    /// Claimed by a runner that has no free slot yet.
-    pub const QUEUED: &str = "queued";
-    /// Its runner went offline; offered again with the next attempt.
-    pub const REQUEUED: &str = "requeued";
-    /// A runner refused the request (unknown agent, bad signature, workdir
-    /// outside its root): final.
-    pub const REFUSED: &str = "refused";
-
-    /// States after which nothing more happens to the job.
-    pub fn is_terminal(state: &str) -> bool {
-        matches!(
-            state,
-            "completed" | "failed" | "timed_out" | "cancelled" | "skipped" | REFUSED
-        )
-    }
-}
-
 /// The retained state of one job: who holds it, which attempt, how it ended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobStatus {
     pub job: String,
-    pub state: String,
+    pub state: FleetState,
     pub attempt: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner: Option<String>,
@@ -126,11 +107,65 @@ pub struct JobStatus {
     /// The signed request, so any runner can offer the job again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<Map<String, Value>>,
+    // What the runner's record says besides, for `status --json` (absent
+    // in the states of older runners, and before a runner holds the job).
+    /// When the runner created the job's record (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_event: Option<LastEvent>,
 }
 
 impl JobStatus {
     pub fn is_terminal(&self) -> bool {
-        states::is_terminal(&self.state)
+        self.state.is_terminal()
+    }
+
+    /// The state with what the runner's record of the job adds: when it
+    /// was created, how many attempts it may have, its last event, and its
+    /// agent as the runner resolved it.
+    pub fn with_record(mut self, record: Option<&Record>) -> JobStatus {
+        if let Some(record) = record {
+            self.created = Some(record.created.clone());
+            self.max_attempts = Some(record.spec.retry.max_attempts);
+            self.last_event = record.last_event.clone();
+            self.agent = Some(record.spec.agent.clone());
+        }
+        self
+    }
+
+    /// The job as `status --json` shows a fleet job.
+    pub fn row(&self) -> StatusRow {
+        let submitted = self
+            .request
+            .as_ref()
+            .and_then(|r| r.get("submitted"))
+            .and_then(Value::as_f64);
+        StatusRow {
+            id: self.job.clone(),
+            name: self.name.clone(),
+            agent: self.agent.clone(),
+            state: self.state,
+            attempt: self.attempt,
+            max_attempts: self.max_attempts,
+            created: self
+                .created
+                .clone()
+                .unwrap_or_else(|| rfc3339(submitted.unwrap_or(self.ts))),
+            updated: rfc3339(self.ts),
+            last_event: self.last_event.clone(),
+            failure: self.failure.as_ref().map(|kind| FailureInfo {
+                kind: kind.clone(),
+                reason: self.reason.clone().unwrap_or_default(),
+            }),
+            reason: self.reason.clone(),
+            fleet: Some(FleetPlace {
+                runner: self.runner.clone(),
+                pool: self.pool.clone(),
+            }),
+        }
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -199,6 +234,142 @@ mod tests {
             pool: "default".into(),
             submitted: 1.0,
         }
+    }
+
+    /// Every key of a row with its JSON type, nested objects as `a.b`.
+    fn shape(value: &Value, at: &str, into: &mut std::collections::BTreeMap<String, &'static str>) {
+        let kind = match value {
+            Value::Null => "null",
+            Value::Bool(_) => "bool",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(object) => {
+                for (key, inner) in object {
+                    let path = if at.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{at}.{key}")
+                    };
+                    shape(inner, &path, into);
+                }
+                "object"
+            }
+        };
+        into.insert(at.to_owned(), kind);
+    }
+
+    fn shape_of(row: &StatusRow) -> std::collections::BTreeMap<String, &'static str> {
+        let mut found = std::collections::BTreeMap::new();
+        shape(
+            &serde_json::to_value(row).expect("row as JSON"),
+            "",
+            &mut found,
+        );
+        found
+    }
+
+    /// A job that failed at its last attempt, as its record says.
+    fn failed_record() -> Record {
+        let mut record: Record =
+            serde_json::from_str(include_str!("../../tests/fixtures/record-v1.json"))
+                .expect("fixture");
+        record.state = crate::model::JobState::Failed;
+        record.attempt = 2;
+        record.last_event = Some(LastEvent {
+            event: crate::model::EventKind::Error,
+            attempt: 2,
+            ts: 1_795_610_900.5,
+            message: Some("tests still fail".into()),
+        });
+        record.failure = Some(FailureInfo {
+            kind: "error".into(),
+            reason: "tests still fail".into(),
+        });
+        record
+    }
+
+    #[test]
+    fn a_fleet_row_has_the_local_rows_keys_and_json_types_plus_its_place() {
+        let record = failed_record();
+        let local = record.row();
+        // As the runner publishes the end of the job it ran.
+        let fleet = JobStatus {
+            job: record.id.clone(),
+            state: record.state.into(),
+            attempt: record.attempt,
+            runner: Some("r0".into()),
+            pool: "default".into(),
+            name: record.spec.name.clone(),
+            agent: None,
+            ts: 1_795_610_901.25,
+            reason: Some("tests still fail".into()),
+            failure: Some("error".into()),
+            request: Some(request().to_signed(None)),
+            created: None,
+            max_attempts: None,
+            last_event: None,
+        }
+        .with_record(Some(&record));
+        let fleet = JobStatus::decode(&fleet.encode()).expect("the state goes over the wire");
+        let fleet = fleet.row();
+        let mut expected = shape_of(&local);
+        expected.insert("runner".into(), "string");
+        expected.insert("pool".into(), "string");
+        assert_eq!(shape_of(&fleet), expected);
+        for key in [
+            "failure.kind",
+            "failure.reason",
+            "last_event.event",
+            "updated",
+            "reason",
+        ] {
+            let filled = expected.get(key).is_some_and(|kind| *kind != "null");
+            assert!(filled, "{key} is not filled in: {expected:?}");
+        }
+        assert_eq!(
+            (
+                fleet.state,
+                fleet.attempt,
+                fleet.max_attempts,
+                &fleet.created
+            ),
+            (
+                local.state,
+                local.attempt,
+                local.max_attempts,
+                &local.created
+            )
+        );
+        assert_eq!(
+            (&fleet.failure, &fleet.last_event),
+            (&local.failure, &local.last_event)
+        );
+        assert_eq!(fleet.updated, "2026-11-25T12:48:21.250Z");
+        assert!(humantime::parse_rfc3339(&local.updated).is_ok());
+    }
+
+    #[test]
+    fn a_state_from_an_older_runner_still_reads_and_gets_the_same_types() {
+        let old = br#"{"job":"j-1","state":"requeued","attempt":2,"pool":"default","name":"j","ts":1795610821.5,"reason":"runner r0 went offline","request":{"id":"j-1","name":"j","prompt":"p","pool":"default","submitted":1795610800.0}}"#;
+        let status = JobStatus::decode(old).expect("an old state");
+        assert_eq!(status.state, FleetState::Requeued);
+        assert_eq!(
+            status.encode(),
+            JobStatus::decode(&status.encode()).expect("again").encode()
+        );
+        let row = status.row();
+        assert_eq!(
+            row.created, "2026-11-25T12:46:40.000Z",
+            "from the submission"
+        );
+        assert_eq!(row.updated, "2026-11-25T12:47:01.500Z");
+        let value = serde_json::to_value(&row).expect("row");
+        assert_eq!(value["state"], "requeued");
+        assert!(value["runner"].is_null() && value.get("runner").is_some());
+        assert!(
+            JobStatus::decode(br#"{"job":"j-1","state":"exploded","attempt":1,"ts":0}"#).is_none()
+        );
     }
 
     #[test]

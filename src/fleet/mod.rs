@@ -5,10 +5,8 @@
 
 pub mod joblog;
 pub mod message;
-pub mod outbox;
 pub mod remote;
 pub mod runner;
-pub mod settings;
 pub mod submit;
 pub mod topics;
 pub mod unclaimed;

@@ -3,13 +3,13 @@
 //! signed control message to the job's runner; a retry offers a finished
 //! job to its pool again with the next attempt number.
 
-use super::message::{states, Control, JobStatus, Offer};
+use super::message::{Control, JobStatus, Offer};
 use super::submit::fleet_broker;
 use super::topics::{self, Topic};
 use crate::config::{BrokerSettings, Config};
 use crate::error::{config_error, Exit, Failure};
 use crate::model::event::now_ts;
-use crate::model::JobId;
+use crate::model::{FleetState, JobId};
 use crate::mqtt::client::{Publisher, Subscriber};
 use crate::mqtt::connect::ConnectOptions;
 use crate::ui::table::Grid;
@@ -21,7 +21,7 @@ const QUIET: Duration = Duration::from_millis(300);
 
 /// Whether the configuration makes this host part of a fleet (`[fleet]`).
 pub fn configured(config: &Config) -> bool {
-    config.fleet != super::settings::FleetFile::default()
+    config.fleet != crate::config::fleet::FleetFile::default()
 }
 
 /// The retained states under `filter`: what the broker sends right after
@@ -74,7 +74,7 @@ pub async fn status(config: &Config, id: Option<&str>, json: bool) -> anyhow::Re
         None => retained_states(&broker, topics::all_states_filter(&broker.topic_prefix)).await?,
     };
     if json {
-        let rows: Vec<serde_json::Value> = jobs.values().map(summary).collect();
+        let rows: Vec<_> = jobs.values().map(JobStatus::row).collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else if jobs.is_empty() {
         eprintln!("no jobs in the fleet of {}:{}", broker.host, broker.port);
@@ -85,7 +85,7 @@ pub async fn status(config: &Config, id: Option<&str>, json: bool) -> anyhow::Re
                 status.job.clone(),
                 status.name.clone(),
                 status.agent.clone().unwrap_or_default(),
-                status.state.clone(),
+                status.state.to_string(),
                 status.attempt.to_string(),
                 status.runner.clone().unwrap_or_default(),
                 status.pool.clone(),
@@ -96,22 +96,6 @@ pub async fn status(config: &Config, id: Option<&str>, json: bool) -> anyhow::Re
         }
     }
     Ok(Exit::Success)
-}
-
-/// A job as `status --json` shows a fleet job.
-fn summary(status: &JobStatus) -> serde_json::Value {
-    serde_json::json!({
-        "id": status.job,
-        "name": status.name,
-        "agent": status.agent,
-        "state": status.state,
-        "attempt": status.attempt,
-        "runner": status.runner,
-        "pool": status.pool,
-        "updated": status.ts,
-        "reason": status.reason,
-        "failure": status.failure,
-    })
 }
 
 /// `kill ID` for a fleet job: a signed control message to its runner, then
@@ -201,7 +185,7 @@ pub async fn retry(config: &Config, id: &str) -> anyhow::Result<Exit> {
     };
     let attempt = status.attempt + 1;
     let mut requeued = status.clone();
-    requeued.state = states::REQUEUED.into();
+    requeued.state = FleetState::Requeued;
     requeued.attempt = attempt;
     requeued.runner = None;
     requeued.ts = now_ts();

@@ -12,7 +12,7 @@
 //! token: an offer older than the job's state is dropped, and a runner that
 //! sees its job claimed with a newer attempt stops its own.
 
-use super::message::{self, states, Control, JobRequest, JobStatus, Offer, Presence, Verdict};
+use super::message::{self, Control, JobRequest, JobStatus, Offer, Presence, Verdict};
 use super::topics::{self, Topic};
 use super::unclaimed::{Unclaimed, OFFER_TIMEOUT};
 use crate::agents::{self, AgentDef};
@@ -20,9 +20,10 @@ use crate::config::job::JobFlags;
 use crate::config::{BrokerSettings, Config};
 use crate::error::{config_error, Exit, Failure};
 use crate::model::event::now_ts;
-use crate::model::{JobId, JobState};
+use crate::model::{FleetState, JobId, JobState};
 use crate::mqtt::client::{Message, Subscriber};
-use crate::mqtt::connect::ConnectOptions;
+use crate::mqtt::connect::{ConnectOptions, LastWill};
+use crate::mqtt::outbox::Outbox;
 use crate::mqtt::sign::EventKey;
 use crate::mqtt::topic::all_events_filter;
 use crate::registry::{Record, Registry};
@@ -30,8 +31,6 @@ use crate::supervisor::core::{Core, JobConfig};
 use crate::supervisor::driver::{Driver, Ending, Intake, JobRuntime, Note, Places};
 use crate::supervisor::view::View;
 use crate::tmux::Tmux;
-use rumqttc::v5::mqttbytes::v5::LastWill;
-use rumqttc::v5::mqttbytes::QoS;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -83,7 +82,7 @@ struct Fleet {
     me: RunnerSettings,
     prefix: String,
     /// Every publish goes through it: the loop never waits on the broker.
-    outbox: super::outbox::Outbox,
+    outbox: Outbox,
     config: Config,
     registry: Registry,
     worker: BrokerSettings,
@@ -127,13 +126,11 @@ pub async fn run(config: Config, me: RunnerSettings) -> anyhow::Result<Exit> {
     // One connection per runner name: a second runner of the same name
     // takes the name over instead of splitting its jobs.
     options.client_id = Some(format!("{}-runner-{}", observer.client_id_prefix, me.name));
-    options.last_will = Some(LastWill::new(
-        topics::presence_topic(&prefix, &me.name),
-        serde_json::to_vec(&offline).unwrap_or_default(),
-        QoS::AtLeastOnce,
-        true,
-        None,
-    ));
+    options.last_will = Some(LastWill {
+        topic: topics::presence_topic(&prefix, &me.name),
+        payload: serde_json::to_vec(&offline).unwrap_or_default(),
+        retain: true,
+    });
     // States before offers: an offer is judged against the job's state.
     let fleet_sub = Subscriber::connect(
         &observer,
@@ -157,7 +154,7 @@ pub async fn run(config: Config, me: RunnerSettings) -> anyhow::Result<Exit> {
     let mut fleet = Fleet {
         me,
         prefix,
-        outbox: super::outbox::Outbox::start(client),
+        outbox: Outbox::start(client),
         config,
         registry,
         worker,
@@ -183,7 +180,7 @@ pub async fn run(config: Config, me: RunnerSettings) -> anyhow::Result<Exit> {
 /// With the broker unreachable neither can happen: the runner leaves
 /// without waiting for it.
 async fn leave(
-    outbox: super::outbox::Outbox,
+    outbox: Outbox,
     name: &str,
     stop_listening: tokio::sync::oneshot::Sender<()>,
     listener: tokio::task::JoinHandle<()>,
@@ -397,10 +394,10 @@ impl Fleet {
             .await;
     }
 
-    fn status_of(&self, job: &JobId, held: &Held, state: &str) -> JobStatus {
+    fn status_of(&self, job: &JobId, held: &Held, state: FleetState) -> JobStatus {
         JobStatus {
             job: job.to_string(),
-            state: state.to_owned(),
+            state,
             attempt: held.attempt,
             runner: Some(self.me.name.clone()),
             pool: self.me.pool.clone(),
@@ -410,7 +407,11 @@ impl Fleet {
             reason: None,
             failure: None,
             request: Some(held.request.clone()),
+            created: None,
+            max_attempts: None,
+            last_event: None,
         }
+        .with_record(self.registry.load(job).ok().as_ref())
     }
 
     async fn on_message(&mut self, message: &Message) {
@@ -484,7 +485,7 @@ impl Fleet {
         if let Some(state) = self.states.get(&job) {
             let claimed_elsewhere = state.attempt == offer.attempt
                 && state.runner.is_some()
-                && state.state != states::REQUEUED;
+                && state.state != FleetState::Requeued;
             if state.is_terminal() || state.attempt > offer.attempt || claimed_elsewhere {
                 tracing::info!(
                     "job {job}: dropping the offer of attempt {} (its state is {} at attempt {})",
@@ -546,7 +547,7 @@ impl Fleet {
         let parsed = message::parse_request(&offer.request).ok();
         let status = JobStatus {
             job: job.to_string(),
-            state: states::REFUSED.into(),
+            state: FleetState::Refused,
             attempt: offer.attempt,
             runner: Some(self.me.name.clone()),
             pool: self.me.pool.clone(),
@@ -556,6 +557,9 @@ impl Fleet {
             reason: Some(reason),
             failure: None,
             request: None,
+            created: None,
+            max_attempts: None,
+            last_event: None,
         };
         self.publish_state(status).await;
     }
@@ -632,7 +636,7 @@ impl Fleet {
         let Some(held) = self.held.get(&ready.job) else {
             return;
         };
-        let status = self.status_of(&ready.job, held, states::QUEUED);
+        let status = self.status_of(&ready.job, held, JobState::Queued.into());
         self.publish_state(status).await;
         self.waiting.push_back(ready);
         self.start_ready();
@@ -662,7 +666,7 @@ impl Fleet {
         if let Some(held) = self.held.get_mut(&note.job) {
             // A local retry is the next attempt: the fencing token follows.
             held.attempt = held.attempt.max(note.attempt);
-            let mut status = self.status_of(&note.job, &self.held[&note.job], note.to.as_str());
+            let mut status = self.status_of(&note.job, &self.held[&note.job], note.to.into());
             status.reason = note.reason;
             status.failure = note.failure.map(|f| f.kind);
             self.publish_state(status).await;
@@ -770,7 +774,7 @@ impl Fleet {
             self.me.name, last.job
         );
         let mut status = last;
-        status.state = states::REQUEUED.into();
+        status.state = FleetState::Requeued;
         status.attempt = attempt;
         status.runner = None;
         status.ts = now_ts();
@@ -815,7 +819,7 @@ impl Fleet {
             let _ = self.intake.send(Intake::Cancel { job, reason });
         } else if let Some(held) = self.held.remove(&job) {
             self.waiting.retain(|r| r.job != job);
-            let mut status = self.status_of(&job, &held, JobState::Cancelled.as_str());
+            let mut status = self.status_of(&job, &held, JobState::Cancelled.into());
             status.reason = Some(reason);
             self.publish_state(status).await;
         }
@@ -832,13 +836,13 @@ pub fn settings(
     let fleet = &config.fleet;
     let pool = pool
         .or_else(|| fleet.pool.clone())
-        .unwrap_or_else(|| super::settings::DEFAULT_POOL.to_owned());
-    super::settings::check_name(&pool).map_err(|e| config_error(format!("--pool: {e}")))?;
+        .unwrap_or_else(|| crate::config::fleet::DEFAULT_POOL.to_owned());
+    crate::config::fleet::check_name(&pool).map_err(|e| config_error(format!("--pool: {e}")))?;
     let name = match name.or_else(|| fleet.name.clone()) {
         Some(name) => name,
         None => host_name(),
     };
-    super::settings::check_name(&name).map_err(|e| {
+    crate::config::fleet::check_name(&name).map_err(|e| {
         config_error(format!("runner name: {e}")).help("pass --name NAME or set `fleet.name`")
     })?;
     let max_parallel = max_parallel.or(fleet.max_parallel).unwrap_or(4);

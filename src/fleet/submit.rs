@@ -3,13 +3,13 @@
 //! runner can offer it again) and one offer on the pool's topic; `--wait`
 //! follows the retained states until every job has ended.
 
-use super::message::{states, JobRequest, JobStatus, Offer};
+use super::message::{JobRequest, JobStatus, Offer};
 use super::topics;
 use crate::config::job::{load_job_file, JobFile, JobFlags};
 use crate::config::{BrokerSettings, Config};
 use crate::error::{config_error, Exit, Failure};
 use crate::model::event::now_ts;
-use crate::model::JobId;
+use crate::model::{FleetState, JobId, JobState};
 use crate::mqtt::client::{Publisher, Subscriber};
 use crate::mqtt::connect::ConnectOptions;
 use crate::mqtt::sign::EventKey;
@@ -34,8 +34,8 @@ pub async fn run(config: &Config, asked: SubmitRequest) -> anyhow::Result<Exit> 
         .pool
         .clone()
         .or_else(|| config.fleet.pool.clone())
-        .unwrap_or_else(|| super::settings::DEFAULT_POOL.to_owned());
-    super::settings::check_name(&pool).map_err(|e| config_error(format!("--pool: {e}")))?;
+        .unwrap_or_else(|| crate::config::fleet::DEFAULT_POOL.to_owned());
+    crate::config::fleet::check_name(&pool).map_err(|e| config_error(format!("--pool: {e}")))?;
     let key = config.fleet.submitter_key()?;
     let requests = requests(&asked, &pool)?;
     let ids: Vec<JobId> = requests
@@ -133,7 +133,7 @@ async fn offer(
     let id = JobId::parse(&request.id)?;
     let status = JobStatus {
         job: request.id.clone(),
-        state: states::SUBMITTED.into(),
+        state: FleetState::Submitted,
         attempt: 1,
         runner: None,
         pool: request.pool.clone(),
@@ -143,6 +143,9 @@ async fn offer(
         reason: None,
         failure: None,
         request: Some(signed.clone()),
+        created: None,
+        max_attempts: None,
+        last_event: None,
     };
     let wait = broker.connect_timeout;
     publisher
@@ -189,7 +192,7 @@ pub async fn wait_for(
     timeout: Option<Duration>,
     json: bool,
 ) -> anyhow::Result<Exit> {
-    let mut ends: HashMap<JobId, String> = HashMap::new();
+    let mut ends: HashMap<JobId, FleetState> = HashMap::new();
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     while ends.len() < ids.len() {
         let quiet = tokio::time::Instant::now() + REFRESH_AFTER_QUIET;
@@ -235,11 +238,14 @@ pub async fn wait_for(
         }
     }
     follower.close().await;
-    let any = |state: &str| ends.values().any(|s| s == state);
+    let any = |state: FleetState| ends.values().any(|s| *s == state);
     Ok(
-        if any("failed") || any("cancelled") || any(states::REFUSED) {
+        if any(JobState::Failed.into())
+            || any(JobState::Cancelled.into())
+            || any(FleetState::Refused)
+        {
             Exit::JobFailed
-        } else if any("timed_out") {
+        } else if any(JobState::TimedOut.into()) {
             Exit::TimedOut
         } else {
             Exit::Success

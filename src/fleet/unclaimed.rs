@@ -9,7 +9,8 @@
 //! long is a lost offer; the pool's leader offers it again. Pure: the
 //! caller passes the clock.
 
-use super::message::{states, JobStatus};
+use super::message::JobStatus;
+use crate::model::FleetState;
 use crate::model::JobId;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -64,17 +65,17 @@ impl Unclaimed {
 /// A state that says the job is on offer to the pool and no runner has it.
 fn is_offered(status: &JobStatus) -> bool {
     status.runner.is_none()
-        && (status.state == states::SUBMITTED || status.state == states::REQUEUED)
+        && (status.state == FleetState::Submitted || status.state == FleetState::Requeued)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn status(state: &str, attempt: u32, runner: Option<&str>) -> JobStatus {
+    fn status(state: FleetState, attempt: u32, runner: Option<&str>) -> JobStatus {
         JobStatus {
             job: "j-1".into(),
-            state: state.into(),
+            state,
             attempt,
             runner: runner.map(str::to_owned),
             pool: "default".into(),
@@ -84,6 +85,9 @@ mod tests {
             reason: None,
             failure: None,
             request: None,
+            created: None,
+            max_attempts: None,
+            last_event: None,
         }
     }
 
@@ -95,7 +99,7 @@ mod tests {
     fn a_submitted_job_is_overdue_only_after_the_timeout() {
         let t0 = Instant::now();
         let mut unclaimed = Unclaimed::default();
-        unclaimed.follow(&job(), &status(states::SUBMITTED, 1, None), t0);
+        unclaimed.follow(&job(), &status(FleetState::Submitted, 1, None), t0);
         let timeout = Duration::from_secs(30);
         assert!(unclaimed
             .overdue(t0 + Duration::from_secs(29), timeout)
@@ -107,8 +111,16 @@ mod tests {
     fn a_claim_ends_the_wait() {
         let t0 = Instant::now();
         let mut unclaimed = Unclaimed::default();
-        unclaimed.follow(&job(), &status(states::SUBMITTED, 1, None), t0);
-        unclaimed.follow(&job(), &status(states::QUEUED, 1, Some("r1")), t0);
+        unclaimed.follow(&job(), &status(FleetState::Submitted, 1, None), t0);
+        unclaimed.follow(
+            &job(),
+            &status(
+                FleetState::Job(crate::model::JobState::Queued),
+                1,
+                Some("r1"),
+            ),
+            t0,
+        );
         assert!(unclaimed
             .overdue(t0 + Duration::from_secs(60), OFFER_TIMEOUT)
             .is_empty());
@@ -119,15 +131,15 @@ mod tests {
         let t0 = Instant::now();
         let later = t0 + Duration::from_secs(20);
         let mut unclaimed = Unclaimed::default();
-        unclaimed.follow(&job(), &status(states::SUBMITTED, 1, None), t0);
+        unclaimed.follow(&job(), &status(FleetState::Submitted, 1, None), t0);
         // The same state again (a reconnect's retained copy): still waiting since t0.
-        unclaimed.follow(&job(), &status(states::SUBMITTED, 1, None), later);
+        unclaimed.follow(&job(), &status(FleetState::Submitted, 1, None), later);
         assert_eq!(
             unclaimed.overdue(t0 + OFFER_TIMEOUT, OFFER_TIMEOUT),
             vec![job()]
         );
         // Offered again as attempt 2: the wait starts over.
-        unclaimed.follow(&job(), &status(states::REQUEUED, 2, None), later);
+        unclaimed.follow(&job(), &status(FleetState::Requeued, 2, None), later);
         assert!(unclaimed
             .overdue(t0 + OFFER_TIMEOUT, OFFER_TIMEOUT)
             .is_empty());
@@ -141,11 +153,11 @@ mod tests {
     fn a_refusal_or_an_end_is_not_a_wait_and_a_cleared_state_is_forgotten() {
         let t0 = Instant::now();
         let mut unclaimed = Unclaimed::default();
-        unclaimed.follow(&job(), &status(states::REFUSED, 1, Some("r1")), t0);
+        unclaimed.follow(&job(), &status(FleetState::Refused, 1, Some("r1")), t0);
         assert!(unclaimed
             .overdue(t0 + OFFER_TIMEOUT, OFFER_TIMEOUT)
             .is_empty());
-        unclaimed.follow(&job(), &status(states::SUBMITTED, 1, None), t0);
+        unclaimed.follow(&job(), &status(FleetState::Submitted, 1, None), t0);
         unclaimed.forget(&job());
         assert!(unclaimed
             .overdue(t0 + OFFER_TIMEOUT, OFFER_TIMEOUT)

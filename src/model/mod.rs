@@ -1,7 +1,7 @@
 //! The vocabulary every part shares, with no I/O: job ids, events, states,
-//! failure kinds, the policy data a job carries, the parts of a record the
-//! supervisor fills in, and the one rule for admitting an event
-//! (`admission`). The supervisor's core, the registry, the views
+//! failure kinds, the `status --json` row, the policy data a job carries,
+//! the parts of a record the supervisor fills in, and the one rule for
+//! admitting an event (`admission`). The supervisor's core, the registry, the views
 //! and the MQTT codec all import these from here, so none of them needs the
 //! others for its types (the rules are enforced by `tests/architecture.rs`).
 
@@ -10,6 +10,7 @@ pub mod event;
 pub mod id;
 pub mod policy;
 pub mod record;
+pub mod row;
 pub mod state;
 pub mod transition;
 
@@ -18,5 +19,6 @@ pub use event::{Event, EventKind, Meaning, Signature};
 pub use id::JobId;
 pub use policy::{FailureKind, Liveness, OnWaiting, RetryPolicy, Timeouts};
 pub use record::{AttemptInfo, FailureInfo, LastEvent, ResumePoint};
-pub use state::JobState;
+pub use row::StatusRow;
+pub use state::{FleetState, JobState};
 pub use transition::Transition;

@@ -6,8 +6,8 @@
 use crate::config::BrokerSettings;
 use crate::error::{broker_error, config_error, Failure};
 use rumqttc::v5::mqttbytes::v5::ConnectReturnCode;
-use rumqttc::v5::mqttbytes::v5::LastWill;
 use rumqttc::v5::mqttbytes::v5::Packet;
+use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions};
 use rumqttc::{TlsConfiguration, Transport};
 use rustls::pki_types::pem::PemObject;
@@ -45,6 +45,28 @@ impl ConnectOptions {
             last_will: None,
             inflight: 8,
         }
+    }
+}
+
+/// The message the broker publishes for a client whose connection is lost
+/// (at QoS 1, like every message of ours): the worker's `lost` event, a
+/// runner's `offline` presence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastWill {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub retain: bool,
+}
+
+impl LastWill {
+    fn to_mqtt(&self) -> rumqttc::v5::mqttbytes::v5::LastWill {
+        rumqttc::v5::mqttbytes::v5::LastWill::new(
+            self.topic.clone(),
+            self.payload.clone(),
+            QoS::AtLeastOnce,
+            self.retain,
+            None,
+        )
     }
 }
 
@@ -97,8 +119,8 @@ pub fn mqtt_options(
     if let Some(expiry) = options.session_expiry {
         mqtt.set_session_expiry_interval(Some(expiry));
     }
-    if let Some(will) = options.last_will.clone() {
-        mqtt.set_last_will(will);
+    if let Some(will) = &options.last_will {
+        mqtt.set_last_will(will.to_mqtt());
     }
     if let Some(user) = &settings.username {
         let password = settings.password.as_ref().map_or("", |p| p.expose());

@@ -5,6 +5,8 @@
 //! calls go through `Tmux::run`, which also removes `TMUX` (so no call can
 //! reach a server by accident) and checks tmux's exit status itself.
 
+pub mod job_window;
+
 use crate::config::TmuxSettings;
 use crate::model::event::EVENT_KEY_VAR;
 use anyhow::{bail, Context, Result};

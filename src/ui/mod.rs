@@ -1,7 +1,8 @@
 //! What people look at: the one table renderer (`run`'s live table,
-//! `status`, `top`), the `top` dashboard, and the one-line summary for
-//! tmux's status line.
+//! `status`, `top`), the `top` dashboard, a job's history as text lines,
+//! and the one-line summary for tmux's status line.
 
+pub mod history;
 pub mod summary;
 pub mod table;
 pub mod top;

@@ -6,7 +6,7 @@
 use crate::model::JobId;
 use crate::registry::Registry;
 
-/// Saves the pane's last `LOG_LIMIT` bytes in the job's directory, 0600.
+/// Saves the pane's last `PANE_LIMIT` bytes in the job's directory, 0600.
 pub fn save(registry: &Registry, job: &JobId, attempt: u32) {
     let text = match crate::tmux::own_pane_history() {
         Ok(text) => text,
@@ -15,5 +15,5 @@ pub fn save(registry: &Registry, job: &JobId, attempt: u32) {
             return;
         }
     };
-    crate::fleet::joblog::save_pane(registry, job, attempt, &text);
+    registry.save_pane(job, attempt, &text);
 }

@@ -7,11 +7,11 @@
 //! when it is there.
 
 use super::Fleet;
-use crate::fleet::joblog::{keep_last, tail, JobLog};
-use crate::fleet::outbox::OutboxHandle;
+use crate::fleet::joblog::{keep_last, JobLog, LOG_LIMIT};
 use crate::fleet::topics;
 use crate::model::event::now_ts;
 use crate::model::JobId;
+use crate::mqtt::outbox::OutboxHandle;
 use crate::registry::Registry;
 use std::time::Duration;
 
@@ -30,7 +30,7 @@ impl Fleet {
             job: job.to_string(),
             name: status.name.clone(),
             agent: status.agent.clone(),
-            state: status.state.clone(),
+            state: status.state,
             attempt: status.attempt,
             runner: self.me.name.clone(),
             ts: now_ts(),
@@ -59,12 +59,7 @@ fn encode(log: &JobLog) -> Vec<u8> {
 /// The job's history lines on this runner, the last `LOG_LIMIT` bytes.
 fn history(registry: &Registry, job: &JobId) -> (usize, Vec<String>) {
     match registry.history(job) {
-        Ok(entries) => keep_last(
-            entries
-                .iter()
-                .map(crate::commands::logs::describe)
-                .collect(),
-        ),
+        Ok(entries) => keep_last(entries.iter().map(crate::ui::history::describe).collect()),
         Err(e) => {
             tracing::warn!("job {job}: cannot read its history for its log: {e:#}");
             (0, Vec::new())
@@ -74,7 +69,7 @@ fn history(registry: &Registry, job: &JobId) -> (usize, Vec<String>) {
 
 fn saved_pane(registry: &Registry, job: &JobId, attempt: u32) -> Option<String> {
     let text = std::fs::read_to_string(registry.pane_file(job, attempt)).ok()?;
-    Some(tail(&text).to_owned())
+    Some(crate::registry::tail(&text, LOG_LIMIT).to_owned())
 }
 
 /// Waits for the wrapper to save the ended attempt's pane, then publishes

@@ -197,7 +197,7 @@ async fn save_pane(tmux: &Tmux, registry: &Registry, job: &JobId, attempt: u32, 
         return;
     }
     match tmux.capture(window).await {
-        Ok(text) => crate::fleet::joblog::save_pane(registry, job, attempt, &text),
+        Ok(text) => registry.save_pane(job, attempt, &text),
         Err(e) => tracing::warn!("job {job}: cannot capture its pane: {e:#}"),
     }
 }

@@ -163,14 +163,14 @@ impl Session<'_> {
             Ok(record) => record,
             Err(e) => return Ok(format!("{e:#}")),
         };
-        if crate::commands::attach::switches(self.env, &record) {
-            return Ok(match crate::commands::attach::attach(self.env, &record) {
+        if crate::tmux::job_window::switches(self.env, &record) {
+            return Ok(match crate::tmux::job_window::attach(self.env, &record) {
                 Ok(()) => format!("switched to {id}"),
                 Err(e) => format!("{e:#}"),
             });
         }
         ratatui::restore();
-        let outcome = crate::commands::attach::attach(self.env, &record);
+        let outcome = crate::tmux::job_window::attach(self.env, &record);
         *terminal = ratatui::try_init()?;
         terminal.clear()?;
         Ok(match outcome {
@@ -207,9 +207,9 @@ impl Session<'_> {
             .history(&job)
             .unwrap_or_default()
             .iter()
-            .map(crate::commands::logs::describe)
+            .map(crate::ui::history::describe)
             .collect();
-        lines.extend(crate::commands::logs::pane_lines(&record).await);
+        lines.extend(crate::tmux::job_window::pane_lines(&record).await);
         lines
     }
 }

@@ -1,5 +1,5 @@
-//! The runner's outgoing messages (states, presence, offers), queued
-//! without bound and handed to the MQTT client in order by one task.
+//! Outgoing messages queued without bound and handed to the MQTT client in
+//! order by one task (the fleet runner's states, presence and offers).
 //!
 //! rumqttc's request queue is bounded and is drained only while connected:
 //! with the broker gone, the 17th publish would wait for a reconnect that
@@ -55,7 +55,7 @@ impl Outbox {
             retain,
         };
         if self.queue.send(message).is_err() {
-            tracing::warn!("the runner's outbox is closed: a message was not sent");
+            tracing::warn!("the outbox is closed: a message was not sent");
         }
     }
 
@@ -81,7 +81,7 @@ impl Outbox {
     }
 }
 
-/// A weak handle on the outbox, for tasks of the runner.
+/// A weak handle on the outbox, for tasks that publish later.
 pub struct OutboxHandle(mpsc::WeakUnboundedSender<Outgoing>);
 
 impl OutboxHandle {

@@ -1,7 +1,7 @@
 //! `[fleet]` in tmux-delegate.toml: what a runner offers and trusts, and
 //! how a submitter signs.
 
-use crate::config::expand_path;
+use super::expand_path;
 use crate::error::{config_error, Failure};
 use crate::mqtt::sign::EventKey;
 use serde::Deserialize;

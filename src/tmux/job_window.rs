@@ -1,0 +1,98 @@
+//! A job's current window as a user reaches it: attach to it (or switch
+//! this tmux client to it), and read its last screen. `attach`, `logs`,
+//! `top` and the fleet's job log all go through these.
+
+use super::Tmux;
+use crate::config::Env;
+use crate::error::config_error;
+use crate::registry::Record;
+
+/// tmux as the user runs it for a job: on its server, without the secrets.
+fn user_tmux(record: &Record) -> Tmux {
+    Tmux::new(&record.spec.tmux, vec!["MQTT_PASSWORD".into()])
+}
+
+/// Whether attaching only switches this tmux client (inside tmux, on the
+/// job's own server) rather than taking over the terminal.
+pub fn switches(env: &Env, record: &Record) -> bool {
+    env.var("TMUX").is_some() && record.spec.tmux.socket.is_empty()
+}
+
+/// Switches to (inside tmux) or attaches to the job's current window.
+pub fn attach(env: &Env, record: &Record) -> anyhow::Result<()> {
+    let job = &record.id;
+    let window = record
+        .attempt_info(record.attempt)
+        .and_then(|a| a.window.clone())
+        .ok_or_else(|| {
+            config_error(format!(
+                "job {job} has no window (state: {})",
+                record.state.as_str()
+            ))
+            .help(format!("`tmux-delegate logs {job}` shows its history"))
+        })?;
+    let tmux = user_tmux(record);
+    let inside = switches(env, record);
+    let verb = if inside {
+        "switch-client"
+    } else {
+        "attach-session"
+    };
+    let mut command = tmux.interactive(&[verb, "-t", &window]);
+    if !inside {
+        // From inside another tmux server, attaching nests (tmux refuses
+        // while TMUX is set): the job runs on its own server.
+        command.env_remove("TMUX");
+    }
+    let status = command
+        .status()
+        .map_err(|e| anyhow::anyhow!("running tmux {verb}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(config_error(format!(
+            "cannot reach the window of job {job}: `tmux {verb} -t {window}` failed"
+        ))
+        .help(format!(
+            "the window may be closed (the job is {}); `tmux-delegate logs {job}` shows its history",
+            record.state.as_str()
+        ))
+        .into())
+    }
+}
+
+/// The last capture of the job's current window, under a heading line.
+pub async fn pane_lines(record: &Record) -> Vec<String> {
+    let Some(attempt) = record.attempt_info(record.attempt) else {
+        return Vec::new();
+    };
+    let Some(window) = attempt.window.clone() else {
+        return Vec::new();
+    };
+    let tmux = user_tmux(record);
+    // Window ids start again at @0 when a tmux server restarts: only the
+    // window whose pane is still the attempt's wrapper is the job's.
+    let ours = match (attempt.pane_pid, tmux.list_windows().await) {
+        (Some(pid), Ok(windows)) => windows
+            .iter()
+            .any(|w| w.window_id == window && w.pane_pid == pid),
+        _ => true,
+    };
+    let capture = if ours {
+        tmux.capture(&window).await
+    } else {
+        Err(anyhow::anyhow!("the window is gone"))
+    };
+    match capture {
+        Ok(text) => std::iter::once(format!(
+            "--- pane of attempt {} (window {window}) ---",
+            record.attempt
+        ))
+        .chain(text.trim_end_matches('\n').lines().map(str::to_owned))
+        .collect(),
+        Err(_) => vec![format!(
+            "--- the window of attempt {} ({window}) is closed ---",
+            record.attempt
+        )],
+    }
+}
