@@ -6,16 +6,18 @@
 //! left without one and a detached `resume` is started to take them on.
 //! Prints the new ids, one a line.
 
-use super::queue_plan::{self, Wants};
-use super::run::new_record;
 use crate::agents;
 use crate::agents::AgentDef;
 use crate::cli::AddArgs;
 use crate::config::job::{JobFlags, JobSpec};
-use crate::config::{BrokerSettings, Config, Env, TmuxSettings};
+use crate::config::{Config, Env};
 use crate::error::{config_error, Exit};
 use crate::model::JobState;
 use crate::registry::{Record, Registry};
+use crate::supervisor::detach::{self, Relaunch};
+use crate::supervisor::ownership;
+use crate::supervisor::queue_plan::{self, Wants};
+use crate::supervisor::session;
 use nix::sys::signal::Signal;
 use std::path::PathBuf;
 
@@ -35,13 +37,13 @@ pub async fn run(args: AddArgs) -> anyhow::Result<Exit> {
             .collect::<Vec<_>>(),
     )?;
     agents::preflight::check(&config, jobs.iter().map(|(spec, agent)| (spec, agent))).await?;
-    let owner = live_supervisor(&config, &registry);
+    let owner = ownership::live_supervisor(&config, &registry);
     let mut records: Vec<Record> = jobs
         .into_iter()
         .map(|(spec, agent)| {
             // The owner's broker; none yet without an owner (the
             // supervisor that takes the job on writes its own).
-            let mut record = new_record(
+            let mut record = session::new_record(
                 &config,
                 spec,
                 agent,
@@ -112,33 +114,6 @@ fn resolve_jobs(
     Ok((jobs, wants))
 }
 
-/// A supervisor of this registry that runs now, on this tmux server.
-struct Owner {
-    pid: i32,
-    broker: BrokerSettings,
-}
-
-/// The supervisor of the most recently updated unfinished job on this tmux
-/// server whose process still runs.
-fn live_supervisor(config: &Config, registry: &Registry) -> Option<Owner> {
-    let (mut records, _) = registry.list().ok()?;
-    let tmux = TmuxSettings::resolve(&config.defaults.tmux).with_current_server(&config.env);
-    records.sort_by(|a, b| b.updated.cmp(&a.updated));
-    records.into_iter().find_map(|r| {
-        let pid = r.supervisor_pid?;
-        let usable = r.supervised
-            && !r.state.is_finished()
-            && r.spec.tmux.socket == tmux.socket
-            && r.spec.tmux.socket_path == tmux.socket_path
-            && crate::proc::is_tmux_delegate(pid);
-        usable.then_some(())?;
-        Some(Owner {
-            pid,
-            broker: r.broker?,
-        })
-    })
-}
-
 /// SIGUSR1 to the supervisor: it looks for the jobs it now owns.
 fn wake(pid: i32) -> bool {
     crate::proc::signal_process(pid, Signal::SIGUSR1).unwrap_or(false)
@@ -157,5 +132,5 @@ async fn start_supervisor(
         }
     }
     eprintln!("no supervisor runs for this registry: starting one in its own tmux window");
-    super::detach::launch(config, super::detach::Relaunch::resume(&config.env)).await
+    detach::launch(config, Relaunch::resume(&config.env)).await
 }

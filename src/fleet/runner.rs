@@ -26,10 +26,9 @@ use crate::mqtt::connect::ConnectOptions;
 use crate::mqtt::sign::EventKey;
 use crate::mqtt::topic::all_events_filter;
 use crate::registry::{Record, Registry};
-use crate::supervisor::core::{Core, JobConfig};
-use crate::supervisor::driver::{Driver, Ending, Intake, JobRuntime, Note, Places};
-use crate::supervisor::view::View;
-use crate::tmux::Tmux;
+use crate::supervisor::core::JobConfig;
+use crate::supervisor::driver::{Ending, Intake, JobRuntime, Note};
+use crate::supervisor::session::{self, Brokers};
 use rumqttc::v5::mqttbytes::v5::LastWill;
 use rumqttc::v5::mqttbytes::QoS;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -102,18 +101,16 @@ struct Fleet {
 }
 
 pub async fn run(config: Config, me: RunnerSettings) -> anyhow::Result<Exit> {
-    let observer = config.observer_broker()?.ok_or_else(|| {
+    let Brokers {
+        observer, worker, ..
+    } = Brokers::configured(&config)?.ok_or_else(|| {
         config_error("a runner needs a broker that every host of its pool reaches").help(
             "set MQTT_BROKER (and MQTT_PORT, ...), or `host` in [broker] of tmux-delegate.toml",
         )
     })?;
-    let worker = config.worker_broker()?.unwrap_or_else(|| observer.clone());
     let prefix = observer.topic_prefix.clone();
-    // `kill ID` on this host marks the record and sends SIGUSR1: its
-    // default action would end the runner.
-    drop(tokio::signal::unix::signal(
-        tokio::signal::unix::SignalKind::user_defined1(),
-    )?);
+    // `kill ID` on this host marks the record and sends SIGUSR1.
+    session::listen_for_cancel_requests()?;
     let registry = Registry::open(&config.env)?;
     // Job events first: no window may report before the driver listens.
     let events = Subscriber::connect(
@@ -151,7 +148,7 @@ pub async fn run(config: Config, me: RunnerSettings) -> anyhow::Result<Exit> {
     let (messages, stop_listening, listener) = listen(fleet_sub);
     let (intake_tx, intake_rx) = mpsc::unbounded_channel();
     let (notes_tx, notes_rx) = mpsc::unbounded_channel();
-    let driver = driver(&config, &registry, &prefix)
+    let driver = session::idle_driver(&config, &registry, &prefix)
         .await?
         .with_intake(intake_rx, notes_tx);
     let mut fleet = Fleet {
@@ -250,45 +247,6 @@ fn listen(
         subscriber.disconnect().await;
     });
     (rx, stop, task)
-}
-
-/// The same supervisor `run` uses, in this host's tmux.
-async fn driver(config: &Config, registry: &Registry, prefix: &str) -> anyhow::Result<Driver> {
-    let tmux_settings = crate::config::TmuxSettings::resolve(&config.defaults.tmux)
-        .with_current_server(&config.env);
-    let tmux = Tmux::new(&tmux_settings, secret_vars(config));
-    let session = tmux
-        .resolve_session(&tmux_settings.session, config.env.var("TMUX").is_some())
-        .await;
-    let exe =
-        std::env::current_exe().map_err(|e| anyhow::anyhow!("cannot locate this program: {e}"))?;
-    let places = Places {
-        hooks: config.hooks.clone(),
-        registry: Registry::at(registry.root().to_path_buf()),
-        tmux,
-        session,
-        exe,
-        topic_prefix: prefix.to_owned(),
-    };
-    let core = Core::new(Box::new(rand::random::<f64>));
-    Ok(Driver::new(core, places, HashMap::new(), View::new(false)))
-}
-
-/// Variables the runner's tmux server must never see.
-fn secret_vars(config: &Config) -> Vec<String> {
-    let mut names = vec![
-        "MQTT_PASSWORD".to_owned(),
-        crate::model::event::EVENT_KEY_VAR.to_owned(),
-    ];
-    for layer in &config.layers {
-        for fields in std::iter::once(&layer.broker).chain(layer.worker.as_ref()) {
-            if let Some(crate::config::file::PasswordFrom::Env(name)) = &fields.password {
-                names.push(name.clone());
-            }
-        }
-    }
-    names.extend(config.defaults.pass_env.iter().cloned());
-    names
 }
 
 fn presence(me: &RunnerSettings, status: &str, running: u32) -> Presence {

@@ -28,16 +28,14 @@ impl Driver {
         let Some(require_signature) = self.added_jobs else {
             return;
         };
-        let me = i32::try_from(std::process::id()).ok();
+        let me = std::process::id();
         let records = match self.registry.list() {
             Ok((records, _)) => records,
             Err(e) => return tracing::warn!("cannot look for added jobs: {e:#}"),
         };
         let mut added: Vec<_> = records
             .into_iter()
-            .filter(|r| {
-                r.supervisor_pid == me && r.supervised && crate::supervisor::admit::never_started(r)
-            })
+            .filter(|r| crate::supervisor::ownership::handed_to(r, me))
             .filter_map(|r| Some((JobId::parse(&r.id).ok()?, r)))
             .filter(|(id, _)| !self.jobs.contains_key(id))
             .collect();
