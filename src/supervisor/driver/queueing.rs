@@ -1,5 +1,5 @@
-//! The driver's side of the queue: takes and gives back the slot files,
-//! looks up dependencies (in this supervisor, else in the registry), and
+//! The driver's side of the queue: takes and gives back the slot files and
+//! the places of its local cap, looks up dependencies (in this supervisor, else in the registry), and
 //! feeds the pure queue's decisions to the core.
 
 use super::Driver;
@@ -13,6 +13,13 @@ impl Driver {
     pub fn enqueue(&mut self, job: JobId, spec: QueueSpec, caps: Caps) {
         self.caps.insert(job.clone(), caps);
         self.queue.push(job, spec);
+        self.queue_dirty = true;
+    }
+
+    /// Runs at most `cap` jobs at once, whatever their caps (a fleet
+    /// runner's `max_parallel`; held in memory, no slot files).
+    pub fn cap_locally(&mut self, cap: u32) {
+        self.queue = std::mem::take(&mut self.queue).with_local_cap(cap);
         self.queue_dirty = true;
     }
 
@@ -92,6 +99,16 @@ impl Driver {
             self.leases.remove(&job);
             self.queue_dirty = true;
         }
+        let ended: Vec<JobId> = self
+            .queue
+            .running()
+            .filter(|job| self.core.is_finished(job))
+            .cloned()
+            .collect();
+        for job in ended {
+            self.queue.ended(&job);
+            self.queue_dirty = true;
+        }
         if std::mem::take(&mut self.queue_dirty) && self.pump_queue() {
             self.perform().await;
         }
@@ -126,10 +143,19 @@ impl Driver {
                     if !self.still_waiting(&job) {
                         continue;
                     }
+                    if !self.queue.has_local_room() {
+                        // A job of this supervisor ending makes room: no timer.
+                        self.core.mark_queued(
+                            &job,
+                            Some("waiting for a free slot (max_parallel)".into()),
+                        );
+                        changed = true;
+                        continue;
+                    }
                     let caps = self.caps.get(&job).cloned().unwrap_or_default();
                     let known_full = full.contains(&caps);
                     if !known_full && self.take_slots(&job) {
-                        self.queue.remove(&job);
+                        self.queue.started(&job);
                         self.core.start(now, &job);
                     } else {
                         full.push(caps);
