@@ -81,35 +81,26 @@ pub async fn run(args: AddArgs) -> anyhow::Result<Exit> {
     }
 }
 
-/// Every job of the spec files (or the one the flags describe), resolved
-/// and checked (`add` creates no worktree), with what each asks of the queue.
+/// The submitted jobs; a worktree is refused (`add` creates none).
 #[allow(clippy::type_complexity)]
 fn resolve_jobs(
     config: &Config,
     flags: &JobFlags,
     specs: &[PathBuf],
 ) -> anyhow::Result<(Vec<(JobSpec, AgentDef)>, Vec<Wants>)> {
-    let files = crate::config::job::load_job_files(specs)?;
     let mut jobs = Vec::new();
     let mut wants = Vec::new();
-    for (path, file) in files {
-        wants.push(Wants::of(&file));
-        let spec = config.resolve_job(path.as_deref().map(|p| (p, file)), flags)?;
-        let agent = agents::resolve(config, &spec.agent)?;
-        if spec.prompt.trim().is_empty() && agent.command.iter().any(|a| a.contains("{prompt}")) {
-            return Err(config_error(format!("job `{}` has no prompt", spec.name))
-                .help("pass --prompt TEXT, or set `prompt` in the job spec")
-                .into());
-        }
-        if spec.workspace.is_worktree() {
+    for job in session::resolve_jobs(config, flags, specs)? {
+        if job.spec.workspace.is_worktree() {
             return Err(config_error(format!(
                 "job `{}` asks for a worktree, which `add` does not create",
-                spec.name
+                job.spec.name
             ))
             .help("start it with `tmux-delegate run --worktree`")
             .into());
         }
-        jobs.push((spec, agent));
+        jobs.push((job.spec, job.agent));
+        wants.push(job.wants);
     }
     Ok((jobs, wants))
 }

@@ -7,7 +7,7 @@ use crate::agents::{self, AgentDef};
 use crate::cli::RunArgs;
 use crate::config::job::{JobFlags, JobSpec};
 use crate::config::{expand_path, Config, Env};
-use crate::error::{config_error, Exit};
+use crate::error::Exit;
 use crate::registry::{Record, Registry};
 use crate::supervisor::detach::{self, report_failure, Relaunch};
 use crate::supervisor::queue_plan::{self, Wants};
@@ -94,9 +94,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Exit> {
     .await
 }
 
-/// Every job of the spec files (or the one the flags describe), resolved
-/// and checked: its spec, its agent and its checked worktree base; and what
-/// each asks of the queue (`after`, priority, caps).
+/// The submitted jobs, each with its checked worktree base (not a
+/// repository, or no such base: exit 2 before anything exists).
 #[allow(clippy::type_complexity)]
 fn resolve_jobs(
     config: &Config,
@@ -106,25 +105,16 @@ fn resolve_jobs(
     Vec<(JobSpec, AgentDef, Option<crate::workspace::Checked>)>,
     Vec<Wants>,
 )> {
-    let files = crate::config::job::load_job_files(specs)?;
     let mut jobs = Vec::new();
     let mut wants = Vec::new();
-    for (path, file) in files {
-        wants.push(Wants::of(&file));
-        let spec = config.resolve_job(path.as_deref().map(|p| (p, file)), flags)?;
-        let agent = agents::resolve(config, &spec.agent)?;
-        if spec.prompt.trim().is_empty() && agent.command.iter().any(|a| a.contains("{prompt}")) {
-            return Err(config_error(format!("job `{}` has no prompt", spec.name))
-                .help("pass --prompt TEXT, or set `prompt` in the job spec")
-                .into());
-        }
-        // Not a repository, or no such base: exit 2 before anything exists.
-        let checked = if spec.workspace.is_worktree() {
-            Some(crate::workspace::check(&spec)?)
+    for job in session::resolve_jobs(config, flags, specs)? {
+        let checked = if job.spec.workspace.is_worktree() {
+            Some(crate::workspace::check(&job.spec)?)
         } else {
             None
         };
-        jobs.push((spec, agent, checked));
+        jobs.push((job.spec, job.agent, checked));
+        wants.push(job.wants);
     }
     Ok((jobs, wants))
 }

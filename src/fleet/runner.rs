@@ -486,7 +486,7 @@ impl Fleet {
         // Only agents this runner's configuration defines; argv, env and
         // hooks never come from the request.
         let agent = agents::resolve(&self.config, &spec.agent).map_err(|e| e.to_string())?;
-        if spec.prompt.trim().is_empty() && agent.command.iter().any(|a| a.contains("{prompt}")) {
+        if crate::supervisor::admit::lacks_prompt(&spec, &agent) {
             return Err(format!("job `{}` has no prompt", spec.name));
         }
         spec.tmux = spec.tmux.with_current_server(&self.config.env);

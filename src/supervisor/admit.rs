@@ -8,9 +8,16 @@ use super::core::JobConfig;
 use super::driver::JobRuntime;
 use super::slots::Caps;
 use crate::agents::AgentDef;
+use crate::config::job::JobSpec;
 use crate::model::JobId;
 use crate::mqtt::sign::EventKey;
 use crate::registry::Record;
+
+/// Whether the job cannot launch: its agent's command takes `{prompt}`
+/// and the job has none.
+pub fn lacks_prompt(spec: &JobSpec, agent: &AgentDef) -> bool {
+    spec.prompt.trim().is_empty() && agent.command.iter().any(|a| a.contains("{prompt}"))
+}
 
 /// The core's settings for the job; `first_attempt` is the number its
 /// next launch gets.

@@ -1,12 +1,12 @@
 //! The local supervisor session, started the same way by `run`, `resume`,
 //! `retry`, `add` (for its records) and the fleet runner: the brokers
-//! (configured, or embedded for this run), the registry record of a new
-//! job, the orphans a session adopts, the tmux server with the secret
+//! (configured, or embedded for this run), the jobs submitted and the
+//! registry record of each, the orphans a session adopts, the tmux server with the secret
 //! variables kept out of it, the driver with its places and job runtimes,
 //! cancel-request listening, and the exit code that sums the jobs up.
 
 use crate::agents::AgentDef;
-use crate::config::job::JobSpec;
+use crate::config::job::{JobFlags, JobSpec};
 use crate::config::{BrokerSettings, Config, TmuxSettings};
 use crate::error::{Exit, Failure};
 use crate::model::{JobId, JobState};
@@ -19,10 +19,12 @@ use crate::supervisor::admit;
 use crate::supervisor::core::{Adoption, Core};
 use crate::supervisor::driver::{Driver, Ending, JobRuntime, Places};
 use crate::supervisor::ownership;
+use crate::supervisor::queue_plan::Wants;
 use crate::supervisor::view::View;
 use crate::tmux::Tmux;
 use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// Installs the SIGUSR1 handler (`kill ID` asks the supervisor with it)
@@ -112,6 +114,39 @@ async fn embedded(_config: &Config) -> Result<Brokers, Failure> {
         "no broker is configured, and this build has no embedded broker",
     )
     .help("set MQTT_BROKER (and MQTT_PORT, ...), or `host` in [broker] of tmux-delegate.toml"))
+}
+
+/// One job being submitted to a local supervisor (`run`, `add`), resolved
+/// and checked, with what it asks of the queue.
+pub struct Resolved {
+    pub spec: JobSpec,
+    pub agent: AgentDef,
+    pub wants: Wants,
+}
+
+/// Every job of the spec files (or the one the flags describe): its spec
+/// with the config's layers, its agent, and a prompt when the agent's
+/// command takes one (exit 2 otherwise, before anything is registered).
+pub fn resolve_jobs(
+    config: &Config,
+    flags: &JobFlags,
+    specs: &[PathBuf],
+) -> anyhow::Result<Vec<Resolved>> {
+    let mut jobs = Vec::new();
+    for (path, file) in crate::config::job::load_job_files(specs)? {
+        let wants = Wants::of(&file);
+        let spec = config.resolve_job(path.as_deref().map(|p| (p, file)), flags)?;
+        let agent = crate::agents::resolve(config, &spec.agent)?;
+        if admit::lacks_prompt(&spec, &agent) {
+            return Err(
+                crate::error::config_error(format!("job `{}` has no prompt", spec.name))
+                    .help("pass --prompt TEXT, or set `prompt` in the job spec")
+                    .into(),
+            );
+        }
+        jobs.push(Resolved { spec, agent, wants });
+    }
+    Ok(jobs)
 }
 
 /// The record of a new job supervised by this process: a fresh id and
