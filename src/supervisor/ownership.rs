@@ -108,3 +108,135 @@ pub fn live_supervisor(config: &Config, registry: &Registry) -> Option<Owner> {
         })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::env_with;
+
+    /// A supervised record of `state` at `attempt`, with no supervisor.
+    fn record(dir: &std::path::Path, id: &str, state: JobState, attempt: u32) -> Record {
+        let config = Config::load(env_with(&[], dir)).expect("config");
+        let flags = crate::config::job::JobFlags {
+            prompt: Some("do it".into()),
+            ..Default::default()
+        };
+        let spec = config.resolve_job(None, &flags).expect("spec");
+        let agent = crate::agents::resolve(&config, &spec.agent).expect("agent");
+        Record {
+            state,
+            attempt,
+            supervised: true,
+            agent: Some(agent),
+            supervisor_pid: None,
+            ..Record::new(&JobId::parse(id).expect("id"), spec, "00".into())
+        }
+    }
+
+    /// This process, as a record names its supervisor.
+    fn me() -> Option<i32> {
+        i32::try_from(std::process::id()).ok()
+    }
+
+    #[test]
+    fn only_a_queued_or_pending_job_without_an_attempt_never_started() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cases = [
+            (JobState::Queued, 0, true),
+            (JobState::Pending, 0, true),
+            (JobState::Queued, 1, false),
+            (JobState::Running, 0, false),
+            (JobState::Completed, 0, false),
+            (JobState::Retrying, 2, false),
+        ];
+        for (state, attempt, expected) in cases {
+            let r = record(dir.path(), "j-1", state, attempt);
+            assert_eq!(never_started(&r), expected, "{state:?} at {attempt}");
+        }
+    }
+
+    #[test]
+    fn an_unfinished_supervised_job_is_orphaned_when_its_supervisor_is_gone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let running = record(dir.path(), "j-1", JobState::Running, 1);
+        assert!(orphaned(&running), "no supervisor at all");
+        let pid_reused = Record {
+            supervisor_pid: Some(1),
+            ..running.clone()
+        };
+        assert!(orphaned(&pid_reused), "pid 1 is no tmux-delegate");
+        let registered = Record {
+            agent: None,
+            ..running.clone()
+        };
+        assert!(!orphaned(&registered), "its agent reports on its own");
+        let unsupervised = Record {
+            supervised: false,
+            ..running.clone()
+        };
+        assert!(!orphaned(&unsupervised));
+        let finished = record(dir.path(), "j-1", JobState::Failed, 1);
+        assert!(!orphaned(&finished));
+        let queued = record(dir.path(), "j-1", JobState::Queued, 0);
+        assert!(orphaned(&queued), "a queued job any supervisor may start");
+        let between = record(dir.path(), "j-1", JobState::Running, 0);
+        assert!(!orphaned(&between), "running without an attempt: not ours");
+    }
+
+    #[test]
+    fn a_queued_job_is_handed_to_the_supervisor_its_record_names() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pid = std::process::id();
+        let queued = Record {
+            supervisor_pid: me(),
+            ..record(dir.path(), "j-1", JobState::Queued, 0)
+        };
+        assert!(handed_to(&queued, pid));
+        assert!(!handed_to(&queued, pid + 1), "another supervisor's");
+        let started = Record {
+            attempt: 1,
+            ..queued.clone()
+        };
+        assert!(!handed_to(&started, pid), "it launched already");
+    }
+
+    #[test]
+    fn claim_takes_only_the_records_that_are_still_orphans_under_the_lock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let registry = Registry::at(dir.path().join("state"));
+        let orphan = record(dir.path(), "orphan-1", JobState::Running, 1);
+        let queued = record(dir.path(), "queued-1", JobState::Queued, 0);
+        let ended = record(dir.path(), "ended-1", JobState::Running, 1);
+        for r in [&orphan, &queued, &ended] {
+            registry.create(r).expect("create");
+        }
+        // It ended between the listing and the claim.
+        registry
+            .update(&JobId::parse("ended-1").expect("id"), |r| {
+                r.state = JobState::Completed;
+            })
+            .expect("update");
+        let claimed = claim(&registry, vec![orphan, queued, ended]);
+        let ids: Vec<&str> = claimed.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["orphan-1", "queued-1"]);
+        assert!(claimed.iter().all(|r| r.supervisor_pid == me()));
+        let broker = BrokerSettings {
+            port: 18830,
+            ..test_broker()
+        };
+        let mut claimed = claimed;
+        rebroker_never_started(&registry, &mut claimed, &broker);
+        assert_eq!(claimed[1].broker.as_ref().map(|b| b.port), Some(18830));
+        assert_eq!(claimed[0].broker, None, "a launched job keeps its broker");
+    }
+
+    fn test_broker() -> BrokerSettings {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config =
+            Config::load(env_with(&[("MQTT_BROKER", "localhost")], dir.path())).expect("config");
+        config
+            .observer_broker()
+            .expect("broker")
+            .expect("configured")
+    }
+}
