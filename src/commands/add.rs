@@ -6,16 +6,18 @@
 //! left without one and a detached `resume` is started to take them on.
 //! Prints the new ids, one a line.
 
-use super::queue_plan::{self, Wants};
-use super::run::new_record;
 use crate::agents;
 use crate::agents::AgentDef;
 use crate::cli::AddArgs;
 use crate::config::job::{JobFlags, JobSpec};
-use crate::config::{BrokerSettings, Config, Env, TmuxSettings};
+use crate::config::{Config, Env};
 use crate::error::{config_error, Exit};
 use crate::model::JobState;
 use crate::registry::{Record, Registry};
+use crate::supervisor::detach::{self, Relaunch};
+use crate::supervisor::ownership;
+use crate::supervisor::queue_plan::{self, Wants};
+use crate::supervisor::session;
 use nix::sys::signal::Signal;
 use std::path::PathBuf;
 
@@ -35,13 +37,13 @@ pub async fn run(args: AddArgs) -> anyhow::Result<Exit> {
             .collect::<Vec<_>>(),
     )?;
     agents::preflight::check(&config, jobs.iter().map(|(spec, agent)| (spec, agent))).await?;
-    let owner = live_supervisor(&config, &registry);
+    let owner = ownership::live_supervisor(&config, &registry);
     let mut records: Vec<Record> = jobs
         .into_iter()
         .map(|(spec, agent)| {
             // The owner's broker; none yet without an owner (the
             // supervisor that takes the job on writes its own).
-            let mut record = new_record(
+            let mut record = session::new_record(
                 &config,
                 spec,
                 agent,
@@ -79,64 +81,28 @@ pub async fn run(args: AddArgs) -> anyhow::Result<Exit> {
     }
 }
 
-/// Every job of the spec files (or the one the flags describe), resolved
-/// and checked (`add` creates no worktree), with what each asks of the queue.
+/// The submitted jobs; a worktree is refused (`add` creates none).
 #[allow(clippy::type_complexity)]
 fn resolve_jobs(
     config: &Config,
     flags: &JobFlags,
     specs: &[PathBuf],
 ) -> anyhow::Result<(Vec<(JobSpec, AgentDef)>, Vec<Wants>)> {
-    let files = crate::config::job::load_job_files(specs)?;
     let mut jobs = Vec::new();
     let mut wants = Vec::new();
-    for (path, file) in files {
-        wants.push(Wants::of(&file));
-        let spec = config.resolve_job(path.as_deref().map(|p| (p, file)), flags)?;
-        let agent = agents::resolve(config, &spec.agent)?;
-        if spec.prompt.trim().is_empty() && agent.command.iter().any(|a| a.contains("{prompt}")) {
-            return Err(config_error(format!("job `{}` has no prompt", spec.name))
-                .help("pass --prompt TEXT, or set `prompt` in the job spec")
-                .into());
-        }
-        if spec.workspace.is_worktree() {
+    for job in session::resolve_jobs(config, flags, specs)? {
+        if job.spec.workspace.is_worktree() {
             return Err(config_error(format!(
                 "job `{}` asks for a worktree, which `add` does not create",
-                spec.name
+                job.spec.name
             ))
             .help("start it with `tmux-delegate run --worktree`")
             .into());
         }
-        jobs.push((spec, agent));
+        jobs.push((job.spec, job.agent));
+        wants.push(job.wants);
     }
     Ok((jobs, wants))
-}
-
-/// A supervisor of this registry that runs now, on this tmux server.
-struct Owner {
-    pid: i32,
-    broker: BrokerSettings,
-}
-
-/// The supervisor of the most recently updated unfinished job on this tmux
-/// server whose process still runs.
-fn live_supervisor(config: &Config, registry: &Registry) -> Option<Owner> {
-    let (mut records, _) = registry.list().ok()?;
-    let tmux = TmuxSettings::resolve(&config.defaults.tmux).with_current_server(&config.env);
-    records.sort_by(|a, b| b.updated.cmp(&a.updated));
-    records.into_iter().find_map(|r| {
-        let pid = r.supervisor_pid?;
-        let usable = r.supervised
-            && !r.state.is_finished()
-            && r.spec.tmux.socket == tmux.socket
-            && r.spec.tmux.socket_path == tmux.socket_path
-            && crate::proc::is_tmux_delegate(pid);
-        usable.then_some(())?;
-        Some(Owner {
-            pid,
-            broker: r.broker?,
-        })
-    })
 }
 
 /// SIGUSR1 to the supervisor: it looks for the jobs it now owns.
@@ -157,5 +123,5 @@ async fn start_supervisor(
         }
     }
     eprintln!("no supervisor runs for this registry: starting one in its own tmux window");
-    super::detach::launch(config, super::detach::Relaunch::resume(&config.env)).await
+    detach::launch(config, Relaunch::resume(&config.env)).await
 }

@@ -1,15 +1,15 @@
 //! `retry ID`: a new attempt of a finished job, supervised in the foreground
 //! like `run` (with a fresh retry budget; attempt numbers keep counting).
 
-use super::run::{listen_for_cancel_requests, supervise, Brokers};
 use crate::cli::IdArg;
 use crate::config::{Config, Env};
 use crate::error::{config_error, Exit};
 use crate::model::JobState;
 use crate::registry::Registry;
+use crate::supervisor::session::{self, Brokers};
 
 pub async fn run(args: &IdArg) -> anyhow::Result<Exit> {
-    listen_for_cancel_requests()?;
+    session::listen_for_cancel_requests()?;
     let env = Env::from_process()?;
     let config = Config::load(env)?;
     let registry = Registry::open(&config.env)?;
@@ -41,7 +41,7 @@ pub async fn run(args: &IdArg) -> anyhow::Result<Exit> {
         r.broker = Some(brokers.worker.clone());
     })?;
     let json = !std::io::IsTerminal::is_terminal(&std::io::stdout());
-    supervise(
+    session::supervise(
         &config,
         &registry,
         &brokers,

@@ -3,6 +3,7 @@
 //! shared subscriptions are the work queue, retained messages the state,
 //! Last Will the presence. No coordinator of our own.
 
+pub mod failover;
 pub mod joblog;
 pub mod message;
 pub mod remote;

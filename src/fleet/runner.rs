@@ -10,8 +10,10 @@
 //! lowest-named live runner of the pool offers that runner's unfinished
 //! jobs again with the next attempt number. The attempt is the fencing
 //! token: an offer older than the job's state is dropped, and a runner that
-//! sees its job claimed with a newer attempt stops its own.
+//! sees its job claimed with a newer attempt stops its own. Those decisions
+//! are `failover.rs`; `max_parallel` is the driver's local queue cap.
 
+use super::failover::{self, OfferVerdict};
 use super::message::{self, Control, JobRequest, JobStatus, Offer, Presence, Verdict};
 use super::topics::{self, Topic};
 use super::unclaimed::{Unclaimed, OFFER_TIMEOUT};
@@ -21,17 +23,16 @@ use crate::config::{BrokerSettings, Config};
 use crate::error::{config_error, Exit, Failure};
 use crate::model::event::now_ts;
 use crate::model::{FleetState, JobId, JobState};
-use crate::mqtt::client::{Message, Subscriber};
+use crate::mqtt::client::{forward, Forwarding, Message, Subscriber};
 use crate::mqtt::connect::{ConnectOptions, LastWill};
 use crate::mqtt::outbox::Outbox;
 use crate::mqtt::sign::EventKey;
 use crate::mqtt::topic::all_events_filter;
 use crate::registry::{Record, Registry};
-use crate::supervisor::core::{Core, JobConfig};
-use crate::supervisor::driver::{Driver, Ending, Intake, JobRuntime, Note, Places};
-use crate::supervisor::view::View;
-use crate::tmux::Tmux;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use crate::supervisor::core::JobConfig;
+use crate::supervisor::driver::{Ending, Intake, JobRuntime, Note};
+use crate::supervisor::session::{self, Brokers};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -70,7 +71,8 @@ struct Held {
     parsed: JobRequest,
 }
 
-/// A claimed job waiting for a free slot.
+/// A claimed job, registered, for the driver (which starts it when its
+/// local cap, `max_parallel`, has room).
 struct Ready {
     job: JobId,
     agent: String,
@@ -93,26 +95,25 @@ struct Fleet {
     presences: BTreeMap<String, Presence>,
     /// Jobs this runner claimed and still answers for.
     held: HashMap<JobId, Held>,
-    /// Jobs handed to the driver and not finished (the slots in use).
+    /// Jobs handed to the driver and not finished.
     active: HashSet<JobId>,
-    waiting: VecDeque<Ready>,
+    /// Those of them the driver started (the slots in use).
+    started: HashSet<JobId>,
     /// Jobs on offer that no runner has claimed yet, and since when.
     unclaimed: Unclaimed,
 }
 
 pub async fn run(config: Config, me: RunnerSettings) -> anyhow::Result<Exit> {
-    let observer = config.observer_broker()?.ok_or_else(|| {
+    let Brokers {
+        observer, worker, ..
+    } = Brokers::configured(&config)?.ok_or_else(|| {
         config_error("a runner needs a broker that every host of its pool reaches").help(
             "set MQTT_BROKER (and MQTT_PORT, ...), or `host` in [broker] of tmux-delegate.toml",
         )
     })?;
-    let worker = config.worker_broker()?.unwrap_or_else(|| observer.clone());
     let prefix = observer.topic_prefix.clone();
-    // `kill ID` on this host marks the record and sends SIGUSR1: its
-    // default action would end the runner.
-    drop(tokio::signal::unix::signal(
-        tokio::signal::unix::SignalKind::user_defined1(),
-    )?);
+    // `kill ID` on this host marks the record and sends SIGUSR1.
+    session::listen_for_cancel_requests()?;
     let registry = Registry::open(&config.env)?;
     // Job events first: no window may report before the driver listens.
     let events = Subscriber::connect(
@@ -145,12 +146,13 @@ pub async fn run(config: Config, me: RunnerSettings) -> anyhow::Result<Exit> {
     .await?;
     announce_trust(&me);
     let client = fleet_sub.client();
-    let (messages, stop_listening, listener) = listen(fleet_sub);
+    let (messages, listening) = forward(fleet_sub);
     let (intake_tx, intake_rx) = mpsc::unbounded_channel();
     let (notes_tx, notes_rx) = mpsc::unbounded_channel();
-    let driver = driver(&config, &registry, &prefix)
+    let mut driver = session::idle_driver(&config, &registry, &prefix)
         .await?
         .with_intake(intake_rx, notes_tx);
+    driver.cap_locally(me.max_parallel);
     let mut fleet = Fleet {
         me,
         prefix,
@@ -163,13 +165,13 @@ pub async fn run(config: Config, me: RunnerSettings) -> anyhow::Result<Exit> {
         presences: BTreeMap::new(),
         held: HashMap::new(),
         active: HashSet::new(),
-        waiting: VecDeque::new(),
+        started: HashSet::new(),
         unclaimed: Unclaimed::default(),
     };
     fleet.announce().await;
     let ending = fleet.serve(driver.run(events), messages, notes_rx).await?;
     fleet.publish_presence("offline").await;
-    leave(fleet.outbox, &fleet.me.name, stop_listening, listener).await;
+    leave(fleet.outbox, &fleet.me.name, listening).await;
     Ok(match ending {
         Ending::Interrupted => Exit::Interrupted,
         Ending::Finished => Exit::Success,
@@ -179,20 +181,14 @@ pub async fn run(config: Config, me: RunnerSettings) -> anyhow::Result<Exit> {
 /// Lets the last states and the `offline` presence go, then disconnects.
 /// With the broker unreachable neither can happen: the runner leaves
 /// without waiting for it.
-async fn leave(
-    outbox: Outbox,
-    name: &str,
-    stop_listening: tokio::sync::oneshot::Sender<()>,
-    listener: tokio::task::JoinHandle<()>,
-) {
+async fn leave(outbox: Outbox, name: &str, listening: Forwarding) {
     if outbox.close(OUTBOX_DRAIN).await {
-        let _ = stop_listening.send(());
-        let _ = tokio::time::timeout(Duration::from_secs(5), listener).await;
+        listening.close(Duration::from_secs(5)).await;
     } else {
         eprintln!(
             "runner {name}: the broker is unreachable: leaving without publishing its last states and `offline`"
         );
-        listener.abort();
+        listening.abort();
     }
 }
 
@@ -216,76 +212,6 @@ fn announce_trust(me: &RunnerSettings) {
             me.trusted.len()
         );
     }
-}
-
-/// The fleet subscription in its own task (its receive loop is never
-/// cancelled half-way), forwarding messages until told to stop.
-fn listen(
-    subscriber: Subscriber,
-) -> (
-    mpsc::UnboundedReceiver<Message>,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
-    // Unbounded: the connection is read without pause, so the broker's
-    // per-client queue (Mosquitto drops past `max_queued_messages`) never
-    // fills while this runner registers a burst of jobs.
-    let (tx, rx) = mpsc::unbounded_channel::<Message>();
-    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let mut subscriber = subscriber;
-        loop {
-            tokio::select! {
-                _ = &mut stopped => break,
-                message = subscriber.next() => {
-                    if tx.send(message).is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-        subscriber.disconnect().await;
-    });
-    (rx, stop, task)
-}
-
-/// The same supervisor `run` uses, in this host's tmux.
-async fn driver(config: &Config, registry: &Registry, prefix: &str) -> anyhow::Result<Driver> {
-    let tmux_settings = crate::config::TmuxSettings::resolve(&config.defaults.tmux)
-        .with_current_server(&config.env);
-    let tmux = Tmux::new(&tmux_settings, secret_vars(config));
-    let session = tmux
-        .resolve_session(&tmux_settings.session, config.env.var("TMUX").is_some())
-        .await;
-    let exe =
-        std::env::current_exe().map_err(|e| anyhow::anyhow!("cannot locate this program: {e}"))?;
-    let places = Places {
-        hooks: config.hooks.clone(),
-        registry: Registry::at(registry.root().to_path_buf()),
-        tmux,
-        session,
-        exe,
-        topic_prefix: prefix.to_owned(),
-    };
-    let core = Core::new(Box::new(rand::random::<f64>));
-    Ok(Driver::new(core, places, HashMap::new(), View::new(false)))
-}
-
-/// Variables the runner's tmux server must never see.
-fn secret_vars(config: &Config) -> Vec<String> {
-    let mut names = vec![
-        "MQTT_PASSWORD".to_owned(),
-        crate::model::event::EVENT_KEY_VAR.to_owned(),
-    ];
-    for layer in &config.layers {
-        for fields in std::iter::once(&layer.broker).chain(layer.worker.as_ref()) {
-            if let Some(crate::config::file::PasswordFrom::Env(name)) = &fields.password {
-                names.push(name.clone());
-            }
-        }
-    }
-    names.extend(config.defaults.pass_env.iter().cloned());
-    names
 }
 
 fn presence(me: &RunnerSettings, status: &str, running: u32) -> Presence {
@@ -371,7 +297,7 @@ impl Fleet {
     }
 
     async fn publish_presence(&self, status: &str) {
-        let running = u32::try_from(self.active.len()).unwrap_or(u32::MAX);
+        let running = u32::try_from(self.started.len()).unwrap_or(u32::MAX);
         let payload = serde_json::to_vec(&presence(&self.me, status, running)).unwrap_or_default();
         self.publish(
             topics::presence_topic(&self.prefix, &self.me.name),
@@ -441,13 +367,7 @@ impl Fleet {
             return;
         }
         if let Some(held) = self.held.get(&job) {
-            let newer = status.attempt > held.attempt
-                || (status.attempt == held.attempt
-                    && status
-                        .runner
-                        .as_deref()
-                        .is_some_and(|r| r < self.me.name.as_str()));
-            if newer {
+            if failover::taken_over(&status, held.attempt, &self.me.name) {
                 tracing::warn!(
                     "job {job}: attempt {} is now {} on {}; stopping this runner's attempt {}",
                     status.attempt,
@@ -456,7 +376,6 @@ impl Fleet {
                     held.attempt
                 );
                 self.held.remove(&job);
-                self.waiting.retain(|r| r.job != job);
                 if self.active.contains(&job) {
                     let _ = self.intake.send(Intake::Cancel {
                         job: job.clone(),
@@ -482,26 +401,16 @@ impl Fleet {
         else {
             return tracing::warn!("ignoring a job offer without a valid id");
         };
-        if let Some(state) = self.states.get(&job) {
-            let claimed_elsewhere = state.attempt == offer.attempt
-                && state.runner.is_some()
-                && state.state != FleetState::Requeued;
-            if state.is_terminal() || state.attempt > offer.attempt || claimed_elsewhere {
-                tracing::info!(
-                    "job {job}: dropping the offer of attempt {} (its state is {} at attempt {})",
-                    offer.attempt,
-                    state.state,
-                    state.attempt
+        let held = self.held.get(&job).map(|h| h.attempt);
+        match failover::judge_offer(self.states.get(&job), held, offer.attempt) {
+            OfferVerdict::Take => {}
+            OfferVerdict::Held => return,
+            OfferVerdict::Stale(why) => {
+                return tracing::info!(
+                    "job {job}: dropping the offer of attempt {} ({why})",
+                    offer.attempt
                 );
-                return;
             }
-        }
-        if self
-            .held
-            .get(&job)
-            .is_some_and(|h| h.attempt >= offer.attempt)
-        {
-            return;
         }
         let parsed = match self.admit(&offer.request) {
             Ok(parsed) => parsed,
@@ -581,7 +490,7 @@ impl Fleet {
         // Only agents this runner's configuration defines; argv, env and
         // hooks never come from the request.
         let agent = agents::resolve(&self.config, &spec.agent).map_err(|e| e.to_string())?;
-        if spec.prompt.trim().is_empty() && agent.command.iter().any(|a| a.contains("{prompt}")) {
+        if crate::supervisor::admit::lacks_prompt(&spec, &agent) {
             return Err(format!("job `{}` has no prompt", spec.name));
         }
         spec.tmux = spec.tmux.with_current_server(&self.config.env);
@@ -631,30 +540,21 @@ impl Fleet {
     }
 
     /// Claims the job (its state names this runner and the attempt) and
-    /// starts it when a slot is free.
+    /// hands it to the driver, whose queue starts it when one of the
+    /// runner's `max_parallel` slots is free.
     async fn claim(&mut self, ready: Ready) {
         let Some(held) = self.held.get(&ready.job) else {
             return;
         };
         let status = self.status_of(&ready.job, held, JobState::Queued.into());
         self.publish_state(status).await;
-        self.waiting.push_back(ready);
-        self.start_ready();
-    }
-
-    fn start_ready(&mut self) {
-        while self.active.len() < self.me.max_parallel as usize {
-            let Some(ready) = self.waiting.pop_front() else {
-                return;
-            };
-            self.active.insert(ready.job.clone());
-            let _ = self.intake.send(Intake::Add {
-                job: ready.job,
-                agent: ready.agent,
-                runtime: Box::new(ready.runtime),
-                config: ready.config,
-            });
-        }
+        self.active.insert(ready.job.clone());
+        let _ = self.intake.send(Intake::Add {
+            job: ready.job,
+            agent: ready.agent,
+            runtime: Box::new(ready.runtime),
+            config: ready.config,
+        });
     }
 
     /// A transition of a local job, published unless the job was taken
@@ -662,6 +562,11 @@ impl Fleet {
     async fn on_note(&mut self, note: Note) {
         if note.to.is_finished() {
             self.active.remove(&note.job);
+        }
+        if matches!(note.to, JobState::Pending | JobState::Queued) || note.to.is_finished() {
+            self.started.remove(&note.job);
+        } else {
+            self.started.insert(note.job.clone());
         }
         if let Some(held) = self.held.get_mut(&note.job) {
             // A local retry is the next attempt: the fencing token follows.
@@ -674,7 +579,6 @@ impl Fleet {
         }
         if note.to.is_finished() {
             self.held.remove(&note.job);
-            self.start_ready();
         }
     }
 
@@ -686,30 +590,28 @@ impl Fleet {
         let Ok(presence) = serde_json::from_slice::<Presence>(payload) else {
             return;
         };
-        let went_offline =
-            !presence.online() && self.presences.get(name).is_none_or(Presence::online);
+        let dead = failover::declared_dead(
+            self.presences.get(name),
+            &presence,
+            name,
+            &self.me.name,
+            &self.me.pool,
+        );
         tracing::info!(
             "runner {name} is {} (pool {})",
             presence.status,
             presence.pool
         );
-        self.presences.insert(name.to_owned(), presence.clone());
-        if went_offline && name != self.me.name && presence.pool == self.me.pool {
+        self.presences.insert(name.to_owned(), presence);
+        if dead {
             self.take_over(name).await;
         }
     }
 
-    /// Whether this runner is the one that re-offers a dead runner's jobs:
-    /// the lowest-named live runner of the pool (every runner computes the
-    /// same answer from the same retained presences).
+    /// Whether this runner is the one that re-offers a dead runner's jobs
+    /// and the pool's lost offers.
     fn leads_pool(&self) -> bool {
-        self.presences
-            .values()
-            .filter(|p| p.online() && p.pool == self.me.pool)
-            .map(|p| p.runner.as_str())
-            .chain(std::iter::once(self.me.name.as_str()))
-            .min()
-            == Some(self.me.name.as_str())
+        failover::leads_pool(&self.presences, &self.me.name, &self.me.pool)
     }
 
     /// Offers the unfinished jobs of a runner that went offline again, with
@@ -722,13 +624,7 @@ impl Fleet {
             );
             return;
         }
-        let orphans: Vec<JobStatus> = self
-            .states
-            .values()
-            .filter(|s| s.runner.as_deref() == Some(dead) && !s.is_terminal())
-            .cloned()
-            .collect();
-        for orphan in orphans {
+        for orphan in failover::orphans_of(self.states.values(), dead) {
             self.offer_again(orphan, format!("runner {dead} went offline"))
                 .await;
         }
@@ -746,14 +642,11 @@ impl Fleet {
             .unclaimed
             .overdue(Instant::now(), self.me.offer_timeout)
         {
-            let Some(status) = self.states.get(&job).cloned() else {
+            let mine = |s: &&JobStatus| failover::offers_unclaimed(s, &self.me.pool);
+            let Some(status) = self.states.get(&job).filter(mine).cloned() else {
                 self.unclaimed.forget(&job);
                 continue;
             };
-            if status.pool != self.me.pool {
-                self.unclaimed.forget(&job);
-                continue;
-            }
             let reason = format!(
                 "no runner claimed it within {}",
                 humantime::format_duration(self.me.offer_timeout)
@@ -765,22 +658,15 @@ impl Fleet {
     /// Publishes a job's state `requeued` with the next attempt and offers
     /// it to the pool again.
     async fn offer_again(&mut self, last: JobStatus, reason: String) {
-        let Some(request) = last.request.clone() else {
+        let job = last.job.clone();
+        let Some((status, offer)) = failover::offer_again(last, reason.clone(), now_ts()) else {
             return;
         };
-        let attempt = last.attempt + 1;
         eprintln!(
-            "runner {}: {reason}; offering job {} again as attempt {attempt}",
-            self.me.name, last.job
+            "runner {}: {reason}; offering job {job} again as attempt {}",
+            self.me.name, offer.attempt
         );
-        let mut status = last;
-        status.state = FleetState::Requeued;
-        status.attempt = attempt;
-        status.runner = None;
-        status.ts = now_ts();
-        status.reason = Some(reason);
         self.publish_state(status).await;
-        let offer = Offer { request, attempt };
         let payload = serde_json::to_vec(&offer).unwrap_or_default();
         self.publish(
             topics::pool_topic(&self.prefix, &self.me.pool),
@@ -815,13 +701,9 @@ impl Fleet {
             return;
         }
         let reason = "cancelled by `tmux-delegate kill` from the fleet".to_owned();
+        // Queued or running, the driver cancels it; its note publishes.
         if self.active.contains(&job) {
             let _ = self.intake.send(Intake::Cancel { job, reason });
-        } else if let Some(held) = self.held.remove(&job) {
-            self.waiting.retain(|r| r.job != job);
-            let mut status = self.status_of(&job, &held, JobState::Cancelled.into());
-            status.reason = Some(reason);
-            self.publish_state(status).await;
         }
     }
 }

@@ -313,33 +313,16 @@ fn report(job: &JobId, status: &JobStatus, json: bool) {
 pub struct Following {
     messages: tokio::sync::mpsc::UnboundedReceiver<crate::mqtt::client::Message>,
     reread: std::collections::VecDeque<crate::mqtt::client::Message>,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
+    forwarding: crate::mqtt::client::Forwarding,
 }
 
 impl Following {
     pub fn start(subscriber: Subscriber) -> Following {
-        let (tx, messages) = tokio::sync::mpsc::unbounded_channel();
-        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let mut subscriber = subscriber;
-            loop {
-                tokio::select! {
-                    _ = &mut stopped => break,
-                    message = subscriber.next() => {
-                        if tx.send(message).is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-            subscriber.disconnect().await;
-        });
+        let (messages, forwarding) = crate::mqtt::client::forward(subscriber);
         Following {
             messages,
             reread: std::collections::VecDeque::new(),
-            stop,
-            task,
+            forwarding,
         }
     }
 
@@ -356,7 +339,6 @@ impl Following {
     }
 
     pub async fn close(self) {
-        let _ = self.stop.send(());
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+        self.forwarding.close(Duration::from_secs(5)).await;
     }
 }

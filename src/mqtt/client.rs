@@ -299,6 +299,55 @@ impl Subscriber {
     }
 }
 
+/// A subscription being read in its own task (see [`forward`]).
+pub struct Forwarding {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Forwarding {
+    /// Stops reading and disconnects cleanly, waiting at most `wait`;
+    /// whether the connection closed in time.
+    pub async fn close(self, wait: Duration) -> bool {
+        let _ = self.stop.send(());
+        tokio::time::timeout(wait, self.task).await.is_ok()
+    }
+
+    /// Drops the connection without a goodbye (the broker is unreachable:
+    /// a clean disconnect would wait for it).
+    pub fn abort(self) {
+        self.task.abort();
+    }
+}
+
+/// Reads `subscriber` without pause in its own task (its receive loop is
+/// never cancelled half-way by a caller's select) and forwards every
+/// message to the returned receiver, until the receiver is dropped or the
+/// forwarding closed. Unbounded: while the caller is busy (a burst of
+/// offers, hundreds of windows) the broker's queue for this client
+/// (Mosquitto drops past `max_queued_messages`) never fills.
+pub fn forward(
+    subscriber: Subscriber,
+) -> (tokio::sync::mpsc::UnboundedReceiver<Message>, Forwarding) {
+    let (tx, messages) = tokio::sync::mpsc::unbounded_channel();
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let mut subscriber = subscriber;
+        loop {
+            tokio::select! {
+                _ = &mut stopped => break,
+                message = subscriber.next() => {
+                    if tx.send(message).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        subscriber.disconnect().await;
+    });
+    (messages, Forwarding { stop, task })
+}
+
 /// A long-lived publishing connection (the window's wrapper): a background
 /// task keeps polling the event loop (keepalive, reconnects) and reports
 /// each PUBACK; `publish` waits for its own.

@@ -1,14 +1,23 @@
 //! What a supervisor needs to take on a registered job: its runtime (name,
 //! workdir, key, screen rules), the core's config and its queue caps. Used
-//! by `run` at start and by the driver for jobs `add` hands it later.
+//! by the session at start, by the driver for jobs `add` hands it later and
+//! by the fleet runner for the jobs it claims. Who owns a job is
+//! `ownership.rs`.
 
 use super::core::JobConfig;
 use super::driver::JobRuntime;
 use super::slots::Caps;
 use crate::agents::AgentDef;
-use crate::model::{JobId, JobState};
+use crate::config::job::JobSpec;
+use crate::model::JobId;
 use crate::mqtt::sign::EventKey;
 use crate::registry::Record;
+
+/// Whether the job cannot launch: its agent's command takes `{prompt}`
+/// and the job has none.
+pub fn lacks_prompt(spec: &JobSpec, agent: &AgentDef) -> bool {
+    spec.prompt.trim().is_empty() && agent.command.iter().any(|a| a.contains("{prompt}"))
+}
 
 /// The core's settings for the job; `first_attempt` is the number its
 /// next launch gets.
@@ -60,10 +69,4 @@ pub fn caps(record: &Record) -> Caps {
             .agent_max_parallel
             .map(|cap| (record.spec.agent.clone(), cap)),
     }
-}
-
-/// A job that was waiting in a queue (a slot, its dependencies) and never
-/// launched: it survives its supervisor and the next one starts it.
-pub fn never_started(record: &Record) -> bool {
-    record.attempt == 0 && matches!(record.state, JobState::Queued | JobState::Pending)
 }

@@ -19,7 +19,6 @@ mod screens;
 pub use runtime::JobRuntime;
 
 use hooks::HOOK_GRACE;
-use listen::spawn_listener;
 use observe::Observation;
 use screens::ScreenRead;
 
@@ -183,7 +182,7 @@ impl Driver {
                 let max_attempts = config.retry.max_attempts;
                 self.view.add(&job, &runtime.name, &agent, max_attempts);
                 self.jobs.insert(job.clone(), *runtime);
-                // A runner caps itself by what it claims: no queue slots.
+                // A runner's cap is the queue's local cap: no slot files.
                 self.core.enqueue(job.clone(), config);
                 self.enqueue(
                     job,
@@ -202,7 +201,9 @@ impl Driver {
         mut self,
         subscriber: Subscriber,
     ) -> anyhow::Result<(Ending, Vec<(JobId, JobState)>)> {
-        let (mut messages, stop_listening, listener) = spawn_listener(subscriber);
+        // Read in its own task: its receive loop is never cancelled
+        // half-way by the select below.
+        let (mut messages, listening) = crate::mqtt::client::forward(subscriber);
         let mut interrupt =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
         let mut terminate =
@@ -265,7 +266,7 @@ impl Driver {
             self.perform().await;
             self.settle_queue().await;
         }
-        let states = self.wind_down(stop_listening, listener).await;
+        let states = self.wind_down(listening).await;
         Ok((ending, states))
     }
 
@@ -274,17 +275,12 @@ impl Driver {
     /// final state of every job.
     async fn wind_down(
         &mut self,
-        stop_listening: tokio::sync::oneshot::Sender<()>,
-        listener: tokio::task::JoinHandle<()>,
+        listening: crate::mqtt::client::Forwarding,
     ) -> Vec<(JobId, JobState)> {
         if let Some(flush) = self.flush_last_events() {
             let _ = flush.await;
         }
-        let _ = stop_listening.send(());
-        if tokio::time::timeout(Duration::from_secs(5), listener)
-            .await
-            .is_err()
-        {
+        if !listening.close(Duration::from_secs(5)).await {
             tracing::warn!("the broker connection did not close in time");
         }
         self.view.finish();

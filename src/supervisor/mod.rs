@@ -5,9 +5,13 @@
 pub mod admit;
 pub mod clock;
 pub mod core;
+pub mod detach;
 pub mod driver;
+pub mod ownership;
 pub mod policy;
 pub mod queue;
+pub mod queue_plan;
+pub mod session;
 pub mod slots;
 pub mod stop;
 pub mod view;

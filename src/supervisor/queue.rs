@@ -1,7 +1,8 @@
 //! The queue's decisions (SPEC section 11), pure: which waiting jobs may
 //! start (dependencies settled, in priority order), which end `skipped`
-//! because a dependency failed, when to try for a slot again, and whether a
-//! set of dependencies has a cycle. No files, no clock: the driver takes the
+//! because a dependency failed, when to try for a slot again, whether a
+//! set of dependencies has a cycle, and whether this supervisor's own cap
+//! (a fleet runner's `max_parallel`) has room. No files, no clock: the driver takes the
 //! slots (flock'd files, `slots.rs`) and passes `now`.
 
 use crate::model::JobId;
@@ -78,20 +79,66 @@ struct Entry {
     spec: QueueSpec,
 }
 
-/// The jobs of one supervisor that have not started yet.
+/// The jobs of one supervisor that have not started yet, and those it
+/// started under its local cap.
 #[derive(Debug, Default)]
 pub struct Queue {
     waiting: BTreeMap<JobId, Entry>,
     retry_at: Option<Instant>,
+    /// This supervisor's own cap on jobs running at once (a fleet runner's
+    /// `max_parallel`), kept in memory: unlike the caps of `slots.rs` it is
+    /// not shared with the other supervisors of the registry.
+    local_cap: Option<u32>,
+    /// The jobs started here that have not ended yet (they count against
+    /// `local_cap`).
+    running: BTreeSet<JobId>,
 }
 
 impl Queue {
+    /// The queue, starting at most `cap` of its jobs at once from now on.
+    pub fn with_local_cap(self, cap: u32) -> Queue {
+        Queue {
+            local_cap: Some(cap),
+            ..self
+        }
+    }
+
+    /// A job waits to start (again: a job that ran here and is pushed
+    /// anew no longer counts as running).
     pub fn push(&mut self, job: JobId, spec: QueueSpec) {
+        self.running.remove(&job);
         self.waiting.insert(job, Entry { spec });
     }
 
+    /// The job no longer waits (it was cancelled or skipped).
     pub fn remove(&mut self, job: &JobId) {
         self.waiting.remove(job);
+    }
+
+    /// Whether the local cap lets one more job start now.
+    pub fn has_local_room(&self) -> bool {
+        self.local_cap
+            .is_none_or(|cap| self.running.len() < cap as usize)
+    }
+
+    /// The job started: it no longer waits, and holds a place of the local
+    /// cap (if there is one) until it `ended`.
+    pub fn started(&mut self, job: &JobId) {
+        self.waiting.remove(job);
+        if self.local_cap.is_some() {
+            self.running.insert(job.clone());
+        }
+    }
+
+    /// The job ended: its place of the local cap is free. Returns whether
+    /// it held one.
+    pub fn ended(&mut self, job: &JobId) -> bool {
+        self.running.remove(job)
+    }
+
+    /// The jobs started here that have not ended yet.
+    pub fn running(&self) -> impl Iterator<Item = &JobId> {
+        self.running.iter()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -373,6 +420,59 @@ mod tests {
         queue.blocked_at(t0 + SLOT_RETRY);
         queue.remove(&id("a"));
         assert_eq!(queue.poll_timeout(), None, "nothing waits: no timer");
+    }
+
+    #[test]
+    fn a_local_cap_lets_that_many_jobs_run_and_an_ended_job_frees_its_place() {
+        let mut queue = Queue::default().with_local_cap(2);
+        for (n, name) in ["a", "b", "c"].into_iter().enumerate() {
+            queue.push(id(name), spec(0, n as u128, &[]));
+        }
+        let mut started = Vec::new();
+        for decision in queue.decide(|_| DepState::Completed) {
+            let Decision::Candidate(job) = decision else {
+                panic!("no dependencies: every job is a candidate");
+            };
+            if queue.has_local_room() {
+                queue.started(&job);
+                started.push(job);
+            }
+        }
+        assert_eq!(started, vec![id("a"), id("b")], "two places, in order");
+        assert_eq!(
+            queue.decide(|_| DepState::Completed),
+            vec![Decision::Candidate(id("c"))],
+            "started jobs no longer wait"
+        );
+        assert!(!queue.has_local_room());
+        assert!(queue.ended(&id("a")));
+        assert!(!queue.ended(&id("a")), "a place is freed once");
+        assert!(queue.has_local_room());
+        queue.started(&id("c"));
+        assert!(queue.is_empty());
+        assert_eq!(
+            queue.running().cloned().collect::<Vec<_>>(),
+            vec![id("b"), id("c")]
+        );
+    }
+
+    #[test]
+    fn a_job_pushed_again_gives_back_its_place_and_no_cap_means_room() {
+        let mut queue = Queue::default().with_local_cap(1);
+        queue.push(id("a"), spec(0, 0, &[]));
+        queue.started(&id("a"));
+        assert!(!queue.has_local_room());
+        // A fleet runner hands a finished job back to run it again.
+        queue.push(id("a"), spec(0, 1, &[]));
+        assert!(queue.has_local_room(), "a waiting job holds no place");
+        let mut unlimited = Queue::default();
+        for n in 0..100 {
+            let job = id(&format!("j{n}"));
+            unlimited.push(job.clone(), spec(0, n, &[]));
+            unlimited.started(&job);
+        }
+        assert!(unlimited.has_local_room());
+        assert_eq!(unlimited.running().count(), 0, "nothing to count");
     }
 
     #[test]

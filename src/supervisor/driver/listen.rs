@@ -1,16 +1,16 @@
-//! The driver's MQTT side: the subscriber in its own task, and each
-//! message on a job's events topic decoded into an event for the core
-//! (which decides, by `model::admission`, whether it acts).
+//! The driver's MQTT side: each message on a job's events topic decoded
+//! into an event for the core (which decides, by `model::admission`,
+//! whether it acts). The subscriber runs in its own task
+//! (`mqtt::client::forward`).
 
 use super::Driver;
 use crate::model::EventKind;
-use crate::mqtt::client::{Message, Subscriber};
+use crate::mqtt::client::Message;
 use crate::mqtt::event::{decode, Decoded};
 use crate::mqtt::sign::check;
 use crate::mqtt::topic::job_of_topic;
 use crate::supervisor::core::{Incoming, Input};
 use std::time::Instant;
-use tokio::sync::mpsc;
 
 impl Driver {
     pub(super) fn on_message(&mut self, message: &Message) {
@@ -53,33 +53,4 @@ impl Driver {
         self.core
             .handle(Instant::now(), Input::Event { job, event });
     }
-}
-
-/// The subscriber in its own task: its receive loop is never cancelled
-/// half-way by the driver's select, only when it is told to end (by the
-/// returned sender). Messages arrive on the returned receiver.
-pub(super) fn spawn_listener(
-    subscriber: Subscriber,
-) -> (
-    mpsc::Receiver<Message>,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
-    let (tx, messages) = mpsc::channel::<Message>(1024);
-    let (stop_listening, mut stopped) = tokio::sync::oneshot::channel::<()>();
-    let listener = tokio::spawn(async move {
-        let mut subscriber = subscriber;
-        loop {
-            tokio::select! {
-                _ = &mut stopped => break,
-                message = subscriber.next() => {
-                    if tx.send(message).await.is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-        subscriber.disconnect().await;
-    });
-    (messages, stop_listening, listener)
 }

@@ -1,5 +1,5 @@
-//! The driver's side of the queue: takes and gives back the slot files,
-//! looks up dependencies (in this supervisor, else in the registry), and
+//! The driver's side of the queue: takes and gives back the slot files and
+//! the places of its local cap, looks up dependencies (in this supervisor, else in the registry), and
 //! feeds the pure queue's decisions to the core.
 
 use super::Driver;
@@ -16,6 +16,13 @@ impl Driver {
         self.queue_dirty = true;
     }
 
+    /// Runs at most `cap` jobs at once, whatever their caps (a fleet
+    /// runner's `max_parallel`; held in memory, no slot files).
+    pub fn cap_locally(&mut self, cap: u32) {
+        self.queue = std::mem::take(&mut self.queue).with_local_cap(cap);
+        self.queue_dirty = true;
+    }
+
     /// Takes on the jobs `add` registers for this supervisor (it signals
     /// SIGUSR1 after writing them).
     pub fn accept_added_jobs(&mut self, require_signature: bool) {
@@ -28,16 +35,14 @@ impl Driver {
         let Some(require_signature) = self.added_jobs else {
             return;
         };
-        let me = i32::try_from(std::process::id()).ok();
+        let me = std::process::id();
         let records = match self.registry.list() {
             Ok((records, _)) => records,
             Err(e) => return tracing::warn!("cannot look for added jobs: {e:#}"),
         };
         let mut added: Vec<_> = records
             .into_iter()
-            .filter(|r| {
-                r.supervisor_pid == me && r.supervised && crate::supervisor::admit::never_started(r)
-            })
+            .filter(|r| crate::supervisor::ownership::handed_to(r, me))
             .filter_map(|r| Some((JobId::parse(&r.id).ok()?, r)))
             .filter(|(id, _)| !self.jobs.contains_key(id))
             .collect();
@@ -94,6 +99,16 @@ impl Driver {
             self.leases.remove(&job);
             self.queue_dirty = true;
         }
+        let ended: Vec<JobId> = self
+            .queue
+            .running()
+            .filter(|job| self.core.is_finished(job))
+            .cloned()
+            .collect();
+        for job in ended {
+            self.queue.ended(&job);
+            self.queue_dirty = true;
+        }
         if std::mem::take(&mut self.queue_dirty) && self.pump_queue() {
             self.perform().await;
         }
@@ -128,10 +143,19 @@ impl Driver {
                     if !self.still_waiting(&job) {
                         continue;
                     }
+                    if !self.queue.has_local_room() {
+                        // A job of this supervisor ending makes room: no timer.
+                        self.core.mark_queued(
+                            &job,
+                            Some("waiting for a free slot (max_parallel)".into()),
+                        );
+                        changed = true;
+                        continue;
+                    }
                     let caps = self.caps.get(&job).cloned().unwrap_or_default();
                     let known_full = full.contains(&caps);
                     if !known_full && self.take_slots(&job) {
-                        self.queue.remove(&job);
+                        self.queue.started(&job);
                         self.core.start(now, &job);
                     } else {
                         full.push(caps);

@@ -1,13 +1,13 @@
-//! `run --detach`: the supervisor runs in its own tmux window, so the
-//! terminal that started it can close.
+//! The detached supervisor (`run --detach`, and the `resume` that `add`
+//! starts): it runs in its own tmux window, so the terminal that started it
+//! can close, and tells that terminal whether it started.
 //!
 //! Secrets must not travel through argv or the tmux environment, so the
 //! run's arguments and environment go into a 0600 launch file in the
 //! registry; the window runs `run --detached-from FILE`, which reads and
 //! deletes the file and starts the real supervisor with that environment.
 
-use crate::cli::RunArgs;
-use crate::config::{expand_path, Config, Env, TmuxSettings};
+use crate::config::{Config, Env, TmuxSettings};
 use crate::error::{Exit, Failure};
 use crate::registry::{write_file, Registry};
 use crate::tmux::Tmux;
@@ -46,51 +46,18 @@ impl Relaunch {
     /// `resume` in its own window, with this environment: `add` starts one
     /// for the queued jobs it registered when no supervisor runs.
     pub fn resume(env: &Env) -> Relaunch {
-        Relaunch {
-            argv: vec!["resume".to_owned()],
-            cwd: env.cwd.clone(),
-            env: env.vars.clone().into_iter().collect(),
-        }
+        Relaunch::new(vec!["resume".to_owned()], env)
     }
 
-    /// `run`'s arguments without `--detach` (paths made absolute) and its
-    /// whole environment.
-    pub fn of(args: &RunArgs, env: &Env) -> anyhow::Result<Relaunch> {
-        let absolute = |p: &Path| {
-            expand_path(p, &env.cwd, env.home.as_deref())
-                .display()
-                .to_string()
-        };
-        let mut argv = vec!["run".to_owned()];
-        if args.json {
-            argv.push("--json".into());
-        }
-        if args.worktree {
-            argv.push("--worktree".into());
-        }
-        let job = &args.job;
-        for (flag, value) in [
-            ("--prompt", &job.prompt),
-            ("--agent", &job.agent),
-            ("--name", &job.name),
-        ] {
-            if let Some(value) = value {
-                argv.extend([flag.to_owned(), value.clone()]);
-            }
-        }
-        if let Some(dir) = &job.workdir {
-            argv.extend(["--workdir".to_owned(), absolute(dir)]);
-        }
-        if let Some(cap) = args.max_parallel {
-            argv.extend(["--max-parallel".to_owned(), cap.to_string()]);
-        }
-        argv.push("--".into());
-        argv.extend(args.specs.iter().map(|p| absolute(p)));
-        Ok(Relaunch {
+    /// This program's `argv` (without the program) in its own window, with
+    /// this environment: `run --detach` passes `run`'s arguments without
+    /// `--detach`.
+    pub fn new(argv: Vec<String>, env: &Env) -> Relaunch {
+        Relaunch {
             argv,
             cwd: env.cwd.clone(),
             env: env.vars.clone().into_iter().collect(),
-        })
+        }
     }
 }
 
