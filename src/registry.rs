@@ -195,6 +195,19 @@ impl Record {
             .unwrap_or_else(|| unreachable!("just pushed"))
     }
 
+    /// The job's worktree, or exit 2 for a job that runs in its workdir
+    /// (what `diff`, `merge` and `clean` need before they start).
+    pub fn worktree(&self) -> Result<&crate::workspace::Workspace, Failure> {
+        self.workspace.as_ref().ok_or_else(|| {
+            config_error(format!(
+                "job {} has no worktree: it ran in {} as it is",
+                self.id,
+                self.spec.workdir.display()
+            ))
+            .help("give jobs their own worktree with `run --worktree` or workspace = \"worktree\"")
+        })
+    }
+
     pub fn attempt_info(&self, n: u32) -> Option<&AttemptInfo> {
         self.attempts.iter().find(|a| a.number == n)
     }

@@ -2,7 +2,6 @@
 //! jobs, and their branches once merged. Uncommitted changes and unmerged
 //! commits are refused (exit 2, listing them) unless `--force`.
 
-use super::diff::workspace_of;
 use crate::cli::CleanArgs;
 use crate::config::Env;
 use crate::error::{config_error, Exit};
@@ -16,7 +15,7 @@ pub fn run(args: &CleanArgs) -> anyhow::Result<Exit> {
     let records = chosen(&registry, args)?;
     let mut refused = 0;
     for record in &records {
-        let workspace = workspace_of(record)?;
+        let workspace = record.worktree()?;
         match remove(workspace, args.force)? {
             Outcome::Refused(losses) => {
                 refused += 1;
@@ -108,7 +107,7 @@ fn chosen(registry: &Registry, args: &CleanArgs) -> anyhow::Result<Vec<Record>> 
             ))
             .into());
         }
-        workspace_of(&record)?;
+        record.worktree()?;
         records.push(record);
     }
     Ok(records)

@@ -11,6 +11,9 @@ use nix::sys::signal::Signal;
 use std::time::{Duration, Instant};
 
 pub async fn run(args: &IdArg) -> anyhow::Result<Exit> {
+    if let Some(config) = crate::fleet::remote::job_config(&args.id)? {
+        return crate::fleet::remote::kill(&config, &args.id).await;
+    }
     let env = Env::from_process()?;
     let registry = Registry::open(&env)?;
     let (job, _) = registry.find(&args.id)?;

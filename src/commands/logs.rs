@@ -10,6 +10,9 @@ use crate::ui::history::describe;
 use std::time::Duration;
 
 pub async fn run(args: LogsArgs) -> anyhow::Result<Exit> {
+    if let Some(config) = crate::fleet::remote::job_config(&args.id)? {
+        return crate::fleet::joblog::show(&config, &args.id, args.follow).await;
+    }
     let env = Env::from_process()?;
     let registry = Registry::open(&env)?;
     let (job, record) = registry.find(&args.id)?;

@@ -2,7 +2,6 @@
 //! current branch. Exit 0 merged (or nothing to merge), 1 conflict (the
 //! checkout is left as it was), 2 refused (the checkout is not clean).
 
-use super::diff::workspace_of;
 use crate::cli::IdArg;
 use crate::config::Env;
 use crate::error::Exit;
@@ -14,7 +13,7 @@ pub fn run(args: &IdArg) -> anyhow::Result<Exit> {
     let env = Env::from_process()?;
     let registry = Registry::open(&env)?;
     let record = registry.load(&JobId::parse(&args.id)?)?;
-    let workspace = workspace_of(&record)?;
+    let workspace = record.worktree()?;
     if !record.state.is_finished() {
         eprintln!(
             "note: job {} is still {}: merging what its branch holds now",

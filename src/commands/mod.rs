@@ -2,7 +2,7 @@
 
 mod add;
 mod agents;
-pub mod attach;
+mod attach;
 #[cfg(feature = "embedded-broker")]
 mod broker_serve;
 mod broker_setup;
@@ -10,11 +10,10 @@ mod clean;
 mod diff;
 mod doctor;
 mod exec;
-mod fleet_remote;
 mod generate;
 mod init;
 mod kill;
-pub mod logs;
+mod logs;
 mod merge;
 mod publish;
 mod register;
@@ -36,7 +35,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::Add(args) => add::run(args).await,
         Command::Publish(args) => publish::run(args).await,
         Command::Watch(args) => watch::run(args).await,
-        Command::Status(args) => fleet_remote::status(args).await,
+        Command::Status(args) => status::run(&args).await,
         Command::Top => top::run().await,
         Command::Completions { shell } => generate::completions(shell),
         Command::Man(args) => match args.dir {
@@ -44,10 +43,10 @@ pub async fn dispatch(command: Command) -> anyhow::Result<Exit> {
             None => generate::man(),
         },
         Command::Run(args) => run::run(args).await,
-        Command::Logs(args) => fleet_remote::logs(args).await,
+        Command::Logs(args) => logs::run(args).await,
         Command::Attach(args) => attach::run(&args),
-        Command::Kill(args) => fleet_remote::kill(args).await,
-        Command::Retry(args) => fleet_remote::retry(args).await,
+        Command::Kill(args) => kill::run(&args).await,
+        Command::Retry(args) => retry::run(&args).await,
         Command::Resume => resume::run().await,
         Command::Init(args) => init::run(&args),
         Command::Agents => agents::run(),

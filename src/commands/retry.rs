@@ -9,6 +9,9 @@ use crate::registry::Registry;
 use crate::supervisor::session::{self, Brokers};
 
 pub async fn run(args: &IdArg) -> anyhow::Result<Exit> {
+    if let Some(config) = crate::fleet::remote::job_config(&args.id)? {
+        return crate::fleet::remote::retry(&config, &args.id).await;
+    }
     session::listen_for_cancel_requests()?;
     let env = Env::from_process()?;
     let config = Config::load(env)?;

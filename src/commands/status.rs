@@ -1,13 +1,25 @@
 //! `status [ID] [--json]`: every job with its state, attempt and last event.
-//! A corrupt record is reported on stderr and skipped.
+//! A corrupt record is reported on stderr and skipped. Fleet jobs
+//! (`--fleet`, or on a fleet host without the job) come from the broker.
 
 use crate::cli::StatusArgs;
 use crate::config::Env;
 use crate::error::Exit;
+use crate::fleet::remote;
 use crate::registry::{Record, Registry};
 use crate::ui::table::Grid;
 
-pub fn run(args: &StatusArgs) -> anyhow::Result<Exit> {
+pub async fn run(args: &StatusArgs) -> anyhow::Result<Exit> {
+    if !args.tmux {
+        if let Some(config) = remote::status_config(args.fleet, args.id.as_deref())? {
+            return remote::status(&config, args.id.as_deref(), args.json).await;
+        }
+    }
+    local(args)
+}
+
+/// The jobs of this host's registry.
+fn local(args: &StatusArgs) -> anyhow::Result<Exit> {
     let env = Env::from_process()?;
     let registry = Registry::open(&env)?;
     if args.tmux {

@@ -1,4 +1,5 @@
-//! `status`, `kill` and `retry` from any host with broker access: the
+//! `status`, `kill`, `retry` (and `logs`, in `joblog.rs`) from any host with
+//! broker access, for jobs this host's registry does not have: the
 //! fleet's jobs are known from their retained state topics; a kill is a
 //! signed control message to the job's runner; a retry offers a finished
 //! job to its pool again with the next attempt number.
@@ -6,12 +7,13 @@
 use super::message::{Control, JobStatus, Offer};
 use super::submit::fleet_broker;
 use super::topics::{self, Topic};
-use crate::config::{BrokerSettings, Config};
+use crate::config::{BrokerSettings, Config, Env};
 use crate::error::{config_error, Exit, Failure};
 use crate::model::event::now_ts;
 use crate::model::{FleetState, JobId};
 use crate::mqtt::client::{Publisher, Subscriber};
 use crate::mqtt::connect::ConnectOptions;
+use crate::registry::Registry;
 use crate::ui::table::Grid;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -22,6 +24,46 @@ const QUIET: Duration = Duration::from_millis(300);
 /// Whether the configuration makes this host part of a fleet (`[fleet]`).
 pub fn configured(config: &Config) -> bool {
     config.fleet != crate::config::fleet::FleetFile::default()
+}
+
+/// Whether the job is in this host's registry (then the local command acts).
+fn is_local(config: &Config, id: &str) -> anyhow::Result<bool> {
+    Ok(Registry::open(&config.env)?.find(id).is_ok())
+}
+
+/// The config to ask the fleet with when `status` is for the fleet: with
+/// `--fleet`, or on a host that is part of a fleet (`[fleet]`) and has not
+/// got the job (or, without an id, has no jobs at all). `None`: the local
+/// registry answers. `status` reads the registry: a broken config must not
+/// stop it, unless the fleet was asked for.
+pub fn status_config(fleet_asked: bool, id: Option<&str>) -> anyhow::Result<Option<Config>> {
+    let config = match Config::load(Env::from_process()?) {
+        Ok(config) => config,
+        Err(e) if fleet_asked => return Err(e.into()),
+        Err(_) => return Ok(None),
+    };
+    let fleet = fleet_asked
+        || (configured(&config)
+            && match id {
+                Some(id) => !is_local(&config, id)?,
+                None => Registry::open(&config.env)?.list()?.0.is_empty(),
+            });
+    Ok(fleet.then_some(config))
+}
+
+/// The config to reach job `id` in the fleet with: a broker is configured
+/// and the job is not in this host's registry. `None`: the local command
+/// acts; anything unreadable leaves the decision to it too, which reports
+/// it in its own words (and never needed the config before).
+pub fn job_config(id: &str) -> anyhow::Result<Option<Config>> {
+    let Ok(config) = Config::load(Env::from_process()?) else {
+        return Ok(None);
+    };
+    let local = is_local(&config, id).unwrap_or(true);
+    if local || !matches!(config.observer_broker(), Ok(Some(_))) {
+        return Ok(None);
+    }
+    Ok(Some(config))
 }
 
 /// The retained states under `filter`: what the broker sends right after
