@@ -338,6 +338,11 @@ impl World {
         World::builder(Broker::Embedded).build(config)
     }
 
+    /// Starts no broker: `config` names one the test runs itself, or none.
+    pub fn without_broker(config: &str) -> World {
+        World::builder(Broker::Embedded).build(config)
+    }
+
     pub fn on(broker: Broker, config: &str) -> World {
         World::builder(broker).build(config)
     }
