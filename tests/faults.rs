@@ -11,7 +11,7 @@ use common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Windows opened for the job, over every supervisor it had.
 fn windows_opened(world: &World, id: &str) -> usize {
@@ -29,13 +29,6 @@ fn first_launch(world: &World, id: &str) -> f64 {
         .find(|e| e["type"] == "window" && e["action"] == "opened")
         .and_then(|e| e["ts"].as_f64())
         .expect("a window was opened")
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs_f64()
 }
 
 /// An agent that waits for its gate file `<dir>/gate-<prompt>`, then

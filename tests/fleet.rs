@@ -600,13 +600,6 @@ impl Host {
     }
 }
 
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs_f64()
-}
-
 /// How long the attempt of a dead runner may live on: the wrapper looks
 /// for its runner every second, then stops the agent (kill_grace 1 s, then
 /// SIGKILL); a generous margin for a loaded machine, and still far shorter
