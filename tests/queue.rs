@@ -206,6 +206,11 @@ fn two_runs_sharing_a_registry_never_exceed_the_project_cap_together() {
         let status = run.finish(Duration::from_secs(180));
         assert_eq!(status.code(), Some(0), "{:?}\n{:?}", run.stdout, run.stderr);
     }
+    assert_eq!(
+        runs(&setup).runs().len(),
+        6,
+        "every run's times are recorded"
+    );
     let most = peak_of(&setup, &[]);
     assert!(
         most <= 2,
