@@ -8,6 +8,10 @@
 #
 # Extra arguments for cargo test go after `--`:
 #   scripts/test-real-agents.sh claude -- --nocapture
+#
+# The tests are #[ignore]d (a plain `cargo test` lists them as ignored, not
+# passed): this runs them with `--ignored`, each agent's name a test-name
+# filter (`claude` also picks the claude-print template's tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +24,10 @@ done
 [ ${#agents[@]} -gt 0 ] || agents=(all)
 
 scripts/install-real-agents.sh "${agents[@]}"
-selection="$(IFS=,; echo "${agents[*]}")"
-echo "test-real-agents: REAL_AGENTS=$selection cargo test --locked --test real_agents"
-REAL_AGENTS="$selection" cargo test --locked --test real_agents -- "$@"
+filters=()
+for agent in "${agents[@]}"; do
+  [ "$agent" = all ] && { filters=(); break; }
+  filters+=("$agent")
+done
+echo "test-real-agents: cargo test --locked --test real_agents -- --ignored ${filters[*]-} $*"
+cargo test --locked --test real_agents -- --ignored ${filters[@]+"${filters[@]}"} "$@"

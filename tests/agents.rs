@@ -40,77 +40,42 @@ while True:
     time.sleep(1)
 "#;
 
-struct World {
-    _dir: tempfile::TempDir,
-    home: PathBuf,
-    tmux: TmuxServer,
-    path: String,
-    log: PathBuf,
+/// No broker configured (the embedded one), `config`, and the fake
+/// `claude` first on PATH.
+fn claude_world(config: &str) -> World {
+    let world = World::embedded(config);
+    world.install("claude", FAKE_CLAUDE);
+    world
 }
 
-impl World {
-    fn new(config: &str) -> World {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let home = dir.path().join("home");
-        let bin = dir.path().join("bin");
-        std::fs::create_dir_all(&home).expect("home");
-        std::fs::create_dir_all(&bin).expect("bin");
-        // `script` makes it executable; the python shebang replaces its /bin/sh one.
-        script(&bin.join("claude"), "");
-        std::fs::write(bin.join("claude"), FAKE_CLAUDE).expect("claude");
-        let tmux = TmuxServer::new(dir.path());
-        std::fs::write(
-            home.join("tmux-delegate.toml"),
-            format!("{config}\n[defaults.tmux]\nsocket = \"{}\"\nkill_grace = \"1s\"\nkeep_failed = false\n", tmux.socket),
-        )
-        .expect("config");
-        let path = format!(
-            "{}:{}",
-            bin.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let log = dir.path().join("claude.log");
-        World {
-            home,
-            tmux,
-            path,
-            log,
-            _dir: dir,
-        }
-    }
+/// Where the fake `claude` logs the hooks it ran.
+fn claude_log(world: &World) -> PathBuf {
+    world.scratch("claude.log")
+}
 
-    fn td(&self) -> std::process::Command {
-        let tmpdir = self.tmux.tmpdir.display().to_string();
-        td(
-            &self.home,
-            &[("TMUX_TMPDIR", &tmpdir), ("PATH", &self.path)],
-        )
-    }
+fn job_spec(world: &World, mode: &str) -> PathBuf {
+    let spec = world.home.join("job.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name = \"claude-job\"\nagent = \"claude\"\nprompt = \"Fix the parser; don't touch `tests/` or $(HOME)\"\n\
+             [env]\nFAKE_CLAUDE_MODE = \"{mode}\"\nFAKE_CLAUDE_LOG = \"{}\"\n",
+            claude_log(world).display()
+        ),
+    )
+    .expect("spec");
+    spec
+}
 
-    fn job_spec(&self, mode: &str) -> PathBuf {
-        let spec = self.home.join("job.toml");
-        std::fs::write(
-            &spec,
-            format!(
-                "name = \"claude-job\"\nagent = \"claude\"\nprompt = \"Fix the parser; don't touch `tests/` or $(HOME)\"\n\
-                 [env]\nFAKE_CLAUDE_MODE = \"{mode}\"\nFAKE_CLAUDE_LOG = \"{}\"\n",
-                self.log.display()
-            ),
-        )
-        .expect("spec");
-        spec
-    }
-
-    fn status(&self) -> serde_json::Value {
-        let out = run(self.td().args(["status", "--json"]));
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("status")[0].clone()
-    }
+fn first_job(world: &World) -> serde_json::Value {
+    let out = run(world.td().args(["status", "--json"]));
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("status")[0].clone()
 }
 
 #[test]
 fn the_claude_template_completes_on_the_stop_hook_and_closes_the_window() {
-    let world = World::new("");
-    let spec = world.job_spec("stop");
+    let world = claude_world("");
+    let spec = job_spec(&world, "stop");
     let out = Guard(Some(
         world
             .td()
@@ -123,7 +88,7 @@ fn the_claude_template_completes_on_the_stop_hook_and_closes_the_window() {
             .expect("run"),
     ))
     .wait_output(Duration::from_secs(60));
-    let log = std::fs::read_to_string(&world.log).unwrap_or_default();
+    let log = std::fs::read_to_string(claude_log(&world)).unwrap_or_default();
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -141,7 +106,7 @@ fn the_claude_template_completes_on_the_stop_hook_and_closes_the_window() {
             "{event}: {log}"
         );
     }
-    let job = world.status();
+    let job = first_job(&world);
     assert_eq!(job["state"], "completed", "{job}");
     let windows = world
         .tmux
@@ -156,11 +121,11 @@ fn the_claude_template_completes_on_the_stop_hook_and_closes_the_window() {
 fn a_notification_makes_the_job_wait_without_being_killed_and_runs_on_waiting_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let hook_log = dir.path().join("waiting.log");
-    let world = World::new(&format!(
+    let world = claude_world(&format!(
         "[defaults.timeouts]\nidle = \"2s\"\n[hooks]\non_waiting = [\"sh\", \"-c\", \"cat >> {0}; echo >> {0}\"]\n",
         hook_log.display()
     ));
-    let spec = world.job_spec("notify");
+    let spec = job_spec(&world, "notify");
     let mut command = world.td();
     command.arg("run").arg("--json").arg(&spec);
     let mut running = Lines::spawn(&mut command);
@@ -170,9 +135,18 @@ fn a_notification_makes_the_job_wait_without_being_killed_and_runs_on_waiting_on
         running.stdout,
         running.stderr
     );
-    // Well past timeouts.idle: a waiting job is not hung.
-    std::thread::sleep(Duration::from_secs(4));
-    let job = world.status();
+    // Well past timeouts.idle (2 s) after the recorded `waiting`: a waiting
+    // job is not hung. The history below shows nothing came between it and
+    // the kill's `cancelled`.
+    let id = first_job(&world)["id"].as_str().expect("id").to_owned();
+    let waited = world
+        .transitions(&id)
+        .into_iter()
+        .find(|(to, _)| to == "waiting")
+        .map(|(_, ts)| ts)
+        .expect("`waiting` is in the history");
+    wait_until_unix(waited + 4.0, Duration::from_secs(30));
+    let job = first_job(&world);
     assert_eq!(job["state"], "waiting", "{job}");
     assert_eq!(job["attempt"], 1, "{job}");
     assert_eq!(
@@ -191,9 +165,19 @@ fn a_notification_makes_the_job_wait_without_being_killed_and_runs_on_waiting_on
     assert_eq!(input["state"], "waiting");
     assert_eq!(input["name"], "claude-job");
 
-    let id = job["id"].as_str().expect("id").to_owned();
     assert!(run(world.td().args(["kill", &id])).status.success());
     assert_eq!(running.finish(Duration::from_secs(20)).code(), Some(1));
+    let after: Vec<(String, f64)> = world
+        .transitions(&id)
+        .into_iter()
+        .skip_while(|(to, _)| to != "waiting")
+        .collect();
+    let states: Vec<&str> = after.iter().map(|(to, _)| to.as_str()).collect();
+    assert_eq!(states, ["waiting", "cancelled"], "{after:?}");
+    assert!(
+        after[1].1 - after[0].1 > 4.0,
+        "the kill came before idle had long passed: {after:?}"
+    );
 }
 
 #[test]
@@ -240,7 +224,7 @@ fn init_writes_a_project_config_that_run_finds_from_a_subdirectory() {
 
 #[test]
 fn agents_lists_every_template_with_how_it_reports_and_whether_it_is_installed() {
-    let world = World::new("[agents.mine]\ncommand = [\"/nonexistent/agent\", \"{prompt}\"]\n");
+    let world = claude_world("[agents.mine]\ncommand = [\"/nonexistent/agent\", \"{prompt}\"]\n");
     let out = run(world.td().arg("agents"));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let listing = text(&out.stdout);
@@ -274,8 +258,8 @@ fn agents_lists_every_template_with_how_it_reports_and_whether_it_is_installed()
 
 #[test]
 fn an_api_error_fails_the_attempt_fast_with_the_apis_words_and_the_retry_policy_decides() {
-    let world = World::new("[defaults.retry]\nmax_attempts = 2\nbackoff = \"0s\"\n");
-    let spec = world.job_spec("api_error");
+    let world = claude_world("[defaults.retry]\nmax_attempts = 2\nbackoff = \"0s\"\n");
+    let spec = job_spec(&world, "api_error");
     let started = std::time::Instant::now();
     let out = Guard(Some(
         world
@@ -290,7 +274,7 @@ fn an_api_error_fails_the_attempt_fast_with_the_apis_words_and_the_retry_policy_
     ))
     .wait_output(Duration::from_secs(60));
     let stdout = text(&out.stdout);
-    let log = std::fs::read_to_string(&world.log).unwrap_or_default();
+    let log = std::fs::read_to_string(claude_log(&world)).unwrap_or_default();
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -305,7 +289,7 @@ fn an_api_error_fails_the_attempt_fast_with_the_apis_words_and_the_retry_policy_
     );
     assert!(stdout.contains("\"to\":\"retrying\""), "{stdout}");
     assert!(!stdout.contains("\"to\":\"waiting\""), "{stdout}");
-    let job = world.status();
+    let job = first_job(&world);
     assert_eq!(job["state"], "failed", "{job}");
     assert_eq!(job["attempt"], 2, "{job}");
     assert_eq!(job["failure"]["kind"], "error", "{job}");

@@ -21,13 +21,10 @@ fn run_on_the_embedded_broker_is_watched_from_another_process_and_refuses_strang
         "mosquitto is on {PATH_WITHOUT_SBIN}; the test needs a PATH without it"
     );
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let home = dir.path().join("home");
-    std::fs::create_dir_all(&home).expect("home");
-    let tmux = TmuxServer::new(dir.path());
-    let go = dir.path().join("go");
+    let world = World::embedded("");
+    let go = world.scratch("go");
     let agent = script(
-        &dir.path().join("agent.sh"),
+        &world.scratch("agent.sh"),
         &format!(
             "i=0; while [ ! -e {go} ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done\n\
          tmux-delegate publish --event progress --message 'half way'\n\
@@ -35,22 +32,14 @@ fn run_on_the_embedded_broker_is_watched_from_another_process_and_refuses_strang
             go = go.display()
         ),
     );
-    std::fs::write(
-        home.join("tmux-delegate.toml"),
-        format!(
-            "[defaults.tmux]\nsocket = \"{}\"\nkill_grace = \"1s\"\n[agents.demo]\ncommand = [\"{}\"]\ncomplete_on_exit = false\n",
-            tmux.socket,
-            agent.display()
-        ),
-    )
-    .expect("config");
-    let tmpdir = tmux.tmpdir.display().to_string();
-    let vars = [
-        ("TMUX_TMPDIR", tmpdir.as_str()),
-        ("PATH", PATH_WITHOUT_SBIN),
-    ];
+    world.write_config(&format!(
+        "[agents.demo]\ncommand = [\"{}\"]\ncomplete_on_exit = false\n",
+        agent.display()
+    ));
+    let home = world.home.clone();
+    let vars = [("PATH", PATH_WITHOUT_SBIN)];
 
-    let mut running = Lines::spawn(td(&home, &vars).args([
+    let mut running = Lines::spawn(world.td_with(&vars).args([
         "run", "--json", "--agent", "demo", "--name", "demo", "--prompt", "p",
     ]));
     assert!(
@@ -58,7 +47,7 @@ fn run_on_the_embedded_broker_is_watched_from_another_process_and_refuses_strang
         "{:?}",
         running.stderr
     );
-    let status = run(td(&home, &vars).args(["status", "--json"]));
+    let status = run(world.td_with(&vars).args(["status", "--json"]));
     let jobs: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status");
     let id = jobs[0]["id"].as_str().expect("id").to_owned();
 
@@ -89,7 +78,7 @@ fn run_on_the_embedded_broker_is_watched_from_another_process_and_refuses_strang
     ] {
         let mut env = vec![("MQTT_BROKER", "127.0.0.1"), ("MQTT_PORT", port.as_str())];
         env.extend(creds);
-        let out = run(td(dir.path(), &env).args([
+        let out = run(td(world.dir.path(), &env).args([
             "publish",
             "--job",
             "intruder",

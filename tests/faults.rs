@@ -11,101 +11,24 @@ use common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-/// Fields drop in order: the tmux server and the broker are stopped while
-/// their directory (the tmux socket's) still exists.
-struct Setup {
-    tmux: TmuxServer,
-    broker: Mosquitto,
-    home: PathBuf,
-    dir: tempfile::TempDir,
+/// Windows opened for the job, over every supervisor it had.
+fn windows_opened(world: &World, id: &str) -> usize {
+    world
+        .history(id)
+        .iter()
+        .filter(|e| e["type"] == "window" && e["action"] == "opened")
+        .count()
 }
 
-impl Setup {
-    /// A plain Mosquitto, a private tmux server (not started) and a project
-    /// config naming both, plus `extra`.
-    fn new(extra: &str) -> Setup {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let broker = Mosquitto::start(dir.path(), "allow_anonymous true\n");
-        let home = dir.path().join("home");
-        std::fs::create_dir_all(&home).expect("home");
-        let tmux = TmuxServer::new(dir.path());
-        let config = format!(
-            "[broker]\nhost = \"127.0.0.1\"\nport = {}\n{extra}\n\
-             [defaults.tmux]\nsocket = \"{}\"\nkeep_failed = false\nkill_grace = \"1s\"\n",
-            broker.port, tmux.socket
-        );
-        std::fs::write(home.join("tmux-delegate.toml"), config).expect("project config");
-        Setup {
-            dir,
-            home,
-            tmux,
-            broker,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn td(&self) -> Command {
-        let tmpdir = self.tmux.tmpdir.display().to_string();
-        td(&self.home, &[("TMUX_TMPDIR", tmpdir.as_str())])
-    }
-
-    fn status(&self) -> Vec<Value> {
-        let out = run(self.td().args(["status", "--json"]));
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        serde_json::from_slice(&out.stdout).expect("status json")
-    }
-
-    fn job(&self, name: &str) -> Value {
-        self.status()
-            .into_iter()
-            .find(|j| j["name"] == name)
-            .unwrap_or_else(|| panic!("no job named {name}: {:?}", self.status()))
-    }
-
-    fn job_dir(&self, id: &str) -> PathBuf {
-        self.home.join("state/jobs").join(id)
-    }
-
-    fn record(&self, id: &str) -> Value {
-        let text = std::fs::read_to_string(self.job_dir(id).join("record.json")).expect("record");
-        serde_json::from_str(&text).expect("record json")
-    }
-
-    fn history(&self, id: &str) -> Vec<Value> {
-        std::fs::read_to_string(self.job_dir(id).join("events.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    /// Windows opened for the job, over every supervisor it had.
-    fn launches(&self, id: &str) -> usize {
-        self.history(id)
-            .iter()
-            .filter(|e| e["type"] == "window" && e["action"] == "opened")
-            .count()
-    }
-
-    fn first_launch(&self, id: &str) -> f64 {
-        self.history(id)
-            .iter()
-            .find(|e| e["type"] == "window" && e["action"] == "opened")
-            .and_then(|e| e["ts"].as_f64())
-            .expect("a window was opened")
-    }
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs_f64()
+fn first_launch(world: &World, id: &str) -> f64 {
+    world
+        .history(id)
+        .iter()
+        .find(|e| e["type"] == "window" && e["action"] == "opened")
+        .and_then(|e| e["ts"].as_f64())
+        .expect("a window was opened")
 }
 
 /// An agent that waits for its gate file `<dir>/gate-<prompt>`, then
@@ -164,10 +87,10 @@ enum Recovery {
 const JOB_DEADLINE: f64 = 14.0;
 
 fn supervisor_sigkilled_mid_run(recovery: Recovery) {
-    let setup = Setup::new("");
+    let setup = World::mosquitto("");
     let gated = gated_agent(setup.dir.path());
-    let failing = script(&setup.path("failing.sh"), "sleep 0.3; exit 1");
-    let quick = script(&setup.path("quick.sh"), "exit 0");
+    let failing = script(&setup.scratch("failing.sh"), "sleep 0.3; exit 1");
+    let quick = script(&setup.scratch("quick.sh"), "exit 0");
     let config = std::fs::read_to_string(setup.home.join("tmux-delegate.toml")).expect("config");
     std::fs::write(
         setup.home.join("tmux-delegate.toml"),
@@ -223,7 +146,7 @@ fn supervisor_sigkilled_mid_run(recovery: Recovery) {
     sigkill(&mut first);
     // While no supervisor runs: one agent finishes (its retained `completed`
     // waits), and one window is killed.
-    std::fs::write(setup.path("gate-meanwhile"), "").expect("gate");
+    std::fs::write(setup.scratch("gate-meanwhile"), "").expect("gate");
     let window = setup.record(&killed)["attempts"][0]["window"]
         .as_str()
         .expect("window id")
@@ -232,7 +155,7 @@ fn supervisor_sigkilled_mid_run(recovery: Recovery) {
     assert!(!out.contains("can't find"), "{out}");
     // Recover well after the first launch: a restarted job deadline would
     // then end the `deadline` job visibly later than the original one.
-    let since_launch = unix_now() - setup.first_launch(&deadline);
+    let since_launch = unix_now() - first_launch(&setup, &deadline);
     if since_launch < 6.0 {
         std::thread::sleep(Duration::from_secs_f64(6.0 - since_launch));
     }
@@ -256,7 +179,7 @@ fn supervisor_sigkilled_mid_run(recovery: Recovery) {
         second.stdout,
         second.stderr
     );
-    std::fs::write(setup.path("gate-live"), "").expect("gate");
+    std::fs::write(setup.scratch("gate-live"), "").expect("gate");
     let code = second.finish(Duration::from_secs(60)).code();
     assert_eq!(
         code,
@@ -270,7 +193,11 @@ fn supervisor_sigkilled_mid_run(recovery: Recovery) {
         let job = setup.job(name);
         assert_eq!(job["state"], state, "{name}: {job}");
         assert_eq!(job["attempt"], attempt, "{name}: {job}");
-        assert_eq!(setup.launches(id), launches, "{name}: windows opened");
+        assert_eq!(
+            windows_opened(&setup, id),
+            launches,
+            "{name}: windows opened"
+        );
         assert!(
             launches as u64 <= job["max_attempts"].as_u64().expect("max"),
             "{name}"
@@ -300,12 +227,12 @@ fn supervisor_sigkilled_mid_run(recovery: Recovery) {
         .find(|e| e["type"] == "transition" && e["to"] == "timed_out")
         .and_then(|e| e["ts"].as_f64())
         .expect("a timed_out transition");
-    let after_launch = timed_out - setup.first_launch(&deadline);
+    let after_launch = timed_out - first_launch(&setup, &deadline);
     assert!(
         (JOB_DEADLINE - 0.5..JOB_DEADLINE + 3.0).contains(&after_launch),
         "timed out {after_launch:.1}s after the first launch (job deadline {JOB_DEADLINE}s; \
          recovery began {:.1}s after it)",
-        recovered_at - setup.first_launch(&deadline)
+        recovered_at - first_launch(&setup, &deadline)
     );
 }
 
@@ -321,9 +248,9 @@ fn supervisor_sigkilled_mid_run_then_a_fresh_run_re_adopts_and_settles_its_orpha
 
 #[test]
 fn broker_stopped_as_the_agent_exits_0_and_restarted_3s_later_completes_5_of_5() {
-    let mut setup = Setup::new("");
+    let mut setup = World::mosquitto("");
     let agent = script(
-        &setup.path("exits.sh"),
+        &setup.scratch("exits.sh"),
         &format!(
             "i=0; while [ ! -e {}/gate-$1 ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\nexit 0",
             setup.dir.path().display()
@@ -350,10 +277,10 @@ fn broker_stopped_as_the_agent_exits_0_and_restarted_3s_later_completes_5_of_5()
             "{:?}",
             running.stderr
         );
-        setup.broker.stop();
-        std::fs::write(setup.path(&format!("gate-{name}")), "").expect("gate");
+        setup.mosquitto_broker().stop();
+        std::fs::write(setup.scratch(&format!("gate-{name}")), "").expect("gate");
         std::thread::sleep(Duration::from_secs(3));
-        setup.broker.start_again();
+        setup.mosquitto_broker().start_again();
         let code = running.finish(Duration::from_secs(60)).code();
         let job = setup.job(&name);
         if code == Some(0) && job["state"] == "completed" && job["attempt"] == 1 {
@@ -369,8 +296,8 @@ fn broker_stopped_as_the_agent_exits_0_and_restarted_3s_later_completes_5_of_5()
 }
 
 fn runs_at_once_on_a_cold_tmux_server(count: usize) {
-    let setup = Setup::new("");
-    let agent = script(&setup.path("quick.sh"), "sleep 1; exit 0");
+    let setup = World::mosquitto("");
+    let agent = script(&setup.scratch("quick.sh"), "sleep 1; exit 0");
     let config = std::fs::read_to_string(setup.home.join("tmux-delegate.toml")).expect("config");
     std::fs::write(
         setup.home.join("tmux-delegate.toml"),
@@ -422,7 +349,7 @@ fn runs_at_once_on_a_cold_tmux_server(count: usize) {
         assert_eq!(job["state"], "completed", "{job}");
         assert_eq!(job["attempt"], 1, "{job}");
         let id = job["id"].as_str().expect("id");
-        assert_eq!(setup.launches(id), 1, "{job}");
+        assert_eq!(windows_opened(&setup, id), 1, "{job}");
     }
 }
 
@@ -438,20 +365,14 @@ fn three_runs_at_once_on_a_cold_tmux_server_each_complete_once() {
 
 #[test]
 fn detach_with_an_unreachable_broker_exits_3_with_the_reason_and_leaves_nothing() {
-    let setup = Setup::new("");
-    let agent = script(&setup.path("quick.sh"), "exit 0");
+    let setup = World::mosquitto("");
+    let agent = script(&setup.scratch("quick.sh"), "exit 0");
     let dead_port = free_port();
-    std::fs::write(
-        setup.home.join("tmux-delegate.toml"),
-        format!(
-            "[broker]\nhost = \"127.0.0.1\"\nport = {dead_port}\n\
-             [agents.quick]\ncommand = [\"{}\"]\n\
-             [defaults.tmux]\nsocket = \"{}\"\n",
-            agent.display(),
-            setup.tmux.socket
-        ),
-    )
-    .expect("config");
+    setup.write_config(&format!(
+        "[broker]\nhost = \"127.0.0.1\"\nport = {dead_port}\n\
+         [agents.quick]\ncommand = [\"{}\"]\n",
+        agent.display()
+    ));
     let out = Guard(Some(
         setup
             .td()
@@ -500,7 +421,7 @@ fn detach_with_an_unreachable_broker_exits_3_with_the_reason_and_leaves_nothing(
 
 #[test]
 fn a_record_with_a_bad_or_foreign_id_is_reported_and_skipped_and_the_others_resume() {
-    let setup = Setup::new("");
+    let setup = World::mosquitto("");
     let gated = gated_agent(setup.dir.path());
     let config = std::fs::read_to_string(setup.home.join("tmux-delegate.toml")).expect("config");
     std::fs::write(
@@ -562,7 +483,7 @@ fn a_record_with_a_bad_or_foreign_id_is_reported_and_skipped_and_the_others_resu
         "{:?}",
         resumed.stderr
     );
-    std::fs::write(setup.path("gate-good"), "").expect("gate");
+    std::fs::write(setup.scratch("gate-good"), "").expect("gate");
     let code = resumed.finish(Duration::from_secs(30)).code();
     assert_eq!(code, Some(0), "{:?}\n{:?}", resumed.stdout, resumed.stderr);
     for skipped in [&bad, &foreign] {
@@ -597,9 +518,9 @@ fn signed_without_attempt(job: &str, key_hex: &str) -> String {
 
 #[test]
 fn a_signed_event_without_attempt_is_rejected_and_logged_while_bare_words_still_work() {
-    let setup = Setup::new("[events]\nrequire_signature = false\n");
+    let setup = World::mosquitto("[events]\nrequire_signature = false\n");
     let gated = script(
-        &setup.path("gated.sh"),
+        &setup.scratch("gated.sh"),
         &format!(
             "i=0; while [ ! -e {}/gate-$1 ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\nexit 1",
             setup.dir.path().display()
@@ -641,7 +562,7 @@ fn a_signed_event_without_attempt_is_rejected_and_logged_while_bare_words_still_
                 "-h",
                 "127.0.0.1",
                 "-p",
-                &setup.broker.port.to_string(),
+                &setup.port().to_string(),
                 "-q",
                 "1",
             ])
@@ -681,7 +602,7 @@ fn a_signed_event_without_attempt_is_rejected_and_logged_while_bare_words_still_
         running.stdout
     );
     assert_eq!(setup.job("replayed")["state"], "running");
-    std::fs::write(setup.path("gate-replayed"), "").expect("gate");
+    std::fs::write(setup.scratch("gate-replayed"), "").expect("gate");
     assert_eq!(running.finish(Duration::from_secs(30)).code(), Some(1));
     let job = setup.job("replayed");
     assert_eq!(job["state"], "failed", "{job}");
@@ -697,7 +618,7 @@ fn closed_pipe() -> Stdio {
 
 #[test]
 fn closed_stdout_or_stderr_never_panics_on_any_command() {
-    let setup = Setup::new("");
+    let setup = World::mosquitto("");
     let out = run(setup.td().args(["register", "--prompt", "x"]));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let id = text(&out.stdout).trim().to_owned();
@@ -745,7 +666,7 @@ fn closed_stdout_or_stderr_never_panics_on_any_command() {
         }
     }
     // `run` keeps supervising when nobody reads its output any more.
-    let agent = script(&setup.path("quick.sh"), "exit 0");
+    let agent = script(&setup.scratch("quick.sh"), "exit 0");
     let config = std::fs::read_to_string(setup.home.join("tmux-delegate.toml")).expect("config");
     std::fs::write(
         setup.home.join("tmux-delegate.toml"),

@@ -8,27 +8,32 @@ mod common;
 
 use common::*;
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Deref;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// One runner host. Fields drop in order: the runner first, then its tmux
-/// server (while its socket directory still exists).
+/// One runner host: a home of the common harness (registry, config, its
+/// own tmux server), its runner process, and the log its fake agents write.
+/// Fields drop in order: the runner first, then the home's tmux server.
 struct Host {
     runner: Option<Lines>,
-    tmux: TmuxServer,
-    home: PathBuf,
+    node: Home,
     name: String,
-    /// Where its fake agents write `start|end JOB NANOS`.
-    log: PathBuf,
+    log: RunLog,
+}
+
+impl Deref for Host {
+    type Target = Home;
+
+    fn deref(&self) -> &Home {
+        &self.node
+    }
 }
 
 impl Host {
     fn td(&self, vars: &[(&str, &str)]) -> std::process::Command {
-        let tmpdir = self.tmux.tmpdir.display().to_string();
-        let mut all = vec![("TMUX_TMPDIR", tmpdir.as_str())];
-        all.extend_from_slice(vars);
-        td(&self.home, &all)
+        self.node.td_with(vars)
     }
 
     /// Starts its runner and waits until it takes jobs.
@@ -51,42 +56,16 @@ impl Host {
 
     /// (job, start, end) of every agent run on this host, in nanoseconds.
     fn runs(&self) -> Vec<(String, u128, Option<u128>)> {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let mut runs: BTreeMap<String, Vec<(u128, Option<u128>)>> = BTreeMap::new();
-        for line in text.lines() {
-            let parts: Vec<&str> = line.split_whitespace().collect();
-            let [what, job, at] = parts[..] else { continue };
-            let at: u128 = at.parse().expect("nanos");
-            let entry = runs.entry(job.to_owned()).or_default();
-            match what {
-                "start" => entry.push((at, None)),
-                _ => {
-                    if let Some(open) = entry.iter_mut().rev().find(|r| r.1.is_none()) {
-                        open.1 = Some(at);
-                    }
-                }
-            }
-        }
-        runs.into_iter()
-            .flat_map(|(job, list)| list.into_iter().map(move |(s, e)| (job.clone(), s, e)))
+        self.log
+            .runs()
+            .into_iter()
+            .map(|r| (r.key, r.start, r.end))
             .collect()
     }
 
     /// The most agents this host ran at the same time.
     fn peak_parallel(&self) -> usize {
-        let mut edges: Vec<(u128, i32)> = Vec::new();
-        for (_, start, end) in self.runs() {
-            edges.push((start, 1));
-            edges.push((end.unwrap_or(u128::MAX), -1));
-        }
-        // An end before a start at the same instant.
-        edges.sort();
-        let (mut now, mut peak) = (0_i32, 0_i32);
-        for (_, delta) in edges {
-            now += delta;
-            peak = peak.max(now);
-        }
-        usize::try_from(peak).unwrap_or(0)
+        self.log.peak_parallel()
     }
 }
 
@@ -136,14 +115,13 @@ impl Fleet {
                 &home,
                 &format!("td-fleet-{}-{}-{name}", std::process::id(), port),
             );
-            let log = home.join("agent.log");
+            let log = RunLog::new(&home.join("agent.log"));
             let agent = script(
                 &home.join("agent.sh"),
                 &format!(
-                    "echo \"start $DELEGATE_JOB_ID $(date +%s%N)\" >> {log}\n\
-                     sleep \"$1\"\n\
-                     echo \"end $DELEGATE_JOB_ID $(date +%s%N)\" >> {log}",
-                    log = log.display()
+                    "{}\nsleep \"$1\"\n{}",
+                    log.start("$DELEGATE_JOB_ID"),
+                    log.end("$DELEGATE_JOB_ID")
                 ),
             );
             // Like `fake`, and it writes down its own pid and that of a
@@ -153,13 +131,13 @@ impl Fleet {
             let pidful = script(
                 &home.join("pidful.sh"),
                 &format!(
-                    "echo \"start $DELEGATE_JOB_ID $(date +%s%N)\" >> {log}\n\
+                    "{start}\n\
                      secs=\"$1\"; [ \"$DELEGATE_ATTEMPT\" = 1 ] && secs=60\n\
                      setsid sleep \"$secs\" &\n\
                      echo \"$DELEGATE_JOB_ID $DELEGATE_ATTEMPT $$ $!\" >> {pids}\n\
-                     wait\n\
-                     echo \"end $DELEGATE_JOB_ID $(date +%s%N)\" >> {log}",
-                    log = log.display(),
+                     wait\n{end}",
+                    start = log.start("$DELEGATE_JOB_ID"),
+                    end = log.end("$DELEGATE_JOB_ID"),
                     pids = home.join("pids").display()
                 ),
             );
@@ -174,21 +152,21 @@ impl Fleet {
             );
             let config = format!(
                 "{runner_config}\n\
-                 [defaults.tmux]\nsocket = \"{}\"\nsession = \"fleet\"\nkeep_failed = false\nkill_grace = \"1s\"\n\
                  [defaults.timeouts]\nstart = \"30s\"\n\
                  [agents.fake]\ncommand = [\"{}\", \"{{prompt}}\"]\ncomplete_on_exit = true\n\
                  [agents.pidful]\ncommand = [\"{}\", \"{{prompt}}\"]\ncomplete_on_exit = true\n\
                  [agents.chatty]\ncommand = [\"{}\", \"{{prompt}}\"]\ncomplete_on_exit = true\n",
-                tmux.socket,
                 agent.display(),
                 pidful.display(),
                 chatty.display()
             );
-            std::fs::write(home.join("tmux-delegate.toml"), config).expect("config");
+            let defaults = TmuxDefaults {
+                session: Some("fleet".to_owned()),
+                ..TmuxDefaults::default()
+            };
             hosts.push(Host {
                 runner: None,
-                tmux,
-                home,
+                node: Home::create(&home, tmux, &defaults, &config),
                 name,
                 log,
             });
@@ -620,13 +598,6 @@ impl Host {
             })
             .collect()
     }
-}
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs_f64()
 }
 
 /// How long the attempt of a dead runner may live on: the wrapper looks

@@ -10,40 +10,26 @@ use std::time::Duration;
 /// Runs one job whose agent publishes from its window; returns the
 /// broker's log (connections at notice level) and what the agent saw.
 fn run_job(agent_body: &str) -> (String, String) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = Mosquitto::start(dir.path(), "allow_anonymous true\nlog_type notice\n");
-    let home = dir.path().join("home");
-    std::fs::create_dir_all(&home).expect("home");
-    let tmux = TmuxServer::new(dir.path());
-    let seen = home.join("seen");
+    let world = World::builder(Broker::Mosquitto)
+        .mosquitto_conf("allow_anonymous true\nlog_type notice\n")
+        .build("");
+    let seen = world.path("seen");
     let agent = script(
-        &home.join("agent.sh"),
+        &world.path("agent.sh"),
         &agent_body.replace("{seen}", &seen.display().to_string()),
     );
-    std::fs::write(
-        home.join("tmux-delegate.toml"),
-        format!(
-            "[broker]\nhost = \"127.0.0.1\"\nport = {}\n\
-             [defaults.tmux]\nsocket = \"{}\"\nkeep_failed = false\nkill_grace = \"1s\"\n\
-             [agents.fake]\ncommand = [\"{}\", \"{{prompt}}\"]\ncomplete_on_exit = false\n",
-            broker.port,
-            tmux.socket,
-            agent.display()
-        ),
-    )
-    .expect("config");
-    let tmpdir = tmux.tmpdir.display().to_string();
-    let out = Guard(Some(
-        td(&home, &[("TMUX_TMPDIR", tmpdir.as_str())])
-            .args(["run", "--json", "--agent", "fake", "--prompt", "x"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("run"),
-    ))
-    .wait_output(Duration::from_secs(120));
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let log = std::fs::read_to_string(dir.path().join(format!("mosquitto-{}.log", broker.port)))
+    world.write_config(&format!(
+        "[broker]\nhost = \"127.0.0.1\"\nport = {}\n\
+         [agents.fake]\ncommand = [\"{}\", \"{{prompt}}\"]\ncomplete_on_exit = false\n",
+        world.port(),
+        agent.display()
+    ));
+    let (code, _, stderr) = world.finish(
+        &["run", "--json", "--agent", "fake", "--prompt", "x"],
+        Duration::from_secs(120),
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let log = std::fs::read_to_string(world.scratch(&format!("mosquitto-{}.log", world.port())))
         .unwrap_or_default();
     (log, std::fs::read_to_string(&seen).unwrap_or_default())
 }

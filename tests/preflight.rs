@@ -7,72 +7,35 @@
 mod common;
 
 use common::*;
-use std::path::PathBuf;
 use std::time::Duration;
 
-struct World {
-    _dir: tempfile::TempDir,
-    home: PathBuf,
-    bin: PathBuf,
-    tmux: TmuxServer,
+/// No broker configured, three quick attempts, and `config`; `bin/` first
+/// on PATH for the fake programs a test puts there.
+fn preflight_world(config: &str) -> World {
+    World::embedded(&format!(
+        "{config}\n[defaults.retry]\nmax_attempts = 3\nbackoff = \"0s\"\n"
+    ))
 }
 
-impl World {
-    fn new(config: &str) -> World {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let home = dir.path().join("home");
-        let bin = dir.path().join("bin");
-        std::fs::create_dir_all(&home).expect("home");
-        std::fs::create_dir_all(&bin).expect("bin");
-        let tmux = TmuxServer::new(dir.path());
-        std::fs::write(
-            home.join("tmux-delegate.toml"),
-            format!(
-                "{config}\n[defaults.retry]\nmax_attempts = 3\nbackoff = \"0s\"\n\
-                 [defaults.tmux]\nsocket = \"{}\"\nkill_grace = \"1s\"\nkeep_failed = false\n",
-                tmux.socket
-            ),
-        )
-        .expect("config");
-        World {
-            _dir: dir,
-            home,
-            bin,
-            tmux,
-        }
-    }
+/// The binary with PATH = `path` exactly.
+fn td_with_path(world: &World, path: &str) -> std::process::Command {
+    world.td_with(&[("PATH", path)])
+}
 
-    /// The binary with `bin` first on PATH (or PATH = `path` exactly).
-    fn td_with_path(&self, path: &str) -> std::process::Command {
-        let tmpdir = self.tmux.tmpdir.display().to_string();
-        td(&self.home, &[("TMUX_TMPDIR", &tmpdir), ("PATH", path)])
-    }
+/// `status --json` as one value.
+fn jobs(world: &World) -> serde_json::Value {
+    serde_json::Value::from(world.status())
+}
 
-    fn td(&self) -> std::process::Command {
-        let path = format!(
-            "{}:{}",
-            self.bin.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        self.td_with_path(&path)
-    }
-
-    fn jobs(&self) -> serde_json::Value {
-        let out = run(self.td().args(["status", "--json"]));
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        serde_json::from_slice(&out.stdout).expect("status json")
-    }
-
-    fn run_to_end(&self, command: &mut std::process::Command) -> std::process::Output {
-        Guard(Some(
-            command
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .expect("run"),
-        ))
-        .wait_output(Duration::from_secs(90))
-    }
+fn run_to_end(command: &mut std::process::Command) -> std::process::Output {
+    Guard(Some(
+        command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run"),
+    ))
+    .wait_output(Duration::from_secs(90))
 }
 
 /// A PATH with the usual system directories but none of `bin`'s programs.
@@ -87,11 +50,10 @@ fn system_path_without(program: &str) -> String {
 
 #[test]
 fn a_missing_agent_program_is_exit_2_with_its_install_command_and_nothing_registered() {
-    let world = World::new("");
+    let world = preflight_world("");
     let path = system_path_without("claude");
-    let out = run(world
-        .td_with_path(&path)
-        .args(["run", "--agent", "claude", "--prompt", "hello"]));
+    let out =
+        run(td_with_path(&world, &path).args(["run", "--agent", "claude", "--prompt", "hello"]));
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("`claude`"), "{stderr}");
@@ -99,48 +61,45 @@ fn a_missing_agent_program_is_exit_2_with_its_install_command_and_nothing_regist
         stderr.contains("npm i -g @anthropic-ai/claude-code"),
         "{stderr}"
     );
-    assert_eq!(world.jobs(), serde_json::json!([]));
+    assert_eq!(jobs(&world), serde_json::json!([]));
 
-    let out = run(world
-        .td_with_path(&system_path_without("aider"))
+    let out = run(td_with_path(&world, &system_path_without("aider"))
         .args(["run", "--agent", "aider", "--prompt", "hello"]));
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("pip install aider-chat"), "{stderr}");
-    assert_eq!(world.jobs(), serde_json::json!([]));
+    assert_eq!(jobs(&world), serde_json::json!([]));
 }
 
 #[test]
 fn a_missing_tmux_is_exit_2_before_anything_is_registered() {
-    let world = World::new("");
+    let world = preflight_world("");
     // `sh` (the shell agent) is there; tmux is not.
     let shell_only = world.bin.join("shell-only");
     std::fs::create_dir_all(&shell_only).expect("dir");
     std::os::unix::fs::symlink("/bin/sh", shell_only.join("sh")).expect("symlink sh");
-    let out = run(world
-        .td_with_path(&shell_only.display().to_string())
+    let out = run(td_with_path(&world, &shell_only.display().to_string())
         .args(["run", "--agent", "shell", "--prompt", "hello"]));
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("tmux is not installed"), "{stderr}");
     assert!(stderr.contains("apt-get install tmux"), "{stderr}");
-    assert_eq!(world.jobs(), serde_json::json!([]));
+    assert_eq!(jobs(&world), serde_json::json!([]));
 }
 
 #[test]
 fn a_program_that_vanishes_after_the_first_attempt_fails_as_agent_config_without_retries() {
-    let world = World::new("[agents.selfdestruct]\ncommand = [\"selfdestruct\", \"{prompt}\"]\n");
+    let world =
+        preflight_world("[agents.selfdestruct]\ncommand = [\"selfdestruct\", \"{prompt}\"]\n");
     // The first attempt removes its own program and fails (kind `exit`,
     // retried); the second cannot start it.
     script(&world.bin.join("selfdestruct"), "rm -f \"$0\"\nexit 1");
-    let out = world.run_to_end(world.td().args([
-        "run",
-        "--json",
-        "--agent",
-        "selfdestruct",
-        "--prompt",
-        "go",
-    ]));
+    let out =
+        run_to_end(
+            world
+                .td()
+                .args(["run", "--json", "--agent", "selfdestruct", "--prompt", "go"]),
+        );
     let stdout = text(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -148,7 +107,7 @@ fn a_program_that_vanishes_after_the_first_attempt_fails_as_agent_config_without
         "{stdout}\n{}",
         text(&out.stderr)
     );
-    let job = &world.jobs()[0];
+    let job = &jobs(&world)[0];
     assert_eq!(job["state"], "failed", "{job}");
     assert_eq!(
         job["attempt"], 2,
@@ -165,7 +124,7 @@ fn a_program_that_vanishes_after_the_first_attempt_fails_as_agent_config_without
 
 #[test]
 fn agents_that_refuse_an_untrusted_folder_fail_as_agent_config_with_their_words_and_the_fix() {
-    let world = World::new("");
+    let world = preflight_world("");
     // Stand-ins that say what codex 0.171 and gemini 0.61 say, and exit as they do.
     script(
         &world.bin.join("codex"),
@@ -182,7 +141,7 @@ fn agents_that_refuse_an_untrusted_folder_fail_as_agent_config_with_their_words_
          [[jobs]]\nname = \"gemini-job\"\nagent = \"gemini\"\nprompt = \"fix it\"\n",
     )
     .expect("spec");
-    let out = world.run_to_end(world.td().arg("run").arg("--json").arg(&spec));
+    let out = run_to_end(world.td().arg("run").arg("--json").arg(&spec));
     let stdout = text(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -190,7 +149,7 @@ fn agents_that_refuse_an_untrusted_folder_fail_as_agent_config_with_their_words_
         "{stdout}\n{}",
         text(&out.stderr)
     );
-    let jobs = world.jobs();
+    let jobs = jobs(&world);
     let by_name = |name: &str| {
         jobs.as_array()
             .expect("array")
@@ -223,30 +182,29 @@ fn agents_that_refuse_an_untrusted_folder_fail_as_agent_config_with_their_words_
 
 #[test]
 fn an_ordinary_failure_of_those_agents_is_still_retried() {
-    let world = World::new("");
+    let world = preflight_world("");
     script(
         &world.bin.join("codex"),
         "echo 'stream error: 500' >&2\nexit 1",
     );
-    let out = world.run_to_end(
+    let out = run_to_end(
         world
             .td()
             .args(["run", "--json", "--agent", "codex", "--prompt", "fix it"]),
     );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    let job = &world.jobs()[0];
+    let job = &jobs(&world)[0];
     assert_eq!(job["failure"]["kind"], "exit", "{job}");
     assert_eq!(job["attempt"], 3, "{job}");
 }
 
 #[test]
 fn init_and_agents_say_when_the_agent_is_not_installed() {
-    let world = World::new("");
+    let world = preflight_world("");
     let project = world.home.join("project");
     std::fs::create_dir_all(&project).expect("project");
     let path = system_path_without("codex");
-    let out = run(world
-        .td_with_path(&path)
+    let out = run(td_with_path(&world, &path)
         .current_dir(&project)
         .args(["init", "--agent", "codex"]));
     let stdout = text(&out.stdout);
@@ -256,7 +214,7 @@ fn init_and_agents_say_when_the_agent_is_not_installed() {
             && stdout.contains("npm i -g @openai/codex"),
         "{stdout}"
     );
-    let out = run(world.td_with_path(&path).arg("agents"));
+    let out = run(td_with_path(&world, &path).arg("agents"));
     let stdout = text(&out.stdout);
     assert!(
         stdout.contains("codex: `codex` is not installed; install it: npm i -g @openai/codex"),

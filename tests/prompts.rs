@@ -15,60 +15,35 @@ with open(os.environ["ARGV_LOG"], "a") as f:
     f.write(json.dumps(sys.argv[1:]) + "\n")
 "#;
 
-struct World {
-    _dir: tempfile::TempDir,
-    home: PathBuf,
-    tmux: TmuxServer,
-    log: PathBuf,
+/// No broker configured, one attempt, and the default agent `argv`: an
+/// agent that logs its argv as JSON lines.
+fn argv_world() -> World {
+    let world = World::embedded("");
+    let agent = program(&world.scratch("record-argv"), RECORD_ARGV);
+    world.write_config(&format!(
+        "[defaults]\nagent = \"argv\"\n[defaults.retry]\nmax_attempts = 1\n\
+         [agents.argv]\ncommand = [\"{}\", \"{{prompt}}\"]\nenv = {{ ARGV_LOG = \"{}\" }}\n",
+        agent.display(),
+        argv_log(&world).display()
+    ));
+    world
 }
 
-impl World {
-    fn new() -> World {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let home = dir.path().join("home");
-        std::fs::create_dir_all(&home).expect("home");
-        let agent = dir.path().join("record-argv");
-        script(&agent, "");
-        std::fs::write(&agent, RECORD_ARGV).expect("agent");
-        let log = dir.path().join("argv.log");
-        let tmux = TmuxServer::new(dir.path());
-        std::fs::write(
-            home.join("tmux-delegate.toml"),
-            format!(
-                "[defaults]\nagent = \"argv\"\n[defaults.retry]\nmax_attempts = 1\n\
-                 [defaults.tmux]\nsocket = \"{}\"\nkill_grace = \"1s\"\nkeep_failed = false\n\
-                 [agents.argv]\ncommand = [\"{}\", \"{{prompt}}\"]\nenv = {{ ARGV_LOG = \"{}\" }}\n",
-                tmux.socket,
-                agent.display(),
-                log.display()
-            ),
-        )
-        .expect("config");
-        World {
-            _dir: dir,
-            home,
-            tmux,
-            log,
-        }
-    }
+fn argv_log(world: &World) -> PathBuf {
+    world.scratch("argv.log")
+}
 
-    fn td(&self) -> std::process::Command {
-        let tmpdir = self.tmux.tmpdir.display().to_string();
-        td(&self.home, &[("TMUX_TMPDIR", &tmpdir)])
-    }
-
-    fn argvs(&self) -> Vec<Vec<String>> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("argv json"))
-            .collect()
-    }
+fn argvs(world: &World) -> Vec<Vec<String>> {
+    std::fs::read_to_string(argv_log(world))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("argv json"))
+        .collect()
 }
 
 #[test]
 fn run_accepts_a_dash_prompt_and_the_agent_gets_it_as_one_argument() {
-    let world = World::new();
+    let world = argv_world();
     let out = Guard(Some(
         world
             .td()
@@ -86,12 +61,12 @@ fn run_accepts_a_dash_prompt_and_the_agent_gets_it_as_one_argument() {
         text(&out.stdout),
         text(&out.stderr)
     );
-    assert_eq!(world.argvs(), vec![vec!["-z foo".to_owned()]]);
+    assert_eq!(argvs(&world), vec![vec!["-z foo".to_owned()]]);
 }
 
 #[test]
 fn option_like_prompts_from_a_job_file_reach_the_agent_verbatim() {
-    let world = World::new();
+    let world = argv_world();
     let spec = world.home.join("jobs.toml");
     std::fs::write(
         &spec,
@@ -119,7 +94,7 @@ fn option_like_prompts_from_a_job_file_reach_the_agent_verbatim() {
         text(&out.stdout),
         text(&out.stderr)
     );
-    let mut got = world.argvs();
+    let mut got = argvs(&world);
     got.sort();
     assert_eq!(
         got,
@@ -133,7 +108,7 @@ fn option_like_prompts_from_a_job_file_reach_the_agent_verbatim() {
 
 #[test]
 fn register_accepts_option_like_prompts_and_stores_them_verbatim() {
-    let world = World::new();
+    let world = argv_world();
     for prompt in ["-z foo", "--help", "--version"] {
         let out = run(world.td().args(["register", "--json", "--prompt", prompt]));
         assert!(out.status.success(), "{prompt}: {}", text(&out.stderr));

@@ -1,9 +1,9 @@
-//! The queue (SPEC section 11): `max_parallel` measured by sampling the live
-//! agent processes, across two `run`s of one registry, with a SIGKILLed
+//! The queue (SPEC section 11): `max_parallel` measured from when each agent
+//! run started and ended, across two `run`s of one registry, with a SIGKILLed
 //! supervisor; `after` (skipped dependents, `after_failure = "run"`,
 //! unknown names and cycles); `priority`; queued jobs surviving a crash.
 //! Real Mosquitto, real tmux on a private socket, the real binary, fake
-//! agents that write their pid and sleep.
+//! agents that write their pid and start and end times, and sleep.
 
 mod common;
 
@@ -12,159 +12,117 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// Fields drop in order: tmux and the broker stop while their directory exists.
-struct Setup {
-    tmux: TmuxServer,
-    _broker: Mosquitto,
-    home: PathBuf,
-    dir: tempfile::TempDir,
+/// A Mosquitto, a private tmux server and a project config naming both,
+/// with agents: `sleeper` (pid file, sleeps 1.5 s, exits 0), `long` (pid
+/// file, sleeps until its gate file exists), `failing` (exits 1). The
+/// first two write when they start and end into `runs.log`.
+fn queue_world(extra: &str) -> World {
+    let world = World::mosquitto("");
+    let pids = world.home.join("pids");
+    std::fs::create_dir_all(&pids).expect("pids");
+    let log = runs(&world);
+    let sleeper = script(
+        &world.scratch("sleeper.sh"),
+        &format!(
+            "echo $$ > {pids}/$1.tmp && mv {pids}/$1.tmp {pids}/$1\n\
+             echo $1 >> {home}/order\n{start}\nsleep 1.5\n{end}\nexit 0",
+            pids = pids.display(),
+            home = world.home.display(),
+            start = log.start("$1"),
+            end = log.end("$1"),
+        ),
+    );
+    let long = script(
+        &world.scratch("long.sh"),
+        &format!(
+            "echo $$ > {pids}/$1.tmp && mv {pids}/$1.tmp {pids}/$1\n{start}\n\
+             i=0; while [ ! -e {home}/gate ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done\n\
+             {end}\nexit 0",
+            pids = pids.display(),
+            home = world.home.display(),
+            start = log.start("$1"),
+            end = log.end("$1"),
+        ),
+    );
+    let failing = script(&world.scratch("failing.sh"), "exit 1");
+    world.write_config(&format!(
+        "[broker]\nhost = \"127.0.0.1\"\nport = {port}\n{extra}\n\
+         [defaults.retry]\nmax_attempts = 1\n\
+         [agents.sleeper]\ncommand = [\"{sleeper}\", \"{{prompt}}\"]\n\
+         [agents.long]\ncommand = [\"{long}\", \"{{prompt}}\"]\n\
+         [agents.failing]\ncommand = [\"{failing}\"]\n",
+        port = world.port(),
+        sleeper = sleeper.display(),
+        long = long.display(),
+        failing = failing.display(),
+    ));
+    world
 }
 
-impl Setup {
-    /// A Mosquitto, a private tmux server and a project config naming both,
-    /// with agents: `sleeper` (pid file, sleeps 1.5 s, exits 0), `long`
-    /// (pid file, sleeps until its gate file exists), `failing` (exits 1).
-    fn new(extra: &str) -> Setup {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let broker = Mosquitto::start(dir.path(), "allow_anonymous true\n");
-        let home = dir.path().join("home");
-        std::fs::create_dir_all(home.join("pids")).expect("home");
-        let tmux = TmuxServer::new(dir.path());
-        let pids = home.join("pids");
-        let sleeper = script(
-            &dir.path().join("sleeper.sh"),
-            &format!(
-                "echo $$ > {pids}/$1.tmp && mv {pids}/$1.tmp {pids}/$1\n\
-                 echo $1 >> {home}/order\nsleep 1.5\nexit 0",
-                pids = pids.display(),
-                home = home.display()
-            ),
-        );
-        let long = script(
-            &dir.path().join("long.sh"),
-            &format!(
-                "echo $$ > {pids}/$1.tmp && mv {pids}/$1.tmp {pids}/$1\n\
-                 i=0; while [ ! -e {home}/gate ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done\nexit 0",
-                pids = pids.display(),
-                home = home.display()
-            ),
-        );
-        let failing = script(&dir.path().join("failing.sh"), "exit 1");
-        let config = format!(
-            "[broker]\nhost = \"127.0.0.1\"\nport = {port}\n{extra}\n\
-             [defaults.retry]\nmax_attempts = 1\n\
-             [defaults.tmux]\nsocket = \"{socket}\"\nkeep_failed = false\nkill_grace = \"1s\"\n\
-             [agents.sleeper]\ncommand = [\"{sleeper}\", \"{{prompt}}\"]\n\
-             [agents.long]\ncommand = [\"{long}\", \"{{prompt}}\"]\n\
-             [agents.failing]\ncommand = [\"{failing}\"]\n",
-            port = broker.port,
-            socket = tmux.socket,
-            sleeper = sleeper.display(),
-            long = long.display(),
-            failing = failing.display(),
-        );
-        std::fs::write(home.join("tmux-delegate.toml"), config).expect("project config");
-        Setup {
-            dir,
-            home,
-            tmux,
-            _broker: broker,
-        }
-    }
+/// When each `sleeper` and `long` run started and ended, by job name.
+fn runs(world: &World) -> RunLog {
+    RunLog::new(&world.home.join("runs.log"))
+}
 
-    fn td(&self) -> std::process::Command {
-        let tmpdir = self.tmux.tmpdir.display().to_string();
-        td(&self.home, &[("TMUX_TMPDIR", tmpdir.as_str())])
-    }
-
-    /// Writes a job file of `[[jobs]]` from `(name, agent, extra keys)`.
-    fn jobs(&self, file: &str, jobs: &[(&str, &str, &str)]) -> PathBuf {
-        let body: String = jobs
-            .iter()
-            .map(|(name, agent, extra)| {
-                format!(
-                    "[[jobs]]\nname = \"{name}\"\nagent = \"{agent}\"\nprompt = \"{name}\"\n{extra}\n"
-                )
-            })
-            .collect();
-        let path = self.dir.path().join(file);
-        std::fs::write(&path, body).expect("job file");
-        path
-    }
-
-    fn status(&self) -> Vec<Value> {
-        let out = run(self.td().args(["status", "--json"]));
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        serde_json::from_slice(&out.stdout).expect("status json")
-    }
-
-    fn state_of(&self, name: &str) -> Option<String> {
-        self.status()
+/// The most agents of `names` (or of any job, when empty) that ran at once.
+fn peak_of(world: &World, names: &[&str]) -> usize {
+    peak_overlap(
+        runs(world)
+            .runs()
             .into_iter()
-            .find(|j| j["name"] == name)
-            .and_then(|j| j["state"].as_str().map(str::to_owned))
-    }
-
-    /// The pids the agents wrote, by job name.
-    fn agent_pids(&self) -> Vec<(String, i32)> {
-        let Ok(entries) = std::fs::read_dir(self.home.join("pids")) else {
-            return Vec::new();
-        };
-        entries
-            .flatten()
-            .filter(|e| !e.file_name().to_string_lossy().ends_with(".tmp"))
-            .filter_map(|e| {
-                let pid = std::fs::read_to_string(e.path())
-                    .ok()?
-                    .trim()
-                    .parse()
-                    .ok()?;
-                Some((e.file_name().to_string_lossy().into_owned(), pid))
-            })
-            .collect()
-    }
-
-    fn alive_agents(&self) -> usize {
-        self.agent_pids()
-            .iter()
-            .filter(|(_, pid)| alive(*pid))
-            .count()
-    }
-
-    /// The order the `sleeper` agents started in.
-    fn start_order(&self) -> Vec<String> {
-        std::fs::read_to_string(self.home.join("order"))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-
-    fn registered(&self) -> usize {
-        std::fs::read_dir(self.home.join("state/jobs"))
-            .map(|d| d.count())
-            .unwrap_or(0)
-    }
+            .filter(|r| names.is_empty() || names.contains(&r.key.as_str()))
+            .map(|r| (r.start, r.end)),
+    )
 }
 
-impl Drop for Setup {
-    fn drop(&mut self) {
-        // Let gated agents end; the tmux server's drop closes the windows.
-        let _ = std::fs::write(self.home.join("gate"), "");
-    }
+/// Writes a job file of `[[jobs]]` from `(name, agent, extra keys)`.
+fn jobs(world: &World, file: &str, jobs: &[(&str, &str, &str)]) -> PathBuf {
+    let body: String = jobs
+        .iter()
+        .map(|(name, agent, extra)| {
+            format!(
+                "[[jobs]]\nname = \"{name}\"\nagent = \"{agent}\"\nprompt = \"{name}\"\n{extra}\n"
+            )
+        })
+        .collect();
+    let path = world.dir.path().join(file);
+    std::fs::write(&path, body).expect("job file");
+    path
 }
 
-/// Samples the live agents every 50 ms while `until` is false; the most
-/// seen alive at once.
-fn sample_max_alive(setup: &Setup, limit: Duration, mut until: impl FnMut() -> bool) -> usize {
-    let deadline = Instant::now() + limit;
-    let mut most = 0;
-    while !until() {
-        assert!(Instant::now() < deadline, "not done within {limit:?}");
-        most = most.max(setup.alive_agents());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    most
+/// The pids the agents wrote, by job name.
+fn agent_pids(world: &World) -> Vec<(String, i32)> {
+    let Ok(entries) = std::fs::read_dir(world.home.join("pids")) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().ends_with(".tmp"))
+        .filter_map(|e| {
+            let pid = std::fs::read_to_string(e.path())
+                .ok()?
+                .trim()
+                .parse()
+                .ok()?;
+            Some((e.file_name().to_string_lossy().into_owned(), pid))
+        })
+        .collect()
+}
+
+fn alive_agents(world: &World) -> usize {
+    agent_pids(world)
+        .iter()
+        .filter(|(_, pid)| alive(*pid))
+        .count()
+}
+
+/// The order the `sleeper` agents started in.
+fn start_order(world: &World) -> Vec<String> {
+    std::fs::read_to_string(world.home.join("order"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 fn transitions_to(lines: &Lines, state: &str) -> Vec<String> {
@@ -177,30 +135,26 @@ fn transitions_to(lines: &Lines, state: &str) -> Vec<String> {
         .collect()
 }
 
-fn exited(lines: &mut Lines) -> bool {
-    lines.guard.child().try_wait().ok().flatten().is_some()
-}
-
 #[test]
 fn six_jobs_with_a_cap_of_two_never_run_more_than_two_agents_and_all_complete() {
-    let setup = Setup::new("");
+    let setup = queue_world("");
     let names = ["j1", "j2", "j3", "j4", "j5", "j6"];
     let spec: Vec<(&str, &str, &str)> = names.iter().map(|n| (*n, "sleeper", "")).collect();
-    let file = setup.jobs("six.toml", &spec);
+    let file = jobs(&setup, "six.toml", &spec);
     let mut lines = Lines::spawn(
         setup
             .td()
             .args(["run", "--json", "--max-parallel", "2"])
             .arg(&file),
     );
-    let mut saw_queued_in_status = false;
-    let most = sample_max_alive(&setup, Duration::from_secs(180), || {
-        if !saw_queued_in_status && setup.agent_pids().len() >= 2 {
-            saw_queued_in_status = setup.status().iter().any(|j| j["state"] == "queued");
-        }
-        exited(&mut lines)
-    });
-    let status = lines.finish(Duration::from_secs(30));
+    // Two agents running means the other four wait in the queue.
+    let saw_queued_in_status = wait_for(Duration::from_secs(60), || {
+        (agent_pids(&setup).len() >= 2).then_some(())
+    })
+    .is_some()
+        && setup.status().iter().any(|j| j["state"] == "queued");
+    let status = lines.finish(Duration::from_secs(180));
+    let most = peak_of(&setup, &[]);
     assert_eq!(
         status.code(),
         Some(0),
@@ -213,7 +167,7 @@ fn six_jobs_with_a_cap_of_two_never_run_more_than_two_agents_and_all_complete() 
         "{most} agents were alive at once with a cap of 2"
     );
     assert_eq!(most, 2, "the cap of 2 was never used in full");
-    assert_eq!(setup.agent_pids().len(), 6, "every job's agent ran");
+    assert_eq!(agent_pids(&setup).len(), 6, "every job's agent ran");
     let queued = transitions_to(&lines, "queued");
     assert!(
         queued.len() >= 4,
@@ -227,8 +181,9 @@ fn six_jobs_with_a_cap_of_two_never_run_more_than_two_agents_and_all_complete() 
 
 #[test]
 fn two_runs_sharing_a_registry_never_exceed_the_project_cap_together() {
-    let setup = Setup::new("[defaults]\nmax_parallel = 2\n");
-    let a = setup.jobs(
+    let setup = queue_world("[defaults]\nmax_parallel = 2\n");
+    let a = jobs(
+        &setup,
         "a.toml",
         &[
             ("a1", "sleeper", ""),
@@ -236,7 +191,8 @@ fn two_runs_sharing_a_registry_never_exceed_the_project_cap_together() {
             ("a3", "sleeper", ""),
         ],
     );
-    let b = setup.jobs(
+    let b = jobs(
+        &setup,
         "b.toml",
         &[
             ("b1", "sleeper", ""),
@@ -246,28 +202,35 @@ fn two_runs_sharing_a_registry_never_exceed_the_project_cap_together() {
     );
     let mut run_a = Lines::spawn(setup.td().args(["run", "--json"]).arg(&a));
     let mut run_b = Lines::spawn(setup.td().args(["run", "--json"]).arg(&b));
-    let most = sample_max_alive(&setup, Duration::from_secs(180), || {
-        exited(&mut run_a) && exited(&mut run_b)
-    });
     for run in [&mut run_a, &mut run_b] {
-        let status = run.finish(Duration::from_secs(30));
+        let status = run.finish(Duration::from_secs(180));
         assert_eq!(status.code(), Some(0), "{:?}\n{:?}", run.stdout, run.stderr);
     }
+    assert_eq!(
+        runs(&setup).runs().len(),
+        6,
+        "every run's times are recorded"
+    );
+    let most = peak_of(&setup, &[]);
     assert!(
         most <= 2,
         "{most} agents were alive at once across two runs with a cap of 2"
     );
-    assert_eq!(setup.agent_pids().len(), 6);
+    assert_eq!(agent_pids(&setup).len(), 6);
 }
 
 #[test]
 fn a_sigkilled_supervisor_keeps_no_slot_and_the_other_runs_next_job_starts_within_a_second() {
-    let setup = Setup::new("[defaults]\nmax_parallel = 2\n");
-    let holder = setup.jobs("holder.toml", &[("h1", "long", ""), ("h2", "long", "")]);
-    let waiter = setup.jobs("waiter.toml", &[("w1", "sleeper", "")]);
+    let setup = queue_world("[defaults]\nmax_parallel = 2\n");
+    let holder = jobs(
+        &setup,
+        "holder.toml",
+        &[("h1", "long", ""), ("h2", "long", "")],
+    );
+    let waiter = jobs(&setup, "waiter.toml", &[("w1", "sleeper", "")]);
     let mut run_a = Lines::spawn(setup.td().args(["run", "--json"]).arg(&holder));
     assert!(
-        wait_for(Duration::from_secs(60), || (setup.alive_agents() == 2)
+        wait_for(Duration::from_secs(60), || (alive_agents(&setup) == 2)
             .then_some(()))
         .is_some(),
         "the holder's two agents started: {:?} {:?}",
@@ -277,7 +240,7 @@ fn a_sigkilled_supervisor_keeps_no_slot_and_the_other_runs_next_job_starts_withi
     let mut run_b = Lines::spawn(setup.td().args(["run", "--json"]).arg(&waiter));
     assert!(
         wait_for(Duration::from_secs(60), || {
-            (setup.state_of("w1").as_deref() == Some("queued")).then_some(())
+            (setup.state("w1").as_deref() == Some("queued")).then_some(())
         })
         .is_some(),
         "the waiter's job queued behind the cap: {:?}",
@@ -292,7 +255,7 @@ fn a_sigkilled_supervisor_keeps_no_slot_and_the_other_runs_next_job_starts_withi
         .expect("SIGKILL the holder's supervisor");
     let started = wait_for(Duration::from_secs(30), || {
         setup
-            .state_of("w1")
+            .state("w1")
             .filter(|s| s != "queued")
             .map(|_| killed.elapsed())
     })
@@ -314,8 +277,9 @@ fn a_sigkilled_supervisor_keeps_no_slot_and_the_other_runs_next_job_starts_withi
 
 #[test]
 fn a_dependent_waits_for_completion_and_a_failed_dependency_skips_it_unless_after_failure_is_run() {
-    let setup = Setup::new("");
-    let file = setup.jobs(
+    let setup = queue_world("");
+    let file = jobs(
+        &setup,
         "deps.toml",
         &[
             ("second", "sleeper", "after = [\"first\"]"),
@@ -338,7 +302,7 @@ fn a_dependent_waits_for_completion_and_a_failed_dependency_skips_it_unless_afte
         lines.stdout,
         lines.stderr
     );
-    let order = setup.start_order();
+    let order = start_order(&setup);
     let pos = |n: &str| order.iter().position(|o| o == n);
     assert!(
         pos("first") < pos("second") && pos("second").is_some(),
@@ -405,8 +369,12 @@ fn a_dependent_waits_for_completion_and_a_failed_dependency_skips_it_unless_afte
 
 #[test]
 fn an_unknown_dependency_or_a_cycle_is_exit_2_naming_it_before_anything_is_registered() {
-    let setup = Setup::new("");
-    let unknown = setup.jobs("unknown.toml", &[("a", "sleeper", "after = [\"nope\"]")]);
+    let setup = queue_world("");
+    let unknown = jobs(
+        &setup,
+        "unknown.toml",
+        &[("a", "sleeper", "after = [\"nope\"]")],
+    );
     let out = run(setup.td().arg("run").arg(&unknown));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(
@@ -414,7 +382,8 @@ fn an_unknown_dependency_or_a_cycle_is_exit_2_naming_it_before_anything_is_regis
         "{}",
         text(&out.stderr)
     );
-    let cycle = setup.jobs(
+    let cycle = jobs(
+        &setup,
         "cycle.toml",
         &[
             ("a", "sleeper", "after = [\"b\"]"),
@@ -429,13 +398,14 @@ fn an_unknown_dependency_or_a_cycle_is_exit_2_naming_it_before_anything_is_regis
         text(&out.stderr)
     );
     assert_eq!(setup.registered(), 0, "nothing was registered");
-    assert!(setup.agent_pids().is_empty());
+    assert!(agent_pids(&setup).is_empty());
 }
 
 #[test]
 fn priority_orders_the_queue_higher_first_then_submission_order() {
-    let setup = Setup::new("");
-    let file = setup.jobs(
+    let setup = queue_world("");
+    let file = jobs(
+        &setup,
         "prio.toml",
         &[
             ("low", "sleeper", ""),
@@ -458,13 +428,14 @@ fn priority_orders_the_queue_higher_first_then_submission_order() {
         lines.stdout,
         lines.stderr
     );
-    assert_eq!(setup.start_order(), ["high", "mid-1", "mid-2", "low"]);
+    assert_eq!(start_order(&setup), ["high", "mid-1", "mid-2", "low"]);
 }
 
 #[test]
 fn queued_jobs_survive_a_supervisor_crash_and_resume_runs_them_in_order() {
-    let setup = Setup::new("[defaults]\nmax_parallel = 1\n");
-    let file = setup.jobs(
+    let setup = queue_world("[defaults]\nmax_parallel = 1\n");
+    let file = jobs(
+        &setup,
         "crash.toml",
         &[
             ("c1", "long", "priority = 2"),
@@ -475,8 +446,8 @@ fn queued_jobs_survive_a_supervisor_crash_and_resume_runs_them_in_order() {
     let mut first = Lines::spawn(setup.td().args(["run", "--json"]).arg(&file));
     assert!(
         wait_for(Duration::from_secs(60), || {
-            let c2_queued = setup.state_of("c2").as_deref() == Some("queued");
-            (setup.alive_agents() == 1 && c2_queued).then_some(())
+            let c2_queued = setup.state("c2").as_deref() == Some("queued");
+            (alive_agents(&setup) == 1 && c2_queued).then_some(())
         })
         .is_some(),
         "c1 runs and c2 queues: {:?}",
@@ -485,19 +456,24 @@ fn queued_jobs_survive_a_supervisor_crash_and_resume_runs_them_in_order() {
     // Child::kill sends SIGKILL.
     first.guard.child().kill().expect("SIGKILL the supervisor");
     let _ = first.finish(Duration::from_secs(10));
-    assert_eq!(setup.state_of("c2").as_deref(), Some("queued"));
-    assert_eq!(setup.state_of("c3").as_deref(), Some("queued"));
+    assert_eq!(setup.state("c2").as_deref(), Some("queued"));
+    assert_eq!(setup.state("c3").as_deref(), Some("queued"));
     let mut resumed = Lines::spawn(setup.td().arg("resume"));
     assert!(
         resumed.wait_line("taking over queued job", Duration::from_secs(30)),
         "{:?}",
         resumed.stderr
     );
-    // c1 still holds the only slot: nothing else may start until it ends.
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(setup.alive_agents(), 1, "the cap holds after the resume");
+    // c1 still holds the only slot: nothing else may start until it ends,
+    // which the runs' recorded times show once all have run.
     std::fs::write(setup.home.join("gate"), "").expect("gate");
     let status = resumed.finish(Duration::from_secs(120));
+    assert_eq!(
+        peak_of(&setup, &[]),
+        1,
+        "the cap holds after the resume: {:?}",
+        runs(&setup).runs()
+    );
     assert_eq!(
         status.code(),
         Some(0),
@@ -506,7 +482,7 @@ fn queued_jobs_survive_a_supervisor_crash_and_resume_runs_them_in_order() {
         resumed.stderr
     );
     assert_eq!(
-        setup.start_order(),
+        start_order(&setup),
         ["c3", "c2"],
         "priority, then submission order"
     );
@@ -517,17 +493,21 @@ fn queued_jobs_survive_a_supervisor_crash_and_resume_runs_them_in_order() {
 
 #[test]
 fn add_hands_jobs_to_the_live_run_where_the_cap_and_dependencies_apply() {
-    let setup = Setup::new("[defaults]\nmax_parallel = 1\n");
-    let first = setup.jobs("first.toml", &[("first", "long", "")]);
+    let setup = queue_world("[defaults]\nmax_parallel = 1\n");
+    let first = jobs(&setup, "first.toml", &[("first", "long", "")]);
     let mut running = Lines::spawn(setup.td().args(["run", "--json"]).arg(&first));
     assert!(
-        wait_for(Duration::from_secs(60), || (setup.alive_agents() == 1)
+        wait_for(Duration::from_secs(60), || (alive_agents(&setup) == 1)
             .then_some(()))
         .is_some(),
         "{:?}",
         running.stderr
     );
-    let later = setup.jobs("later.toml", &[("later", "sleeper", "after = [\"first\"]")]);
+    let later = jobs(
+        &setup,
+        "later.toml",
+        &[("later", "sleeper", "after = [\"first\"]")],
+    );
     let out = run(setup.td().arg("add").arg(&later));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out2 = run(setup.td().args([
@@ -570,9 +550,15 @@ fn add_hands_jobs_to_the_live_run_where_the_cap_and_dependencies_apply() {
         );
         running.wait_line("", Duration::from_millis(200));
     }
-    assert_eq!(setup.alive_agents(), 1, "the cap holds for added jobs");
+    assert_eq!(alive_agents(&setup), 1, "the cap holds for added jobs");
     std::fs::write(setup.home.join("gate"), "").expect("gate");
     let status = running.finish(Duration::from_secs(120));
+    assert_eq!(
+        peak_of(&setup, &[]),
+        1,
+        "the cap holds for added jobs: {:?}",
+        runs(&setup).runs()
+    );
     assert_eq!(
         status.code(),
         Some(0),
@@ -581,7 +567,7 @@ fn add_hands_jobs_to_the_live_run_where_the_cap_and_dependencies_apply() {
         running.stderr
     );
     assert_eq!(
-        setup.start_order(),
+        start_order(&setup),
         ["later", "quick"],
         "dependency met, then submission order"
     );
@@ -592,7 +578,7 @@ fn add_hands_jobs_to_the_live_run_where_the_cap_and_dependencies_apply() {
 
 #[test]
 fn add_with_no_live_run_starts_a_detached_supervisor_for_its_jobs() {
-    let setup = Setup::new("");
+    let setup = queue_world("");
     let out = run(setup.td().args([
         "add", "--agent", "sleeper", "--name", "solo", "--prompt", "solo",
     ]));
@@ -614,18 +600,22 @@ fn add_with_no_live_run_starts_a_detached_supervisor_for_its_jobs() {
         "the detached supervisor ran the job: {:?}",
         setup.status()
     );
-    assert_eq!(setup.start_order(), ["solo"]);
+    assert_eq!(start_order(&setup), ["solo"]);
 }
 
 #[test]
 fn the_next_run_takes_over_the_queued_jobs_of_a_crashed_supervisor() {
-    let setup = Setup::new("[defaults]\nmax_parallel = 1\n");
-    let file = setup.jobs("crash.toml", &[("q1", "long", ""), ("q2", "sleeper", "")]);
+    let setup = queue_world("[defaults]\nmax_parallel = 1\n");
+    let file = jobs(
+        &setup,
+        "crash.toml",
+        &[("q1", "long", ""), ("q2", "sleeper", "")],
+    );
     let mut first = Lines::spawn(setup.td().args(["run", "--json"]).arg(&file));
     assert!(
         wait_for(Duration::from_secs(60), || {
-            let q2_queued = setup.state_of("q2").as_deref() == Some("queued");
-            (setup.alive_agents() == 1 && q2_queued).then_some(())
+            let q2_queued = setup.state("q2").as_deref() == Some("queued");
+            (alive_agents(&setup) == 1 && q2_queued).then_some(())
         })
         .is_some(),
         "q1 runs and q2 queues: {:?}",
@@ -653,7 +643,7 @@ fn the_next_run_takes_over_the_queued_jobs_of_a_crashed_supervisor() {
         "{:?}",
         next.stderr
     );
-    let order = setup.start_order();
+    let order = start_order(&setup);
     assert!(
         order.contains(&"q2".to_owned()) && order.contains(&"fresh".to_owned()),
         "{order:?}"
@@ -665,7 +655,7 @@ fn the_next_run_takes_over_the_queued_jobs_of_a_crashed_supervisor() {
 
 #[test]
 fn a_per_agent_cap_holds_while_other_agents_run_beside_it() {
-    let setup = Setup::new("");
+    let setup = queue_world("");
     let sleeper = setup.dir.path().join("sleeper.sh");
     let mut config =
         std::fs::read_to_string(setup.home.join("tmux-delegate.toml")).expect("config");
@@ -674,7 +664,8 @@ fn a_per_agent_cap_holds_while_other_agents_run_beside_it() {
         sleeper.display()
     ));
     std::fs::write(setup.home.join("tmux-delegate.toml"), config).expect("config");
-    let file = setup.jobs(
+    let file = jobs(
+        &setup,
         "capped.toml",
         &[
             ("k1", "capped", ""),
@@ -685,26 +676,7 @@ fn a_per_agent_cap_holds_while_other_agents_run_beside_it() {
     );
     let mut lines = Lines::spawn(setup.td().args(["run", "--json"]).arg(&file));
     let capped = ["k1", "k2", "k3"];
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let (mut most_capped, mut most_all) = (0, 0);
-    while !exited(&mut lines) {
-        assert!(Instant::now() < deadline, "not done in time");
-        let alive: Vec<String> = setup
-            .agent_pids()
-            .into_iter()
-            .filter(|(_, pid)| alive(*pid))
-            .map(|(name, _)| name)
-            .collect();
-        most_capped = most_capped.max(
-            alive
-                .iter()
-                .filter(|n| capped.contains(&n.as_str()))
-                .count(),
-        );
-        most_all = most_all.max(alive.len());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let status = lines.finish(Duration::from_secs(30));
+    let status = lines.finish(Duration::from_secs(180));
     assert_eq!(
         status.code(),
         Some(0),
@@ -712,14 +684,16 @@ fn a_per_agent_cap_holds_while_other_agents_run_beside_it() {
         lines.stdout,
         lines.stderr
     );
+    let (most_capped, most_all) = (peak_of(&setup, &capped), peak_of(&setup, &[]));
     assert_eq!(most_capped, 1, "at most one `capped` agent at a time");
     assert_eq!(most_all, 2, "the other agent ran beside it");
 }
 
 #[test]
 fn killing_a_queued_job_cancels_it_and_skips_its_dependents() {
-    let setup = Setup::new("[defaults]\nmax_parallel = 1\n");
-    let file = setup.jobs(
+    let setup = queue_world("[defaults]\nmax_parallel = 1\n");
+    let file = jobs(
+        &setup,
         "kill.toml",
         &[
             ("holder", "long", ""),
@@ -730,7 +704,7 @@ fn killing_a_queued_job_cancels_it_and_skips_its_dependents() {
     let mut lines = Lines::spawn(setup.td().args(["run", "--json"]).arg(&file));
     assert!(
         wait_for(Duration::from_secs(60), || {
-            (setup.state_of("waiting").as_deref() == Some("queued")).then_some(())
+            (setup.state("waiting").as_deref() == Some("queued")).then_some(())
         })
         .is_some(),
         "{:?}",
@@ -744,7 +718,7 @@ fn killing_a_queued_job_cancels_it_and_skips_its_dependents() {
         .expect("id");
     let out = run(setup.td().args(["kill", &id]));
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(setup.state_of("waiting").as_deref(), Some("cancelled"));
+    assert_eq!(setup.state("waiting").as_deref(), Some("cancelled"));
     std::fs::write(setup.home.join("gate"), "").expect("gate");
     let status = lines.finish(Duration::from_secs(120));
     assert_eq!(
@@ -762,7 +736,7 @@ fn killing_a_queued_job_cancels_it_and_skips_its_dependents() {
         "dependency `waiting` was cancelled"
     );
     assert_eq!(
-        setup.start_order(),
+        start_order(&setup),
         Vec::<String>::new(),
         "neither sleeper ran"
     );

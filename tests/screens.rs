@@ -53,108 +53,68 @@ while True:
     time.sleep(1)
 "#;
 
-struct World {
-    _dir: tempfile::TempDir,
-    home: PathBuf,
-    tmux: TmuxServer,
-    path: String,
-    log: PathBuf,
-    hook_log: PathBuf,
+/// No broker configured, the fake `claude` on PATH, short start and idle
+/// timeouts (a dialog must trip neither), an `on_waiting` hook that logs
+/// its input, and `config`.
+fn claude_world(config: &str) -> World {
+    let world = World::embedded("");
+    world.install("claude", FAKE_CLAUDE);
+    world.write_config(&format!(
+        "{config}\n[defaults.timeouts]\nstart = \"3s\"\nidle = \"4s\"\n\
+         [defaults.retry]\nmax_attempts = 3\nbackoff = \"0s\"\n\
+         [hooks]\non_waiting = [\"sh\", \"-c\", \"cat >> {0}; echo >> {0}\"]\n",
+        hook_log(&world).display()
+    ));
+    world
 }
 
-impl World {
-    fn new(config: &str) -> World {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let home = dir.path().join("home");
-        let bin = dir.path().join("bin");
-        std::fs::create_dir_all(&home).expect("home");
-        std::fs::create_dir_all(&bin).expect("bin");
-        script(&bin.join("claude"), "");
-        std::fs::write(bin.join("claude"), FAKE_CLAUDE).expect("claude");
-        let tmux = TmuxServer::new(dir.path());
-        let log = dir.path().join("claude.log");
-        let hook_log = dir.path().join("waiting.log");
-        // Short start and idle timeouts: a dialog must trip neither.
-        std::fs::write(
-            home.join("tmux-delegate.toml"),
-            format!(
-                "{config}\n[defaults.timeouts]\nstart = \"3s\"\nidle = \"4s\"\n\
-                 [defaults.retry]\nmax_attempts = 3\nbackoff = \"0s\"\n\
-                 [defaults.tmux]\nsocket = \"{}\"\nkill_grace = \"1s\"\nkeep_failed = false\n\
-                 [hooks]\non_waiting = [\"sh\", \"-c\", \"cat >> {1}; echo >> {1}\"]\n",
-                tmux.socket,
-                hook_log.display()
-            ),
-        )
-        .expect("config");
-        let path = format!(
-            "{}:{}",
-            bin.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        World {
-            _dir: dir,
-            home,
-            tmux,
-            path,
-            log,
-            hook_log,
-        }
-    }
-
-    fn run(&self) -> Lines {
-        let tmpdir = self.tmux.tmpdir.display().to_string();
-        let log = self.log.display().to_string();
-        let mut command = td(
-            &self.home,
-            &[
-                ("TMUX_TMPDIR", &tmpdir),
-                ("PATH", &self.path),
-                ("FAKE_LOG", &log),
-            ],
-        );
-        command.args(["run", "--json", "--agent", "claude", "--prompt", "say done"]);
-        Lines::spawn(&mut command)
-    }
-
-    /// When the dialog was drawn (Unix seconds), once it was.
-    fn dialog_shown(&self) -> Option<f64> {
-        let log = std::fs::read_to_string(&self.log).ok()?;
-        log.lines()
-            .find_map(|l| l.strip_prefix("dialog ")?.parse().ok())
-    }
-
-    fn on_waiting_calls(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(&self.hook_log)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(|l| serde_json::from_str(l).expect("hook input"))
-            .collect()
-    }
+/// Where the fake `claude` writes when it drew the dialog.
+fn claude_log(world: &World) -> PathBuf {
+    world.scratch("claude.log")
 }
 
-fn now_unix() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs_f64()
+fn hook_log(world: &World) -> PathBuf {
+    world.scratch("waiting.log")
+}
+
+/// `run --json` of one `claude` job, its lines collected.
+fn run_claude(world: &World) -> Lines {
+    let log = claude_log(world).display().to_string();
+    let mut command = world.td_with(&[("FAKE_LOG", &log)]);
+    command.args(["run", "--json", "--agent", "claude", "--prompt", "say done"]);
+    Lines::spawn(&mut command)
+}
+
+/// When the dialog was drawn (Unix seconds), once it was.
+fn dialog_shown(world: &World) -> Option<f64> {
+    let log = std::fs::read_to_string(claude_log(world)).ok()?;
+    log.lines()
+        .find_map(|l| l.strip_prefix("dialog ")?.parse().ok())
+}
+
+fn on_waiting_calls(world: &World) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(hook_log(world))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).expect("hook input"))
+        .collect()
 }
 
 const QUESTION: &str = "Quick safety check: Is this a project you created or one you trust?";
 
 #[test]
 fn the_trust_dialog_is_reported_as_waiting_then_answered_in_the_window_and_completes() {
-    let world = World::new("");
-    let mut running = world.run();
+    let world = claude_world("");
+    let mut running = run_claude(&world);
     assert!(
         running.wait_line("\"to\":\"waiting\"", Duration::from_secs(30)),
         "{:?}\n{:?}",
         running.stdout,
         running.stderr
     );
-    let seen = now_unix();
-    let shown = world.dialog_shown().expect("the dialog was drawn");
+    let seen = unix_now();
+    let shown = dialog_shown(&world).expect("the dialog was drawn");
     assert!(
         seen - shown < 10.0,
         "waiting reported {:.1} s after the dialog",
@@ -164,9 +124,17 @@ fn the_trust_dialog_is_reported_as_waiting_then_answered_in_the_window_and_compl
     let waiting = running.stdout.last().cloned().unwrap_or_default();
     assert!(waiting.contains(QUESTION), "{waiting}");
 
-    // Well past the start (3 s) and idle (4 s) timeouts: still waiting,
-    // same attempt, on_waiting ran once.
-    std::thread::sleep(Duration::from_secs(6));
+    // Well past the start (3 s) and idle (4 s) timeouts after the recorded
+    // `waiting`: still waiting, same attempt, on_waiting ran once. The
+    // history at the end shows nothing came between it and the answer.
+    let id = world.status()[0]["id"].as_str().expect("id").to_owned();
+    let waited = world
+        .transitions(&id)
+        .into_iter()
+        .find(|(to, _)| to == "waiting")
+        .map(|(_, ts)| ts)
+        .expect("`waiting` is in the history");
+    wait_until_unix(waited + 6.0, Duration::from_secs(30));
     let windows = world
         .tmux
         .output(&["list-panes", "-a", "-F", "#{pane_id} #{window_name}"]);
@@ -184,7 +152,7 @@ fn the_trust_dialog_is_reported_as_waiting_then_answered_in_the_window_and_compl
         "{:?}",
         running.stdout
     );
-    let calls = world.on_waiting_calls();
+    let calls = on_waiting_calls(&world);
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert!(
         calls[0]["reason"]
@@ -208,15 +176,28 @@ fn the_trust_dialog_is_reported_as_waiting_then_answered_in_the_window_and_compl
     let all = running.stdout.join("\n");
     assert!(all.contains("\"to\":\"completed\""), "{all}");
     assert_eq!(all.matches("\"attempt\":2").count(), 0, "retried: {all}");
+    let after: Vec<(String, f64)> = world
+        .transitions(&id)
+        .into_iter()
+        .skip_while(|(to, _)| to != "waiting")
+        .collect();
+    assert!(
+        after.len() >= 2 && !["retrying", "failed"].contains(&after[1].0.as_str()),
+        "{after:?}"
+    );
+    assert!(
+        after[1].1 - after[0].1 > 6.0,
+        "answered before the timeouts had long passed: {after:?}"
+    );
 }
 
 #[test]
 fn a_rule_with_keys_answers_the_dialog_and_the_job_completes() {
-    let world = World::new(
+    let world = claude_world(
         "[[agents.claude.screens]]\nmatch = \"(Quick safety check: [^?]*\\\\?)\"\nkeys = [\"Enter\"]\n",
     );
     let started = Instant::now();
-    let mut running = world.run();
+    let mut running = run_claude(&world);
     assert!(
         running.wait_line("\"to\":\"waiting\"", Duration::from_secs(30)),
         "{:?}\n{:?}",
@@ -233,7 +214,7 @@ fn a_rule_with_keys_answers_the_dialog_and_the_job_completes() {
         running.stdout,
         running.stderr
     );
-    let log = std::fs::read_to_string(&world.log).unwrap_or_default();
+    let log = std::fs::read_to_string(claude_log(&world)).unwrap_or_default();
     assert!(log.contains("answered"), "{log}");
     let all = running.stdout.join("\n");
     assert!(all.contains("\"to\":\"completed\""), "{all}");

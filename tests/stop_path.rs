@@ -14,100 +14,34 @@ use std::time::{Duration, Instant};
 /// How long a stop may take here: kill_grace is 1-2 s, the machine is shared.
 const SETTLE: Duration = Duration::from_secs(30);
 
-/// Fields drop in order: the tmux server and the broker before the
-/// directory that holds their sockets and files.
-struct Setup {
-    tmux: TmuxServer,
-    broker: Mosquitto,
-    home: PathBuf,
-    _dir: tempfile::TempDir,
+/// A plain Mosquitto, a private tmux server and a project config with
+/// `kill_grace` and `extra` (agents, overrides).
+fn world(kill_grace: &str, extra: &str) -> World {
+    World::builder(Broker::Mosquitto)
+        .kill_grace(kill_grace)
+        .build(extra)
 }
 
-impl Setup {
-    /// A plain Mosquitto, a private tmux server and a project config with
-    /// `kill_grace` and `extra` (agents, overrides).
-    fn new(kill_grace: &str, extra: &str) -> Setup {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let broker = Mosquitto::start(dir.path(), "allow_anonymous true\n");
-        let home = dir.path().join("home");
-        std::fs::create_dir_all(&home).expect("home");
-        let tmux = TmuxServer::new(dir.path());
-        let text = format!(
-            "[broker]\nhost = \"127.0.0.1\"\nport = {}\n{extra}\n[defaults.tmux]\nsocket = \"{}\"\n\
-             keep_failed = false\nkill_grace = \"{kill_grace}\"\n",
-            broker.port, tmux.socket
-        );
-        std::fs::write(home.join("tmux-delegate.toml"), text).expect("project config");
-        Setup {
-            home,
-            tmux,
-            broker,
-            _dir: dir,
-        }
-    }
+/// `run --json` in the background, its output collected.
+fn spawn_run(world: &World, args: &[&str]) -> Lines {
+    let mut command = world.td();
+    command.arg("run").arg("--json").args(args);
+    Lines::spawn(&mut command)
+}
 
-    fn td(&self) -> std::process::Command {
-        let tmpdir = self.tmux.tmpdir.display().to_string();
-        td(&self.home, &[("TMUX_TMPDIR", tmpdir.as_str())])
-    }
-
-    /// `run --json` in the background, its output collected.
-    fn spawn_run(&self, args: &[&str]) -> Lines {
-        let mut command = self.td();
-        command.arg("run").arg("--json").args(args);
-        Lines::spawn(&mut command)
-    }
-
-    fn status(&self) -> Vec<serde_json::Value> {
-        let out = run(self.td().args(["status", "--json"]));
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).expect("status json")
-    }
-
-    fn job(&self, name: &str) -> serde_json::Value {
-        self.status()
-            .into_iter()
-            .find(|j| j["name"] == name)
-            .unwrap_or_else(|| panic!("no job named {name}"))
-    }
-
-    fn id(&self, name: &str) -> String {
-        self.job(name)["id"].as_str().expect("id").to_owned()
-    }
-
-    fn record_path(&self, id: &str) -> PathBuf {
-        self.home.join("state/jobs").join(id).join("record.json")
-    }
-
-    fn record(&self, id: &str) -> serde_json::Value {
-        let text = std::fs::read_to_string(self.record_path(id)).expect("record.json");
-        serde_json::from_str(&text).expect("record json")
-    }
-
-    /// The current attempt's entry in the record, once the wrapper wrote
-    /// the agent's group into it.
-    fn recorded_attempt(&self, id: &str) -> serde_json::Value {
-        wait_for(SETTLE, || {
-            let record = self.record(id);
-            let attempt = record["attempt"].clone();
-            record["attempts"]
-                .as_array()?
-                .iter()
-                .find(|a| a["number"] == attempt && a["pgid"].is_i64())
-                .cloned()
-        })
-        .expect("the wrapper recorded the agent's group")
-    }
-
-    fn history(&self, id: &str) -> String {
-        std::fs::read_to_string(self.home.join("state/jobs").join(id).join("events.jsonl"))
-            .unwrap_or_default()
-    }
-
-    fn windows(&self) -> String {
-        self.tmux
-            .output(&["list-windows", "-a", "-F", "#{window_id} #{pane_dead}"])
-    }
+/// The current attempt's entry in the record, once the wrapper wrote
+/// the agent's group into it.
+fn recorded_attempt(world: &World, id: &str) -> serde_json::Value {
+    wait_for(SETTLE, || {
+        let record = world.record(id);
+        let attempt = record["attempt"].clone();
+        record["attempts"]
+            .as_array()?
+            .iter()
+            .find(|a| a["number"] == attempt && a["pgid"].is_i64())
+            .cloned()
+    })
+    .expect("the wrapper recorded the agent's group")
 }
 
 /// Pids the agents wrote down, SIGKILLed on drop if still alive: a test
@@ -225,7 +159,7 @@ fn escaping_agent(dir: &Path, pids: &Path, finish: &str) -> PathBuf {
 /// Bind `_dir` (not `..`): it holds the agent's script and pid files.
 struct Escaping {
     strays: Strays,
-    setup: Setup,
+    setup: World,
     _dir: tempfile::TempDir,
 }
 
@@ -233,7 +167,7 @@ fn escaping(finish: &str, extra: &str) -> Escaping {
     let dir = tempfile::tempdir().expect("tempdir");
     let strays = Strays(dir.path().join("pids"));
     let agent = escaping_agent(dir.path(), &strays.0, finish);
-    let setup = Setup::new(
+    let setup = world(
         "1s",
         &format!(
             "{extra}[agents.escape]\ncommand = [\"{}\"]\n",
@@ -254,8 +188,8 @@ const ESCAPE_RUN: &[&str] = &["--agent", "escape", "--name", "escape", "--prompt
 /// the pids of the agent and its two escapees, after checking that the
 /// escapees left the agent's session and the daemon was re-parented to the
 /// wrapper (the child subreaper) when its parent exited.
-fn start_escapees(setup: &Setup, strays: &Strays) -> (Lines, String, Vec<i32>) {
-    let mut running = setup.spawn_run(ESCAPE_RUN);
+fn start_escapees(setup: &World, strays: &Strays) -> (Lines, String, Vec<i32>) {
+    let mut running = spawn_run(setup, ESCAPE_RUN);
     assert!(
         running.wait_line("\"to\":\"running\"", SETTLE),
         "{:?}",
@@ -263,7 +197,7 @@ fn start_escapees(setup: &Setup, strays: &Strays) -> (Lines, String, Vec<i32>) {
     );
     let pids = strays.wait(3);
     let id = setup.id("escape");
-    let wrapper = setup.recorded_attempt(&id)["pane_pid"]
+    let wrapper = recorded_attempt(setup, &id)["pane_pid"]
         .as_i64()
         .expect("pane pid");
     let agent_session = stat_field(i64::from(pids[0]), 6);
@@ -361,7 +295,7 @@ fn setsid_children_and_daemons_do_not_survive_completion() {
         strays,
         setup,
     } = escaping("exit 0", "");
-    let mut running = setup.spawn_run(ESCAPE_RUN);
+    let mut running = spawn_run(&setup, ESCAPE_RUN);
     assert_eq!(
         running.finish(Duration::from_secs(60)).code(),
         Some(0),
@@ -382,18 +316,35 @@ fn stubborn_agent(dir: &Path, pids: &Path, terms: &Path) -> PathBuf {
     script(
         &dir.join("stubborn.sh"),
         &format!(
-            "echo $$ >> {}\ntrap 'echo TERM >> {}' TERM\ntrap '' HUP\nwhile :; do sleep 1; done",
+            "echo $$ >> {}\ntrap 'echo TERM >> {}' TERM\ntrap '' HUP\n\
+             while :; do sleep 1; echo tick >> {}; done",
             pids.display(),
-            terms.display()
+            terms.display(),
+            ticks(terms).display()
         ),
     )
 }
 
+/// Where the stubborn agent writes a line after each second it slept: a
+/// trap for a signal that came during a `sleep` has run by the next line.
+fn ticks(terms: &Path) -> PathBuf {
+    terms.with_extension("ticks")
+}
+
+fn tick_count(terms: &Path) -> usize {
+    std::fs::read_to_string(ticks(terms))
+        .unwrap_or_default()
+        .lines()
+        .count()
+}
+
 /// A running job of the stubborn agent, its recorded group checked against
 /// /proc. Returns the run, the job id, the agent's pid and its attempt entry.
-fn stubborn_job(setup: &Setup, strays: &Strays) -> (Lines, String, i32, serde_json::Value) {
-    let mut running =
-        setup.spawn_run(&["--agent", "stubborn", "--name", "stubborn", "--prompt", "p"]);
+fn stubborn_job(setup: &World, strays: &Strays) -> (Lines, String, i32, serde_json::Value) {
+    let mut running = spawn_run(
+        setup,
+        &["--agent", "stubborn", "--name", "stubborn", "--prompt", "p"],
+    );
     assert!(
         running.wait_line("\"to\":\"running\"", SETTLE),
         "{:?}",
@@ -401,7 +352,7 @@ fn stubborn_job(setup: &Setup, strays: &Strays) -> (Lines, String, i32, serde_js
     );
     let agent = strays.wait(1)[0];
     let id = setup.id("stubborn");
-    let attempt = setup.recorded_attempt(&id);
+    let attempt = recorded_attempt(setup, &id);
     assert_group_recorded(&attempt, agent);
     (running, id, agent, attempt)
 }
@@ -409,7 +360,7 @@ fn stubborn_job(setup: &Setup, strays: &Strays) -> (Lines, String, i32, serde_js
 /// SIGKILLs the attempt's wrapper, so nothing but a signal to the recorded
 /// group can stop the agent; checks that the window stays with its pane
 /// dead (`remain-on-exit`).
-fn kill_wrapper(setup: &Setup, attempt: &serde_json::Value) {
+fn kill_wrapper(setup: &World, attempt: &serde_json::Value) {
     let window = attempt["window"].as_str().expect("window");
     send("KILL", attempt["pane_pid"].as_i64().expect("pane pid"));
     let dead_pane = wait_for(SETTLE, || {
@@ -427,7 +378,7 @@ fn kill_wrapper(setup: &Setup, attempt: &serde_json::Value) {
 
 /// `stubborn_job`, then its supervisor and wrapper SIGKILLed: the job is
 /// left running with nobody to stop it but `kill`.
-fn orphaned_stubborn_job(setup: &Setup, strays: &Strays) -> (String, i32, serde_json::Value) {
+fn orphaned_stubborn_job(setup: &World, strays: &Strays) -> (String, i32, serde_json::Value) {
     let (mut running, id, agent, attempt) = stubborn_job(setup, strays);
     running.guard.child().kill().expect("kill run");
     running.finish(SETTLE);
@@ -441,7 +392,7 @@ fn only_the_group_sigkill_ends_an_agent_that_ignores_sigterm_and_sighup() {
     let strays = Strays(dir.path().join("pids"));
     let terms = dir.path().join("terms");
     let agent = stubborn_agent(dir.path(), &strays.0, &terms);
-    let setup = Setup::new(
+    let setup = world(
         "2s",
         &format!(
             "[defaults.retry]\nmax_attempts = 1\n[agents.stubborn]\ncommand = [\"{}\"]\n",
@@ -479,7 +430,7 @@ fn kill_without_a_supervisor_terms_waits_the_grace_kills_and_closes_the_window()
     let strays = Strays(dir.path().join("pids"));
     let terms = dir.path().join("terms");
     let agent = stubborn_agent(dir.path(), &strays.0, &terms);
-    let setup = Setup::new(
+    let setup = world(
         "2s",
         &format!("[agents.stubborn]\ncommand = [\"{}\"]\n", agent.display()),
     );
@@ -511,7 +462,7 @@ fn kill_without_a_supervisor_terms_waits_the_grace_kills_and_closes_the_window()
         setup.windows()
     );
     assert_eq!(setup.job("stubborn")["state"], "cancelled");
-    let history = setup.history(&id);
+    let history = setup.history_text(&id);
     assert!(
         history.contains("\"to\":\"cancelled\"")
             && history.contains("cancelled by `tmux-delegate kill`"),
@@ -525,7 +476,7 @@ fn kill_leaves_the_stop_to_a_running_supervisor_with_a_10_s_grace() {
     let strays = Strays(dir.path().join("pids"));
     let terms = dir.path().join("terms");
     let agent = stubborn_agent(dir.path(), &strays.0, &terms);
-    let setup = Setup::new(
+    let setup = world(
         "10s",
         &format!("[agents.stubborn]\ncommand = [\"{}\"]\n", agent.display()),
     );
@@ -563,7 +514,7 @@ fn a_recorded_group_whose_leader_start_time_differs_is_never_signalled() {
     let strays = Strays(dir.path().join("pids"));
     let terms = dir.path().join("terms");
     let agent = stubborn_agent(dir.path(), &strays.0, &terms);
-    let setup = Setup::new(
+    let setup = world(
         "1s",
         &format!("[agents.stubborn]\ncommand = [\"{}\"]\n", agent.display()),
     );
@@ -590,8 +541,14 @@ fn a_recorded_group_whose_leader_start_time_differs_is_never_signalled() {
         text(&out.stderr)
     );
     assert_eq!(setup.job("stubborn")["state"], "cancelled");
-    // Given longer than the grace, the process still runs, never signalled.
-    std::thread::sleep(Duration::from_secs(3));
+    // `kill` signals and waits the grace itself, and no supervisor or
+    // wrapper is left: once it exited nothing can signal the agent. Two more
+    // ticks prove the agent's shell ran on past any pending SIGTERM trap.
+    let seen = tick_count(&terms);
+    assert!(
+        wait_for(SETTLE, || (tick_count(&terms) >= seen + 2).then_some(())).is_some(),
+        "the agent stopped ticking"
+    );
     assert!(
         alive(agent),
         "a process whose start time differs was killed"
@@ -621,7 +578,7 @@ fn an_agent_owns_the_terminal_it_reads_and_sets() {
             done.display()
         ),
     );
-    let setup = Setup::new(
+    let setup = world(
         "1s",
         &format!(
             "[defaults.timeouts]\nattempt = \"20s\"\n[defaults.retry]\nmax_attempts = 1\n\
@@ -629,10 +586,13 @@ fn an_agent_owns_the_terminal_it_reads_and_sets() {
             agent.display()
         ),
     );
-    let mut running = setup.spawn_run(&["--agent", "tty", "--name", "tty", "--prompt", "p"]);
+    let mut running = spawn_run(
+        &setup,
+        &["--agent", "tty", "--name", "tty", "--prompt", "p"],
+    );
     let started = wait_for(SETTLE, || ready.exists().then_some(()));
     let id = setup.id("tty");
-    let window = setup.recorded_attempt(&id)["window"]
+    let window = recorded_attempt(&setup, &id)["window"]
         .as_str()
         .expect("window")
         .to_owned();
@@ -668,14 +628,17 @@ fn a_retry_does_not_see_the_previous_attempt_s_retained_error() {
             go.display()
         ),
     );
-    let setup = Setup::new(
+    let setup = world(
         "1s",
         &format!(
             "[defaults.retry]\nmax_attempts = 2\nbackoff = \"100ms\"\n[agents.flaky]\ncommand = [\"{}\"]\n",
             agent.display()
         ),
     );
-    let mut running = setup.spawn_run(&["--agent", "flaky", "--name", "flaky", "--prompt", "p"]);
+    let mut running = spawn_run(
+        &setup,
+        &["--agent", "flaky", "--name", "flaky", "--prompt", "p"],
+    );
     assert!(
         wait_for(Duration::from_secs(60), || second.exists().then_some(())).is_some(),
         "no second attempt: {:?}",
@@ -684,7 +647,7 @@ fn a_retry_does_not_see_the_previous_attempt_s_retained_error() {
     let id = setup.id("flaky");
     // What a late subscriber (resume, watch) would read now.
     let retained = std::process::Command::new("mosquitto_sub")
-        .args(["-h", "127.0.0.1", "-p", &setup.broker.port.to_string()])
+        .args(["-h", "127.0.0.1", "-p", &setup.port().to_string()])
         .args(["-t", &format!("python/mqtt/jobs/{id}/events")])
         .args(["--retained-only", "-C", "1", "-W", "3"])
         .output()
@@ -719,17 +682,20 @@ fn the_wrapper_takes_the_terminal_back_when_the_agent_ends() {
             done = done.display()
         ),
     );
-    let setup = Setup::new(
+    let setup = world(
         "5s",
         &format!("[agents.leaves]\ncommand = [\"{}\"]\n", agent.display()),
     );
-    let mut running = setup.spawn_run(&["--agent", "leaves", "--name", "leaves", "--prompt", "p"]);
+    let mut running = spawn_run(
+        &setup,
+        &["--agent", "leaves", "--name", "leaves", "--prompt", "p"],
+    );
     assert!(
         running.wait_line("\"to\":\"running\"", SETTLE),
         "{:?}",
         running.stderr
     );
-    let wrapper = setup.recorded_attempt(&setup.id("leaves"))["pane_pid"]
+    let wrapper = recorded_attempt(&setup, &setup.id("leaves"))["pane_pid"]
         .as_i64()
         .expect("pane pid");
     assert!(wait_for(SETTLE, || done.exists().then_some(())).is_some());
@@ -750,14 +716,14 @@ fn the_wrapper_takes_the_terminal_back_when_the_agent_ends() {
 /// window id and the wrapper's pid) while the agent ignores SIGHUP and no
 /// supervisor runs (it was SIGKILLed): the wrapper alone must stop the
 /// agent and its escapees before it goes.
-fn wrapper_stopped_from_outside(how: impl FnOnce(&Setup, &str, i64)) {
+fn wrapper_stopped_from_outside(how: impl FnOnce(&World, &str, i64)) {
     let Escaping {
         _dir,
         strays,
         setup,
     } = escaping("trap '' HUP\nexec sleep 300", "");
     let (mut running, id, _) = start_escapees(&setup, &strays);
-    let attempt = setup.recorded_attempt(&id);
+    let attempt = recorded_attempt(&setup, &id);
     running.guard.child().kill().expect("kill run");
     running.finish(SETTLE);
     how(
@@ -789,7 +755,7 @@ fn sigterm_to_the_wrapper_stops_the_agent_and_its_escapees() {
 
 /// `keep_failed = true` for `setup`: a failed attempt's window is renamed
 /// and kept, its dead pane left for a human to read.
-fn keeping_failed(setup: &Setup) {
+fn keeping_failed(setup: &World) {
     let path = setup.home.join("tmux-delegate.toml");
     let text = std::fs::read_to_string(&path).expect("config");
     let text = text.replace("keep_failed = false", "keep_failed = true");
@@ -799,7 +765,7 @@ fn keeping_failed(setup: &Setup) {
 /// The text (history included) of the job's kept first-attempt window,
 /// once tmux wrote its dead pane's status line (it does when it collects
 /// the wrapper's exit status, which may come after the job ended).
-fn kept_pane(setup: &Setup, id: &str) -> String {
+fn kept_pane(setup: &World, id: &str) -> String {
     let record = setup.record(id);
     let window = record["attempts"][0]["window"].as_str().expect("window");
     let capture = || {
@@ -820,9 +786,9 @@ fn kept_pane(setup: &Setup, id: &str) -> String {
 
 /// A job of `body` (a shell script) that fails at once (`max_attempts = 1`)
 /// and keeps its window; `run` is started, the setup returned.
-fn kept_job(dir: &Path, body: &str) -> (Setup, Lines) {
+fn kept_job(dir: &Path, body: &str) -> (World, Lines) {
     let agent = script(&dir.join("agent.sh"), body);
-    let setup = Setup::new(
+    let setup = world(
         "1s",
         &format!(
             "[defaults.retry]\nmax_attempts = 1\n[agents.kept]\ncommand = [\"{}\"]\n",
@@ -830,7 +796,10 @@ fn kept_job(dir: &Path, body: &str) -> (Setup, Lines) {
         ),
     );
     keeping_failed(&setup);
-    let running = setup.spawn_run(&["--agent", "kept", "--name", "kept", "--prompt", "p"]);
+    let running = spawn_run(
+        &setup,
+        &["--agent", "kept", "--name", "kept", "--prompt", "p"],
+    );
     (setup, running)
 }
 
@@ -864,7 +833,7 @@ fn a_wrapper_hung_up_on_exits_with_its_stopped_agent_s_status() {
         "{:?}",
         running.stderr
     );
-    let attempt = setup.recorded_attempt(&setup.id("kept"));
+    let attempt = recorded_attempt(&setup, &setup.id("kept"));
     // tmux sends SIGHUP as it closes the window; sent by hand here, the
     // dead pane stays to be read. The agent dies of the wrapper's SIGTERM.
     send("HUP", attempt["pane_pid"].as_i64().expect("pane pid"));
@@ -881,11 +850,11 @@ fn a_wrapper_hung_up_on_exits_with_its_stopped_agent_s_status() {
 /// `mosquitto_sub` on every job's events topic of `setup`'s broker, once
 /// the broker acknowledged the subscription (line-buffered by `stdbuf`:
 /// mosquitto_sub has no option for it).
-fn subscribed(setup: &Setup) -> Lines {
+fn subscribed(setup: &World) -> Lines {
     let mut sub = Lines::spawn(
         std::process::Command::new("stdbuf")
             .args(["-oL", "mosquitto_sub", "-d", "-h", "127.0.0.1"])
-            .args(["-p", &setup.broker.port.to_string()])
+            .args(["-p", &setup.port().to_string()])
             .args(["-t", "python/mqtt/jobs/+/events"]),
     );
     assert!(sub.wait_line("SUBACK", SETTLE), "{:?}", sub.stderr);
@@ -896,7 +865,7 @@ fn subscribed(setup: &Setup) -> Lines {
 fn the_wrapper_numbers_its_events() {
     let dir = tempfile::tempdir().expect("tempdir");
     let agent = script(&dir.path().join("agent.sh"), "exit 0");
-    let setup = Setup::new(
+    let setup = world(
         "1s",
         &format!(
             "[agents.numbered]\ncommand = [\"{}\"]\ncomplete_on_exit = true\n",
@@ -904,8 +873,10 @@ fn the_wrapper_numbers_its_events() {
         ),
     );
     let mut sub = subscribed(&setup);
-    let mut running =
-        setup.spawn_run(&["--agent", "numbered", "--name", "numbered", "--prompt", "p"]);
+    let mut running = spawn_run(
+        &setup,
+        &["--agent", "numbered", "--name", "numbered", "--prompt", "p"],
+    );
     assert_eq!(
         running.finish(SETTLE).code(),
         Some(0),

@@ -4,113 +4,20 @@
 mod common;
 
 use common::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-#[derive(Debug, Clone, Copy)]
-enum BrokerKind {
-    /// A Mosquitto the test starts, named in the project config.
-    Mosquitto,
-    /// No broker configured anywhere: `run` starts its embedded one.
-    Embedded,
-}
-
-/// Fields drop in order: tmux is stopped while its socket's directory
-/// (inside `_dir`) still exists, or its server would outlive the test.
-struct Setup {
-    tmux: TmuxServer,
-    _broker: Option<Mosquitto>,
-    home: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Setup {
-    /// A plain Mosquitto, a private tmux server and a project config with
-    /// quick timeouts plus `extra` (agents, overrides).
-    fn new(extra: &str) -> Setup {
-        Setup::on(BrokerKind::Mosquitto, extra)
-    }
-
-    fn on(kind: BrokerKind, extra: &str) -> Setup {
-        let dir = tempfile::tempdir().expect("tempdir");
-        match kind {
-            BrokerKind::Mosquitto => {
-                let broker = Mosquitto::start(dir.path(), "allow_anonymous true\n");
-                let config = format!("[broker]\nhost = \"127.0.0.1\"\nport = {{port}}\n{extra}");
-                Setup::with_broker(dir, Some(broker), &config)
-            }
-            BrokerKind::Embedded => Setup::with_broker(dir, None, extra),
-        }
-    }
-
-    fn with_broker(dir: tempfile::TempDir, broker: Option<Mosquitto>, config: &str) -> Setup {
-        let home = dir.path().join("home");
-        std::fs::create_dir_all(&home).expect("home");
-        let tmux = TmuxServer::new(dir.path());
-        let port = broker
-            .as_ref()
-            .map(|b| b.port.to_string())
-            .unwrap_or_default();
-        let config = config.replace("{port}", &port);
-        let text = format!(
-            "{config}\n[defaults.tmux]\nsocket = \"{}\"\nkeep_failed = false\nkill_grace = \"1s\"\n",
-            tmux.socket
-        );
-        std::fs::write(home.join("tmux-delegate.toml"), text).expect("project config");
-        Setup {
-            home,
-            tmux,
-            _broker: broker,
-            _dir: dir,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.home.join(name)
-    }
-
-    fn td(&self, vars: &[(&str, &str)]) -> std::process::Command {
-        let tmpdir = self.tmux.tmpdir.display().to_string();
-        let mut all = vec![("TMUX_TMPDIR", tmpdir.as_str())];
-        all.extend_from_slice(vars);
-        td(&self.home, &all)
-    }
-
-    fn run(
-        &self,
-        args: &[&str],
-        vars: &[(&str, &str)],
-        limit: Duration,
-    ) -> (Option<i32>, String, String) {
-        let mut command = self.td(vars);
-        command.arg("run").arg("--json").args(args);
-        let output = Guard(Some(
-            command
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .expect("spawn run"),
-        ))
-        .wait_output(limit);
-        (
-            output.status.code(),
-            text(&output.stdout),
-            text(&output.stderr),
-        )
-    }
-
-    fn status(&self) -> Vec<serde_json::Value> {
-        let out = run(self.td(&[]).args(["status", "--json"]));
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).expect("status json")
-    }
-
-    fn job(&self, name: &str) -> serde_json::Value {
-        self.status()
-            .into_iter()
-            .find(|j| j["name"] == name)
-            .unwrap_or_else(|| panic!("no job named {name}"))
-    }
+/// `run --json ARGS` with `vars` to its end: (exit code, stdout, stderr).
+fn run_json(
+    world: &World,
+    args: &[&str],
+    vars: &[(&str, &str)],
+    limit: Duration,
+) -> (Option<i32>, String, String) {
+    finish(
+        world.td_with(vars).arg("run").arg("--json").args(args),
+        limit,
+    )
 }
 
 /// Reads the pids a fake agent wrote, one per line.
@@ -124,15 +31,15 @@ fn pids(path: &Path) -> Vec<i32> {
 
 #[test]
 fn four_jobs_complete_retry_hang_and_fail_as_their_agents_behave() {
-    four_jobs(BrokerKind::Mosquitto);
+    four_jobs(Broker::Mosquitto);
 }
 
 #[test]
 fn four_jobs_on_the_embedded_broker() {
-    four_jobs(BrokerKind::Embedded);
+    four_jobs(Broker::Embedded);
 }
 
-fn four_jobs(kind: BrokerKind) {
+fn four_jobs(kind: Broker) {
     let dir = tempfile::tempdir().expect("tempdir");
     let pids_file = dir.path().join("pids");
     let pidfile = pids_file.display().to_string();
@@ -154,7 +61,7 @@ fn four_jobs(kind: BrokerKind) {
         &agents.join("bad.sh"),
         &format!("echo $$ >> {pidfile}\necho failing; exit 3"),
     );
-    let setup = Setup::on(
+    let setup = World::on(
         kind,
         &format!(
             "[defaults.retry]\nbackoff = \"0s\"\nmax_attempts = 2\n\
@@ -178,7 +85,7 @@ fn four_jobs(kind: BrokerKind) {
     )
     .expect("jobs.toml");
 
-    let (code, stdout, stderr) = setup.run(&["jobs.toml"], &[], Duration::from_secs(60));
+    let (code, stdout, stderr) = run_json(&setup, &["jobs.toml"], &[], Duration::from_secs(60));
     assert_eq!(
         code,
         Some(1),
@@ -231,22 +138,22 @@ fn four_jobs(kind: BrokerKind) {
 
 #[test]
 fn output_counts_as_life_but_silence_is_a_hang() {
-    output_and_silence(BrokerKind::Mosquitto);
+    output_and_silence(Broker::Mosquitto);
 }
 
 #[test]
 fn output_and_silence_on_the_embedded_broker() {
-    output_and_silence(BrokerKind::Embedded);
+    output_and_silence(Broker::Embedded);
 }
 
-fn output_and_silence(kind: BrokerKind) {
+fn output_and_silence(kind: Broker) {
     let dir = tempfile::tempdir().expect("tempdir");
     let printer = script(
         &dir.path().join("printer.sh"),
         "i=0; while [ $i -lt 12 ]; do echo tick $i; i=$((i+1)); sleep 0.4; done",
     );
     let silent = script(&dir.path().join("silent.sh"), "sleep 60");
-    let setup = Setup::on(
+    let setup = World::on(
         kind,
         &format!(
             "[defaults.retry]\nmax_attempts = 1\n[defaults.timeouts]\nidle = \"2s\"\n\
@@ -261,7 +168,7 @@ fn output_and_silence(kind: BrokerKind) {
         "[[jobs]]\nname = \"printer\"\nagent = \"printer\"\n[[jobs]]\nname = \"silent\"\nagent = \"silent\"\n",
     )
     .expect("jobs");
-    let (code, stdout, stderr) = setup.run(&["jobs.toml"], &[], Duration::from_secs(60));
+    let (code, stdout, stderr) = run_json(&setup, &["jobs.toml"], &[], Duration::from_secs(60));
     assert_eq!(code, Some(1), "{stdout}\n{stderr}");
     assert_eq!(setup.job("printer")["state"], "completed", "{stdout}");
     let silent = setup.job("silent");
@@ -278,11 +185,12 @@ fn a_stale_completed_from_an_older_attempt_does_not_complete_the_current_one() {
          $B publish --event completed --attempt 1 --message stale\n\
          sleep 1\n\
          $B publish --event error --message second");
-    let setup = Setup::new(&format!(
+    let setup = World::mosquitto(&format!(
         "[defaults.retry]\nbackoff = \"0s\"\nmax_attempts = 2\n[agents.stale]\ncommand = [\"{}\"]\n",
         agent.display()
     ));
-    let (code, stdout, stderr) = setup.run(
+    let (code, stdout, stderr) = run_json(
+        &setup,
         &["--agent", "stale", "--name", "stale", "--prompt", "x"],
         &[],
         Duration::from_secs(60),
@@ -314,7 +222,7 @@ fn a_prompt_full_of_shell_syntax_reaches_the_agent_verbatim_as_one_argument() {
             out = out.display()
         ),
     );
-    let setup = Setup::new(&format!(
+    let setup = World::mosquitto(&format!(
         "[agents.echo]\ncommand = [\"{}\", \"{{prompt}}\"]\n",
         agent.display()
     ));
@@ -322,7 +230,8 @@ fn a_prompt_full_of_shell_syntax_reaches_the_agent_verbatim_as_one_argument() {
         "$(touch {c}) `touch {c}` \"double\" 'single' ; touch {c} | & > * ?\nsecond line\twith tab \\ backslash ${{HOME}}",
         c = canary.display()
     );
-    let (code, stdout, stderr) = setup.run(
+    let (code, stdout, stderr) = run_json(
+        &setup,
         &["--agent", "echo", "--name", "echo", "--prompt", &prompt],
         &[],
         Duration::from_secs(30),
@@ -347,14 +256,6 @@ fn the_worker_password_reaches_only_the_agent() {
     );
     let acl = dir.path().join("acl");
     std::fs::write(&acl, ACL).expect("acl");
-    let broker = Mosquitto::start(
-        dir.path(),
-        &format!(
-            "allow_anonymous false\npassword_file {}\nacl_file {}\n",
-            passwd.display(),
-            acl.display()
-        ),
-    );
     let seen = dir.path().join("seen");
     let ready = dir.path().join("ready");
     let go = dir.path().join("go");
@@ -369,17 +270,19 @@ fn the_worker_password_reaches_only_the_agent() {
             go = go.display()
         ),
     );
-    let setup = Setup::with_broker(
-        dir,
-        Some(broker),
-        &format!(
-            "[broker]\nhost = \"127.0.0.1\"\nport = {{port}}\nusername = \"hermes\"\n\
+    let setup = World::builder(Broker::Mosquitto)
+        .mosquitto_conf(&format!(
+            "allow_anonymous false\npassword_file {}\nacl_file {}\n",
+            passwd.display(),
+            acl.display()
+        ))
+        .build(&format!(
+            "username = \"hermes\"\n\
          [broker.worker]\nusername = \"claude-worker\"\npassword_env = \"WORKER_MQTT_PASSWORD\"\n\
          [agents.secret]\ncommand = [\"{}\"]\n",
             agent.display()
-        ),
-    );
-    let mut command = setup.td(&[
+        ));
+    let mut command = setup.td_with(&[
         ("MQTT_PASSWORD", HERMES_PW),
         ("WORKER_MQTT_PASSWORD", WORKER_PW),
     ]);
@@ -458,11 +361,11 @@ fn kill_cancels_a_running_job_logs_shows_it_and_retry_runs_a_new_attempt() {
         "echo $$ > {}\nif [ \"$DELEGATE_ATTEMPT\" = 1 ]; then exec sleep 60; fi\necho second attempt; exit 0",
         pidfile.display()
     ));
-    let setup = Setup::new(&format!(
+    let setup = World::mosquitto(&format!(
         "[agents.long]\ncommand = [\"{}\"]\n",
         agent.display()
     ));
-    let mut command = setup.td(&[]);
+    let mut command = setup.td();
     command.args([
         "run", "--json", "--agent", "long", "--name", "long", "--prompt", "p",
     ]);
@@ -478,7 +381,7 @@ fn kill_cancels_a_running_job_logs_shows_it_and_retry_runs_a_new_attempt() {
     })
     .expect("agent pid");
 
-    let out = run(setup.td(&[]).args(["kill", &id]));
+    let out = run(setup.td().args(["kill", &id]));
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
         running.finish(Duration::from_secs(20)).code(),
@@ -492,7 +395,7 @@ fn kill_cancels_a_running_job_logs_shows_it_and_retry_runs_a_new_attempt() {
         "the agent survived kill"
     );
 
-    let out = run(setup.td(&[]).args(["logs", &id]));
+    let out = run(setup.td().args(["logs", &id]));
     let logs = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
@@ -502,7 +405,7 @@ fn kill_cancels_a_running_job_logs_shows_it_and_retry_runs_a_new_attempt() {
         "{logs}"
     );
 
-    let out = run(setup.td(&[]).args(["retry", &id]));
+    let out = run(setup.td().args(["retry", &id]));
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -523,7 +426,7 @@ fn ctrl_c_stops_every_window_cleanly_and_exits_130() {
         &dir.path().join("busy.sh"),
         &format!("echo $$ >> {}\nexec sleep 60", pid_file.display()),
     );
-    let setup = Setup::new(&format!(
+    let setup = World::mosquitto(&format!(
         "[agents.busy]\ncommand = [\"{}\"]\n",
         agent.display()
     ));
@@ -532,7 +435,7 @@ fn ctrl_c_stops_every_window_cleanly_and_exits_130() {
         "[[jobs]]\nname = \"one\"\nagent = \"busy\"\n[[jobs]]\nname = \"two\"\nagent = \"busy\"\n",
     )
     .expect("jobs");
-    let mut command = setup.td(&[]);
+    let mut command = setup.td();
     command.args(["run", "--json", "jobs.toml"]);
     let mut running = Lines::spawn(&mut command);
     for _ in 0..2 {
@@ -571,10 +474,11 @@ fn ctrl_c_stops_every_window_cleanly_and_exits_130() {
 
 #[test]
 fn an_agent_that_cannot_start_fails_with_the_reason() {
-    let setup = Setup::new(
+    let setup = World::mosquitto(
         "[defaults.retry]\nmax_attempts = 1\n[agents.missing]\ncommand = [\"/nonexistent/agent\", \"{prompt}\"]\n",
     );
-    let (code, stdout, stderr) = setup.run(
+    let (code, stdout, stderr) = run_json(
+        &setup,
         &["--agent", "missing", "--name", "missing", "--prompt", "x"],
         &[],
         Duration::from_secs(30),
@@ -596,7 +500,7 @@ fn on_done_and_on_failed_hooks_get_the_job_on_stdin_even_for_the_last_job() {
     let failed = dir.path().join("failed.json");
     let ok = script(&dir.path().join("ok.sh"), "exit 0");
     let bad = script(&dir.path().join("bad.sh"), "exit 5");
-    let setup = Setup::new(&format!(
+    let setup = World::mosquitto(&format!(
         "[defaults.retry]\nmax_attempts = 1\n\
          [hooks]\non_done = [\"sh\", \"-c\", \"sleep 0.3; cat > {}\"]\non_failed = [\"sh\", \"-c\", \"cat > {}\"]\n\
          [agents.ok]\ncommand = [\"{}\"]\n[agents.bad]\ncommand = [\"{}\"]\n",
@@ -610,7 +514,7 @@ fn on_done_and_on_failed_hooks_get_the_job_on_stdin_even_for_the_last_job() {
         "[[jobs]]\nname = \"good\"\nagent = \"ok\"\n[[jobs]]\nname = \"broken\"\nagent = \"bad\"\n",
     )
     .expect("jobs");
-    let (code, stdout, stderr) = setup.run(&["jobs.toml"], &[], Duration::from_secs(30));
+    let (code, stdout, stderr) = run_json(&setup, &["jobs.toml"], &[], Duration::from_secs(30));
     assert_eq!(code, Some(1), "{stdout}\n{stderr}");
     let done: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&done).expect("on_done ran")).expect("json");
@@ -633,11 +537,11 @@ fn resume_re_adopts_live_windows_and_settles_jobs_that_ended_meanwhile() {
         &format!(
             "B=\"$TMUX_DELEGATE_BIN\"\n\
              i=0; while [ ! -e {}/$1 ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\n\
-             $B publish --event completed --message \"done after $1\"",
+             $B publish --event completed --message \"done after $1\" && touch {0}/published-$1",
             dir.path().display()
         ),
     );
-    let setup = Setup::new(&format!(
+    let setup = World::mosquitto(&format!(
         "[agents.gated]\ncommand = [\"{}\", \"{{prompt}}\"]\ncomplete_on_exit = false\n",
         agent.display()
     ));
@@ -647,7 +551,7 @@ fn resume_re_adopts_live_windows_and_settles_jobs_that_ended_meanwhile() {
          [[jobs]]\nname = \"meanwhile\"\nagent = \"gated\"\nprompt = \"gate-meanwhile\"\n",
     )
     .expect("jobs");
-    let mut command = setup.td(&[]);
+    let mut command = setup.td();
     command.args(["run", "--json", "jobs.toml"]);
     let mut first = Lines::spawn(&mut command);
     for _ in 0..2 {
@@ -667,14 +571,37 @@ fn resume_re_adopts_live_windows_and_settles_jobs_that_ended_meanwhile() {
     first.finish(Duration::from_secs(10));
     // One job ends while nobody supervises it: its retained `completed` waits.
     std::fs::write(gate("gate-meanwhile"), "").expect("gate");
-    std::thread::sleep(Duration::from_millis(500));
+    // Its `completed` is out and its agent and wrapper are gone: nobody is
+    // left who could record it before a supervisor resumes.
+    assert!(
+        wait_for(Duration::from_secs(20), || gate("published-gate-meanwhile")
+            .exists()
+            .then_some(()))
+        .is_some(),
+        "the agent did not publish `completed`"
+    );
+    let meanwhile = setup.id("meanwhile");
+    let record = setup.record(&meanwhile);
+    let window = record["attempts"][0]["window"]
+        .as_str()
+        .expect("window")
+        .to_owned();
+    assert!(
+        wait_for(Duration::from_secs(20), || (!setup
+            .windows()
+            .contains(&format!("{window} 0")))
+        .then_some(()))
+        .is_some(),
+        "the wrapper in {window} did not end: {}",
+        setup.windows()
+    );
     assert_eq!(
         setup.job("meanwhile")["state"],
         "running",
         "no supervisor should have recorded it"
     );
 
-    let mut command = setup.td(&[]);
+    let mut command = setup.td();
     command.arg("resume");
     let mut resumed = Lines::spawn(&mut command);
     assert!(
@@ -696,7 +623,7 @@ fn resume_re_adopts_live_windows_and_settles_jobs_that_ended_meanwhile() {
         assert_eq!(job["state"], "completed", "{job}");
         assert_eq!(job["attempt"], 1, "{job}");
     }
-    let out = run(setup.td(&[]).arg("resume"));
+    let out = run(setup.td().arg("resume"));
     assert!(out.status.success());
     assert!(
         text(&out.stderr).contains("nothing to resume"),
@@ -709,13 +636,13 @@ fn resume_re_adopts_live_windows_and_settles_jobs_that_ended_meanwhile() {
 fn detach_runs_the_supervisor_in_its_own_window_and_returns_at_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let agent = script(&dir.path().join("quick.sh"), "sleep 2; exit 0");
-    let setup = Setup::on(
-        BrokerKind::Embedded,
+    let setup = World::on(
+        Broker::Embedded,
         &format!("[agents.quick]\ncommand = [\"{}\"]\n", agent.display()),
     );
     const SECRET: &str = "detach-Secret-5e1f";
     let out = run(setup
-        .td(&[("MQTT_PASSWORD", SECRET), ("MY_API_KEY", SECRET)])
+        .td_with(&[("MQTT_PASSWORD", SECRET), ("MY_API_KEY", SECRET)])
         .args([
             "run", "--detach", "--agent", "quick", "--name", "detached", "--prompt", "x",
         ]));
@@ -736,7 +663,7 @@ fn detach_runs_the_supervisor_in_its_own_window_and_returns_at_once() {
         "a secret reached the tmux environment:\n{global_env}"
     );
     let state = wait_for(Duration::from_secs(30), || {
-        let out = run(setup.td(&[]).args(["status", "--json"]));
+        let out = run(setup.td().args(["status", "--json"]));
         let jobs: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).ok()?;
         let job = jobs.into_iter().find(|j| j["name"] == "detached")?;
         (job["state"] == "completed").then_some(job)
@@ -835,16 +762,12 @@ fn a_broker_outage_mid_job_is_survived_by_the_supervisor() {
     );
     let mut broker = Mosquitto::start(dir.path(), "allow_anonymous true\n");
     let port = broker.port;
-    let setup = Setup::with_broker(
-        tempfile::tempdir().expect("tempdir"),
-        None,
-        &format!(
-            "[broker]\nhost = \"127.0.0.1\"\nport = {port}\n\
+    let setup = World::without_broker(&format!(
+        "[broker]\nhost = \"127.0.0.1\"\nport = {port}\n\
              [agents.gated]\ncommand = [\"{}\"]\ncomplete_on_exit = false\n",
-            agent.display()
-        ),
-    );
-    let mut command = setup.td(&[]);
+        agent.display()
+    ));
+    let mut command = setup.td();
     command.args([
         "run", "--json", "--agent", "gated", "--name", "outage", "--prompt", "x",
     ]);

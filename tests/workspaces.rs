@@ -13,116 +13,38 @@ use std::time::Duration;
 
 const RUN_LIMIT: Duration = Duration::from_secs(90);
 
-#[derive(Debug, Clone, Copy)]
-enum BrokerKind {
-    Mosquitto,
-    Embedded,
-}
-
 /// A home with a project config (agents, a private tmux server, quick
-/// timeouts), a git repository `repo` in it, and a broker.
-struct Setup {
-    dir: tempfile::TempDir,
-    home: PathBuf,
-    repo: PathBuf,
-    tmux: TmuxServer,
-    _broker: Option<Mosquitto>,
+/// kills), a broker of `kind`, and a git repository `home/repo`.
+fn repo_world(kind: Broker, extra: &str) -> World {
+    keeping_failed(kind, extra, false)
 }
 
-impl Setup {
-    fn new(kind: BrokerKind, extra: &str) -> Setup {
-        Setup::keeping_failed(kind, extra, false)
-    }
+fn keeping_failed(kind: Broker, extra: &str, keep_failed: bool) -> World {
+    let world = World::builder(kind).keep_failed(keep_failed).build(extra);
+    make_repo(&repo(&world));
+    world
+}
 
-    fn keeping_failed(kind: BrokerKind, extra: &str, keep_failed: bool) -> Setup {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let home = dir.path().join("home");
-        std::fs::create_dir_all(&home).expect("home");
-        let (broker, broker_config) = match kind {
-            BrokerKind::Mosquitto => {
-                let broker = Mosquitto::start(dir.path(), "allow_anonymous true\n");
-                let config = format!("[broker]\nhost = \"127.0.0.1\"\nport = {}\n", broker.port);
-                (Some(broker), config)
-            }
-            BrokerKind::Embedded => (None, String::new()),
-        };
-        let tmux = TmuxServer::new(dir.path());
-        std::fs::write(
-            home.join("tmux-delegate.toml"),
-            format!(
-                "{broker_config}{extra}\n[defaults.tmux]\nsocket = \"{}\"\nkeep_failed = {keep_failed}\nkill_grace = \"1s\"\n",
-                tmux.socket
-            ),
-        )
-        .expect("project config");
-        let repo = home.join("repo");
-        make_repo(&repo);
-        Setup {
-            dir,
-            home,
-            repo,
-            tmux,
-            _broker: broker,
-        }
-    }
+/// The main checkout.
+fn repo(world: &World) -> PathBuf {
+    world.home.join("repo")
+}
 
-    /// A path for test files outside the repository and the home.
-    fn scratch(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
+/// Runs a command to its end; (exit code, stdout, stderr).
+fn run_args(world: &World, args: &[&str]) -> (Option<i32>, String, String) {
+    world.finish(args, RUN_LIMIT)
+}
 
-    fn td(&self) -> Command {
-        let tmpdir = self.tmux.tmpdir.display().to_string();
-        td(&self.home, &[("TMUX_TMPDIR", tmpdir.as_str())])
-    }
+fn repo_git(world: &World, args: &[&str]) -> String {
+    git(&repo(world), args)
+}
 
-    /// Runs a command to its end; (exit code, stdout, stderr).
-    fn run(&self, args: &[&str]) -> (Option<i32>, String, String) {
-        let mut command = self.td();
-        command.args(args);
-        let output = Guard(Some(
-            command
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .expect("spawn"),
-        ))
-        .wait_output(RUN_LIMIT);
-        (
-            output.status.code(),
-            text(&output.stdout),
-            text(&output.stderr),
-        )
-    }
-
-    fn status(&self) -> Vec<Value> {
-        let (code, stdout, stderr) = self.run(&["status", "--json"]);
-        assert_eq!(code, Some(0), "{stderr}");
-        serde_json::from_str(&stdout).expect("status json")
-    }
-
-    fn job(&self, name: &str) -> Value {
-        self.status()
-            .into_iter()
-            .find(|j| j["name"] == name)
-            .unwrap_or_else(|| panic!("no job named {name}"))
-    }
-
-    fn id(&self, name: &str) -> String {
-        self.job(name)["id"].as_str().expect("id").to_owned()
-    }
-
-    fn git(&self, args: &[&str]) -> String {
-        git(&self.repo, args)
-    }
-
-    /// The main checkout's HEAD, index and files: what must not change.
-    fn checkout_state(&self) -> (String, String) {
-        (
-            self.git(&["rev-parse", "HEAD"]),
-            self.git(&["status", "--porcelain"]),
-        )
-    }
+/// The main checkout's HEAD, index and files: what must not change.
+fn checkout_state(world: &World) -> (String, String) {
+    (
+        repo_git(world, &["rev-parse", "HEAD"]),
+        repo_git(world, &["status", "--porcelain"]),
+    )
 }
 
 /// Runs git in `dir`; panics with its stderr when it fails.
@@ -184,7 +106,7 @@ fn agent_config(name: &str, command: &Path) -> String {
 fn two_jobs_in_one_repository_work_on_their_own_branches_then_merge_and_clean() {
     let notes = tempfile::tempdir().expect("notes");
     let agent = editor_agent(notes.path(), notes.path());
-    let setup = Setup::new(BrokerKind::Mosquitto, &agent_config("editor", &agent));
+    let setup = repo_world(Broker::Mosquitto, &agent_config("editor", &agent));
     let setup_log = setup.scratch("setup.log");
     std::fs::write(
         setup.home.join("jobs.toml"),
@@ -199,16 +121,16 @@ fn two_jobs_in_one_repository_work_on_their_own_branches_then_merge_and_clean() 
         ),
     )
     .expect("jobs.toml");
-    let before = setup.checkout_state();
+    let before = checkout_state(&setup);
     assert!(before.1.is_empty(), "the fixture checkout is clean");
 
-    let (code, stdout, stderr) = setup.run(&["run", "--json", "jobs.toml"]);
+    let (code, stdout, stderr) = run_args(&setup, &["run", "--json", "jobs.toml"]);
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
 
     // The main checkout: same HEAD, clean, its file untouched.
-    assert_eq!(setup.checkout_state(), before);
+    assert_eq!(checkout_state(&setup), before);
     assert_eq!(
-        std::fs::read_to_string(setup.repo.join("shared.txt")).expect("read"),
+        std::fs::read_to_string(repo(&setup).join("shared.txt")).expect("read"),
         "original\n"
     );
     let base = before.0.clone();
@@ -223,7 +145,7 @@ fn two_jobs_in_one_repository_work_on_their_own_branches_then_merge_and_clean() 
         assert_eq!(ws["dirty"], false, "{ws}");
         let path = PathBuf::from(ws["path"].as_str().expect("path"));
         assert!(
-            !path.starts_with(&setup.repo),
+            !path.starts_with(repo(&setup)),
             "worktree inside the checkout: {ws}"
         );
         assert_eq!(
@@ -240,7 +162,10 @@ fn two_jobs_in_one_repository_work_on_their_own_branches_then_merge_and_clean() 
         assert_eq!(fields[3], path.display().to_string(), "{seen}");
         assert_eq!(fields[4], "TOKEN=from-the-checkout", "{seen}");
         assert_eq!(
-            setup.git(&["log", "-1", "--format=%s", &format!("delegate/{name}")]),
+            repo_git(
+                &setup,
+                &["log", "-1", "--format=%s", &format!("delegate/{name}")]
+            ),
             format!("edit by {name}")
         );
     }
@@ -252,7 +177,7 @@ fn two_jobs_in_one_repository_work_on_their_own_branches_then_merge_and_clean() 
 
     let alpha = setup.id("alpha");
     let beta = setup.id("beta");
-    let (code, stdout, stderr) = setup.run(&["diff", &alpha, "--stat"]);
+    let (code, stdout, stderr) = run_args(&setup, &["diff", &alpha, "--stat"]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stdout.contains("shared.txt") && stdout.contains("1 file changed"),
@@ -265,7 +190,7 @@ fn two_jobs_in_one_repository_work_on_their_own_branches_then_merge_and_clean() 
             .expect("path"),
     );
     std::fs::write(beta_path.join("notes.md"), "half done\n").expect("write");
-    let (code, stdout, stderr) = setup.run(&["diff", &beta]);
+    let (code, stdout, stderr) = run_args(&setup, &["diff", &beta]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stdout.contains("+beta") && stdout.contains("+half done"),
@@ -279,39 +204,39 @@ fn two_jobs_in_one_repository_work_on_their_own_branches_then_merge_and_clean() 
     );
 
     // Merge alpha: the checkout's branch gets it.
-    let (code, stdout, stderr) = setup.run(&["merge", &alpha]);
+    let (code, stdout, stderr) = run_args(&setup, &["merge", &alpha]);
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert_eq!(
-        std::fs::read_to_string(setup.repo.join("shared.txt")).expect("read"),
+        std::fs::read_to_string(repo(&setup).join("shared.txt")).expect("read"),
         "alpha\n"
     );
-    let merged = setup.checkout_state();
+    let merged = checkout_state(&setup);
     assert!(merged.1.is_empty(), "{}", merged.1);
 
     // A dirty checkout is refused (exit 2) and left as it is.
-    std::fs::write(setup.repo.join("shared.txt"), "my own edit\n").expect("write");
-    let (code, _, stderr) = setup.run(&["merge", &beta]);
+    std::fs::write(repo(&setup).join("shared.txt"), "my own edit\n").expect("write");
+    let (code, _, stderr) = run_args(&setup, &["merge", &beta]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("uncommitted changes") && stderr.contains("help:"),
         "{stderr}"
     );
     assert_eq!(
-        std::fs::read_to_string(setup.repo.join("shared.txt")).expect("read"),
+        std::fs::read_to_string(repo(&setup).join("shared.txt")).expect("read"),
         "my own edit\n"
     );
-    setup.git(&["checkout", "--", "shared.txt"]);
+    repo_git(&setup, &["checkout", "--", "shared.txt"]);
 
     // beta conflicts with alpha: exit 1, the checkout exactly as before.
-    let (code, _, stderr) = setup.run(&["merge", &beta]);
+    let (code, _, stderr) = run_args(&setup, &["merge", &beta]);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains("shared.txt") && stderr.contains("aborted"),
         "{stderr}"
     );
-    assert_eq!(setup.checkout_state(), merged);
+    assert_eq!(checkout_state(&setup), merged);
     assert_eq!(
-        std::fs::read_to_string(setup.repo.join("shared.txt")).expect("read"),
+        std::fs::read_to_string(repo(&setup).join("shared.txt")).expect("read"),
         "alpha\n"
     );
 
@@ -322,7 +247,7 @@ fn two_jobs_in_one_repository_work_on_their_own_branches_then_merge_and_clean() 
             .as_str()
             .expect("path"),
     );
-    let (code, stdout, stderr) = setup.run(&["clean", "--finished"]);
+    let (code, stdout, stderr) = run_args(&setup, &["clean", "--finished"]);
     assert_eq!(code, Some(2), "{stdout}\n{stderr}");
     assert!(stdout.contains(&format!("cleaned {alpha}")), "{stdout}");
     assert!(
@@ -332,26 +257,23 @@ fn two_jobs_in_one_repository_work_on_their_own_branches_then_merge_and_clean() 
         "{stderr}"
     );
     assert!(!alpha_path.exists(), "alpha's worktree is still there");
-    assert!(setup
-        .git(&["branch", "--list", "delegate/alpha"])
-        .is_empty());
+    assert!(repo_git(&setup, &["branch", "--list", "delegate/alpha"]).is_empty());
     assert!(
         beta_path.join("notes.md").is_file(),
         "beta's work was touched"
     );
-    assert!(!setup.git(&["branch", "--list", "delegate/beta"]).is_empty());
+    assert!(!repo_git(&setup, &["branch", "--list", "delegate/beta"]).is_empty());
     assert_eq!(setup.job("alpha")["workspace"]["exists"], false);
 
     // --force removes it all.
-    let (code, stdout, stderr) = setup.run(&["clean", &beta, "--force"]);
+    let (code, stdout, stderr) = run_args(&setup, &["clean", &beta, "--force"]);
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(!beta_path.exists());
-    assert!(setup.git(&["branch", "--list", "delegate/beta"]).is_empty());
+    assert!(repo_git(&setup, &["branch", "--list", "delegate/beta"]).is_empty());
     assert!(stdout.contains("brings it back"), "{stdout}");
-    assert_eq!(setup.checkout_state(), merged);
+    assert_eq!(checkout_state(&setup), merged);
     assert!(
-        setup
-            .git(&["worktree", "list", "--porcelain"])
+        repo_git(&setup, &["worktree", "list", "--porcelain"])
             .matches("worktree ")
             .count()
             == 1
@@ -362,30 +284,33 @@ fn two_jobs_in_one_repository_work_on_their_own_branches_then_merge_and_clean() 
 fn run_worktree_on_the_embedded_broker_takes_a_free_branch_name() {
     let notes = tempfile::tempdir().expect("notes");
     let agent = editor_agent(notes.path(), notes.path());
-    let setup = Setup::new(
-        BrokerKind::Embedded,
+    let setup = repo_world(
+        Broker::Embedded,
         &format!(
             "{}[defaults]\ncopy = [\"local.cfg\"]\n",
             agent_config("editor", &agent)
         ),
     );
-    setup.git(&["branch", "delegate/solo"]);
+    repo_git(&setup, &["branch", "delegate/solo"]);
     // Untracked and not ignored: copied in, yet not the agent's work.
-    std::fs::write(setup.repo.join("local.cfg"), "password=hunter2\n").expect("write");
-    let before = setup.checkout_state();
-    let (code, stdout, stderr) = setup.run(&[
-        "run",
-        "--json",
-        "--worktree",
-        "--agent",
-        "editor",
-        "--name",
-        "solo",
-        "--prompt",
-        "solo",
-        "--workdir",
-        "repo",
-    ]);
+    std::fs::write(repo(&setup).join("local.cfg"), "password=hunter2\n").expect("write");
+    let before = checkout_state(&setup);
+    let (code, stdout, stderr) = run_args(
+        &setup,
+        &[
+            "run",
+            "--json",
+            "--worktree",
+            "--agent",
+            "editor",
+            "--name",
+            "solo",
+            "--prompt",
+            "solo",
+            "--workdir",
+            "repo",
+        ],
+    );
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     let ws = setup.job("solo")["workspace"].clone();
     assert_eq!(ws["branch"], "delegate/solo-2", "{ws}");
@@ -398,7 +323,7 @@ fn run_worktree_on_the_embedded_broker_takes_a_free_branch_name() {
     let path = PathBuf::from(ws["path"].as_str().expect("path"));
     assert!(path.join("local.cfg").is_file(), "copy did not copy");
     let id = setup.id("solo");
-    let (code, diff, stderr) = setup.run(&["diff", &id]);
+    let (code, diff, stderr) = run_args(&setup, &["diff", &id]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
         diff.contains("+solo") && !diff.contains("hunter2"),
@@ -407,28 +332,31 @@ fn run_worktree_on_the_embedded_broker_takes_a_free_branch_name() {
     // Once the agent changes it, it is work like any other.
     std::fs::write(path.join("local.cfg"), "password=changed\n").expect("write");
     assert_eq!(setup.job("solo")["workspace"]["dirty"], true);
-    assert_eq!(setup.checkout_state(), before);
-    assert_eq!(setup.git(&["show", "delegate/solo-2:shared.txt"]), "solo");
+    assert_eq!(checkout_state(&setup), before);
+    assert_eq!(
+        repo_git(&setup, &["show", "delegate/solo-2:shared.txt"]),
+        "solo"
+    );
 }
 
 #[test]
 fn not_a_repository_or_a_missing_base_exits_2_before_anything_is_registered() {
-    let setup = Setup::new(
-        BrokerKind::Embedded,
-        "[agents.noop]\ncommand = [\"true\"]\n",
-    );
+    let setup = repo_world(Broker::Embedded, "[agents.noop]\ncommand = [\"true\"]\n");
     let plain = setup.home.join("plain");
     std::fs::create_dir_all(&plain).expect("mkdir");
-    let (code, _, stderr) = setup.run(&[
-        "run",
-        "--worktree",
-        "--agent",
-        "noop",
-        "--prompt",
-        "p",
-        "--workdir",
-        "plain",
-    ]);
+    let (code, _, stderr) = run_args(
+        &setup,
+        &[
+            "run",
+            "--worktree",
+            "--agent",
+            "noop",
+            "--prompt",
+            "p",
+            "--workdir",
+            "plain",
+        ],
+    );
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("is not in one") && stderr.contains("help: "),
@@ -440,7 +368,7 @@ fn not_a_repository_or_a_missing_base_exits_2_before_anything_is_registered() {
         "agent = \"noop\"\nprompt = \"p\"\nworkdir = \"repo\"\nworkspace = \"worktree\"\nbase = \"no-such-branch\"\n",
     )
     .expect("job");
-    let (code, _, stderr) = setup.run(&["run", "job.toml"]);
+    let (code, _, stderr) = run_args(&setup, &["run", "job.toml"]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("no-such-branch")
@@ -454,23 +382,26 @@ fn not_a_repository_or_a_missing_base_exits_2_before_anything_is_registered() {
         "agent = \"noop\"\nprompt = \"p\"\nworkspace = \"worktrees\"\n",
     )
     .expect("job");
-    let (code, _, stderr) = setup.run(&["run", "typo.toml"]);
+    let (code, _, stderr) = run_args(&setup, &["run", "typo.toml"]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("typo.toml"), "{stderr}");
 
     // Uncommitted edits in the checkout would be missing from the worktree:
     // refused unless `base` says where to start.
-    std::fs::write(setup.repo.join("shared.txt"), "half-finished edit\n").expect("write");
-    let (code, _, stderr) = setup.run(&[
-        "run",
-        "--worktree",
-        "--agent",
-        "noop",
-        "--prompt",
-        "p",
-        "--workdir",
-        "repo",
-    ]);
+    std::fs::write(repo(&setup).join("shared.txt"), "half-finished edit\n").expect("write");
+    let (code, _, stderr) = run_args(
+        &setup,
+        &[
+            "run",
+            "--worktree",
+            "--agent",
+            "noop",
+            "--prompt",
+            "p",
+            "--workdir",
+            "repo",
+        ],
+    );
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("uncommitted changes")
@@ -478,11 +409,11 @@ fn not_a_repository_or_a_missing_base_exits_2_before_anything_is_registered() {
             && stderr.contains("base = \"HEAD\""),
         "{stderr}"
     );
-    setup.git(&["checkout", "--", "shared.txt"]);
+    repo_git(&setup, &["checkout", "--", "shared.txt"]);
 
     assert!(setup.status().is_empty(), "a job was registered");
     assert!(!setup.home.join("state/worktrees").exists());
-    assert_eq!(setup.git(&["branch", "--list", "delegate/*"]), "");
+    assert_eq!(repo_git(&setup, &["branch", "--list", "delegate/*"]), "");
 }
 
 #[test]
@@ -492,7 +423,7 @@ fn a_failing_setup_command_fails_the_attempt_as_kind_setup_and_keeps_the_worktre
         &ran.path().join("agent.sh"),
         &format!("touch {}/agent-ran", ran.path().display()),
     );
-    let setup = Setup::new(BrokerKind::Mosquitto, &agent_config("marker", &agent));
+    let setup = repo_world(Broker::Mosquitto, &agent_config("marker", &agent));
     std::fs::write(
         setup.home.join("job.toml"),
         "name = \"broken-setup\"\nagent = \"marker\"\nprompt = \"p\"\nworkdir = \"repo\"\n\
@@ -500,7 +431,7 @@ fn a_failing_setup_command_fails_the_attempt_as_kind_setup_and_keeps_the_worktre
          [retry]\nbackoff = \"0s\"\n",
     )
     .expect("job");
-    let (code, stdout, stderr) = setup.run(&["run", "--json", "job.toml"]);
+    let (code, stdout, stderr) = run_args(&setup, &["run", "--json", "job.toml"]);
     assert_eq!(code, Some(1), "{stdout}\n{stderr}");
     let job = setup.job("broken-setup");
     assert_eq!(job["state"], "failed", "{job}");
@@ -546,26 +477,29 @@ fn resuming_agent(dir: &Path) -> PathBuf {
 fn a_retry_continues_in_the_same_worktree_and_a_failure_deletes_nothing() {
     let notes = tempfile::tempdir().expect("notes");
     let agent = resuming_agent(notes.path());
-    let setup = Setup::new(
-        BrokerKind::Mosquitto,
+    let setup = repo_world(
+        Broker::Mosquitto,
         &format!(
             "{}[defaults.retry]\nbackoff = \"0s\"\nmax_attempts = 2\n",
             agent_config("resuming", &agent)
         ),
     );
-    let (code, stdout, stderr) = setup.run(&[
-        "run",
-        "--json",
-        "--worktree",
-        "--agent",
-        "resuming",
-        "--name",
-        "resume",
-        "--prompt",
-        "p",
-        "--workdir",
-        "repo",
-    ]);
+    let (code, stdout, stderr) = run_args(
+        &setup,
+        &[
+            "run",
+            "--json",
+            "--worktree",
+            "--agent",
+            "resuming",
+            "--name",
+            "resume",
+            "--prompt",
+            "p",
+            "--workdir",
+            "repo",
+        ],
+    );
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     let job = setup.job("resume");
     assert_eq!(
@@ -593,25 +527,28 @@ fn a_retry_continues_in_the_same_worktree_and_a_failure_deletes_nothing() {
 fn a_fresh_retry_starts_a_new_worktree_and_keeps_the_old_one_until_clean() {
     let notes = tempfile::tempdir().expect("notes");
     let agent = resuming_agent(notes.path());
-    let setup = Setup::new(
-        BrokerKind::Mosquitto,
+    let setup = repo_world(
+        Broker::Mosquitto,
         &format!(
             "{}[defaults]\nworkspace = \"worktree\"\nfresh = true\n[defaults.retry]\nbackoff = \"0s\"\nmax_attempts = 2\n",
             agent_config("resuming", &agent)
         ),
     );
-    let (code, stdout, stderr) = setup.run(&[
-        "run",
-        "--json",
-        "--agent",
-        "resuming",
-        "--name",
-        "fresh",
-        "--prompt",
-        "p",
-        "--workdir",
-        "repo",
-    ]);
+    let (code, stdout, stderr) = run_args(
+        &setup,
+        &[
+            "run",
+            "--json",
+            "--agent",
+            "resuming",
+            "--name",
+            "fresh",
+            "--prompt",
+            "p",
+            "--workdir",
+            "repo",
+        ],
+    );
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert_eq!(
         std::fs::read_to_string(notes.path().join("seen"))
@@ -630,12 +567,12 @@ fn a_fresh_retry_starts_a_new_worktree_and_keeps_the_old_one_until_clean() {
         new_path.display().to_string()
     );
     // The first attempt's worktree and branch are kept, work included.
-    let worktrees = setup.git(&["worktree", "list", "--porcelain"]);
+    let worktrees = repo_git(&setup, &["worktree", "list", "--porcelain"]);
     let old_path = worktrees
         .lines()
         .filter_map(|l| l.strip_prefix("worktree "))
         .map(PathBuf::from)
-        .find(|p| *p != new_path && *p != setup.repo)
+        .find(|p| *p != new_path && *p != repo(&setup))
         .unwrap_or_else(|| panic!("the first worktree is gone: {worktrees}"));
     assert_eq!(
         std::fs::read_to_string(old_path.join("work.txt"))
@@ -643,17 +580,15 @@ fn a_fresh_retry_starts_a_new_worktree_and_keeps_the_old_one_until_clean() {
             .trim(),
         "partial"
     );
-    assert!(!setup
-        .git(&["branch", "--list", "delegate/fresh"])
-        .is_empty());
+    assert!(!repo_git(&setup, &["branch", "--list", "delegate/fresh"]).is_empty());
 
     // clean refuses: the old worktree's uncommitted work would be lost.
     let id = setup.id("fresh");
-    let (code, _, stderr) = setup.run(&["clean", &id]);
+    let (code, _, stderr) = run_args(&setup, &["clean", &id]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("work.txt"), "{stderr}");
     assert!(old_path.join("work.txt").is_file());
-    let (code, _, stderr) = setup.run(&["clean", &id, "--force"]);
+    let (code, _, stderr) = run_args(&setup, &["clean", &id, "--force"]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(!old_path.exists() && !new_path.exists());
 }
@@ -678,7 +613,7 @@ fn a_crash_kill_and_retry_delete_nothing() {
             d = notes.path().display()
         ),
     );
-    let setup = Setup::new(BrokerKind::Mosquitto, &agent_config("long", &agent));
+    let setup = repo_world(Broker::Mosquitto, &agent_config("long", &agent));
     let mut command = setup.td();
     command.args([
         "run",
@@ -717,7 +652,7 @@ fn a_crash_kill_and_retry_delete_nothing() {
             "uncommitted"
         );
         assert_eq!(
-            setup.git(&["log", "-1", "--format=%s", "delegate/long"]),
+            repo_git(&setup, &["log", "-1", "--format=%s", "delegate/long"]),
             "step1"
         );
     };
@@ -733,7 +668,7 @@ fn a_crash_kill_and_retry_delete_nothing() {
     intact();
 
     // kill (no supervisor left: the command stops the agent itself).
-    let (code, _, stderr) = setup.run(&["kill", &id]);
+    let (code, _, stderr) = run_args(&setup, &["kill", &id]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
         wait_for(Duration::from_secs(10), || (!alive(agent_pid))
@@ -745,7 +680,7 @@ fn a_crash_kill_and_retry_delete_nothing() {
     intact();
 
     // retry continues in the same worktree, with the work in it.
-    let (code, stdout, stderr) = setup.run(&["retry", &id]);
+    let (code, stdout, stderr) = run_args(&setup, &["retry", &id]);
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert_eq!(
         std::fs::read_to_string(notes.path().join("seen"))
@@ -761,22 +696,25 @@ fn a_crash_kill_and_retry_delete_nothing() {
 fn two_detached_runs_on_one_repository_each_get_a_worktree() {
     let notes = tempfile::tempdir().expect("notes");
     let agent = editor_agent(notes.path(), notes.path());
-    let setup = Setup::new(BrokerKind::Embedded, &agent_config("editor", &agent));
-    let before = setup.checkout_state();
+    let setup = repo_world(Broker::Embedded, &agent_config("editor", &agent));
+    let before = checkout_state(&setup);
     for name in ["left", "right"] {
-        let (code, stdout, stderr) = setup.run(&[
-            "run",
-            "--detach",
-            "--worktree",
-            "--agent",
-            "editor",
-            "--name",
-            name,
-            "--prompt",
-            name,
-            "--workdir",
-            "repo",
-        ]);
+        let (code, stdout, stderr) = run_args(
+            &setup,
+            &[
+                "run",
+                "--detach",
+                "--worktree",
+                "--agent",
+                "editor",
+                "--name",
+                name,
+                "--prompt",
+                name,
+                "--workdir",
+                "repo",
+            ],
+        );
         assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     }
     let done = wait_for(Duration::from_secs(60), || {
@@ -791,11 +729,11 @@ fn two_detached_runs_on_one_repository_each_get_a_worktree() {
         assert_eq!(ws["branch"], format!("delegate/{name}"), "{ws}");
         assert_eq!(ws["ahead"], 1, "{ws}");
         assert_eq!(
-            setup.git(&["show", &format!("delegate/{name}:shared.txt")]),
+            repo_git(&setup, &["show", &format!("delegate/{name}:shared.txt")]),
             name
         );
     }
-    assert_eq!(setup.checkout_state(), before);
+    assert_eq!(checkout_state(&setup), before);
 }
 
 #[test]
@@ -804,8 +742,8 @@ fn a_setup_command_that_overruns_is_stopped_like_an_agent() {
     let pid_file = notes.path().join("setup-pid");
     // keep_failed: the window stays, so only the signal to the recorded
     // group can stop the setup command (closing the window would SIGHUP it).
-    let setup = Setup::keeping_failed(
-        BrokerKind::Mosquitto,
+    let setup = keeping_failed(
+        Broker::Mosquitto,
         "[agents.noop]\ncommand = [\"true\"]\n[defaults.retry]\nmax_attempts = 1\n",
         true,
     );
@@ -819,7 +757,7 @@ fn a_setup_command_that_overruns_is_stopped_like_an_agent() {
         ),
     )
     .expect("job");
-    let (code, stdout, stderr) = setup.run(&["run", "--json", "job.toml"]);
+    let (code, stdout, stderr) = run_args(&setup, &["run", "--json", "job.toml"]);
     assert_eq!(code, Some(124), "{stdout}\n{stderr}");
     let pid: i32 = std::fs::read_to_string(&pid_file)
         .expect("the setup command ran")
@@ -839,53 +777,59 @@ fn a_setup_command_that_overruns_is_stopped_like_an_agent() {
 fn a_job_cleaned_after_its_merge_gets_its_worktree_back_on_retry() {
     let notes = tempfile::tempdir().expect("notes");
     let agent = editor_agent(notes.path(), notes.path());
-    let setup = Setup::new(BrokerKind::Embedded, &agent_config("editor", &agent));
-    let (code, stdout, stderr) = setup.run(&[
-        "run",
-        "--json",
-        "--worktree",
-        "--agent",
-        "editor",
-        "--name",
-        "again",
-        "--prompt",
-        "again",
-        "--workdir",
-        "repo",
-    ]);
+    let setup = repo_world(Broker::Embedded, &agent_config("editor", &agent));
+    let (code, stdout, stderr) = run_args(
+        &setup,
+        &[
+            "run",
+            "--json",
+            "--worktree",
+            "--agent",
+            "editor",
+            "--name",
+            "again",
+            "--prompt",
+            "again",
+            "--workdir",
+            "repo",
+        ],
+    );
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(
         stderr.contains("worktree") && stderr.contains("delegate/again"),
         "{stderr}"
     );
     let id = setup.id("again");
-    let (code, _, stderr) = setup.run(&["merge", &id]);
+    let (code, _, stderr) = run_args(&setup, &["merge", &id]);
     assert_eq!(code, Some(0), "{stderr}");
-    let (code, _, stderr) = setup.run(&["clean", &id]);
+    let (code, _, stderr) = run_args(&setup, &["clean", &id]);
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(setup.job("again")["workspace"]["exists"], false);
     // Nothing left to lose, nothing to clean twice.
-    let (code, _, stderr) = setup.run(&["clean", "--finished"]);
+    let (code, _, stderr) = run_args(&setup, &["clean", "--finished"]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("nothing to clean"), "{stderr}");
 
     // The prompt's text is already merged: have the agent write another.
     std::fs::write(setup.home.join("tmux-delegate.toml.extra"), "").expect("write");
-    let (code, stdout, stderr) = setup.run(&["retry", &id]);
+    let (code, stdout, stderr) = run_args(&setup, &["retry", &id]);
     // The branch was recreated from the base: the edit is new there again.
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     let ws = setup.job("again")["workspace"].clone();
     assert_eq!(ws["exists"], true, "{ws}");
     assert_eq!(ws["ahead"], 1, "{ws}");
-    assert_eq!(setup.git(&["show", "delegate/again:shared.txt"]), "again");
+    assert_eq!(
+        repo_git(&setup, &["show", "delegate/again:shared.txt"]),
+        "again"
+    );
 }
 
 #[test]
 fn two_runs_started_at_once_with_one_name_get_two_branches() {
     let notes = tempfile::tempdir().expect("notes");
     let agent = editor_agent(notes.path(), notes.path());
-    let setup = Setup::new(BrokerKind::Mosquitto, &agent_config("editor", &agent));
-    let before = setup.checkout_state();
+    let setup = repo_world(Broker::Mosquitto, &agent_config("editor", &agent));
+    let before = checkout_state(&setup);
     let mut runs: Vec<Lines> = ["one", "two"]
         .iter()
         .map(|prompt| {
@@ -924,9 +868,9 @@ fn two_runs_started_at_once_with_one_name_get_two_branches() {
     assert_eq!(branches, ["delegate/twin", "delegate/twin-2"]);
     let mut contents: Vec<String> = branches
         .iter()
-        .map(|b| setup.git(&["show", &format!("{b}:shared.txt")]))
+        .map(|b| repo_git(&setup, &["show", &format!("{b}:shared.txt")]))
         .collect();
     contents.sort();
     assert_eq!(contents, ["one", "two"]);
-    assert_eq!(setup.checkout_state(), before);
+    assert_eq!(checkout_state(&setup), before);
 }
