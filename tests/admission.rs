@@ -14,140 +14,86 @@ use hmac::Mac;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const SETTLE: Duration = Duration::from_secs(30);
 
-/// Fields drop in order: the tmux server and the broker before the
-/// directory that holds their sockets and files.
-struct Setup {
-    tmux: TmuxServer,
-    broker: Mosquitto,
-    home: PathBuf,
-    dir: tempfile::TempDir,
+/// A plain Mosquitto, a private tmux server and a project config that lets
+/// unsigned events act (`require_signature = false`, the original
+/// scripts' case), plus `extra`.
+fn world(extra: &str) -> World {
+    World::builder(Broker::Mosquitto)
+        .kill_grace("1s")
+        .keep_failed(false)
+        .build(&events_config(extra))
 }
 
-impl Setup {
-    /// A plain Mosquitto, a private tmux server and a project config that
-    /// lets unsigned events act (`require_signature = false`, the original
-    /// scripts' case), plus `extra`.
-    fn new(extra: &str) -> Setup {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let broker = Mosquitto::start(dir.path(), "allow_anonymous true\n");
-        let home = dir.path().join("home");
-        std::fs::create_dir_all(&home).expect("home");
-        let tmux = TmuxServer::new(dir.path());
-        let config = format!(
-            "[broker]\nhost = \"127.0.0.1\"\nport = {}\n[events]\nrequire_signature = false\n\
-             {extra}\n[defaults.tmux]\nsocket = \"{}\"\nkeep_failed = false\nkill_grace = \"1s\"\n",
-            broker.port, tmux.socket
-        );
-        std::fs::write(home.join("tmux-delegate.toml"), config).expect("project config");
-        Setup {
-            tmux,
-            broker,
-            home,
-            dir,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn td(&self) -> Command {
-        let tmpdir = self.tmux.tmpdir.display().to_string();
-        td(&self.home, &[("TMUX_TMPDIR", tmpdir.as_str())])
-    }
-
-    fn job_dir(&self, id: &str) -> PathBuf {
-        self.home.join("state/jobs").join(id)
-    }
-
-    fn record(&self, id: &str) -> Value {
-        let text = std::fs::read_to_string(self.job_dir(id).join("record.json")).expect("record");
-        serde_json::from_str(&text).expect("record json")
-    }
-
-    fn key(&self, id: &str) -> String {
-        self.record(id)["event_key"]
-            .as_str()
-            .expect("key")
-            .to_owned()
-    }
-
-    /// The job's history: every line of its events.jsonl.
-    fn history(&self, id: &str) -> Vec<Value> {
-        std::fs::read_to_string(self.job_dir(id).join("events.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    /// `register --prompt x`: a job no supervisor owns; its id.
-    fn register(&self) -> String {
-        let out = run(self.td().args(["register", "--prompt", "x"]));
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        text(&out.stdout).trim().to_owned()
-    }
-
-    /// `watch --job ID`, once it has subscribed.
-    fn watch(&self, id: &str) -> Lines {
-        let mut watch = Lines::spawn(self.td().args(["watch", "--job", id, "--timeout", "60"]));
-        assert!(
-            watch.wait_line("watching", Duration::from_secs(10)),
-            "{:?}",
-            watch.stderr
-        );
-        watch
-    }
-
-    /// One event, as `mosquitto_pub` (the original scripts) sends it.
-    fn publish_raw(&self, id: &str, payload: &str) {
-        let status = Command::new("mosquitto_pub")
-            .args(["-h", "127.0.0.1", "-p", &self.broker.port.to_string()])
-            .args(["-q", "1", "-t", &format!("python/mqtt/jobs/{id}/events")])
-            .args(["-m", payload])
-            .status()
-            .expect("mosquitto_pub");
-        assert!(status.success());
-    }
-
-    /// The three forged `completed` events for a job at attempt 2.
-    fn publish_forgeries(&self, id: &str) {
-        let key = self.key(id);
-        self.publish_raw(id, &signed(&completed(id, None), &key));
-        self.publish_raw(id, &badly_signed(&completed(id, Some(2))));
-        self.publish_raw(id, &signed(&completed(id, Some(99)), &key));
-    }
-
-    /// Waits until the history holds the three forgeries, and returns why
-    /// each was ignored (in the order they were published).
-    fn ignored_forgeries(&self, id: &str) -> Vec<String> {
-        wait_for(SETTLE, || {
-            let ignored: Vec<String> = self
-                .history(id)
-                .iter()
-                .filter(|e| e["type"] == "event" && e["event"] == "completed")
-                .map(|e| e["ignored"].as_str().unwrap_or("ACTED ON").to_owned())
-                .collect();
-            (ignored.len() >= 3).then_some(ignored)
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "the forgeries are not in the history: {:?}",
-                self.history(id)
-            )
-        })
-    }
+fn events_config(extra: &str) -> String {
+    format!("[events]\nrequire_signature = false\n{extra}")
 }
 
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs_f64()
+fn key(world: &World, id: &str) -> String {
+    world.record(id)["event_key"]
+        .as_str()
+        .expect("key")
+        .to_owned()
+}
+
+/// `register --prompt x`: a job no supervisor owns; its id.
+fn register(world: &World) -> String {
+    let out = run(world.td().args(["register", "--prompt", "x"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout).trim().to_owned()
+}
+
+/// `watch --job ID`, once it has subscribed.
+fn start_watch(world: &World, id: &str) -> Lines {
+    let mut watch = Lines::spawn(world.td().args(["watch", "--job", id, "--timeout", "60"]));
+    assert!(
+        watch.wait_line("watching", Duration::from_secs(10)),
+        "{:?}",
+        watch.stderr
+    );
+    watch
+}
+
+/// One event, as `mosquitto_pub` (the original scripts) sends it.
+fn publish_raw(world: &World, id: &str, payload: &str) {
+    let status = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &world.port().to_string()])
+        .args(["-q", "1", "-t", &format!("python/mqtt/jobs/{id}/events")])
+        .args(["-m", payload])
+        .status()
+        .expect("mosquitto_pub");
+    assert!(status.success());
+}
+
+/// The three forged `completed` events for a job at attempt 2.
+fn publish_forgeries(world: &World, id: &str) {
+    let key = key(world, id);
+    publish_raw(world, id, &signed(&completed(id, None), &key));
+    publish_raw(world, id, &badly_signed(&completed(id, Some(2))));
+    publish_raw(world, id, &signed(&completed(id, Some(99)), &key));
+}
+
+/// Waits until the history holds the three forgeries, and returns why each
+/// was ignored (in the order they were published).
+fn ignored_forgeries(world: &World, id: &str) -> Vec<String> {
+    wait_for(SETTLE, || {
+        let ignored: Vec<String> = world
+            .history(id)
+            .iter()
+            .filter(|e| e["type"] == "event" && e["event"] == "completed")
+            .map(|e| e["ignored"].as_str().unwrap_or("ACTED ON").to_owned())
+            .collect();
+        (ignored.len() >= 3).then_some(ignored)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the forgeries are not in the history: {:?}",
+            world.history(id)
+        )
+    })
 }
 
 /// A `completed` payload naming the job, with or without an attempt.
@@ -197,20 +143,20 @@ fn assert_refused_as_forgeries(ignored: &[String]) {
 }
 
 /// Rewrites a registered job's record to attempt 2 (as after a retry).
-fn at_attempt_2(setup: &Setup, id: &str) {
-    let mut record = setup.record(id);
+fn at_attempt_2(world: &World, id: &str) {
+    let mut record = world.record(id);
     record["attempt"] = 2.into();
-    let path = setup.job_dir(id).join("record.json");
+    let path = world.record_path(id);
     std::fs::write(path, record.to_string()).expect("record");
 }
 
 #[test]
 fn watch_neither_ends_on_nor_records_forged_events_but_takes_the_original_scripts_ones() {
-    let setup = Setup::new("");
-    let forged = setup.register();
+    let setup = world("");
+    let forged = register(&setup);
     at_attempt_2(&setup, &forged);
-    let mut watch = setup.watch(&forged);
-    setup.publish_forgeries(&forged);
+    let mut watch = start_watch(&setup, &forged);
+    publish_forgeries(&setup, &forged);
     // The one real end: signed by `publish`, attempt 2. Had any forged
     // `completed` ended the watch, it would have exited 0 before this.
     let out = run(setup.td().args([
@@ -232,7 +178,7 @@ fn watch_neither_ends_on_nor_records_forged_events_but_takes_the_original_script
         printed.contains("[BAD SIGNATURE]"),
         "printed, marked: {printed}"
     );
-    assert_refused_as_forgeries(&setup.ignored_forgeries(&forged));
+    assert_refused_as_forgeries(&ignored_forgeries(&setup, &forged));
     let record = setup.record(&forged);
     assert_eq!(record["attempt"], 2, "{record}");
     assert_eq!(record["state"], "failed", "{record}");
@@ -240,15 +186,25 @@ fn watch_neither_ends_on_nor_records_forged_events_but_takes_the_original_script
 
     // The original scripts' bare word, unsigned, to a registered job whose
     // policy allows it: it ends the watch and completes the record.
-    let python = setup.register();
-    let mut watch = setup.watch(&python);
-    setup.publish_raw(&python, "completed");
-    assert_eq!(watch.finish(SETTLE).code(), Some(0), "{:?}", watch.stderr);
+    let python = register(&setup);
+    let mut watching = start_watch(&setup, &python);
+    publish_raw(&setup, &python, "completed");
+    assert_eq!(
+        watching.finish(SETTLE).code(),
+        Some(0),
+        "{:?}",
+        watching.stderr
+    );
     assert_eq!(setup.record(&python)["state"], "completed");
     // And to a job in no registry (the original subscriber's use).
-    let mut watch = setup.watch("nowhere");
-    setup.publish_raw("nowhere", "completed");
-    assert_eq!(watch.finish(SETTLE).code(), Some(0), "{:?}", watch.stderr);
+    let mut watching = start_watch(&setup, "nowhere");
+    publish_raw(&setup, "nowhere", "completed");
+    assert_eq!(
+        watching.finish(SETTLE).code(),
+        Some(0),
+        "{:?}",
+        watching.stderr
+    );
 }
 
 /// An agent whose attempt 1 fails and whose attempt 2 waits for the gate
@@ -287,20 +243,17 @@ fn wait_reached(lines: &mut Lines, name: &str, to: &str, attempt: u32) -> bool {
 
 #[test]
 fn run_refuses_the_same_forged_events_and_takes_the_original_scripts_ones() {
-    let setup = Setup::new("");
+    let setup = world("");
     let agent = second_attempt_agent(setup.dir.path());
-    let config = std::fs::read_to_string(setup.home.join("tmux-delegate.toml")).expect("config");
+    setup.write_config(&format!(
+        "[broker]\nhost = \"127.0.0.1\"\nport = {}\n{}\n[agents.second]\ncommand = [\"{}\", \"{{prompt}}\"]\n\
+         complete_on_exit = false\n[defaults.retry]\nmax_attempts = 2\nbackoff = \"0s\"\n",
+        setup.port(),
+        events_config(""),
+        agent.display()
+    ));
     std::fs::write(
-        setup.home.join("tmux-delegate.toml"),
-        format!(
-            "{config}\n[agents.second]\ncommand = [\"{}\", \"{{prompt}}\"]\ncomplete_on_exit = false\n\
-             [defaults.retry]\nmax_attempts = 2\nbackoff = \"0s\"\n",
-            agent.display()
-        ),
-    )
-    .expect("config");
-    std::fs::write(
-        setup.home.join("jobs.toml"),
+        setup.path("jobs.toml"),
         "[[jobs]]\nname = \"forged\"\nagent = \"second\"\nprompt = \"forged\"\n\
          [[jobs]]\nname = \"python\"\nagent = \"second\"\nprompt = \"python\"\n",
     )
@@ -325,18 +278,18 @@ fn run_refuses_the_same_forged_events_and_takes_the_original_scripts_ones() {
     };
     let (forged, python) = (id("forged"), id("python"));
     // `watch` on the same supervised job sees the same forgeries.
-    let mut watch = setup.watch(&forged);
-    setup.publish_forgeries(&forged);
-    assert_refused_as_forgeries(&setup.ignored_forgeries(&forged));
+    let mut watch = start_watch(&setup, &forged);
+    publish_forgeries(&setup, &forged);
+    assert_refused_as_forgeries(&ignored_forgeries(&setup, &forged));
     // The original scripts' bare word, unsigned: the current attempt's.
-    setup.publish_raw(&python, "completed");
+    publish_raw(&setup, &python, "completed");
     assert!(
         wait_reached(&mut running, "python", "completed", 2),
         "{:?}",
         running.stdout
     );
     assert_eq!(setup.record(&forged)["state"], "running");
-    std::fs::write(setup.path("gate-forged"), "").expect("gate");
+    std::fs::write(setup.scratch("gate-forged"), "").expect("gate");
     assert_eq!(
         running.finish(SETTLE).code(),
         Some(1),
