@@ -139,12 +139,7 @@ fn a_notification_makes_the_job_wait_without_being_killed_and_runs_on_waiting_on
     // job is not hung. The history below shows nothing came between it and
     // the kill's `cancelled`.
     let id = first_job(&world)["id"].as_str().expect("id").to_owned();
-    let waited = world
-        .transitions(&id)
-        .into_iter()
-        .find(|(to, _)| to == "waiting")
-        .map(|(_, ts)| ts)
-        .expect("`waiting` is in the history");
+    let waited = world.first_transition_to(&id, "waiting");
     wait_until_unix(waited + 4.0, Duration::from_secs(30));
     let job = first_job(&world);
     assert_eq!(job["state"], "waiting", "{job}");

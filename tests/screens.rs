@@ -128,12 +128,7 @@ fn the_trust_dialog_is_reported_as_waiting_then_answered_in_the_window_and_compl
     // `waiting`: still waiting, same attempt, on_waiting ran once. The
     // history at the end shows nothing came between it and the answer.
     let id = world.status()[0]["id"].as_str().expect("id").to_owned();
-    let waited = world
-        .transitions(&id)
-        .into_iter()
-        .find(|(to, _)| to == "waiting")
-        .map(|(_, ts)| ts)
-        .expect("`waiting` is in the history");
+    let waited = world.first_transition_to(&id, "waiting");
     wait_until_unix(waited + 6.0, Duration::from_secs(30));
     let windows = world
         .tmux

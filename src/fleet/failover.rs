@@ -123,22 +123,7 @@ mod tests {
     use crate::model::JobState;
 
     fn status(state: FleetState, attempt: u32, runner: Option<&str>) -> JobStatus {
-        JobStatus {
-            job: "j-1".into(),
-            state,
-            attempt,
-            runner: runner.map(str::to_owned),
-            pool: "default".into(),
-            name: "j".into(),
-            agent: None,
-            ts: 0.0,
-            reason: None,
-            failure: None,
-            request: None,
-            created: None,
-            max_attempts: None,
-            last_event: None,
-        }
+        JobStatus::sample(state, attempt, runner)
     }
 
     fn presence(runner: &str, pool: &str, status: &str) -> Presence {

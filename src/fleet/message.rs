@@ -220,6 +220,29 @@ impl Control {
     }
 }
 
+/// Job `j-1`'s state in pool `default`, for the fleet's unit tests.
+#[cfg(test)]
+impl JobStatus {
+    pub fn sample(state: FleetState, attempt: u32, runner: Option<&str>) -> JobStatus {
+        JobStatus {
+            job: "j-1".into(),
+            state,
+            attempt,
+            runner: runner.map(str::to_owned),
+            pool: "default".into(),
+            name: "j".into(),
+            agent: None,
+            ts: 0.0,
+            reason: None,
+            failure: None,
+            request: None,
+            created: None,
+            max_attempts: None,
+            last_event: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -245,6 +245,15 @@ impl Home {
             .collect()
     }
 
+    /// When job `id` first moved to `to`, by its history.
+    pub fn first_transition_to(&self, id: &str, to: &str) -> f64 {
+        self.transitions(id)
+            .into_iter()
+            .find(|(state, _)| state == to)
+            .map(|(_, ts)| ts)
+            .unwrap_or_else(|| panic!("`{to}` is not in job {id}'s history"))
+    }
+
     /// Every window on this home's tmux server: `ID PANE_DEAD`.
     pub fn windows(&self) -> String {
         self.tmux
