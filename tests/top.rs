@@ -7,14 +7,14 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-/// Starts `top` in an 80x24 window of its own session; its pane stays
-/// after exit so the exit status can be read.
-fn start_top(world: &World) {
-    let home = world.home.display().to_string();
-    let state = world.home.join("state").display().to_string();
+/// `new-session` for a detached 80-column session `top` of `rows` rows
+/// whose one window runs `script` under `sh -c` in a clean environment:
+/// PATH (after `path_prefix`), HOME, the registry and tmux's socket dir of
+/// `world`, and a TERM.
+fn clean_session(world: &Home, rows: u16, path_prefix: &str, script: &str) -> Vec<String> {
     let path = std::env::var("PATH").unwrap_or_default();
-    let tmpdir = world.tmux.tmpdir.display().to_string();
-    let args = [
+    let rows = rows.to_string();
+    let fixed = [
         "new-session",
         "-d",
         "-s",
@@ -22,22 +22,35 @@ fn start_top(world: &World) {
         "-x",
         "80",
         "-y",
-        "24",
+        &rows,
         "--",
         "env",
         "-i",
-        &format!("PATH={path}"),
-        &format!("HOME={home}"),
-        &format!("TMUX_DELEGATE_HOME={state}"),
-        &format!("TMUX_TMPDIR={tmpdir}"),
-        "TERM=xterm-256color",
-        "sh",
-        "-c",
-        // The shell reports top's exit status: tmux's own
-        // #{pane_dead_status} was seen missing now and then under load
-        // (the server left the exited pane process unreaped).
-        &format!("{BIN} top 2>>{home}/top.log; echo $? >{home}/top.exit"),
     ];
+    let mut args: Vec<String> = fixed.iter().map(|a| (*a).to_owned()).collect();
+    args.extend([
+        format!("PATH={path_prefix}{path}"),
+        format!("HOME={}", world.home.display()),
+        format!("TMUX_DELEGATE_HOME={}", world.home.join("state").display()),
+        format!("TMUX_TMPDIR={}", world.tmux.tmpdir.display()),
+        "TERM=xterm-256color".to_owned(),
+        "sh".to_owned(),
+        "-c".to_owned(),
+        script.to_owned(),
+    ]);
+    args
+}
+
+/// Starts `top` in an 80x24 window of its own session; its pane stays
+/// after exit so the exit status can be read.
+fn start_top(world: &World) {
+    let home = world.home.display().to_string();
+    // The shell reports top's exit status: tmux's own #{pane_dead_status}
+    // was seen missing now and then under load (the server left the exited
+    // pane process unreaped).
+    let script = format!("{BIN} top 2>>{home}/top.log; echo $? >{home}/top.exit");
+    let owned = clean_session(world, 24, "", &script);
+    let args: Vec<&str> = owned.iter().map(String::as_str).collect();
     // A tmux server starting while the machine is loaded with parallel
     // tests now and then dies before its first session's shell runs
     // ("server exited unexpectedly", seen ~1 in 20 here, with top.log
@@ -248,35 +261,16 @@ fn runs_live_table_fits_an_80_column_pane_and_is_redrawn_in_place() {
     }
     std::fs::write(&jobs, spec).expect("jobs.toml");
     let home = setup.home.display().to_string();
-    let state = setup.home.join("state").display().to_string();
-    let path = std::env::var("PATH").unwrap_or_default();
-    let tmpdir = setup.tmux.tmpdir.display().to_string();
     let bin_dir = std::path::Path::new(BIN)
         .parent()
         .expect("bin dir")
         .display()
         .to_string();
-    let out = setup.tmux.output(&[
-        "new-session",
-        "-d",
-        "-s",
-        "top",
-        "-x",
-        "80",
-        "-y",
-        "30",
-        "--",
-        "env",
-        "-i",
-        &format!("PATH={bin_dir}:{path}"),
-        &format!("HOME={home}"),
-        &format!("TMUX_DELEGATE_HOME={state}"),
-        &format!("TMUX_TMPDIR={tmpdir}"),
-        "TERM=xterm-256color",
-        "sh",
-        "-c",
-        &format!("cd {home} && {BIN} run jobs.toml; echo $? >{home}/top.exit; sleep 60"),
-    ]);
+    let script = format!("cd {home} && {BIN} run jobs.toml; echo $? >{home}/top.exit; sleep 60");
+    let args = clean_session(&setup, 30, &format!("{bin_dir}:"), &script);
+    let out = setup
+        .tmux
+        .output(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(out.trim().is_empty(), "new-session: {out}");
     let status = wait_for(Duration::from_secs(60), || exit_status(&setup))
         .unwrap_or_else(|| panic!("run did not end:\n{}", top_screen(&setup)));
