@@ -151,3 +151,50 @@ fn broker_serve_prints_settings_keeps_passwords_in_0600_files_and_serves() {
         text(&out.stderr)
     );
 }
+
+/// The original tool's `publish_event.py` (paho, MQTT 3.1.1 by default) in
+/// a job window on the zero-setup broker: its `started` and `completed`
+/// reach the supervisor and the job completes (SPEC section 3: "the
+/// original scripts work there unchanged").
+#[test]
+fn the_original_publish_event_script_speaks_mqtt_3_1_1_to_the_embedded_broker() {
+    let world = World::embedded("");
+    let publish_event =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/publish_event.py");
+    let log = world.scratch("publish_event.log");
+    let agent = script(
+        &world.scratch("agent.sh"),
+        &format!(
+            "py={py}; log={log}\n\
+             python3 \"$py\" --job \"$DELEGATE_JOB_ID\" --event started 2>>\"$log\" || echo \"started: $?\" >>\"$log\"\n\
+             python3 \"$py\" --job \"$DELEGATE_JOB_ID\" --event completed --message done 2>>\"$log\" || echo \"completed: $?\" >>\"$log\"\n\
+             exec sleep 30",
+            py = publish_event.display(),
+            log = log.display()
+        ),
+    );
+    // The scripts sign nothing: their events count where the policy says so.
+    world.write_config(&format!(
+        "[events]\nrequire_signature = false\n\n\
+         [agents.legacy]\ncommand = [\"{}\"]\ncomplete_on_exit = false\n",
+        agent.display()
+    ));
+    let out = run(world.td().args([
+        "run", "--json", "--agent", "legacy", "--name", "legacy", "--prompt", "p",
+    ]));
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "run: {}\n{}\npublish_event.py: {said}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    eprintln!("publish_event.py said: {said:?}");
+    let jobs: serde_json::Value =
+        serde_json::from_slice(&run(world.td().args(["status", "--json"])).stdout).expect("status");
+    assert_eq!(jobs[0]["state"], "completed", "{jobs}");
+    assert_eq!(jobs[0]["attempt"], 1, "{jobs}");
+    assert_eq!(jobs[0]["last_event"]["event"], "completed", "{jobs}");
+    assert_eq!(jobs[0]["last_event"]["message"], "done", "{jobs}");
+}

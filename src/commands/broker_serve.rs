@@ -45,7 +45,7 @@ pub async fn run(port: u16, bind: IpAddr, show_passwords: bool) -> anyhow::Resul
         eprintln!("warning: listening on {bind}: a plain-text broker reachable from the network");
     }
     println!(
-        "embedded MQTT 5 broker on {} (Ctrl-C to stop)\n",
+        "embedded MQTT broker (3.1.1 and 5) on {} (Ctrl-C to stop)\n",
         broker.address
     );
     print_side(
