@@ -9,6 +9,7 @@ mod common;
 
 use common::*;
 use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -690,4 +691,70 @@ fn closed_stdout_or_stderr_never_panics_on_any_command() {
     .wait_output(Duration::from_secs(60));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(setup.job("unread")["state"], "completed");
+}
+
+/// The terminal under `run` closes (SIGHUP): `run` says so while it can,
+/// then supervises on with its output in a 0600 log, so the failed first
+/// attempt is still retried and the job completes (before: exit 129 and
+/// jobs left unsupervised).
+#[test]
+fn sighup_to_run_keeps_supervising_and_still_retries_its_jobs() {
+    let world = World::mosquitto("");
+    let gate = world.scratch("gate");
+    let agent = script(
+        &world.scratch("hup.sh"),
+        &format!(
+            "if [ \"$DELEGATE_ATTEMPT\" = 1 ]; then\n\
+               i=0; while [ ! -e {gate} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\n\
+               exit 1\n\
+             fi\n\
+             \"$TMUX_DELEGATE_BIN\" publish --event completed --message second",
+            gate = gate.display()
+        ),
+    );
+    world.write_config(&format!(
+        "[agents.hup]\ncommand = [\"{}\"]\n\n\
+         [defaults.retry]\nmax_attempts = 2\nbackoff = \"0s\"\n",
+        agent.display()
+    ));
+    let mut running = world.spawn(&[
+        "run", "--json", "--agent", "hup", "--name", "hup", "--prompt", "p",
+    ]);
+    assert!(
+        running.wait_line("\"to\":\"running\"", Duration::from_secs(20)),
+        "{:?}",
+        running.stderr
+    );
+    let pid = running.guard.child().id();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .expect("kill")
+        .success());
+    assert!(
+        running.wait_line("the terminal closed", Duration::from_secs(10)),
+        "no word on the terminal it loses: {:?}",
+        running.stderr
+    );
+    std::fs::write(&gate, "").expect("gate");
+    let status = running.finish(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(0), "{:?}", running.stderr);
+    let id = world.id("hup");
+    let job = world.job("hup");
+    assert_eq!(job["state"], "completed", "{job}");
+    assert_eq!(job["attempt"], 2, "{job}");
+    // Its output after the hang-up: the log, 0600, with the transitions.
+    let log = world.path(&format!("state/logs/run-{pid}.log"));
+    let text = std::fs::read_to_string(&log).expect("the hung-up run's log");
+    let mode = std::fs::metadata(&log).expect("log").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{}", log.display());
+    assert!(text.contains("the terminal closed"), "{text}");
+    for to in ["retrying", "completed"] {
+        assert!(
+            text.lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .any(|t| t["job"] == id.as_str() && t["to"] == to),
+            "no transition to {to} in the log: {text}"
+        );
+    }
 }

@@ -58,6 +58,8 @@ pub struct Driver {
     pending_last: HashMap<JobId, LastEvent>,
     /// A `list-windows` is under way (it runs beside the event loop).
     observing: bool,
+    /// The terminal closed (SIGHUP) and the output went to a log.
+    hung_up: bool,
     /// Outcome hooks still running: waited for (briefly) before `run` exits,
     /// so the last job's `on_done` is not cut off with the runtime.
     hook_tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -148,6 +150,7 @@ impl Driver {
             hook_tasks: Vec::new(),
             pending_last: HashMap::new(),
             observing: false,
+            hung_up: false,
             queue: super::queue::Queue::default(),
             caps: HashMap::new(),
             leases: HashMap::new(),
@@ -210,6 +213,7 @@ impl Driver {
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut cancel_check =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let mut observe = tokio::time::interval(OBSERVE_EVERY);
         observe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut redraw = tokio::time::interval(Duration::from_secs(1));
@@ -262,6 +266,7 @@ impl Driver {
                     self.intake = None;
                     self.cancel_all("the supervisor received SIGTERM");
                 }
+                _ = hangup.recv() => self.leave_terminal(),
             }
             self.perform().await;
             self.settle_queue().await;
@@ -293,6 +298,24 @@ impl Driver {
             .job_ids()
             .map(|id| (id.clone(), self.core.state(id).unwrap_or(JobState::Failed)))
             .collect()
+    }
+
+    /// The terminal closed: supervise on, writing to a log (`hangup.rs`).
+    fn leave_terminal(&mut self) {
+        if self.hung_up {
+            return tracing::info!("SIGHUP again: this supervisor already left its terminal");
+        }
+        self.hung_up = true;
+        let log = super::hangup::log_path(self.registry.root());
+        let unfinished = self
+            .core
+            .job_ids()
+            .filter(|id| !self.core.state(id).is_some_and(|s| s.is_finished()))
+            .count();
+        self.view.stop_drawing();
+        if let Err(e) = super::hangup::leave_terminal(&log, unfinished) {
+            tracing::warn!("the terminal closed and its output cannot move to a log: {e:#}");
+        }
     }
 
     fn cancel_all(&mut self, reason: &str) {

@@ -7,6 +7,7 @@ pub mod clock;
 pub mod core;
 pub mod detach;
 pub mod driver;
+pub mod hangup;
 pub mod ownership;
 pub mod policy;
 pub mod queue;

@@ -99,6 +99,12 @@ impl View {
         }
     }
 
+    /// No more live table (its terminal is gone): one JSON object per
+    /// transition from now on.
+    pub fn stop_drawing(&mut self) {
+        self.live = false;
+    }
+
     pub fn refresh(&mut self) {
         if self.live {
             self.draw();
