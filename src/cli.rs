@@ -16,7 +16,8 @@ MQTT_USERNAME, MQTT_PASSWORD, MQTT_CA_CERTS, MQTT_CERTFILE, MQTT_KEYFILE, MQTT_C
 MQTT_TOPIC_PREFIX), the project's tmux-delegate.toml and the user's ~/.config/tmux-delegate/config.toml, \
 in that order.",
     after_help = "Exit codes: 0 success, 1 job failed, 2 usage or configuration error, 3 broker unreachable \
-or auth refused, 4 publish refused by the broker (ACL), 124 timed out, 130 interrupted."
+or auth refused, 4 publish refused by the broker (ACL), 75 a supervisor stopped before it could record \
+every state it observed (a full or failing disk: free space, then `resume`), 124 timed out, 130 interrupted."
 )]
 pub struct Cli {
     /// More log output on stderr (-v info, -vv debug); TMUX_DELEGATE_LOG overrides.

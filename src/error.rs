@@ -14,6 +14,9 @@ pub enum Exit {
     PublishRefused,
     TimedOut,
     Interrupted,
+    /// A supervisor stopped before every state it observed was in the
+    /// registry (a full or failing disk): 75, EX_TEMPFAIL.
+    Unrecorded,
     /// Passed through as is (the window's wrapper exits with its agent's code).
     Raw(u8),
 }
@@ -28,6 +31,7 @@ impl Exit {
             Exit::PublishRefused => 4,
             Exit::TimedOut => 124,
             Exit::Interrupted => 130,
+            Exit::Unrecorded => 75,
             Exit::Raw(code) => code,
         }
     }

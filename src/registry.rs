@@ -320,6 +320,9 @@ pub struct Corrupt {
     pub problem: String,
 }
 
+/// Below this much free space `status` warns (`Registry::space_warning`).
+const LOW_SPACE: u64 = 256 * 1024;
+
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
@@ -440,16 +443,45 @@ impl Registry {
             .map_err(|(_, errno)| anyhow::anyhow!("locking {}: {errno}", path.display()))
     }
 
-    /// Stores a new job; fails if the id exists.
+    /// Stores a new job; fails if the id exists. The job's directory
+    /// appears complete or not at all: it is built under a hidden name and
+    /// renamed into place, so a full disk leaves no empty job behind.
     pub fn create(&self, record: &Record) -> Result<()> {
         let id = JobId::parse(&record.id)?;
         let _lock = self.lock()?;
         let dir = self.job_dir(&id);
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&dir)
+        if dir.exists() {
+            anyhow::bail!("the job directory {} exists already", dir.display());
+        }
+        let building = tempfile::Builder::new()
+            .prefix(&format!(".new-{id}-"))
+            .permissions(fs::Permissions::from_mode(0o700))
+            .tempdir_in(self.jobs_dir())
+            .with_context(|| {
+                format!("creating a job directory in {}", self.jobs_dir().display())
+            })?;
+        write_atomic(&building.path().join("record.json"), record)?;
+        fs::rename(building.path(), &dir)
             .with_context(|| format!("creating the job directory {}", dir.display()))?;
-        write_atomic(&dir.join("record.json"), record)
+        // Renamed: nothing left for the guard to remove.
+        let _ = building.keep();
+        Ok(())
+    }
+
+    /// A warning when the registry's filesystem is (nearly) full: a
+    /// supervisor that cannot write keeps its states in memory and writes
+    /// them again, so what the records say may be behind.
+    pub fn space_warning(&self) -> Option<String> {
+        let stat = nix::sys::statvfs::statvfs(&self.root).ok()?;
+        let free = stat.blocks_available().saturating_mul(stat.fragment_size());
+        (free < LOW_SPACE).then(|| {
+            format!(
+                "the registry's filesystem ({}) has {} KiB free: a supervisor that cannot record a state \
+                 keeps it in memory and writes it again, so these records may be behind; free some space",
+                self.root.display(),
+                free / 1024
+            )
+        })
     }
 
     pub fn exists(&self, id: &JobId) -> bool {
@@ -526,7 +558,9 @@ impl Registry {
         Ok(record)
     }
 
-    /// Appends one line to the job's `events.jsonl`.
+    /// Appends one line to the job's `events.jsonl`, whole or not at all: a
+    /// write the disk cut short is taken back, and a line torn by an
+    /// earlier crash is ended first so it never swallows the new one.
     pub fn append(&self, id: &JobId, entry: &LogEntry) -> Result<()> {
         let path = self.job_dir(id).join("events.jsonl");
         let mut line = serde_json::to_string(entry)?;
@@ -534,12 +568,26 @@ impl Registry {
         let mut file = OpenOptions::new()
             .create(true)
             .append(true)
+            .read(true)
             .mode(0o600)
             .open(&path)
             .with_context(|| format!("opening {}", path.display()))?;
+        if ends_torn(&file) {
+            line.insert(0, '\n');
+        }
         // One write per line: O_APPEND keeps concurrent writers' lines whole.
-        file.write_all(line.as_bytes())
-            .with_context(|| format!("appending to {}", path.display()))
+        match file.write(line.as_bytes()) {
+            Ok(n) if n == line.len() => Ok(()),
+            Ok(n) => {
+                take_back(&mut file, n);
+                Err(anyhow::anyhow!(
+                    "appending to {}: only {n} of {} bytes written (is the disk full?)",
+                    path.display(),
+                    line.len()
+                ))
+            }
+            Err(e) => Err(e).with_context(|| format!("appending to {}", path.display())),
+        }
     }
 
     /// The job's history; malformed lines are skipped.
@@ -572,6 +620,9 @@ impl Registry {
         for entry in entries.flatten() {
             let id = entry.file_name().to_string_lossy().into_owned();
             let path = entry.path().join("record.json");
+            if being_built_or_empty(&entry.path(), &id) {
+                continue;
+            }
             match fs::read_to_string(&path)
                 .map_err(anyhow::Error::from)
                 .and_then(|text| parse_record(&text))
@@ -593,6 +644,35 @@ impl Registry {
         records.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.id.cmp(&b.id)));
         corrupt.sort_by(|a, b| a.id.cmp(&b.id));
         Ok((records, corrupt))
+    }
+}
+
+/// A job directory `create` is still building (or a crash left
+/// half-built), or an empty one an older version left on a full disk:
+/// not a job, and not corrupt.
+fn being_built_or_empty(dir: &Path, name: &str) -> bool {
+    name.starts_with(".new-") || fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none())
+}
+
+/// Whether the file's last byte is not a newline (a line torn by a crash
+/// or a full disk).
+fn ends_torn(file: &File) -> bool {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut last = [0u8; 1];
+    len > 0 && file.read_exact_at(&mut last, len - 1).is_ok() && last[0] != b'\n'
+}
+
+/// Removes the `written` bytes a short append left at the end, unless
+/// another writer appended after them.
+fn take_back(file: &mut File, written: usize) {
+    use std::io::Seek;
+    let (Ok(end), Ok(len)) = (file.stream_position(), file.metadata().map(|m| m.len())) else {
+        return;
+    };
+    let written = u64::try_from(written).unwrap_or(u64::MAX);
+    if end == len && written <= end {
+        let _ = file.set_len(end - written);
     }
 }
 
@@ -908,6 +988,71 @@ mod tests {
                 to: JobState::Failed,
                 reason: Some("why".into()),
             }]
+        );
+    }
+
+    #[test]
+    fn a_torn_last_line_is_skipped_and_never_swallows_the_next_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let registry = Registry::at(dir.path().join("state"));
+        registry
+            .create(&sample_record(dir.path(), "job-1"))
+            .expect("create");
+        let id = JobId::parse("job-1").expect("id");
+        let entry = |attempt| LogEntry::Transition {
+            ts: 1.0,
+            attempt,
+            from: JobState::Pending,
+            to: JobState::Running,
+            reason: None,
+        };
+        registry.append(&id, &entry(1)).expect("append");
+        // A crash (or a full disk) cut the next line short.
+        let path = registry.job_dir(&id).join("events.jsonl");
+        let mut file = OpenOptions::new().append(true).open(&path).expect("open");
+        file.write_all(b"{\"type\":\"transition\",\"ts\":2.0,\"att")
+            .expect("torn");
+        drop(file);
+        assert_eq!(registry.history(&id).expect("history"), [entry(1)]);
+        registry.append(&id, &entry(3)).expect("append");
+        assert_eq!(
+            registry.history(&id).expect("history"),
+            [entry(1), entry(3)]
+        );
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(text.ends_with("}\n"), "{text}");
+    }
+
+    #[test]
+    fn a_job_directory_appears_whole_and_empty_leftovers_are_not_jobs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let registry = Registry::at(dir.path().join("state"));
+        registry
+            .create(&sample_record(dir.path(), "job-1"))
+            .expect("create");
+        assert!(
+            registry
+                .create(&sample_record(dir.path(), "job-1"))
+                .is_err(),
+            "an id is registered once"
+        );
+        // What an older version left when the disk was full, and a
+        // creation under way.
+        std::fs::create_dir(registry.jobs_dir().join("job-2")).expect("mkdir");
+        std::fs::create_dir(registry.jobs_dir().join(".new-job-3-x")).expect("mkdir");
+        let (records, corrupt) = registry.list().expect("list");
+        assert_eq!(records.len(), 1);
+        assert!(corrupt.is_empty(), "{corrupt:?}");
+        let entries: Vec<_> =
+            std::fs::read_dir(registry.job_dir(&JobId::parse("job-1").expect("id")))
+                .expect("job dir")
+                .flatten()
+                .map(|e| e.file_name())
+                .collect();
+        assert_eq!(entries, ["record.json"], "no temporary file left");
+        assert_eq!(
+            mode(&registry.job_dir(&JobId::parse("job-1").expect("id"))),
+            0o700
         );
     }
 

@@ -758,3 +758,206 @@ fn sighup_to_run_keeps_supervising_and_still_retries_its_jobs() {
         );
     }
 }
+
+/// A small tmpfs mounted over the registry (`home/state`), unmounted when
+/// dropped; `None` (and the reason printed) where this cannot mount.
+struct SmallDisk {
+    at: PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(world: &World) -> Option<SmallDisk> {
+        let at = world.path("state");
+        std::fs::create_dir_all(&at).expect("state dir");
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs"])
+            .arg(&at)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!(
+                "SKIPPED: mounting a tmpfs needs root (CI runs as root): the full-disk promise is not checked here"
+            );
+            return None;
+        }
+        Some(SmallDisk { at })
+    }
+
+    fn filler(&self) -> PathBuf {
+        self.at.join("filler")
+    }
+
+    /// Writes zeros until the disk is full.
+    fn fill(&self) {
+        let out = Command::new("dd")
+            .args(["if=/dev/zero", "bs=64k"])
+            .arg(format!("of={}", self.filler().display()))
+            .output()
+            .expect("dd");
+        assert!(
+            text(&out.stderr).contains("No space left"),
+            "dd did not fill the disk: {}",
+            text(&out.stderr)
+        );
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.filler()).expect("remove the filler");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.at).status();
+    }
+}
+
+/// A job whose agent reports `completed` once its gate opens, on a
+/// registry that is full by then: `run` is at "cannot record".
+fn completed_on_a_full_disk(world: &World, disk: &SmallDisk) -> Lines {
+    let gate = world.scratch("gate");
+    let agent = script(
+        &world.scratch("full.sh"),
+        &format!(
+            "i=0; while [ ! -e {gate} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\n\
+             \"$TMUX_DELEGATE_BIN\" publish --event completed --message done\nexec sleep 60",
+            gate = gate.display()
+        ),
+    );
+    world.write_config(&format!(
+        "[broker]\nhost = \"127.0.0.1\"\nport = {}\n\n\
+         [agents.full]\ncommand = [\"{}\"]\ncomplete_on_exit = false\n\n\
+         [defaults.retry]\nmax_attempts = 2\nbackoff = \"0s\"\n",
+        world.port(),
+        agent.display()
+    ));
+    let mut running = world.spawn(&[
+        "run", "--json", "--agent", "full", "--name", "full", "--prompt", "p",
+    ]);
+    assert!(
+        running.wait_line("\"to\":\"running\"", Duration::from_secs(20)),
+        "{:?}",
+        running.stderr
+    );
+    disk.fill();
+    std::fs::write(&gate, "").expect("gate");
+    assert!(
+        running.wait_line("cannot record", Duration::from_secs(20)),
+        "{:?}",
+        running.stderr
+    );
+    running
+}
+
+/// No line of the job's history is torn, and no job directory is empty.
+fn assert_registry_whole(world: &World, id: &str) {
+    let history = std::fs::read_to_string(world.job_dir(id).join("events.jsonl")).expect("history");
+    for line in history.lines().filter(|l| !l.is_empty()) {
+        assert!(
+            serde_json::from_str::<Value>(line).is_ok(),
+            "a torn line survived: {line:?}"
+        );
+    }
+    for dir in std::fs::read_dir(world.path("state/jobs"))
+        .expect("jobs")
+        .flatten()
+    {
+        assert!(
+            std::fs::read_dir(dir.path())
+                .expect("job dir")
+                .next()
+                .is_some(),
+            "an empty job directory: {}",
+            dir.path().display()
+        );
+    }
+    let (code, out, err) = world.finish(&["status"], Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(!err.contains("corrupt"), "{err}");
+}
+
+/// Durable before reported: a `completed` the full registry cannot take is
+/// not printed, and `run` does not end, until the space is back and the
+/// write succeeds; then it completes at its first attempt.
+#[test]
+fn a_completion_on_a_full_disk_is_reported_only_once_it_is_recorded() {
+    let world = World::mosquitto("");
+    let Some(disk) = SmallDisk::mount(&world) else {
+        return;
+    };
+    let mut running = completed_on_a_full_disk(&world, &disk);
+    assert!(
+        !running
+            .stdout
+            .iter()
+            .any(|l| l.contains("\"to\":\"completed\"")),
+        "reported before it was recorded: {:?}",
+        running.stdout
+    );
+    assert!(
+        running
+            .guard
+            .child()
+            .try_wait()
+            .expect("try_wait")
+            .is_none(),
+        "run ended with a state it could not record"
+    );
+    disk.free();
+    let status = running.finish(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "{:?}", running.stderr);
+    assert!(
+        running
+            .stdout
+            .iter()
+            .any(|l| l.contains("\"to\":\"completed\"")),
+        "{:?}",
+        running.stdout
+    );
+    let id = world.id("full");
+    let record = world.record(&id);
+    assert_eq!(record["state"], "completed", "{record}");
+    assert_eq!(record["attempt"], 1, "{record}");
+    assert_registry_whole(&world, &id);
+}
+
+/// Stopped while the disk is still full, `run` exits 75 ("could not
+/// record") naming the unsaved state; once space is back `resume` settles
+/// the job from its retained `completed` and runs nothing again.
+#[test]
+fn a_run_stopped_on_a_full_disk_exits_75_and_resume_runs_nothing_twice() {
+    let world = World::mosquitto("");
+    let Some(disk) = SmallDisk::mount(&world) else {
+        return;
+    };
+    let mut running = completed_on_a_full_disk(&world, &disk);
+    let pid = running.guard.child().id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let status = running.finish(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(75), "{:?}", running.stderr);
+    let said = running.stderr.join("\n");
+    assert!(
+        said.contains("stopped before these states were recorded"),
+        "{said}"
+    );
+    assert!(said.contains("completed (attempt 1)"), "{said}");
+    disk.free();
+    let id = world.id("full");
+    let (code, out, err) = world.finish(&["resume"], Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let record = world.record(&id);
+    assert_eq!(record["state"], "completed", "{record}");
+    assert_eq!(record["attempt"], 1, "ran again: {record}");
+    assert_eq!(
+        windows_opened(&world, &id),
+        1,
+        "{}",
+        world.history_text(&id)
+    );
+    assert_registry_whole(&world, &id);
+}

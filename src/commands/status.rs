@@ -31,6 +31,9 @@ fn local(args: &StatusArgs) -> anyhow::Result<Exit> {
         }
         return Ok(Exit::Success);
     }
+    if let Some(warning) = registry.space_warning() {
+        eprintln!("warning: {warning}");
+    }
     let records = match &args.id {
         Some(id) => vec![registry.find(id)?.1],
         None => {

@@ -174,6 +174,7 @@ pub async fn run(config: Config, me: RunnerSettings) -> anyhow::Result<Exit> {
     leave(fleet.outbox, &fleet.me.name, listening).await;
     Ok(match ending {
         Ending::Interrupted => Exit::Interrupted,
+        Ending::Unrecorded => Exit::Unrecorded,
         Ending::Finished => Exit::Success,
     })
 }

@@ -60,6 +60,8 @@ pub struct Driver {
     observing: bool,
     /// The terminal closed (SIGHUP) and the output went to a log.
     hung_up: bool,
+    /// Transitions the registry could not take yet (`record.rs`).
+    unsaved: record::UnsavedQueue,
     /// Outcome hooks still running: waited for (briefly) before `run` exits,
     /// so the last job's `on_done` is not cut off with the runtime.
     hook_tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -111,6 +113,8 @@ pub struct Note {
 pub enum Ending {
     Finished,
     Interrupted,
+    /// Stopped while some transition was still not in the registry.
+    Unrecorded,
 }
 
 /// Where the driver acts: the registry, the tmux server and session, the
@@ -151,6 +155,7 @@ impl Driver {
             pending_last: HashMap::new(),
             observing: false,
             hung_up: false,
+            unsaved: record::UnsavedQueue::default(),
             queue: super::queue::Queue::default(),
             caps: HashMap::new(),
             leases: HashMap::new(),
@@ -224,7 +229,12 @@ impl Driver {
         let mut ending = Ending::Finished;
         self.perform().await;
         self.settle_queue().await;
-        while !self.core.is_done() || self.intake.is_some() {
+        // Nothing ends before its last transition is recorded, unless a
+        // signal asks to stop (then `Ending::Unrecorded`).
+        while !self.core.is_done()
+            || self.intake.is_some()
+            || (!self.unsaved.is_empty() && ending == Ending::Finished)
+        {
             let timer = self.core.poll_timeout();
             let slot_retry = self.queue.poll_timeout();
             let stopping = self.core.stopping().next().is_some();
@@ -249,6 +259,7 @@ impl Driver {
                     self.apply_observation(asked, windows);
                 }
                 () = sleep_until(timer) => self.core.handle_timeout(Instant::now()),
+                () = sleep_until(self.unsaved.retry_at) => self.retry_unsaved(),
                 () = tokio::time::sleep(STOPPING_CHECK), if stopping => self.check_stopping(),
                 _ = redraw.tick() => self.view.refresh(),
                 _ = cancel_check.recv() => {
@@ -272,6 +283,17 @@ impl Driver {
             self.settle_queue().await;
         }
         let states = self.wind_down(listening).await;
+        if !self.unsaved.is_empty() {
+            // One last try: the space may be back.
+            self.retry_unsaved();
+        }
+        if !self.unsaved.is_empty() {
+            eprintln!(
+                "error: stopped before these states were recorded in the registry: {}",
+                self.unsaved.summary().join(", ")
+            );
+            ending = Ending::Unrecorded;
+        }
         Ok((ending, states))
     }
 

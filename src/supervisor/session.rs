@@ -409,8 +409,10 @@ fn adoption_of(record: &Record, now: Instant) -> Adoption {
 /// The session's exit code: interrupted (130), else any failed, cancelled
 /// or skipped job (1), else any timed out (124), else success.
 pub fn summarise(ending: Ending, states: &[(JobId, JobState)]) -> Exit {
-    if ending == Ending::Interrupted {
-        return Exit::Interrupted;
+    match ending {
+        Ending::Interrupted => return Exit::Interrupted,
+        Ending::Unrecorded => return Exit::Unrecorded,
+        Ending::Finished => {}
     }
     let any = |state: JobState| states.iter().any(|(_, s)| *s == state);
     // A skipped job never ran because a dependency failed or was cancelled.
@@ -441,6 +443,7 @@ mod tests {
             (Ending::Finished, &[Completed, Cancelled], Exit::JobFailed),
             (Ending::Finished, &[Skipped, TimedOut], Exit::JobFailed),
             (Ending::Interrupted, &[Completed], Exit::Interrupted),
+            (Ending::Unrecorded, &[Completed], Exit::Unrecorded),
             (Ending::Finished, &[], Exit::Success),
         ];
         for (ending, states, expected) in cases {

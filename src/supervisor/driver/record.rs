@@ -1,11 +1,78 @@
 //! Record writing: each transition (with the last event not yet flushed)
 //! through `Registry::record_transition`, events into the history, the
 //! last events once per tick, and the checkpoint a `resume` needs.
+//!
+//! Durable before reported: a transition is shown, handed to a fleet
+//! runner (which publishes it) and given its outcome hook only once it is
+//! in the registry. One the registry cannot take (a full disk, a read-only
+//! or failing filesystem) is kept in memory, in order, said on stderr, and
+//! written again with backoff; `run` does not end while one is unsaved
+//! (and exits 75, "could not record", if it is stopped first).
 
 use super::{Driver, Note};
 use crate::model::{FailureInfo, JobId, JobState, LastEvent, ResumePoint, Transition};
 use crate::registry::{LogEntry, Registry};
 use crate::supervisor::core::{Checkpoint, Incoming};
+use std::time::{Duration, Instant};
+
+/// The first wait before a failed transition is written again; it doubles
+/// up to `UNSAVED_RETRY_MAX`.
+const UNSAVED_RETRY_FIRST: Duration = Duration::from_millis(250);
+const UNSAVED_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// A transition the registry did not take yet, with the last event that
+/// goes in with it.
+pub(super) struct Unsaved {
+    job: JobId,
+    transition: Transition,
+    last: Option<LastEvent>,
+}
+
+/// The transitions waiting for the registry, oldest first, and when to try
+/// again.
+#[derive(Default)]
+pub(super) struct UnsavedQueue {
+    waiting: std::collections::VecDeque<Unsaved>,
+    backoff: Option<Duration>,
+    pub(super) retry_at: Option<Instant>,
+}
+
+impl UnsavedQueue {
+    pub(super) fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    fn holds(&self, job: &JobId) -> bool {
+        self.waiting.iter().any(|u| &u.job == job)
+    }
+
+    /// Schedules the next try, each wait twice the last.
+    fn failed(&mut self, now: Instant) {
+        let wait = self
+            .backoff
+            .map_or(UNSAVED_RETRY_FIRST, |b| (b * 2).min(UNSAVED_RETRY_MAX));
+        self.backoff = Some(wait);
+        self.retry_at = Some(now + wait);
+    }
+
+    fn drained(&mut self) {
+        self.backoff = None;
+        self.retry_at = None;
+    }
+
+    /// Each unsaved job and the state it reached, for the last word.
+    pub(super) fn summary(&self) -> Vec<String> {
+        self.waiting
+            .iter()
+            .map(|u| {
+                format!(
+                    "{} {} (attempt {})",
+                    u.job, u.transition.to, u.transition.attempt
+                )
+            })
+            .collect()
+    }
+}
 
 impl Driver {
     pub(super) fn record_transition(
@@ -25,26 +92,81 @@ impl Driver {
             reason: reason.clone(),
             failure: failure.clone(),
         };
-        if let Some(notes) = &self.notes {
-            let _ = notes.send(Note {
-                job: job.clone(),
-                attempt,
-                to,
-                reason: reason.clone(),
-                failure: failure.clone(),
-            });
-        }
         // The last event not yet flushed goes in with the transition.
-        let last = self.pending_last.remove(job);
-        let update = self.registry.record_transition(job, &transition, |r| {
+        let unsaved = Unsaved {
+            job: job.clone(),
+            transition,
+            last: self.pending_last.remove(job),
+        };
+        // A job's transitions reach the registry in order.
+        if self.unsaved.holds(job) {
+            self.unsaved.waiting.push_back(unsaved);
+            return;
+        }
+        if !self.save(&unsaved, true) {
+            self.unsaved.waiting.push_back(unsaved);
+            self.unsaved.failed(Instant::now());
+        }
+    }
+
+    /// Writes one transition; once it is in the registry, reports it.
+    /// Whether it was written; a failure is said when `say`.
+    fn save(&mut self, unsaved: &Unsaved, say: bool) -> bool {
+        let Unsaved {
+            job,
+            transition,
+            last,
+        } = unsaved;
+        let update = self.registry.record_transition(job, transition, |r| {
             if last.is_some() {
-                r.last_event = last;
+                r.last_event.clone_from(last);
             }
         });
         match update {
-            Ok(record) => self.run_outcome_hook(to, &record, reason.as_deref()),
-            Err(e) => tracing::warn!("job {job}: cannot record the transition: {e:#}"),
+            Ok(record) => {
+                self.report_transition(job, transition, &record);
+                true
+            }
+            Err(e) => {
+                if say {
+                    eprintln!(
+                        "error: job {job}: cannot record `{}` (attempt {}) in the registry: {e:#}; \
+                         kept in memory, writing it again",
+                        transition.to, transition.attempt
+                    );
+                }
+                false
+            }
         }
+    }
+
+    /// Writes the waiting transitions again, oldest first, until one fails.
+    pub(super) fn retry_unsaved(&mut self) {
+        while let Some(unsaved) = self.unsaved.waiting.pop_front() {
+            // Said once when it failed first, then at most every few seconds.
+            let say = self.unsaved.backoff == Some(UNSAVED_RETRY_MAX);
+            if !self.save(&unsaved, say) {
+                self.unsaved.waiting.push_front(unsaved);
+                self.unsaved.failed(Instant::now());
+                return;
+            }
+        }
+        self.unsaved.drained();
+        eprintln!("the registry takes writes again: every transition is recorded");
+    }
+
+    /// A recorded transition: shown, handed to a fleet runner, its hook run.
+    fn report_transition(&mut self, job: &JobId, t: &Transition, record: &crate::registry::Record) {
+        if let Some(notes) = &self.notes {
+            let _ = notes.send(Note {
+                job: job.clone(),
+                attempt: t.attempt,
+                to: t.to,
+                reason: t.reason.clone(),
+                failure: t.failure.clone(),
+            });
+        }
+        self.run_outcome_hook(t.to, record, t.reason.as_deref());
         let name = self
             .jobs
             .get(job)
@@ -53,11 +175,11 @@ impl Driver {
         self.view.transition(
             job,
             &name,
-            attempt,
-            from,
-            to,
-            reason.as_deref(),
-            failure.as_ref(),
+            t.attempt,
+            t.from,
+            t.to,
+            t.reason.as_deref(),
+            t.failure.as_ref(),
         );
     }
 
