@@ -48,21 +48,7 @@ pub async fn run(registry: &Registry, job: &JobId, attempt: u32) -> Result<Exit>
         say(&fence::explain(owner, false));
         return Ok(Exit::Raw(1));
     }
-    // A fleet job's window watches its job's fence on its own connection:
-    // it learns of a newer attempt even while its runner is frozen.
-    let watch: Vec<String> = record
-        .fleet_owner
-        .iter()
-        .map(|_| crate::mqtt::topic::fence_topic(&broker.topic_prefix, job))
-        .collect();
-    let mut publisher = connect_reporter(&broker, &mut reporter, watch).await?;
-    let fence = record.fleet_owner.as_ref().and_then(|owner| {
-        Some(fence::Watch {
-            incoming: publisher.take_incoming()?,
-            attempt,
-            runner: owner.runner.clone(),
-        })
-    });
+    let (mut publisher, fence) = connect_window(&broker, &mut reporter, &record).await?;
     if let Err(reason) = prepare_workspace(
         registry,
         &mut record,
@@ -123,6 +109,31 @@ pub async fn run(registry: &Registry, job: &JobId, attempt: u32) -> Result<Exit>
     drop(handoff);
     let code = conclude(registry, &agent, &record, &mut reporter, publisher, ended).await;
     Ok(Exit::Raw(u8::try_from(code & 0xff).unwrap_or(1)))
+}
+
+/// The wrapper's connection. A fleet job's window also watches its job's
+/// fence on it: it learns of a newer attempt even while its runner is
+/// frozen.
+async fn connect_window(
+    broker: &BrokerSettings,
+    reporter: &mut Reporter,
+    record: &Record,
+) -> Result<(Publisher, Option<fence::Watch>)> {
+    let watch: Vec<String> = record
+        .fleet_owner
+        .iter()
+        .map(|_| crate::mqtt::topic::fence_topic(&broker.topic_prefix, &reporter.job))
+        .collect();
+    let attempt = reporter.attempt;
+    let mut publisher = connect_reporter(broker, reporter, watch).await?;
+    let fence = record.fleet_owner.as_ref().and_then(|owner| {
+        Some(fence::Watch {
+            incoming: publisher.take_incoming()?,
+            attempt,
+            runner: owner.runner.clone(),
+        })
+    });
+    Ok((publisher, fence))
 }
 
 /// Ends the attempt: the agent's leftovers stopped, its exit reported

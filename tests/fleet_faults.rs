@@ -149,6 +149,20 @@ fn a_broker_sigkilled_with_persistence_gets_every_state_repaired_and_submit_wait
     for id in &ids {
         assert_eq!(fleet.runs_of(id).len(), 1, "{id} ran again");
     }
+    // The runners' registries, not a resend of the client library, put
+    // the states right.
+    let repairs: usize = fleet
+        .hosts
+        .iter_mut()
+        .map(|h| {
+            h.runner_stderr()
+                .iter()
+                .filter(|l| l.contains("publishing its state again"))
+                .count()
+        })
+        .sum();
+    eprintln!("states republished by the runners: {repairs}");
+    assert!(repairs >= 1, "no runner repaired a state");
 }
 
 #[test]

@@ -180,31 +180,15 @@ pub async fn run(config: Config, me: RunnerSettings) -> anyhow::Result<Exit> {
         .await?
         .with_intake(intake_rx, notes_tx);
     driver.cap_locally(me.max_parallel);
-    let mut fleet = Fleet {
+    let mut fleet = Fleet::new(
         me,
         prefix,
-        outbox: Outbox::start(client),
+        Outbox::start(client),
         config,
         registry,
         worker,
-        intake: intake_tx,
-        states: HashMap::new(),
-        presences: BTreeMap::new(),
-        held: HashMap::new(),
-        active: HashSet::new(),
-        started: HashSet::new(),
-        unclaimed: Unclaimed::default(),
-        broker_copy: HashMap::new(),
-        published: HashMap::new(),
-        fenced: HashMap::new(),
-        deferred: BTreeMap::new(),
-        offline_since: BTreeMap::new(),
-        sync: Sync {
-            synced: true,
-            mark: 0,
-            last_pulse: Instant::now(),
-        },
-    };
+        intake_tx,
+    );
     fleet.announce().await;
     let ending = fleet.serve(driver.run(events), messages, notes_rx).await?;
     fleet.publish_presence("offline").await;
@@ -299,6 +283,44 @@ pub fn workdir_under(root: &Path, requested: Option<&str>) -> Result<PathBuf, St
 }
 
 impl Fleet {
+    /// A runner that knows nothing of the pool yet, in sync with its fresh
+    /// connection.
+    fn new(
+        me: RunnerSettings,
+        prefix: String,
+        outbox: Outbox,
+        config: Config,
+        registry: Registry,
+        worker: BrokerSettings,
+        intake: mpsc::UnboundedSender<Intake>,
+    ) -> Fleet {
+        Fleet {
+            me,
+            prefix,
+            outbox,
+            config,
+            registry,
+            worker,
+            intake,
+            states: HashMap::new(),
+            presences: BTreeMap::new(),
+            held: HashMap::new(),
+            active: HashSet::new(),
+            started: HashSet::new(),
+            unclaimed: Unclaimed::default(),
+            broker_copy: HashMap::new(),
+            published: HashMap::new(),
+            fenced: HashMap::new(),
+            deferred: BTreeMap::new(),
+            offline_since: BTreeMap::new(),
+            sync: Sync {
+                synced: true,
+                mark: 0,
+                last_pulse: Instant::now(),
+            },
+        }
+    }
+
     async fn serve(
         &mut self,
         driver: impl std::future::Future<Output = anyhow::Result<(Ending, Vec<(JobId, JobState)>)>>,
