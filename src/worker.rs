@@ -48,7 +48,7 @@ pub async fn run(registry: &Registry, job: &JobId, attempt: u32) -> Result<Exit>
         say(&fence::explain(owner, false));
         return Ok(Exit::Raw(1));
     }
-    let mut publisher = connect_reporter(&broker, &mut reporter).await?;
+    let (mut publisher, fence) = connect_window(&broker, &mut reporter, &record).await?;
     if let Err(reason) = prepare_workspace(
         registry,
         &mut record,
@@ -103,11 +103,37 @@ pub async fn run(registry: &Registry, job: &JobId, attempt: u32) -> Result<Exit>
         publisher: &mut publisher,
         topic: &reporter.topic,
         owner: record.fleet_owner.as_ref(),
+        fence,
     };
     let ended = wait_for_agent(&mut child, pid, grace, &mut stops, window).await?;
     drop(handoff);
     let code = conclude(registry, &agent, &record, &mut reporter, publisher, ended).await;
     Ok(Exit::Raw(u8::try_from(code & 0xff).unwrap_or(1)))
+}
+
+/// The wrapper's connection. A fleet job's window also watches its job's
+/// fence on it: it learns of a newer attempt even while its runner is
+/// frozen.
+async fn connect_window(
+    broker: &BrokerSettings,
+    reporter: &mut Reporter,
+    record: &Record,
+) -> Result<(Publisher, Option<fence::Watch>)> {
+    let watch: Vec<String> = record
+        .fleet_owner
+        .iter()
+        .map(|_| crate::mqtt::topic::fence_topic(&broker.topic_prefix, &reporter.job))
+        .collect();
+    let attempt = reporter.attempt;
+    let mut publisher = connect_reporter(broker, reporter, watch).await?;
+    let fence = record.fleet_owner.as_ref().and_then(|owner| {
+        Some(fence::Watch {
+            incoming: publisher.take_incoming()?,
+            attempt,
+            runner: owner.runner.clone(),
+        })
+    });
+    Ok((publisher, fence))
 }
 
 /// Ends the attempt: the agent's leftovers stopped, its exit reported
@@ -134,6 +160,13 @@ async fn conclude(
             fence::stand_down(publisher).await;
             say(&fence::explain(owner, true));
         }
+        // A newer attempt runs elsewhere: silent too, and the runner (alive,
+        // maybe frozen) is asked to let this attempt go without a retry.
+        (Ended::Superseded(newer), Some(owner)) => {
+            fence::stand_down(publisher).await;
+            fence::tell_runner(registry, &reporter.job, owner);
+            say(&fence::explain_superseded(owner, newer));
+        }
         (_, owner) => {
             if owner.is_some() {
                 // Before `exited`: the runner looks for it on the transition.
@@ -156,6 +189,9 @@ enum Ended {
     HungUp,
     /// A fleet job's runner is gone: the agent was stopped (`fence`).
     OwnerGone,
+    /// The job's fence names a newer attempt (this one): the agent was
+    /// stopped (`fence`).
+    Superseded(u32),
 }
 
 /// The job record and what it names for this attempt: the agent, the

@@ -411,6 +411,14 @@ mod tests {
         assert!(acl.contains("user submitter\ntopic write python/mqtt/pools/+/jobs"));
         assert!(acl.contains("topic write python/mqtt/jobs/+/log\n"));
         assert!(acl.contains("topic read python/mqtt/jobs/+/log\n"));
+        // The runner writes each job's fence; a window may read it, and
+        // never the states (they carry every job's prompt).
+        assert!(acl.contains("topic readwrite python/mqtt/jobs/+/fence\n"));
+        let worker_fleet = acl
+            .rsplit("user claude-worker\n")
+            .next()
+            .expect("a fleet block for the worker");
+        assert_eq!(worker_fleet.trim(), "topic read python/mqtt/jobs/+/fence");
         let conf = |dir: &str| fs::read_to_string(dir.to_owned() + "/mosquitto/mosquitto.conf");
         let queue = "\nmax_queued_messages 100000\n";
         assert!(conf(bundle.to_str().expect("utf-8"))

@@ -33,6 +33,23 @@ pub struct FleetFile {
         deserialize_with = "crate::model::policy::humantime_serde_compat::option::deserialize"
     )]
     pub offer_timeout: Option<std::time::Duration>,
+    /// The MQTT keepalive of the runner's connections: a broker declares a
+    /// silent (frozen, cut off) runner gone after 1.5 times this; default
+    /// 30 s, whole seconds from 5 s (rumqttc's least) to 65535 s.
+    #[serde(
+        default,
+        deserialize_with = "crate::model::policy::humantime_serde_compat::option::deserialize"
+    )]
+    pub keepalive: Option<std::time::Duration>,
+    /// How long a runner whose presence went offline (its Last Will) may
+    /// take to come back before the pool offers its jobs again; default
+    /// 45 s, longer than the default keepalive, so a broker restart or a
+    /// short cut re-offers nothing.
+    #[serde(
+        default,
+        deserialize_with = "crate::model::policy::humantime_serde_compat::option::deserialize"
+    )]
+    pub failover_after: Option<std::time::Duration>,
 }
 
 impl FleetFile {
@@ -56,6 +73,15 @@ impl FleetFile {
                 "fleet.offer_timeout",
                 "must be above zero (e.g. \"30s\")".into(),
             ));
+        }
+        if self.failover_after.is_some_and(|t| t.is_zero()) {
+            return Err(in_file(
+                "fleet.failover_after",
+                "must be above zero (e.g. \"45s\")".into(),
+            ));
+        }
+        if let Some(keepalive) = self.keepalive {
+            check_keepalive(keepalive).map_err(|e| in_file("fleet.keepalive", e))?;
         }
         if self.max_parallel == Some(0) {
             return Err(in_file("fleet.max_parallel", "must be at least 1".into()));
@@ -86,6 +112,8 @@ impl FleetFile {
             submitter_keys: first!(submitter_keys),
             submitter_key_file: first!(submitter_key_file),
             offer_timeout: first!(offer_timeout),
+            keepalive: first!(keepalive),
+            failover_after: first!(failover_after),
         }
     }
 
@@ -115,6 +143,16 @@ impl FleetFile {
                 .help("write one with `openssl rand -hex 32 > FILE` and list it in the runners' `fleet.submitter_keys`")
         })
     }
+}
+
+/// MQTT carries the keepalive in whole seconds (u16), and rumqttc panics
+/// on one under 5 s.
+fn check_keepalive(keepalive: std::time::Duration) -> Result<(), String> {
+    let secs = keepalive.as_secs();
+    if keepalive.subsec_nanos() != 0 || !(5..=65535).contains(&secs) {
+        return Err("must be whole seconds from 5s to 65535s (e.g. \"30s\")".into());
+    }
+    Ok(())
 }
 
 /// Pool and runner names become topic levels: `[A-Za-z0-9_-]{1,64}`.

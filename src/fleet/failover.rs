@@ -7,11 +7,79 @@
 //! is dropped, a retained terminal state settles a job for good (it ended
 //! before its runner died), and a runner that sees its job claimed with a
 //! newer attempt stops its own. Every runner computes the same answers from
-//! the same retained messages; the caller passes the clock (`ts`).
+//! the same retained messages; the caller passes the clock (`ts`, `now`).
+//!
+//! Round two (issue 22): an `offline` presence is not a death at once — a
+//! broker shutting down cleanly publishes every runner's Last Will — so a
+//! runner is failed over only when it stays offline for `failover_after`.
+//! A runner that was frozen (its pulse came far too late) or lost its
+//! connection holds back its states until the broker's retained ones have
+//! arrived again, then drops those older than the broker's and repairs
+//! the broker's copies that are missing or older than its own.
 
 use super::message::{JobStatus, Offer, Presence};
+use crate::model::fence::supersedes;
 use crate::model::FleetState;
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// How long the grace before failover is when `fleet.failover_after` is
+/// not set: longer than the default keepalive (30 s), so a runner whose
+/// broker restarts, or that was cut off for less than that, is not failed
+/// over. A frozen runner's jobs run again after 1.5 x keepalive (the
+/// broker's detection) plus this.
+pub const FAILOVER_AFTER: Duration = Duration::from_secs(45);
+
+/// How often a runner's loop pulses, and how late a pulse may come before
+/// the runner takes itself for frozen (SIGSTOP, a suspended VM): far above
+/// a busy loop's delays, far below a keepalive.
+pub const PULSE_EVERY: Duration = Duration::from_secs(1);
+pub const FREEZE_SUSPECT: Duration = Duration::from_secs(5);
+
+/// Whether the last pulse, at `last`, is so long ago at `now` that this
+/// runner was frozen meanwhile.
+pub fn frozen(last: Instant, now: Instant) -> bool {
+    now.saturating_duration_since(last) > FREEZE_SUSPECT
+}
+
+/// The runners of `pool` to fail over now: offline since at least `grace`
+/// ago by `offline_since` and still not online; in name order.
+pub fn due_failovers(
+    offline_since: &BTreeMap<String, Instant>,
+    presences: &BTreeMap<String, Presence>,
+    now: Instant,
+    grace: Duration,
+) -> Vec<String> {
+    offline_since
+        .iter()
+        .filter(|(_, since)| now.saturating_duration_since(**since) >= grace)
+        .filter(|(name, _)| !presences.get(*name).is_some_and(Presence::online))
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+/// Whether `mine`, a state runner `me` is about to publish, is older than
+/// the broker's copy of the job: a newer attempt, or the same attempt
+/// claimed by a lower-named runner. Such a state is dropped, never
+/// published over the newer one.
+pub fn stale_against(broker: Option<&JobStatus>, mine: &JobStatus, me: &str) -> bool {
+    broker.is_some_and(|b| supersedes(b.attempt, b.runner.as_deref(), mine.attempt, me))
+}
+
+/// Whether runner `me` republishes `mine`, the last state it published of
+/// a job, over the broker's copy after a (re)connection: the copy is
+/// missing, of an older attempt, or of the same attempt and not final and
+/// other than this runner's (a state the broker lost).
+pub fn needs_repair(broker: Option<&JobStatus>, mine: &JobStatus, me: &str) -> bool {
+    if stale_against(broker, mine, me) {
+        return false;
+    }
+    match broker {
+        None => true,
+        Some(b) if b.attempt < mine.attempt => true,
+        Some(b) => !b.is_terminal() && b.state != mine.state,
+    }
+}
 
 /// Whether the presence `now` of runner `name` declares it dead for runner
 /// `me` of `pool` to act on: it turned offline (its Last Will, or its
@@ -113,8 +181,7 @@ pub fn judge_offer(state: Option<&JobStatus>, held: Option<u32>, attempt: u32) -
 /// `held` takes the job over: a newer attempt, or the same attempt claimed
 /// by a lower-named runner (two claims of one offer: the lower name wins).
 pub fn taken_over(status: &JobStatus, held: u32, me: &str) -> bool {
-    status.attempt > held
-        || (status.attempt == held && status.runner.as_deref().is_some_and(|r| r < me))
+    supersedes(status.attempt, status.runner.as_deref(), held, me)
 }
 
 #[cfg(test)]
@@ -134,6 +201,7 @@ mod tests {
             max_parallel: 1,
             running: 0,
             ts: 0.0,
+            sync: None,
         }
     }
 
@@ -271,6 +339,125 @@ mod tests {
         ];
         for (seen, held, expected) in cases {
             assert_eq!(taken_over(&seen, held, "m"), expected, "{seen:?} at {held}");
+        }
+    }
+
+    #[test]
+    fn a_runner_offline_is_failed_over_only_after_the_grace_and_if_still_offline() {
+        let t0 = Instant::now();
+        let grace = Duration::from_secs(45);
+        let since: BTreeMap<String, Instant> = [
+            ("gone".to_owned(), t0),
+            ("back".to_owned(), t0),
+            ("recent".to_owned(), t0 + Duration::from_secs(30)),
+        ]
+        .into_iter()
+        .collect();
+        let presences: BTreeMap<String, Presence> = [
+            presence("gone", "default", "offline"),
+            presence("back", "default", "online"),
+        ]
+        .into_iter()
+        .map(|p| (p.runner.clone(), p))
+        .collect();
+        // (now, due)
+        let cases: &[(Duration, &[&str])] = &[
+            (Duration::from_secs(44), &[]),
+            (Duration::from_secs(45), &["gone"]),
+            (Duration::from_secs(75), &["gone", "recent"]),
+        ];
+        for (after, expected) in cases {
+            assert_eq!(
+                due_failovers(&since, &presences, t0 + *after, grace),
+                expected.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>(),
+                "{after:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_pulse_far_too_late_means_the_runner_was_frozen() {
+        let t0 = Instant::now();
+        assert!(!frozen(t0, t0 + PULSE_EVERY));
+        assert!(!frozen(t0, t0 + FREEZE_SUSPECT));
+        assert!(frozen(t0, t0 + FREEZE_SUSPECT + Duration::from_millis(1)));
+        assert!(
+            !frozen(t0 + PULSE_EVERY, t0),
+            "a clock that went back is no freeze"
+        );
+    }
+
+    #[test]
+    fn a_state_older_than_the_brokers_is_dropped() {
+        let mine = status(FleetState::Job(JobState::Completed), 1, Some("r0"));
+        // (broker's copy, stale)
+        let cases = [
+            (None, false),
+            (
+                Some(status(FleetState::Job(JobState::Running), 1, Some("r0"))),
+                false,
+            ),
+            (
+                Some(status(FleetState::Job(JobState::Running), 2, Some("r1"))),
+                true,
+            ),
+            (Some(status(FleetState::Requeued, 2, None)), true),
+            (
+                Some(status(FleetState::Job(JobState::Queued), 1, Some("a"))),
+                true,
+            ),
+            (
+                Some(status(FleetState::Job(JobState::Queued), 1, Some("z"))),
+                false,
+            ),
+            (Some(status(FleetState::Submitted, 1, None)), false),
+        ];
+        for (broker, expected) in cases {
+            assert_eq!(
+                stale_against(broker.as_ref(), &mine, "r0"),
+                expected,
+                "{broker:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_older_or_lost_state_is_repaired_and_a_newer_or_final_one_is_not() {
+        let running = |attempt, runner| status(FleetState::Job(JobState::Running), attempt, runner);
+        let completed = status(FleetState::Job(JobState::Completed), 2, Some("r0"));
+        let failed = status(FleetState::Job(JobState::Failed), 2, Some("r0"));
+        // (mine, broker's copy, repaired)
+        let cases = [
+            (completed.clone(), None, true),
+            (completed.clone(), Some(running(2, Some("r0"))), true),
+            (completed.clone(), Some(running(1, Some("r0"))), true),
+            (
+                completed.clone(),
+                Some(status(FleetState::Requeued, 2, None)),
+                true,
+            ),
+            (completed.clone(), Some(completed.clone()), false),
+            (completed.clone(), Some(failed.clone()), false),
+            (completed.clone(), Some(running(3, Some("r1"))), false),
+            (
+                completed.clone(),
+                Some(status(FleetState::Requeued, 3, None)),
+                false,
+            ),
+            (completed.clone(), Some(running(2, Some("a"))), false),
+            (running(2, Some("r0")), Some(running(2, Some("r0"))), false),
+            (
+                running(2, Some("r0")),
+                Some(status(FleetState::Job(JobState::Queued), 2, Some("r0"))),
+                true,
+            ),
+        ];
+        for (n, (mine, broker, expected)) in cases.iter().enumerate() {
+            assert_eq!(
+                needs_repair(broker.as_ref(), mine, "r0"),
+                *expected,
+                "case {n}: {broker:?}"
+            );
         }
     }
 

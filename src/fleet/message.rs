@@ -189,6 +189,11 @@ pub struct Presence {
     #[serde(default)]
     pub running: u32,
     pub ts: f64,
+    /// A runner's resynchronisation mark: after a reconnect or a freeze it
+    /// publishes its presence with a new number and waits for that echo,
+    /// which the broker routes after the retained states it owes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<u64>,
 }
 
 impl Presence {

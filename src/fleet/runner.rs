@@ -23,7 +23,7 @@ use crate::config::{BrokerSettings, Config};
 use crate::error::{config_error, Exit, Failure};
 use crate::model::event::now_ts;
 use crate::model::{FleetState, JobId, JobState};
-use crate::mqtt::client::{forward, Forwarding, Message, Subscriber};
+use crate::mqtt::client::{forward_received, Forwarding, Message, Received, Subscriber};
 use crate::mqtt::connect::{ConnectOptions, LastWill};
 use crate::mqtt::outbox::Outbox;
 use crate::mqtt::sign::EventKey;
@@ -61,6 +61,11 @@ pub struct RunnerSettings {
     /// How long a job may stay on offer unclaimed before the leader offers
     /// it again (`fleet.offer_timeout`).
     pub offer_timeout: Duration,
+    /// The keepalive of its broker connections (`fleet.keepalive`).
+    pub keepalive: Duration,
+    /// How long a runner gone offline may take to come back before its
+    /// jobs are offered again (`fleet.failover_after`).
+    pub failover_after: Duration,
 }
 
 /// A job this runner holds: the attempt it claimed and the signed request
@@ -101,6 +106,28 @@ struct Fleet {
     started: HashSet<JobId>,
     /// Jobs on offer that no runner has claimed yet, and since when.
     unclaimed: Unclaimed,
+    /// The broker's copy of every job's state (own echoes included) since
+    /// the last (re)connection: what repairs and stale states are judged by.
+    broker_copy: HashMap<JobId, JobStatus>,
+    /// The last state this runner published of each job it answered for.
+    published: HashMap<JobId, JobStatus>,
+    /// The attempt of each job whose fence this runner wrote last.
+    fenced: HashMap<JobId, u32>,
+    /// States held back until the broker's retained states have arrived.
+    deferred: BTreeMap<JobId, JobStatus>,
+    /// Runners whose presence went offline, and since when (failover waits
+    /// `failover_after` for them to come back).
+    offline_since: BTreeMap<String, Instant>,
+    sync: Sync,
+}
+
+/// Whether this runner has the broker's retained states: not after a lost
+/// connection or a freeze until the echo of its `sync` presence came.
+struct Sync {
+    synced: bool,
+    /// The mark whose echo is awaited.
+    mark: u64,
+    last_pulse: Instant,
 }
 
 pub async fn run(config: Config, me: RunnerSettings) -> anyhow::Result<Exit> {
@@ -116,14 +143,14 @@ pub async fn run(config: Config, me: RunnerSettings) -> anyhow::Result<Exit> {
     session::listen_for_cancel_requests()?;
     let registry = Registry::open(&config.env)?;
     // Job events first: no window may report before the driver listens.
-    let events = Subscriber::connect(
-        &observer,
-        &ConnectOptions::new("runner-events"),
-        vec![all_events_filter(&prefix)],
-    )
-    .await?;
+    let mut events_options = ConnectOptions::new("runner-events");
+    events_options.keep_alive = me.keepalive;
+    let events =
+        Subscriber::connect(&observer, &events_options, vec![all_events_filter(&prefix)]).await?;
     let offline = presence(&me, "offline", 0);
     let mut options = ConnectOptions::new("runner");
+    // How soon the broker fires the Last Will of a frozen or cut-off runner.
+    options.keep_alive = me.keepalive;
     // One connection per runner name: a second runner of the same name
     // takes the name over instead of splitting its jobs.
     options.client_id = Some(format!("{}-runner-{}", observer.client_id_prefix, me.name));
@@ -146,28 +173,22 @@ pub async fn run(config: Config, me: RunnerSettings) -> anyhow::Result<Exit> {
     .await?;
     announce_trust(&me);
     let client = fleet_sub.client();
-    let (messages, listening) = forward(fleet_sub);
+    let (messages, listening) = forward_received(fleet_sub);
     let (intake_tx, intake_rx) = mpsc::unbounded_channel();
     let (notes_tx, notes_rx) = mpsc::unbounded_channel();
     let mut driver = session::idle_driver(&config, &registry, &prefix)
         .await?
         .with_intake(intake_rx, notes_tx);
     driver.cap_locally(me.max_parallel);
-    let mut fleet = Fleet {
+    let mut fleet = Fleet::new(
         me,
         prefix,
-        outbox: Outbox::start(client),
+        Outbox::start(client),
         config,
         registry,
         worker,
-        intake: intake_tx,
-        states: HashMap::new(),
-        presences: BTreeMap::new(),
-        held: HashMap::new(),
-        active: HashSet::new(),
-        started: HashSet::new(),
-        unclaimed: Unclaimed::default(),
-    };
+        intake_tx,
+    );
     fleet.announce().await;
     let ending = fleet.serve(driver.run(events), messages, notes_rx).await?;
     fleet.publish_presence("offline").await;
@@ -223,6 +244,7 @@ fn presence(me: &RunnerSettings, status: &str, running: u32) -> Presence {
         max_parallel: me.max_parallel,
         running,
         ts: now_ts(),
+        sync: None,
     }
 }
 
@@ -262,10 +284,48 @@ pub fn workdir_under(root: &Path, requested: Option<&str>) -> Result<PathBuf, St
 }
 
 impl Fleet {
+    /// A runner that knows nothing of the pool yet, in sync with its fresh
+    /// connection.
+    fn new(
+        me: RunnerSettings,
+        prefix: String,
+        outbox: Outbox,
+        config: Config,
+        registry: Registry,
+        worker: BrokerSettings,
+        intake: mpsc::UnboundedSender<Intake>,
+    ) -> Fleet {
+        Fleet {
+            me,
+            prefix,
+            outbox,
+            config,
+            registry,
+            worker,
+            intake,
+            states: HashMap::new(),
+            presences: BTreeMap::new(),
+            held: HashMap::new(),
+            active: HashSet::new(),
+            started: HashSet::new(),
+            unclaimed: Unclaimed::default(),
+            broker_copy: HashMap::new(),
+            published: HashMap::new(),
+            fenced: HashMap::new(),
+            deferred: BTreeMap::new(),
+            offline_since: BTreeMap::new(),
+            sync: Sync {
+                synced: true,
+                mark: 0,
+                last_pulse: Instant::now(),
+            },
+        }
+    }
+
     async fn serve(
         &mut self,
         driver: impl std::future::Future<Output = anyhow::Result<(Ending, Vec<(JobId, JobState)>)>>,
-        mut messages: mpsc::UnboundedReceiver<Message>,
+        mut messages: mpsc::UnboundedReceiver<Received>,
         mut notes: mpsc::UnboundedReceiver<Note>,
     ) -> anyhow::Result<Ending> {
         tokio::pin!(driver);
@@ -273,10 +333,13 @@ impl Fleet {
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut unclaimed_check = tokio::time::interval(UNCLAIMED_CHECK_EVERY);
         unclaimed_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pulse = tokio::time::interval(failover::PULSE_EVERY);
+        pulse.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let outcome = loop {
             tokio::select! {
                 result = &mut driver => break result,
-                Some(message) = messages.recv() => self.on_message(&message).await,
+                Some(received) = messages.recv() => self.on_received(received).await,
+                _ = pulse.tick() => self.on_pulse().await,
                 Some(note) = notes.recv() => self.on_note(note).await,
                 _ = heartbeat.tick() => self.announce().await,
                 _ = unclaimed_check.tick() => self.offer_unclaimed_again().await,
@@ -298,8 +361,14 @@ impl Fleet {
     }
 
     async fn publish_presence(&self, status: &str) {
+        self.publish_presence_marked(status, None).await;
+    }
+
+    async fn publish_presence_marked(&self, status: &str, sync: Option<u64>) {
         let running = u32::try_from(self.started.len()).unwrap_or(u32::MAX);
-        let payload = serde_json::to_vec(&presence(&self.me, status, running)).unwrap_or_default();
+        let mut presence = presence(&self.me, status, running);
+        presence.sync = sync;
+        let payload = serde_json::to_vec(&presence).unwrap_or_default();
         self.publish(
             topics::presence_topic(&self.prefix, &self.me.name),
             payload,
@@ -309,16 +378,143 @@ impl Fleet {
     }
 
     /// Publishes a job's state, retained; remembered at once (the echo
-    /// from the broker comes later).
+    /// from the broker comes later). Held back while this runner is out of
+    /// sync with the broker (after a freeze or a lost connection), and
+    /// dropped when the broker holds a newer attempt.
     async fn publish_state(&mut self, status: JobStatus) {
         let Ok(job) = JobId::parse(&status.job) else {
             return;
         };
-        let payload = status.encode();
+        self.check_freeze().await;
         self.unclaimed.follow(&job, &status, Instant::now());
-        self.states.insert(job.clone(), status);
+        self.states.insert(job.clone(), status.clone());
+        if !self.sync.synced {
+            self.deferred.insert(job, status);
+            return;
+        }
+        self.emit_state(job, status).await;
+    }
+
+    /// Publishes a state unless it is older than the broker's copy; a
+    /// claim of this runner also writes the job's fence (read by the
+    /// windows of older attempts, which then stop).
+    async fn emit_state(&mut self, job: JobId, status: JobStatus) {
+        if failover::stale_against(self.broker_copy.get(&job), &status, &self.me.name) {
+            return tracing::info!(
+                "job {job}: not publishing {} of attempt {}: the broker holds a newer attempt",
+                status.state,
+                status.attempt
+            );
+        }
+        let claim = status.runner.as_deref() == Some(self.me.name.as_str())
+            && !status.is_terminal()
+            && status.state != FleetState::Refused;
+        if claim && self.fenced.get(&job) != Some(&status.attempt) {
+            self.fenced.insert(job.clone(), status.attempt);
+            let fence = crate::model::Fence {
+                attempt: status.attempt,
+                runner: self.me.name.clone(),
+            };
+            self.publish(
+                crate::mqtt::topic::fence_topic(&self.prefix, &job),
+                fence.encode(),
+                true,
+            )
+            .await;
+        }
+        let payload = status.encode();
+        self.published.insert(job.clone(), status);
         self.publish(topics::state_topic(&self.prefix, &job), payload, true)
             .await;
+    }
+
+    /// A pulse: a freeze noticed, and the runners offline for longer than
+    /// `failover_after` failed over.
+    async fn on_pulse(&mut self) {
+        self.check_freeze().await;
+        if !self.sync.synced {
+            // Not with a view of the pool that may be stale: later.
+            return;
+        }
+        let due = failover::due_failovers(
+            &self.offline_since,
+            &self.presences,
+            Instant::now(),
+            self.me.failover_after,
+        );
+        for name in due {
+            self.offline_since.remove(&name);
+            self.take_over(&name).await;
+        }
+    }
+
+    /// A pulse far too late: this process was frozen (SIGSTOP, a suspended
+    /// host). Whatever it would publish may be older than what the pool did
+    /// meanwhile: resynchronise first.
+    async fn check_freeze(&mut self) {
+        let now = Instant::now();
+        if failover::frozen(self.sync.last_pulse, now) {
+            eprintln!(
+                "runner {}: this runner was frozen for {:.1} s; reading the broker's states before publishing",
+                self.me.name,
+                now.saturating_duration_since(self.sync.last_pulse).as_secs_f64()
+            );
+            self.resync().await;
+        }
+        self.sync.last_pulse = now;
+    }
+
+    /// Holds states back until the echo of a new `sync` presence: on this
+    /// connection, the broker routes it after the retained states it owes.
+    async fn resync(&mut self) {
+        self.sync.synced = false;
+        self.sync.mark += 1;
+        self.publish_presence_marked("online", Some(self.sync.mark))
+            .await;
+    }
+
+    /// The broker's retained states have all arrived: the held-back states
+    /// go out unless older than the broker's, and the broker's copies that
+    /// are missing or older than this runner's are repaired.
+    async fn on_synced(&mut self) {
+        self.sync.synced = true;
+        for (job, status) in std::mem::take(&mut self.deferred) {
+            self.emit_state(job, status).await;
+        }
+        let mut repairs: Vec<(JobId, JobStatus)> = self
+            .published
+            .iter()
+            .filter(|(job, mine)| {
+                failover::needs_repair(self.broker_copy.get(*job), mine, &self.me.name)
+            })
+            .map(|(job, mine)| (job.clone(), mine.clone()))
+            .collect();
+        repairs.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        for (job, mine) in repairs {
+            eprintln!(
+                "runner {}: job {job}: the broker holds {}; publishing its state again ({} at attempt {})",
+                self.me.name,
+                self.broker_copy
+                    .get(&job)
+                    .map_or("no state".to_owned(), |b| format!("{} at attempt {}", b.state, b.attempt)),
+                mine.state,
+                mine.attempt
+            );
+            self.emit_state(job, mine).await;
+        }
+    }
+
+    async fn on_received(&mut self, received: Received) {
+        match received {
+            Received::Message(message) => self.on_message(&message).await,
+            Received::Lost => self.sync.synced = false,
+            Received::Restored => {
+                // A clean session: the resubscription brings every retained
+                // state again, the broker's copy as it is now.
+                self.broker_copy.clear();
+                self.resync().await;
+            }
+        }
     }
 
     fn status_of(&self, job: &JobId, held: &Held, state: FleetState) -> JobStatus {
@@ -345,7 +541,7 @@ impl Fleet {
         match topics::classify(&self.prefix, &message.topic) {
             Some(Topic::Offer) => self.on_offer(&message.payload).await,
             Some(Topic::State(job)) => self.on_state(job, &message.payload),
-            Some(Topic::Presence(name)) => self.on_presence(&name, &message.payload).await,
+            Some(Topic::Presence(name)) => self.on_presence(&name, message).await,
             Some(Topic::Control(job)) => self.on_control(job, &message.payload).await,
             None => {}
         }
@@ -355,6 +551,7 @@ impl Fleet {
     /// runner holds fences its own attempt off.
     fn on_state(&mut self, job: JobId, payload: &[u8]) {
         if payload.is_empty() {
+            self.broker_copy.remove(&job);
             self.states.remove(&job);
             self.unclaimed.forget(&job);
             return;
@@ -363,6 +560,7 @@ impl Fleet {
             tracing::warn!("job {job}: ignoring a malformed state");
             return;
         };
+        self.broker_copy.insert(job.clone(), status.clone());
         if status.runner.as_deref() == Some(self.me.name.as_str()) {
             // Our own echo (or an older one of ours): what we published wins.
             return;
@@ -583,14 +781,22 @@ impl Fleet {
         }
     }
 
-    async fn on_presence(&mut self, name: &str, payload: &[u8]) {
-        if payload.is_empty() {
+    async fn on_presence(&mut self, name: &str, message: &Message) {
+        if message.payload.is_empty() {
             self.presences.remove(name);
             return;
         }
-        let Ok(presence) = serde_json::from_slice::<Presence>(payload) else {
+        let Ok(presence) = serde_json::from_slice::<Presence>(&message.payload) else {
             return;
         };
+        if name == self.me.name {
+            // The echo of our mark, routed live (not a retained copy).
+            let ours = presence.sync == Some(self.sync.mark) && !message.retain;
+            if ours && !self.sync.synced {
+                self.on_synced().await;
+            }
+            return;
+        }
         let dead = failover::declared_dead(
             self.presences.get(name),
             &presence,
@@ -603,9 +809,20 @@ impl Fleet {
             presence.status,
             presence.pool
         );
+        let online = presence.online();
         self.presences.insert(name.to_owned(), presence);
         if dead {
-            self.take_over(name).await;
+            // A Last Will is not a death: a broker shutting down publishes
+            // every runner's. Failover waits `failover_after` for it.
+            self.offline_since
+                .entry(name.to_owned())
+                .or_insert_with(Instant::now);
+        } else if online && self.offline_since.remove(name).is_some() {
+            eprintln!(
+                "runner {}: runner {name} is back online within {}; none of its jobs is offered again",
+                self.me.name,
+                humantime::format_duration(self.me.failover_after)
+            );
         }
     }
 
@@ -636,7 +853,7 @@ impl Fleet {
     /// lost offer, should it still arrive somewhere, is then older than the
     /// job's state and dropped.
     async fn offer_unclaimed_again(&mut self) {
-        if !self.leads_pool() {
+        if !self.sync.synced || !self.leads_pool() {
             return;
         }
         for job in self
@@ -747,6 +964,10 @@ pub fn settings(
         root,
         trusted: fleet.trusted_keys(),
         offer_timeout: fleet.offer_timeout.unwrap_or(OFFER_TIMEOUT),
+        keepalive: fleet
+            .keepalive
+            .unwrap_or(crate::mqtt::connect::DEFAULT_KEEP_ALIVE),
+        failover_after: fleet.failover_after.unwrap_or(failover::FAILOVER_AFTER),
     })
 }
 

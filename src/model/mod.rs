@@ -7,6 +7,7 @@
 
 pub mod admission;
 pub mod event;
+pub mod fence;
 pub mod id;
 pub mod policy;
 pub mod record;
@@ -16,6 +17,7 @@ pub mod transition;
 
 pub use admission::{admit, Admission, Claim, EventPolicy};
 pub use event::{Event, EventKind, Meaning, Signature};
+pub use fence::Fence;
 pub use id::JobId;
 pub use policy::{FailureKind, Liveness, OnWaiting, RetryPolicy, Timeouts};
 pub use record::{AttemptInfo, FailureInfo, LastEvent, ResumePoint};

@@ -139,6 +139,16 @@ pub struct Message {
     pub retain: bool,
 }
 
+/// What a subscription hears (see [`Subscriber::next_received`]).
+#[derive(Debug, Clone)]
+pub enum Received {
+    Message(Message),
+    /// The connection dropped; it is being made again with backoff.
+    Lost,
+    /// The connection was made again and the filters subscribed again.
+    Restored,
+}
+
 /// A subscription that survives broker outages: it reconnects with backoff
 /// and resubscribes on every CONNACK (rumqttc does not restore them).
 pub struct Subscriber {
@@ -150,6 +160,8 @@ pub struct Subscriber {
     /// Messages that arrived while later SUBACKs were awaited (the
     /// retained messages of the first filters): handed out first.
     early: std::collections::VecDeque<Message>,
+    /// Whether the connection is up, as far as it knows (for `Lost`).
+    connected: bool,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -177,6 +189,7 @@ impl Subscriber {
             filters,
             backoff: Duration::from_millis(250),
             early: std::collections::VecDeque::new(),
+            connected: true,
         };
         subscriber.subscribe().await?;
         let wait = subscriber.await_suback();
@@ -237,18 +250,31 @@ impl Subscriber {
     /// The next message. Connection losses are retried with backoff (logged,
     /// not returned); the caller keeps its own deadlines around this call.
     pub async fn next(&mut self) -> Message {
+        loop {
+            if let Received::Message(message) = self.next_received().await {
+                return message;
+            }
+        }
+    }
+
+    /// The next message or change of the connection: `Lost` once when it
+    /// drops, `Restored` when it is made again, after the SUBSCRIBEs are
+    /// queued (so anything published on this connection after `Restored`
+    /// is routed after the broker sent the resubscription's retained
+    /// messages).
+    pub async fn next_received(&mut self) -> Received {
         if let Some(message) = self.early.pop_front() {
-            return message;
+            return Received::Message(message);
         }
         loop {
             match self.connection.eventloop.poll().await {
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
                     self.backoff = Duration::from_millis(250);
-                    return Message {
+                    return Received::Message(Message {
                         topic: String::from_utf8_lossy(&publish.topic).into_owned(),
                         payload: publish.payload.to_vec(),
                         retain: publish.retain,
-                    };
+                    });
                 }
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     tracing::info!("reconnected to the broker; subscribing again");
@@ -258,6 +284,8 @@ impl Subscriber {
                     if let Err(e) = subscribe_all(&client, &self.filters).await {
                         tracing::warn!("{e}");
                     }
+                    self.connected = true;
+                    return Received::Restored;
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -268,6 +296,9 @@ impl Subscriber {
                     );
                     tokio::time::sleep(self.backoff).await;
                     self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                    if std::mem::take(&mut self.connected) {
+                        return Received::Lost;
+                    }
                 }
             }
         }
@@ -329,6 +360,24 @@ impl Forwarding {
 pub fn forward(
     subscriber: Subscriber,
 ) -> (tokio::sync::mpsc::UnboundedReceiver<Message>, Forwarding) {
+    forward_picking(subscriber, |received| match received {
+        Received::Message(message) => Some(message),
+        Received::Lost | Received::Restored => None,
+    })
+}
+
+/// Like [`forward`], with the connection's changes in the same ordered
+/// stream as its messages (the fleet runner resynchronises on them).
+pub fn forward_received(
+    subscriber: Subscriber,
+) -> (tokio::sync::mpsc::UnboundedReceiver<Received>, Forwarding) {
+    forward_picking(subscriber, Some)
+}
+
+fn forward_picking<T: Send + 'static>(
+    subscriber: Subscriber,
+    pick: fn(Received) -> Option<T>,
+) -> (tokio::sync::mpsc::UnboundedReceiver<T>, Forwarding) {
     let (tx, messages) = tokio::sync::mpsc::unbounded_channel();
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -336,9 +385,11 @@ pub fn forward(
         loop {
             tokio::select! {
                 _ = &mut stopped => break,
-                message = subscriber.next() => {
-                    if tx.send(message).is_err() {
-                        break;
+                received = subscriber.next_received() => {
+                    if let Some(item) = pick(received) {
+                        if tx.send(item).is_err() {
+                            break;
+                        }
                     }
                 }
             }
@@ -362,6 +413,8 @@ enum Heard {
 pub struct Publisher {
     client: rumqttc::v5::AsyncClient,
     acks: tokio::sync::mpsc::UnboundedReceiver<Heard>,
+    /// The messages of the filters it watches, until taken.
+    incoming: Option<tokio::sync::mpsc::UnboundedReceiver<Message>>,
     task: tokio::task::JoinHandle<EventLoop>,
     stop: tokio::sync::oneshot::Sender<()>,
     settings: BrokerSettings,
@@ -372,12 +425,27 @@ impl Publisher {
         settings: &BrokerSettings,
         options: &ConnectOptions,
     ) -> Result<Publisher, Failure> {
+        Publisher::connect_watching(settings, options, Vec::new()).await
+    }
+
+    /// Like `connect`, and subscribed to `filters` on this same connection
+    /// (again after every reconnect): a fleet job's window watches its
+    /// job's fence without a second connection. Their messages come from
+    /// [`Publisher::take_incoming`].
+    pub async fn connect_watching(
+        settings: &BrokerSettings,
+        options: &ConnectOptions,
+        filters: Vec<String>,
+    ) -> Result<Publisher, Failure> {
         let Connection {
             client,
             mut eventloop,
         } = connect(settings, options).await?;
+        subscribe_all(&client, &filters).await?;
         let (ack_tx, acks) = tokio::sync::mpsc::unbounded_channel();
+        let (incoming_tx, incoming) = tokio::sync::mpsc::unbounded_channel();
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let resubscriber = client.clone();
         let task = tokio::spawn(async move {
             let mut backoff = Duration::from_millis(250);
             loop {
@@ -388,9 +456,20 @@ impl Publisher {
                             backoff = Duration::from_millis(250);
                             let _ = ack_tx.send(Heard::Ack(ack.reason));
                         }
+                        Ok(Event::Incoming(Packet::Publish(publish))) => {
+                            let _ = incoming_tx.send(Message {
+                                topic: String::from_utf8_lossy(&publish.topic).into_owned(),
+                                payload: publish.payload.to_vec(),
+                                retain: publish.retain,
+                            });
+                        }
                         // The first CONNACK was taken by `connect`: this is a reconnect.
                         Ok(Event::Incoming(Packet::ConnAck(_))) => {
                             let _ = ack_tx.send(Heard::Reconnected);
+                            // A clean session: the subscriptions are gone.
+                            if let Err(e) = subscribe_all(&resubscriber, &filters).await {
+                                tracing::warn!("{e}");
+                            }
                         }
                         Ok(_) => {}
                         Err(e) => {
@@ -405,6 +484,7 @@ impl Publisher {
         Ok(Publisher {
             client,
             acks,
+            incoming: Some(incoming),
             task,
             stop,
             settings: settings.clone(),
@@ -445,6 +525,12 @@ impl Publisher {
                 }
             }
         }
+    }
+
+    /// The messages of the watched filters (once: the receiver is moved out,
+    /// so a caller can wait on it while it publishes).
+    pub fn take_incoming(&mut self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Message>> {
+        self.incoming.take()
     }
 
     /// Disconnects cleanly, so the Last Will does not fire.

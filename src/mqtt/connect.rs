@@ -19,6 +19,9 @@ use std::time::Duration;
 /// The largest packet the broker may send us (MQTT 5 Maximum Packet Size).
 const MAX_INCOMING_PACKET: u32 = 1024 * 1024;
 
+/// The keepalive of every connection but a runner's (`fleet.keepalive`).
+pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(30);
+
 /// How a connection is opened.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
@@ -33,6 +36,9 @@ pub struct ConnectOptions {
     /// Outgoing QoS 1 window; rumqttc's default (65535) costs ~8 ms and
     /// ~5.6 MiB per process (FIELD-NOTES).
     pub inflight: u16,
+    /// How often the client speaks (a PINGREQ when idle): the broker
+    /// declares it gone, and fires its Last Will, after 1.5 times this.
+    pub keep_alive: Duration,
 }
 
 impl ConnectOptions {
@@ -44,6 +50,7 @@ impl ConnectOptions {
             session_expiry: None,
             last_will: None,
             inflight: 8,
+            keep_alive: DEFAULT_KEEP_ALIVE,
         }
     }
 }
@@ -109,7 +116,7 @@ pub fn mqtt_options(
         .clone()
         .unwrap_or_else(|| client_id(&settings.client_id_prefix, options.role));
     let mut mqtt = MqttOptions::new(id, settings.host.clone(), settings.port);
-    mqtt.set_keep_alive(Duration::from_secs(30));
+    mqtt.set_keep_alive(options.keep_alive);
     mqtt.set_clean_start(options.clean_start);
     // rumqttc drops the connection on an incoming packet over 10 KiB; events
     // may be up to 64 KiB, and larger ones must be logged, not be fatal.

@@ -30,6 +30,12 @@ pub fn events_topic(prefix: &str, job: &JobId) -> String {
     format!("{prefix}/jobs/{job}/events")
 }
 
+/// `<prefix>/jobs/<id>/fence`: which attempt of a fleet job is the live one
+/// (`model::fence`), written by runners, read by the job's window.
+pub fn fence_topic(prefix: &str, job: &JobId) -> String {
+    format!("{prefix}/jobs/{job}/fence")
+}
+
 /// `<prefix>/jobs/+/events`: every job's events.
 pub fn all_events_filter(prefix: &str) -> String {
     format!("{prefix}/jobs/+/events")

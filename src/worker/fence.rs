@@ -9,11 +9,20 @@
 //! plus `kill_grace`) has passed. The owner is checked by pid and start
 //! time in /proc: a pid reused by another process does not keep it alive.
 //!
+//! A runner may also be alive and silent (frozen by SIGSTOP, cut off from
+//! the broker): the pool then runs the job again as the next attempt,
+//! whose runner writes the job's retained fence (`model::fence`). The
+//! window watches that fence on its own broker connection and stops its
+//! agent as soon as a newer attempt is claimed — within a broker round
+//! trip plus `kill_grace`, whatever its runner is doing.
+//!
 //! Only fleet jobs have an owner: a `run` job's agent outlives a dead
 //! supervisor, and `resume` adopts it.
 
-use crate::mqtt::client::Publisher;
-use crate::registry::FleetOwner;
+use crate::model::fence::{supersedes, Fence};
+use crate::model::JobId;
+use crate::mqtt::client::{Message, Publisher};
+use crate::registry::{FleetOwner, Registry};
 use std::time::Duration;
 
 /// How long a fenced wrapper waits for its clean DISCONNECT (which keeps
@@ -37,6 +46,61 @@ pub fn explain(owner: &FleetOwner, started: bool) -> String {
          Another runner of the pool runs the job again as a new attempt.",
         owner.runner, owner.pid
     )
+}
+
+/// A fleet job's window watching its job's fence.
+pub struct Watch {
+    pub incoming: tokio::sync::mpsc::UnboundedReceiver<Message>,
+    /// This window's attempt and its runner.
+    pub attempt: u32,
+    pub runner: String,
+}
+
+impl Watch {
+    /// The newer attempt a fence message names, if it supersedes this one.
+    pub fn superseded_by(&self, message: &Message) -> Option<u32> {
+        let fence = Fence::decode(&message.payload)?;
+        supersedes(
+            fence.attempt,
+            Some(&fence.runner),
+            self.attempt,
+            &self.runner,
+        )
+        .then_some(fence.attempt)
+    }
+}
+
+/// The next fence message; never, without a watch (a `run` job) or once
+/// the connection's task has ended.
+pub async fn next(watch: Option<&mut Watch>) -> Option<Message> {
+    match watch {
+        Some(watch) => match watch.incoming.recv().await {
+            Some(message) => Some(message),
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// What the pane says when a newer attempt took the job.
+pub fn explain_superseded(owner: &FleetOwner, newer: u32) -> String {
+    format!(
+        "[tmux-delegate] attempt {newer} of this job was claimed in the pool while runner {} \
+         (pid {}) held this one: the agent and its processes were stopped.",
+        owner.runner, owner.pid
+    )
+}
+
+/// Asks the runner to let the superseded attempt go (as `kill` asks a
+/// supervisor: the record's flag, then SIGUSR1), so a runner that was
+/// frozen does not take the stopped agent for a failure and retry it.
+pub fn tell_runner(registry: &Registry, job: &JobId, owner: &FleetOwner) {
+    if let Err(e) = registry.update(job, |r| r.cancel_requested = true) {
+        tracing::warn!("cannot mark job {job} for its runner: {e:#}");
+    }
+    if owner.is_alive() && crate::proc::is_tmux_delegate(owner.pid) {
+        let _ = crate::proc::signal_process(owner.pid, nix::sys::signal::Signal::SIGUSR1);
+    }
 }
 
 /// Leaves the broker without a word: a clean DISCONNECT, so not even the

@@ -68,6 +68,7 @@ impl Reporter {
 pub(super) async fn connect_reporter(
     broker: &BrokerSettings,
     reporter: &mut Reporter,
+    watch: Vec<String>,
 ) -> Result<Publisher> {
     let mut options = ConnectOptions::new("worker");
     options.inflight = 4;
@@ -80,7 +81,7 @@ pub(super) async fn connect_reporter(
         )?,
         retain: false,
     });
-    let mut publisher = Publisher::connect(broker, &options).await?;
+    let mut publisher = Publisher::connect_watching(broker, &options, watch).await?;
     if reporter.attempt > 1 {
         // The previous attempt's retained completed/error must not outlive it.
         publisher

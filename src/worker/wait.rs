@@ -1,6 +1,7 @@
 //! Waiting for the agent: serving the window's `publish` calls over the
 //! wrapper's connection meanwhile, reaping inherited orphans, and stopping
-//! the agent and every descendant on SIGTERM, SIGHUP or a fleet runner gone.
+//! the agent and every descendant on SIGTERM, SIGHUP, a fleet runner gone
+//! or a newer attempt of a fleet job claimed.
 
 use super::report::Reporter;
 use super::{fence, Ended, PUBACK_WAIT};
@@ -58,6 +59,8 @@ pub(super) struct Window<'a> {
     pub(super) topic: &'a str,
     /// A fleet job's runner: the attempt ends when it is gone.
     pub(super) owner: Option<&'a crate::registry::FleetOwner>,
+    /// A fleet job's fence: the attempt ends when a newer one is claimed.
+    pub(super) fence: Option<fence::Watch>,
 }
 
 async fn next_client(
@@ -82,6 +85,7 @@ pub(super) async fn wait_for_agent(
     window: Window<'_>,
 ) -> Result<(std::process::ExitStatus, Ended)> {
     let mut reap = tokio::time::interval(REAP_EVERY);
+    let mut watch = window.fence;
     let ended = loop {
         tokio::select! {
             status = child.wait() => {
@@ -93,6 +97,11 @@ pub(super) async fn wait_for_agent(
                 crate::proc::reap_ended_children(Some(pid));
                 if fence::owner_gone(window.owner) {
                     break Ended::OwnerGone;
+                }
+            }
+            Some(message) = fence::next(watch.as_mut()) => {
+                if let Some(newer) = watch.as_ref().and_then(|w| w.superseded_by(&message)) {
+                    break Ended::Superseded(newer);
                 }
             }
             Ok(stream) = next_client(window.handoff) => {

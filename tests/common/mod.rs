@@ -7,6 +7,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod agents;
+pub mod fleet;
 pub mod mosquitto;
 pub mod pki;
 pub mod process;
