@@ -108,6 +108,28 @@ pub struct Note {
     pub failure: Option<FailureInfo>,
 }
 
+/// The signals a supervisor acts on, caught for its whole life.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    /// `kill ID` and `add` on this host.
+    cancel_check: tokio::signal::unix::Signal,
+    /// The terminal closed (`hangup.rs`).
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn listen() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+            cancel_check: signal(SignalKind::user_defined1())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
 /// How `run` ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ending {
@@ -212,13 +234,7 @@ impl Driver {
         // Read in its own task: its receive loop is never cancelled
         // half-way by the select below.
         let (mut messages, listening) = crate::mqtt::client::forward(subscriber);
-        let mut interrupt =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let mut cancel_check =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
-        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let mut signals = Signals::listen()?;
         let mut observe = tokio::time::interval(OBSERVE_EVERY);
         observe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut redraw = tokio::time::interval(Duration::from_secs(1));
@@ -262,39 +278,46 @@ impl Driver {
                 () = sleep_until(self.unsaved.retry_at) => self.retry_unsaved(),
                 () = tokio::time::sleep(STOPPING_CHECK), if stopping => self.check_stopping(),
                 _ = redraw.tick() => self.view.refresh(),
-                _ = cancel_check.recv() => {
+                _ = signals.cancel_check.recv() => {
                     self.check_cancel_requests();
                     // `add` hands jobs over with the same signal.
                     self.admit_added();
                 }
-                _ = interrupt.recv() => {
-                    ending = Ending::Interrupted;
-                    self.intake = None;
-                    self.cancel_all("interrupted (Ctrl-C)");
+                _ = signals.interrupt.recv() => ending = self.stop_all("interrupted (Ctrl-C)"),
+                _ = signals.terminate.recv() => {
+                    ending = self.stop_all("the supervisor received SIGTERM");
                 }
-                _ = terminate.recv() => {
-                    ending = Ending::Interrupted;
-                    self.intake = None;
-                    self.cancel_all("the supervisor received SIGTERM");
-                }
-                _ = hangup.recv() => self.leave_terminal(),
+                _ = signals.hangup.recv() => self.leave_terminal(),
             }
             self.perform().await;
             self.settle_queue().await;
         }
         let states = self.wind_down(listening).await;
+        Ok((self.last_try_to_record(ending), states))
+    }
+
+    /// Ctrl-C or SIGTERM: no more jobs taken, every job cancelled.
+    fn stop_all(&mut self, reason: &str) -> Ending {
+        self.intake = None;
+        self.cancel_all(reason);
+        Ending::Interrupted
+    }
+
+    /// The ending, unless some state is still not in the registry after one
+    /// last try (the space may be back): then `Ending::Unrecorded`, and the
+    /// states are named.
+    fn last_try_to_record(&mut self, ending: Ending) -> Ending {
         if !self.unsaved.is_empty() {
-            // One last try: the space may be back.
             self.retry_unsaved();
         }
-        if !self.unsaved.is_empty() {
-            eprintln!(
-                "error: stopped before these states were recorded in the registry: {}",
-                self.unsaved.summary().join(", ")
-            );
-            ending = Ending::Unrecorded;
+        if self.unsaved.is_empty() {
+            return ending;
         }
-        Ok((ending, states))
+        eprintln!(
+            "error: stopped before these states were recorded in the registry: {}",
+            self.unsaved.summary().join(", ")
+        );
+        Ending::Unrecorded
     }
 
     /// After the last job: the last events written, the broker connection
