@@ -506,14 +506,23 @@ impl Registry {
     /// "no job `X` in the registry" (listing, for a job name, the ids of
     /// the jobs with that name).
     pub fn find(&self, id_or_name: &str) -> Result<(JobId, Record)> {
-        match JobId::parse(id_or_name) {
-            Ok(id) => {
-                let record = self.load(&id)?;
-                Ok((id, record))
-            }
+        let by_id = JobId::parse(id_or_name).map(|id| (self.load(&id), id));
+        if let Ok((Ok(record), id)) = by_id {
+            return Ok((id, record));
+        }
+        // The name of exactly one job names it; of several, the error
+        // lists their ids.
+        let named = self.ids_named(id_or_name);
+        if let [only] = named.as_slice() {
+            let id = JobId::parse(only)?;
+            let record = self.load(&id)?;
+            return Ok((id, record));
+        }
+        match by_id {
+            Ok((Err(e), _)) if named.is_empty() => Err(e),
             // A name may hold characters an id may not ("fix parser").
-            Err(invalid) if self.ids_named(id_or_name).is_empty() => Err(invalid.into()),
-            Err(_) => Err(self.not_found(id_or_name).into()),
+            Err(invalid) if named.is_empty() => Err(invalid.into()),
+            _ => Err(self.not_found(id_or_name).into()),
         }
     }
 
@@ -527,13 +536,16 @@ impl Registry {
                 self.root.display()
             ),
         );
-        if named.is_empty() {
-            failure.help("`tmux-delegate status` lists the jobs")
-        } else {
-            failure.help(format!(
-                "`{id_or_name}` is a job name; commands take a job id: {}",
-                named.join(", ")
-            ))
+        match named.as_slice() {
+            [] => failure.help("`tmux-delegate status` lists the jobs"),
+            [only] => failure.help(format!(
+                "`{id_or_name}` is the name of job {only}: give its id"
+            )),
+            several => failure.help(format!(
+                "`{id_or_name}` names {} jobs: give the id of one: {}",
+                several.len(),
+                several.join(", ")
+            )),
         }
     }
 

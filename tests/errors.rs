@@ -70,6 +70,9 @@ fn an_unknown_id_is_not_in_the_registry_for_every_command() {
     }
 }
 
+/// A name that two jobs share: every command lists both ids. `watch` and
+/// `publish` (topic-level, like the original scripts) take ids only and
+/// point at the one a unique name means; the registry's commands accept it.
 #[test]
 fn a_job_name_lists_the_ids_with_that_name() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -77,8 +80,43 @@ fn a_job_name_lists_the_ids_with_that_name() {
     install_fixture(home, |_| {});
     let expected = format!(
         "error: no job `fix-flaky-test` in the registry {}\n\
-         help: `fix-flaky-test` is a job name; commands take a job id: {FIXTURE_ID}\n",
+         help: `fix-flaky-test` is the name of job {FIXTURE_ID}: give its id\n",
         state(home).display()
+    );
+    for args in &id_commands("fix-flaky-test")[5..] {
+        let out = run(td(home, &[]).args(args));
+        assert_eq!(outcome(&out), (Some(2), expected.clone()), "{args:?}");
+    }
+    let out = run(td(home, &[]).args(["status", "fix-flaky-test", "--json"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(FIXTURE_ID),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let second = "fix-flaky-test-zz9zz9";
+    let copy = state(home).join("jobs").join(second);
+    std::fs::create_dir_all(&copy).expect("job dir");
+    let mut record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            state(home)
+                .join("jobs")
+                .join(FIXTURE_ID)
+                .join("record.json"),
+        )
+        .expect("record"),
+    )
+    .expect("json");
+    record["id"] = second.into();
+    std::fs::write(copy.join("record.json"), record.to_string()).expect("record");
+    let mut ids = [FIXTURE_ID, second];
+    ids.sort_unstable();
+    let expected = format!(
+        "error: no job `fix-flaky-test` in the registry {}\n\
+         help: `fix-flaky-test` names 2 jobs: give the id of one: {}\n",
+        state(home).display(),
+        ids.join(", ")
     );
     for args in id_commands("fix-flaky-test") {
         let out = run(td(home, &[]).args(&args));
@@ -362,4 +400,73 @@ fn a_bad_name_blames_the_flag_or_the_spec_line_that_set_it() {
     let expected = "error: `--name`: a job name must be one non-empty line\n";
     assert_eq!(outcome(&out), (Some(2), expected.to_owned()));
     no_jobs_registered(home);
+}
+
+/// With a broker configured (a fleet host), a local job's name or id is
+/// answered by this host's registry first: `logs NAME` never asks the
+/// fleet (here unreachable) about a job this host has.
+#[test]
+fn a_local_job_s_name_is_answered_locally_whatever_broker_is_configured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path();
+    install_fixture(home, |_| {});
+    let broker = [("MQTT_BROKER", "127.0.0.1"), ("MQTT_PORT", "1")];
+    for job in ["fix-flaky-test", FIXTURE_ID] {
+        let out = run(td(home, &broker).args(["logs", job]));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "logs {job}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stdout).contains(FIXTURE_ID),
+            "{}",
+            text(&out.stdout)
+        );
+    }
+}
+
+/// A 20 KB event message is cut in the table (piped too), whole in
+/// `--json`; with no local jobs and a broker configured, `status` points
+/// at `--fleet`.
+#[test]
+fn status_cuts_long_messages_and_points_at_the_fleet_when_it_has_no_jobs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path();
+    let broker = [("MQTT_BROKER", "127.0.0.1"), ("MQTT_PORT", "1")];
+    let out = run(td(home, &broker).arg("status"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("status --fleet"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(td(home, &[]).arg("status"));
+    assert!(
+        !text(&out.stderr).contains("--fleet"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let long = "x".repeat(20_000);
+    install_fixture(home, |record| {
+        record["last_event"] = serde_json::json!({
+            "event": "progress", "attempt": 1, "ts": 1.0, "message": long,
+        });
+    });
+    let out = run(td(home, &[]).arg("status"));
+    let table = text(&out.stdout);
+    let widest = table.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+    assert!(widest < 300, "a {widest}-character line:\n{table}");
+    assert!(
+        table.contains("progress \"xxx") && table.contains('…'),
+        "{table}"
+    );
+    let out = run(td(home, &[]).args(["status", "--json"]));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        rows[0]["last_event"]["message"].as_str().map(str::len),
+        Some(20_000)
+    );
 }

@@ -49,10 +49,21 @@ fn local(args: &StatusArgs) -> anyhow::Result<Exit> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else if records.is_empty() {
         eprintln!("no jobs in {}", registry.root().display());
+        if broker_configured(&env) {
+            eprintln!("help: a broker is configured: `tmux-delegate status --fleet` lists the fleet's jobs");
+        }
     } else {
         print_table(&records);
     }
     Ok(Exit::Success)
+}
+
+/// Whether this host names a broker (env or config): the jobs may be in
+/// the fleet. A config that does not load names none here (`status` must
+/// not fail on it).
+fn broker_configured(env: &Env) -> bool {
+    crate::config::Config::load(env.clone())
+        .is_ok_and(|config| matches!(config.observer_broker(), Ok(Some(_))))
 }
 
 /// The record's summary plus, for a worktree job, the worktree's live state.
@@ -63,6 +74,10 @@ fn summary_with_workspace(record: &Record) -> serde_json::Value {
     }
     row
 }
+
+/// The most of a last event's text the table shows, piped too (a terminal
+/// cuts the table to its width anyway): `--json` and `logs` have it whole.
+const LAST_EVENT_MAX: usize = 120;
 
 fn print_table(records: &[Record]) {
     let mut grid = Grid::new(&["ID", "NAME", "AGENT", "STATE", "ATTEMPT", "LAST EVENT"]);
@@ -81,6 +96,7 @@ fn print_table(records: &[Record]) {
                 })
                 // A skipped job has no event: its reason instead.
                 .or_else(|| r.failure.as_ref().map(|f| f.reason.clone()))
+                .map(|text| crate::ui::table::cut_str(&text, LAST_EVENT_MAX))
                 .unwrap_or_default(),
         ]);
     }

@@ -35,7 +35,7 @@ pub struct FleetFile {
     pub offer_timeout: Option<std::time::Duration>,
     /// The MQTT keepalive of the runner's connections: a broker declares a
     /// silent (frozen, cut off) runner gone after 1.5 times this; default
-    /// 30 s, whole seconds from 5 s (rumqttc's least) to 65535 s.
+    /// 10 s, whole seconds from 5 s (rumqttc's least) to 65535 s.
     #[serde(
         default,
         deserialize_with = "crate::model::policy::humantime_serde_compat::option::deserialize"
@@ -43,7 +43,7 @@ pub struct FleetFile {
     pub keepalive: Option<std::time::Duration>,
     /// How long a runner whose presence went offline (its Last Will) may
     /// take to come back before the pool offers its jobs again; default
-    /// 45 s, longer than the default keepalive, so a broker restart or a
+    /// 12 s, longer than the default keepalive, so a broker restart or a
     /// short cut re-offers nothing.
     #[serde(
         default,

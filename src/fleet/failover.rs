@@ -23,12 +23,17 @@ use crate::model::FleetState;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+/// A runner's keepalive when `fleet.keepalive` is not set: the broker
+/// declares a silent runner gone after 1.5 x this (15 s).
+pub const RUNNER_KEEP_ALIVE: Duration = Duration::from_secs(10);
+
 /// How long the grace before failover is when `fleet.failover_after` is
-/// not set: longer than the default keepalive (30 s), so a runner whose
-/// broker restarts, or that was cut off for less than that, is not failed
-/// over. A frozen runner's jobs run again after 1.5 x keepalive (the
-/// broker's detection) plus this.
-pub const FAILOVER_AFTER: Duration = Duration::from_secs(45);
+/// not set: longer than the default keepalive, so a runner whose broker
+/// restarts (its runners are back within seconds), or that was cut off
+/// for less than that, is not failed over. A frozen runner's jobs run
+/// again after 1.5 x keepalive (the broker's detection) plus this plus up
+/// to one pulse: about 28 s by default, inside SPEC section 13's 30 s.
+pub const FAILOVER_AFTER: Duration = Duration::from_secs(12);
 
 /// How often a runner's loop pulses, and how late a pulse may come before
 /// the runner takes itself for frozen (SIGSTOP, a suspended VM): far above

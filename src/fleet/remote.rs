@@ -26,9 +26,12 @@ pub fn configured(config: &Config) -> bool {
     config.fleet != crate::config::fleet::FleetFile::default()
 }
 
-/// Whether the job is in this host's registry (then the local command acts).
+/// Whether the job (an id, or the name of one or more jobs) is in this
+/// host's registry: then the local command acts, or lists the ids a name
+/// could mean, whatever broker is configured.
 fn is_local(config: &Config, id: &str) -> anyhow::Result<bool> {
-    Ok(Registry::open(&config.env)?.find(id).is_ok())
+    let registry = Registry::open(&config.env)?;
+    Ok(registry.find(id).is_ok() || !registry.ids_named(id).is_empty())
 }
 
 /// The config to ask the fleet with when `status` is for the fleet: with

@@ -964,9 +964,7 @@ pub fn settings(
         root,
         trusted: fleet.trusted_keys(),
         offer_timeout: fleet.offer_timeout.unwrap_or(OFFER_TIMEOUT),
-        keepalive: fleet
-            .keepalive
-            .unwrap_or(crate::mqtt::connect::DEFAULT_KEEP_ALIVE),
+        keepalive: fleet.keepalive.unwrap_or(failover::RUNNER_KEEP_ALIVE),
         failover_after: fleet.failover_after.unwrap_or(failover::FAILOVER_AFTER),
     })
 }
