@@ -905,7 +905,12 @@ fn a_completion_on_a_full_disk_is_reported_only_once_it_is_recorded() {
         "run ended with a state it could not record"
     );
     disk.free();
+    let freed = std::time::Instant::now();
     let status = running.finish(Duration::from_secs(30));
+    eprintln!(
+        "recorded and reported {:?} after the space came back",
+        freed.elapsed()
+    );
     assert_eq!(status.code(), Some(0), "{:?}", running.stderr);
     assert!(
         running
