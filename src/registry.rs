@@ -53,6 +53,11 @@ pub struct Record {
     pub last_event: Option<LastEvent>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<FailureInfo>,
+    /// Why the job entered its state, from the transition: the question of
+    /// a `waiting` job (an event's message, or a screen rule's dialog),
+    /// what a queued job waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_reason: Option<String>,
     #[serde(default)]
     pub attempts: Vec<AttemptInfo>,
     /// `pass_env` values captured from the environment of `run`.
@@ -135,6 +140,7 @@ impl Record {
             updated: now,
             last_event: None,
             failure: None,
+            state_reason: None,
             attempts: Vec::new(),
             pass_env: BTreeMap::new(),
             supervised: false,
@@ -172,11 +178,21 @@ impl Record {
     }
 
     /// Why the job is in its state, as far as the record says: the
-    /// question of a `waiting` job, the reason of a failure.
-    fn reason(&self) -> Option<String> {
-        match (self.state, &self.last_event, &self.failure) {
-            (JobState::Waiting, Some(event), _) => event.message.clone(),
-            (_, _, Some(failure)) if self.state.is_finished() => Some(failure.reason.clone()),
+    /// question of a `waiting` job (from its transition: an event's message
+    /// or a screen rule's dialog; else its last event's message), what a
+    /// waiting-to-start job waits for, the reason of a failure (or of
+    /// another end: a cancel).
+    pub fn reason(&self) -> Option<String> {
+        let waits = matches!(
+            self.state,
+            JobState::Waiting | JobState::Queued | JobState::Retrying | JobState::Pending
+        );
+        match (&self.failure, &self.state_reason) {
+            (Some(failure), _) if self.state.is_finished() => Some(failure.reason.clone()),
+            (_, Some(reason)) if waits || self.state.is_finished() => Some(reason.clone()),
+            _ if self.state == JobState::Waiting => {
+                self.last_event.as_ref().and_then(|e| e.message.clone())
+            }
             _ => None,
         }
     }
@@ -225,6 +241,7 @@ impl Record {
     pub fn apply_transition(&mut self, t: &Transition, now: &str) {
         self.state = t.to;
         self.attempt = t.attempt;
+        self.state_reason.clone_from(&t.reason);
         if t.failure.is_some() || t.to == JobState::Completed {
             self.failure.clone_from(&t.failure);
         }
@@ -1001,6 +1018,38 @@ mod tests {
                 reason: Some("why".into()),
             }]
         );
+    }
+
+    #[test]
+    fn a_waiting_job_s_reason_is_its_question_whatever_asked_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut record = sample_record(dir.path(), "job-1");
+        let mut waiting = transition(1, JobState::Running, JobState::Waiting);
+        // A screen rule's dialog: no event carries it.
+        waiting.reason = Some("Claude Code asks whether you trust this folder".into());
+        record.apply_transition(&waiting, "now");
+        assert_eq!(
+            record.row().reason.as_deref(),
+            Some("Claude Code asks whether you trust this folder")
+        );
+        let back = Transition {
+            reason: Some("the agent is working again".into()),
+            ..transition(1, JobState::Waiting, JobState::Running)
+        };
+        record.apply_transition(&back, "now");
+        assert_eq!(record.row().reason, None, "a running job waits for nothing");
+        // A record from before `state_reason`: the waiting event's message.
+        record.state = JobState::Waiting;
+        record.state_reason = None;
+        record.last_event = Some(LastEvent {
+            event: crate::model::EventKind::Waiting,
+            attempt: 1,
+            ts: 1.0,
+            message: Some("may I push?".into()),
+        });
+        assert_eq!(record.row().reason.as_deref(), Some("may I push?"));
+        record.apply_transition(&transition(1, JobState::Waiting, JobState::Failed), "now");
+        assert_eq!(record.row().reason.as_deref(), Some("why"), "why it ended");
     }
 
     #[test]

@@ -147,6 +147,21 @@ fn the_trust_dialog_is_reported_as_waiting_then_answered_in_the_window_and_compl
         "{:?}",
         running.stdout
     );
+    // The question, from a screen rule, in every view (not only in the
+    // transition's history).
+    let row = world.job("say-done");
+    assert!(
+        row["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(QUESTION),
+        "{row}"
+    );
+    let (_, table, _) = world.finish(&["status"], Duration::from_secs(10));
+    assert!(
+        table.contains("asks:") && table.contains(QUESTION),
+        "{table}"
+    );
     let calls = on_waiting_calls(&world);
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert!(

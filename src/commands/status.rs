@@ -77,7 +77,15 @@ fn summary_with_workspace(record: &Record) -> serde_json::Value {
 
 /// The most of a last event's text the table shows, piped too (a terminal
 /// cuts the table to its width anyway): `--json` and `logs` have it whole.
-const LAST_EVENT_MAX: usize = 120;
+const LAST_EVENT_MAX: usize = 240;
+
+/// "asks: ..." for a waiting job that has a question.
+fn waiting_question(record: &Record) -> Option<String> {
+    (record.state == crate::model::JobState::Waiting)
+        .then(|| record.reason())
+        .flatten()
+        .map(|question| format!("asks: {question:?}"))
+}
 
 fn print_table(records: &[Record]) {
     let mut grid = Grid::new(&["ID", "NAME", "AGENT", "STATE", "ATTEMPT", "LAST EVENT"]);
@@ -88,11 +96,13 @@ fn print_table(records: &[Record]) {
             r.spec.agent.clone(),
             r.state.as_str().to_owned(),
             format!("{}/{}", r.attempt, r.spec.retry.max_attempts),
-            r.last_event
-                .as_ref()
-                .map(|e| match &e.message {
-                    Some(m) => format!("{} {m:?}", e.event),
-                    None => e.event.to_string(),
+            // A waiting job's question comes first, wherever it came from.
+            waiting_question(r)
+                .or_else(|| {
+                    r.last_event.as_ref().map(|e| match &e.message {
+                        Some(m) => format!("{} {m:?}", e.event),
+                        None => e.event.to_string(),
+                    })
                 })
                 // A skipped job has no event: its reason instead.
                 .or_else(|| r.failure.as_ref().map(|f| f.reason.clone()))

@@ -31,12 +31,17 @@ impl JobRow {
             attempt: record.attempt,
             max_attempts: record.spec.retry.max_attempts,
             created: humantime::parse_rfc3339_weak(&record.created).ok(),
-            last_event: record
-                .last_event
-                .as_ref()
-                .map(|e| match &e.message {
-                    Some(m) => format!("{} {}", e.event, m.lines().next().unwrap_or_default()),
-                    None => e.event.to_string(),
+            // A waiting job shows its question (an event's, or a screen
+            // rule's dialog), else the last event.
+            last_event: (record.state == JobState::Waiting)
+                .then(|| record.reason())
+                .flatten()
+                .map(|q| format!("asks: {}", q.lines().next().unwrap_or_default()))
+                .or_else(|| {
+                    record.last_event.as_ref().map(|e| match &e.message {
+                        Some(m) => format!("{} {}", e.event, m.lines().next().unwrap_or_default()),
+                        None => e.event.to_string(),
+                    })
                 })
                 .unwrap_or_default(),
             branch: None,
