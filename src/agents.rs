@@ -20,6 +20,7 @@ use std::path::Path;
 
 pub mod preflight;
 pub mod screens;
+pub mod transcript;
 
 /// The built-in templates, embedded at build time.
 pub const BUILTIN: &[(&str, &str)] = &[
@@ -191,15 +192,20 @@ pub fn claude_settings(exe: &Path, on_stop: OnStop) -> serde_json::Value {
             "command": format!("{} publish {args} >/dev/null 2>&1 || true", shell_quote(&exe.display().to_string())),
         })
     };
+    // The turn's answer rides along (`data.last_assistant_message`): the
+    // job's `result` when it completes.
     let stop = match on_stop {
-        OnStop::Completed => "--event completed --message 'Claude Code finished its turn'",
+        OnStop::Completed => {
+            "--event completed --message 'Claude Code finished its turn' --data-field last_assistant_message"
+        }
         OnStop::Waiting => {
-            "--event waiting --message 'Claude Code finished its turn and waits for input'"
+            "--event waiting --message 'Claude Code finished its turn and waits for input' --data-field last_assistant_message"
         }
     };
     serde_json::json!({
         "hooks": {
-            "SessionStart": [{ "hooks": [publish("--event started --message 'Claude Code session started'")] }],
+            // The conversation's id and transcript: the attempt's `session`.
+            "SessionStart": [{ "hooks": [publish("--event started --message 'Claude Code session started' --data-field session_id --data-field transcript_path --data-field source")] }],
             "PostToolUse": [{ "matcher": "*", "hooks": [publish("--event heartbeat")] }],
             "Notification": [{ "hooks": [publish("--event waiting --message-from-stdin")] }],
             "Stop": [{ "hooks": [publish(stop)] }],

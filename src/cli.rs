@@ -227,8 +227,13 @@ pub struct PublishArgs {
     #[arg(long, value_name = "FIELD", requires = "message_from_stdin")]
     pub message_field: Vec<String>,
     /// Extra data as a JSON value.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "data_field")]
     pub data: Option<String>,
+    /// Take these fields of a JSON object on stdin (a hook's input, e.g.
+    /// Claude Code's `session_id`, `transcript_path`,
+    /// `last_assistant_message`) into the event's data; repeatable.
+    #[arg(long, value_name = "FIELD")]
+    pub data_field: Vec<String>,
     /// Attempt number (default: inside a window DELEGATE_ATTEMPT, else the record's).
     #[arg(long)]
     pub attempt: Option<u32>,

@@ -168,6 +168,7 @@ impl Record {
             last_event: self.last_event.clone(),
             failure: self.failure.clone(),
             reason: self.reason(),
+            work: crate::model::Work::of(&self.attempts),
             fleet: None,
         }
     }

@@ -24,6 +24,7 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<Exit> {
         record.state.as_str(),
         record.attempt
     );
+    print_work(&record);
     let mut shown = 0;
     for entry in registry.history(&job)? {
         println!("{}", describe(&entry));
@@ -48,6 +49,29 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<Exit> {
             print_pane(&record).await;
             return Ok(Exit::Success);
         }
+    }
+}
+
+/// The job's conversation, tokens and answer (SPEC section 14), when known.
+fn print_work(record: &Record) {
+    let work = crate::model::Work::of(&record.attempts);
+    if let Some(session) = &work.session {
+        match &session.transcript {
+            Some(path) => println!("session {} (transcript {path})", session.id),
+            None => println!("session {}", session.id),
+        }
+    }
+    if let Some(usage) = work.usage {
+        println!(
+            "tokens: {} in, {} out, {} cache read, {} cache written",
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cache_read_input_tokens,
+            usage.cache_creation_input_tokens
+        );
+    }
+    if let Some(result) = &work.result {
+        println!("result:\n{result}");
     }
 }
 

@@ -24,14 +24,16 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<Exit> {
             .help(format!("use one of: {}", EventKind::KNOWN.join(", ")))
             .into());
     }
-    let data = match &args.data {
-        None => None,
-        Some(text) => Some(parse_data(text)?),
+    // A hook's input, read once for its message and its data fields.
+    let stdin = (args.message_from_stdin || !args.data_field.is_empty()).then(read_stdin);
+    let data = match (&args.data, &stdin) {
+        (Some(text), _) => Some(parse_data(text)?),
+        (None, Some(text)) if !args.data_field.is_empty() => data_from_text(text, &args.data_field),
+        (None, _) => None,
     };
-    let message = if args.message_from_stdin {
-        message_from_stdin(&args.message_field)
-    } else {
-        args.message
+    let message = match &stdin {
+        Some(text) if args.message_from_stdin => message_from_text(text, &args.message_field),
+        _ => args.message,
     };
     let config = Config::load(env)?;
     let (key, attempt, settings) = sender(&config, &job, args.attempt)?;
@@ -163,19 +165,34 @@ fn parse_data(text: &str) -> Result<Value, Failure> {
     })
 }
 
-/// The message on stdin: from a JSON object, the first non-empty string
-/// among `fields` (`message` when none are named), else the trimmed text.
-/// Capped: an event must stay under the payload limit.
-fn message_from_stdin(fields: &[String]) -> Option<String> {
+/// How much of stdin is read: an event must stay under the 64 KiB
+/// payload limit, with room for the rest of the event.
+const STDIN_MAX: u64 = 48 * 1024;
+
+/// Stdin as text (a hook's JSON input), capped at `STDIN_MAX`.
+fn read_stdin() -> String {
     use std::io::Read;
-    let mut text = String::new();
-    std::io::stdin()
-        .take(16 * 1024)
-        .read_to_string(&mut text)
-        .ok()?;
-    message_from_text(&text, fields)
+    let mut bytes = Vec::new();
+    let _ = std::io::stdin().take(STDIN_MAX).read_to_end(&mut bytes);
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
+/// The named fields of a JSON object in `text`, as an object; `None` when
+/// it is no object or has none of them.
+fn data_from_text(text: &str, fields: &[String]) -> Option<Value> {
+    let Ok(Value::Object(object)) = serde_json::from_str::<Value>(text) else {
+        return None;
+    };
+    let picked: serde_json::Map<String, Value> = fields
+        .iter()
+        .filter_map(|f| object.get(f).map(|v| (f.clone(), v.clone())))
+        .collect();
+    (!picked.is_empty()).then_some(Value::Object(picked))
+}
+
+/// The message in stdin's `text`: from a JSON object, the first non-empty
+/// string among `fields` (`message` when none are named), else the
+/// trimmed text.
 fn message_from_text(text: &str, fields: &[String]) -> Option<String> {
     let message = match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(object)) => {
@@ -201,7 +218,21 @@ fn message_from_text(text: &str, fields: &[String]) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::message_from_text;
+    use super::{data_from_text, message_from_text};
+
+    #[test]
+    fn data_fields_are_picked_from_a_hooks_input() {
+        let fields = ["session_id".to_owned(), "transcript_path".to_owned()];
+        let start = r#"{"session_id":"5f1c","transcript_path":"/h/.claude/p/5f1c.jsonl","source":"startup"}"#;
+        assert_eq!(
+            data_from_text(start, &fields),
+            Some(
+                serde_json::json!({"session_id": "5f1c", "transcript_path": "/h/.claude/p/5f1c.jsonl"})
+            )
+        );
+        assert_eq!(data_from_text(r#"{"other":1}"#, &fields), None);
+        assert_eq!(data_from_text("not json", &fields), None);
+    }
 
     #[test]
     fn the_first_non_empty_named_field_wins() {

@@ -116,6 +116,9 @@ pub struct JobStatus {
     pub max_attempts: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_event: Option<LastEvent>,
+    /// The job's conversation, answer and tokens, from the runner's record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work: Option<crate::model::Work>,
 }
 
 impl JobStatus {
@@ -132,6 +135,8 @@ impl JobStatus {
             self.max_attempts = Some(record.spec.retry.max_attempts);
             self.last_event = record.last_event.clone();
             self.agent = Some(record.spec.agent.clone());
+            let work = crate::model::Work::of(&record.attempts);
+            self.work = (work != crate::model::Work::default()).then_some(work);
         }
         self
     }
@@ -161,6 +166,7 @@ impl JobStatus {
                 reason: self.reason.clone().unwrap_or_default(),
             }),
             reason: self.reason.clone(),
+            work: self.work.clone().unwrap_or_default(),
             fleet: Some(FleetPlace {
                 runner: self.runner.clone(),
                 pool: self.pool.clone(),
@@ -244,6 +250,7 @@ impl JobStatus {
             created: None,
             max_attempts: None,
             last_event: None,
+            work: None,
         }
     }
 }
@@ -337,6 +344,7 @@ mod tests {
             created: None,
             max_attempts: None,
             last_event: None,
+            work: None,
         }
         .with_record(Some(&record));
         let fleet = JobStatus::decode(&fleet.encode()).expect("the state goes over the wire");

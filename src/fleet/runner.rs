@@ -533,6 +533,7 @@ impl Fleet {
             created: None,
             max_attempts: None,
             last_event: None,
+            work: None,
         }
         .with_record(self.registry.load(job).ok().as_ref())
     }
@@ -668,6 +669,7 @@ impl Fleet {
             created: None,
             max_attempts: None,
             last_event: None,
+            work: None,
         };
         self.publish_state(status).await;
     }

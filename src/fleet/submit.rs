@@ -146,6 +146,7 @@ async fn offer(
         created: None,
         max_attempts: None,
         last_event: None,
+        work: None,
     };
     let wait = broker.connect_timeout;
     publisher

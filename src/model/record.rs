@@ -1,6 +1,7 @@
 //! The parts of a job record (`registry::Record`) that the supervisor and
 //! the views read and fill in: the last event, the failure, each attempt's
-//! window and process, and the checkpoint for `resume`.
+//! window and process, its conversation, answer and tokens (SPEC section
+//! 14), and the checkpoint for `resume`.
 
 use super::event::EventKind;
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,61 @@ pub struct LastEvent {
 pub struct FailureInfo {
     pub kind: String,
     pub reason: String,
+}
+
+/// The agent's own conversation of an attempt: its id, and where the agent
+/// keeps its transcript (as its hooks or its output said).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transcript: Option<String>,
+}
+
+/// Tokens, as the agent's transcript reports them (never estimated).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    #[serde(default)]
+    pub cache_read_input_tokens: u64,
+    #[serde(default)]
+    pub cache_creation_input_tokens: u64,
+}
+
+impl Usage {
+    /// The sum of two counts (a job's attempts).
+    pub fn plus(self, other: Usage) -> Usage {
+        Usage {
+            input_tokens: self.input_tokens + other.input_tokens,
+            output_tokens: self.output_tokens + other.output_tokens,
+            cache_read_input_tokens: self.cache_read_input_tokens + other.cache_read_input_tokens,
+            cache_creation_input_tokens: self.cache_creation_input_tokens
+                + other.cache_creation_input_tokens,
+        }
+    }
+}
+
+/// A job's work as the views show it (SPEC section 14): its latest
+/// conversation, its final answer once it completed, its tokens summed
+/// over its attempts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Work {
+    pub session: Option<Session>,
+    pub result: Option<String>,
+    pub usage: Option<Usage>,
+}
+
+impl Work {
+    /// What the attempts say: the last session any of them had, the result
+    /// of the last one with a result, the sum of their usage.
+    pub fn of(attempts: &[AttemptInfo]) -> Work {
+        Work {
+            session: attempts.iter().rev().find_map(|a| a.session.clone()),
+            result: attempts.iter().rev().find_map(|a| a.result.clone()),
+            usage: attempts.iter().filter_map(|a| a.usage).reduce(Usage::plus),
+        }
+    }
 }
 
 /// What the registry knows about one attempt's window and process.
@@ -46,6 +102,15 @@ pub struct AttemptInfo {
     /// `exited`: what the wrapper saw survives a broker outage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// The agent's conversation (SessionStart hook, or the agent's output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<Session>,
+    /// The agent's final answer, when the attempt completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    /// The attempt's tokens, read from its transcript when it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
 }
 
 /// What a supervisor that crashes leaves for `resume`: the first attempt of

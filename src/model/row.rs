@@ -3,7 +3,7 @@
 //! and a fleet job (`JobStatus::row`, in `fleet/message.rs`), which adds
 //! its runner and pool. Timestamps are RFC 3339 strings everywhere.
 
-use super::record::{FailureInfo, LastEvent};
+use super::record::{FailureInfo, LastEvent, Work};
 use super::state::FleetState;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -28,6 +28,9 @@ pub struct StatusRow {
     /// Why the job is in its state: a `waiting` job's question, a failure's
     /// reason, what the fleet said (a refusal, a requeue).
     pub reason: Option<String>,
+    /// `session`, `result` and `usage` (SPEC section 14).
+    #[serde(flatten)]
+    pub work: Work,
     /// Only in a fleet job's row.
     #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
     pub fleet: Option<FleetPlace>,

@@ -52,6 +52,9 @@ pub struct Incoming {
     pub signature: Signature,
     /// The sender's timestamp (`ts`), kept in the history to measure delays.
     pub sent: Option<f64>,
+    /// The event's `data`, kept in the history; the driver reads the
+    /// agent's conversation from it (`driver/conversation.rs`).
+    pub data: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -7,6 +7,7 @@
 //! `record` (registry writes), `hooks`, `queueing`, and `runtime` (what it
 //! knows per job).
 
+mod conversation;
 mod effects;
 mod hooks;
 mod listen;

@@ -79,6 +79,7 @@ impl H {
             exit_code: None,
             signature: Signature::Valid,
             sent: None,
+            data: None,
             failure_kind: None,
         };
         let job = self.job.clone();
@@ -279,6 +280,7 @@ fn an_agent_config_error_fails_at_once_without_a_retry() {
         exit_code: None,
         signature: Signature::Valid,
         sent: None,
+        data: None,
         failure_kind: Some(K::AgentConfig),
     };
     let job = h.job.clone();
@@ -298,6 +300,7 @@ fn an_agent_config_error_fails_at_once_without_a_retry() {
         exit_code: None,
         signature: Signature::Unsigned,
         sent: None,
+        data: None,
         failure_kind: Some(K::AgentConfig),
     };
     let job = h.job.clone();

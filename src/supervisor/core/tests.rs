@@ -94,6 +94,7 @@ impl Harness {
             failure_kind: None,
             signature,
             sent: None,
+            data: None,
         };
         let job = self.job.clone();
         self.core.handle(self.at(secs), Input::Event { job, event });
@@ -316,6 +317,7 @@ fn a_setup_failure_has_its_own_kind_and_retries_only_when_asked() {
             failure_kind: Some(K::Setup),
             signature: Signature::Valid,
             sent: None,
+            data: None,
         };
         let job = h.job.clone();
         h.core.handle(h.at(1.0), Input::Event { job, event });
@@ -673,6 +675,7 @@ fn an_adopted_attempt_runs_on_without_a_launch_and_ends_by_its_events() {
         failure_kind: None,
         signature: Signature::Valid,
         sent: None,
+        data: None,
     };
     core.handle(
         t0 + SEC,

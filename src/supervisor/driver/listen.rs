@@ -49,6 +49,7 @@ impl Driver {
             exit_code,
             signature,
             sent: received.ts,
+            data: received.data,
         };
         self.core
             .handle(Instant::now(), Input::Event { job, event });

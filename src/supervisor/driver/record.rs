@@ -121,6 +121,7 @@ impl Driver {
             if last.is_some() {
                 r.last_event.clone_from(last);
             }
+            super::conversation::count_tokens(r, transition.attempt, transition.to);
         });
         match update {
             Ok(record) => {
@@ -196,7 +197,7 @@ impl Driver {
             attempt,
             event: event.kind.clone(),
             message: event.message.clone(),
-            data: event.exit_code.map(|c| serde_json::json!({ "code": c })),
+            data: event.data.clone(),
             signature: event.signature,
             sent: event.sent,
             ignored: ignored.clone(),
@@ -207,6 +208,7 @@ impl Driver {
         if ignored.is_some() {
             return;
         }
+        self.note_conversation(job, attempt, event);
         let last = LastEvent {
             event: event.kind.clone(),
             attempt,

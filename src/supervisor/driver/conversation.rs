@@ -1,0 +1,151 @@
+//! The agent's work, beside its process (SPEC section 14): the
+//! conversation id and transcript an admitted event names (Claude Code's
+//! SessionStart hook sends `session_id` and `transcript_path`), the final
+//! answer a `completed` carries (`last_assistant_message`), and the tokens
+//! the transcript reports, read when a turn or an attempt ends.
+
+use super::Driver;
+use crate::model::{EventKind, JobId, JobState, Session};
+use crate::registry::Record;
+use crate::supervisor::core::Incoming;
+use serde_json::Value;
+use std::path::Path;
+
+/// What an admitted event says of the attempt's conversation.
+#[derive(Debug, Default, PartialEq)]
+struct Noted {
+    session: Option<Session>,
+    result: Option<String>,
+}
+
+/// A conversation id as agents make them (UUIDs, `ses_...`): it becomes an
+/// argument of the agent's command line when the job is continued.
+fn valid_session_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn noted(event: &Incoming) -> Noted {
+    let Some(data) = &event.data else {
+        return Noted::default();
+    };
+    let text = |key: &str| {
+        data.get(key)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let session = text("session_id")
+        .filter(|id| valid_session_id(id))
+        .map(|id| Session {
+            id,
+            transcript: text("transcript_path").filter(|p| Path::new(p).is_absolute()),
+        });
+    let result = (event.kind == EventKind::Completed)
+        .then(|| text("last_assistant_message"))
+        .flatten();
+    Noted { session, result }
+}
+
+impl Driver {
+    /// Keeps what an admitted event says of the attempt's conversation.
+    pub(super) fn note_conversation(&self, job: &JobId, attempt: u32, event: &Incoming) {
+        let Noted { session, result } = noted(event);
+        if session.is_none() && result.is_none() {
+            return;
+        }
+        let update = self.registry.update(job, |r| {
+            let info = r.attempt_mut(attempt);
+            if session.is_some() {
+                info.session = session;
+            }
+            if result.is_some() {
+                info.result = result;
+            }
+        });
+        if let Err(e) = update {
+            tracing::warn!("job {job}: cannot record its conversation: {e:#}");
+        }
+    }
+}
+
+/// When a turn or the attempt ends, the attempt's tokens from its
+/// transcript (applied with the transition, under the registry's lock).
+pub(super) fn count_tokens(record: &mut Record, attempt: u32, to: JobState) {
+    let turn_ended = to.is_finished() || matches!(to, JobState::Retrying | JobState::Waiting);
+    if !turn_ended {
+        return;
+    }
+    let Some(transcript) = record
+        .attempt_info(attempt)
+        .and_then(|a| a.session.as_ref()?.transcript.clone())
+    else {
+        return;
+    };
+    if let Some(usage) = crate::agents::transcript::usage(Path::new(&transcript)) {
+        record.attempt_mut(attempt).usage = Some(usage);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Signature;
+
+    fn event(kind: EventKind, data: Value) -> Incoming {
+        Incoming {
+            kind,
+            attempt: Some(1),
+            job_named: None,
+            message: None,
+            exit_code: None,
+            failure_kind: None,
+            signature: Signature::Valid,
+            sent: None,
+            data: Some(data),
+        }
+    }
+
+    #[test]
+    fn a_session_start_names_the_conversation_and_a_completion_its_answer() {
+        let start = event(
+            EventKind::Started,
+            serde_json::json!({"session_id": "5f1c-9a", "transcript_path": "/h/t.jsonl", "source": "startup"}),
+        );
+        assert_eq!(
+            noted(&start),
+            Noted {
+                session: Some(Session {
+                    id: "5f1c-9a".into(),
+                    transcript: Some("/h/t.jsonl".into())
+                }),
+                result: None
+            }
+        );
+        let done = event(
+            EventKind::Completed,
+            serde_json::json!({"last_assistant_message": "forty-two"}),
+        );
+        assert_eq!(noted(&done).result.as_deref(), Some("forty-two"));
+        // Only a completion's answer is the result; an odd id or a
+        // relative transcript path is not kept.
+        let waiting = event(
+            EventKind::Waiting,
+            serde_json::json!({"last_assistant_message": "shall I?"}),
+        );
+        assert_eq!(noted(&waiting), Noted::default());
+        let odd = event(
+            EventKind::Started,
+            serde_json::json!({"session_id": "a b; rm -rf", "transcript_path": "t.jsonl"}),
+        );
+        assert_eq!(noted(&odd), Noted::default());
+        let relative = event(
+            EventKind::Started,
+            serde_json::json!({"session_id": "s1", "transcript_path": "t.jsonl"}),
+        );
+        assert_eq!(noted(&relative).session.and_then(|s| s.transcript), None);
+    }
+}

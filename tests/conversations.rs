@@ -1,0 +1,80 @@
+//! The agent's work, not only its process (SPEC section 14): an agent that
+//! reports like Claude Code's hooks do (SessionStart's `session_id` and
+//! `transcript_path`, Stop's `last_assistant_message`, a JSONL transcript
+//! with `message.usage`) gets a job whose `status --json` has its
+//! `session`, `result` and `usage`, which `logs` shows too and the
+//! `on_done` hook reads. Real Mosquitto, tmux on a private socket, the
+//! real binary.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+/// Publishes like the Claude Code template's hooks: the hook's JSON input
+/// on stdin, the named fields into the event's data.
+const AGENT: &str = r#"
+transcript="$PWD/transcript-$DELEGATE_ATTEMPT.jsonl"
+printf '{"session_id":"5f1c2d3e-0000-4000-8000-00000000abcd","transcript_path":"%s","source":"startup"}' "$transcript" |
+  "$TMUX_DELEGATE_BIN" publish --event started --data-field session_id --data-field transcript_path --data-field source
+cat > "$transcript" <<'JSONL'
+{"type":"user","message":{"role":"user","content":"What is six times seven?"}}
+{"type":"assistant","message":{"id":"msg_1","usage":{"input_tokens":120,"output_tokens":4,"cache_read_input_tokens":900}}}
+{"type":"assistant","message":{"id":"msg_1","usage":{"input_tokens":120,"output_tokens":9,"cache_read_input_tokens":900}}}
+{"type":"assistant","message":{"id":"msg_2","usage":{"input_tokens":30,"output_tokens":6,"cache_creation_input_tokens":50}}}
+JSONL
+printf '{"last_assistant_message":"forty-two is the answer","stop_hook_active":false}' |
+  "$TMUX_DELEGATE_BIN" publish --event completed --message 'finished its turn' --data-field last_assistant_message
+exec sleep 30
+"#;
+
+#[test]
+fn a_completed_job_has_its_session_result_and_tokens_in_every_view() {
+    let world = World::mosquitto("");
+    let agent = script(&world.scratch("claude-like.sh"), AGENT);
+    let done = world.scratch("on_done.json");
+    world.write_config(&format!(
+        "[broker]\nhost = \"127.0.0.1\"\nport = {}\n\n\
+         [agents.like]\ncommand = [\"{}\"]\ncomplete_on_exit = false\n\n\
+         [hooks]\non_done = [\"sh\", \"-c\", \"cat > {}\"]\n",
+        world.port(),
+        agent.display(),
+        done.display()
+    ));
+    let (code, out, err) = world.finish(
+        &[
+            "run", "--json", "--agent", "like", "--name", "answer", "--prompt", "6 x 7?",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let row = world.job("answer");
+    assert_eq!(row["result"], "forty-two is the answer", "{row}");
+    assert_eq!(
+        row["session"]["id"], "5f1c2d3e-0000-4000-8000-00000000abcd",
+        "{row}"
+    );
+    let transcript = row["session"]["transcript"].as_str().expect("transcript");
+    assert!(std::path::Path::new(transcript).is_file(), "{row}");
+    // msg_1's two lines count once, with its last line's figures.
+    assert_eq!(
+        row["usage"],
+        serde_json::json!({
+            "input_tokens": 150, "output_tokens": 15,
+            "cache_read_input_tokens": 900, "cache_creation_input_tokens": 50,
+        }),
+        "{row}"
+    );
+    let id = world.id("answer");
+    let (_, logs, _) = world.finish(&["logs", &id], Duration::from_secs(10));
+    for needle in [
+        "session 5f1c2d3e-0000-4000-8000-00000000abcd",
+        "tokens: 150 in, 15 out",
+        "forty-two is the answer",
+    ] {
+        assert!(logs.contains(needle), "{needle}: {logs}");
+    }
+    let hook: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&done).expect("on_done ran")).expect("json");
+    assert_eq!(hook["result"], "forty-two is the answer", "{hook}");
+}
