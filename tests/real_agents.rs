@@ -488,6 +488,58 @@ fn claude_edits_a_file_and_completes() {
     edits_a_file_and_completes::<Claude>("claude");
 }
 
+/// SPEC section 14 with the real Claude Code: a completed job's `result`
+/// is the model's answer, its `session` names a transcript that exists
+/// (SessionStart's `session_id` and `transcript_path`), and its `usage`
+/// is what the fake API reported for the conversation's one request
+/// (`input_tokens` 10, `output_tokens` 5).
+#[test]
+#[ignore = "real agent claude: scripts/test-real-agents.sh claude"]
+fn claude_reports_its_session_result_and_tokens() {
+    let world = agent_world("claude", "claude");
+    let answer = "forty-two is the answer";
+    let provider = Provider::start(
+        world.dir.path(),
+        &serde_json::json!({"turns": [{"text": answer}], "plain": answer}),
+    );
+    let env = Claude::setup(&world, &provider.url());
+    let spec = job_spec(
+        &world,
+        "answer",
+        "claude",
+        "What is six times seven?",
+        &env,
+        "",
+    );
+    let (code, out, err) = run_spec(&world, &spec);
+    let story = story(&world, &provider, &out, &err);
+    assert_eq!(code, Some(0), "{story}");
+    let row = job_status(&world, "answer");
+    assert_eq!(row["result"], answer, "{row}\n{story}");
+    let session = row["session"]["id"].as_str().unwrap_or_default();
+    assert_eq!(session.len(), 36, "a UUID: {row}");
+    let transcript = row["session"]["transcript"].as_str().unwrap_or_default();
+    assert!(
+        transcript.ends_with(&format!("{session}.jsonl")) && Path::new(transcript).is_file(),
+        "{row}"
+    );
+    let answered = provider
+        .requests()
+        .iter()
+        .filter(|r| r["answered"].is_array())
+        .count();
+    eprintln!(
+        "claude: {answered} answered request(s), usage {}",
+        row["usage"]
+    );
+    let story = format!(
+        "{story}\ntranscript:\n{}",
+        std::fs::read_to_string(transcript).unwrap_or_default()
+    );
+    assert_eq!(row["usage"]["input_tokens"], 10, "{row}\n{story}");
+    assert_eq!(row["usage"]["output_tokens"], 5, "{row}\n{story}");
+}
+
 #[test]
 #[ignore = "real agent claude: scripts/test-real-agents.sh claude"]
 fn claude_gets_option_like_prompts_verbatim() {

@@ -51,6 +51,32 @@ fn noted(event: &Incoming) -> Noted {
 }
 
 impl Driver {
+    /// Counts the attempt's tokens again once its agent is gone: Claude
+    /// Code writes the last answer's line into its transcript after its
+    /// Stop hook has run.
+    pub(super) fn recount_tokens(&self, job: &JobId, attempt: u32) {
+        let has_transcript = self
+            .registry
+            .load(job)
+            .ok()
+            .and_then(|r| {
+                r.attempt_info(attempt)?
+                    .session
+                    .as_ref()?
+                    .transcript
+                    .clone()
+            })
+            .is_some();
+        if has_transcript {
+            if let Err(e) = self
+                .registry
+                .update(job, |r| count_attempt_tokens(r, attempt))
+            {
+                tracing::warn!("job {job}: cannot record its tokens: {e:#}");
+            }
+        }
+    }
+
     /// Keeps what an admitted event says of the attempt's conversation.
     pub(super) fn note_conversation(&self, job: &JobId, attempt: u32, event: &Incoming) {
         let Noted { session, result } = noted(event);
@@ -76,9 +102,13 @@ impl Driver {
 /// transcript (applied with the transition, under the registry's lock).
 pub(super) fn count_tokens(record: &mut Record, attempt: u32, to: JobState) {
     let turn_ended = to.is_finished() || matches!(to, JobState::Retrying | JobState::Waiting);
-    if !turn_ended {
-        return;
+    if turn_ended {
+        count_attempt_tokens(record, attempt);
     }
+}
+
+/// The attempt's tokens from its transcript, if it has one.
+fn count_attempt_tokens(record: &mut Record, attempt: u32) {
     let Some(transcript) = record
         .attempt_info(attempt)
         .and_then(|a| a.session.as_ref()?.transcript.clone())

@@ -146,7 +146,12 @@ impl Driver {
             return;
         }
         self.activity.remove(&launched.window_id);
-        if runtime.saves_pane && !keep {
+        let saves_pane = runtime.saves_pane;
+        self.recount_tokens(job, attempt);
+        let Some(runtime) = self.jobs.get(job) else {
+            return;
+        };
+        if saves_pane && !keep {
             save_pane(
                 &self.tmux,
                 &self.registry,
