@@ -45,6 +45,10 @@ pub struct AgentDef {
     pub name: String,
     /// argv with `{prompt}` still in it.
     pub command: Vec<String>,
+    /// The argv that continues conversation `{session}` with `{prompt}`;
+    /// none: every attempt starts a new conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continue_command: Option<Vec<String>>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     pub complete_on_exit: bool,
@@ -70,6 +74,8 @@ pub struct Substitutions<'a> {
     pub job: &'a str,
     /// The generated settings file, for agents with `hooks`.
     pub settings: &'a str,
+    /// The conversation a continued attempt continues.
+    pub session: &'a str,
 }
 
 impl AgentDef {
@@ -77,11 +83,19 @@ impl AgentDef {
     /// pass, so the prompt stays one argument byte for byte (and a prompt
     /// that contains `{job}` is not rewritten).
     pub fn argv(&self, values: &Substitutions<'_>) -> Vec<String> {
-        self.command
-            .iter()
-            .map(|arg| substitute(arg, values))
-            .collect()
+        substitute_all(&self.command, values)
     }
+
+    /// The argv that continues `values.session`, if the agent can.
+    pub fn continue_argv(&self, values: &Substitutions<'_>) -> Option<Vec<String>> {
+        self.continue_command
+            .as_ref()
+            .map(|command| substitute_all(command, values))
+    }
+}
+
+fn substitute_all(command: &[String], values: &Substitutions<'_>) -> Vec<String> {
+    command.iter().map(|arg| substitute(arg, values)).collect()
 }
 
 fn substitute(template: &str, values: &Substitutions<'_>) -> String {
@@ -96,6 +110,8 @@ fn substitute(template: &str, values: &Substitutions<'_>) -> String {
             (Some(values.job), "{job}".len())
         } else if tail.starts_with("{settings}") {
             (Some(values.settings), "{settings}".len())
+        } else if tail.starts_with("{session}") {
+            (Some(values.session), "{session}".len())
         } else {
             (None, 1)
         };
@@ -141,6 +157,13 @@ pub fn resolve(config: &Config, name: &str) -> Result<AgentDef, Failure> {
     }
     let base = base.unwrap_or_default();
     let custom = custom.cloned().unwrap_or_default();
+    // The template's way to continue belongs to the template's command:
+    // a config that replaces the command names its own (or none).
+    let continue_command = if custom.command.is_some() {
+        custom.continue_command
+    } else {
+        custom.continue_command.or(base.continue_command)
+    };
     let command = custom.command.or(base.command).ok_or_else(|| {
         config_error(format!("agent `{name}` has no `command`")).help(format!(
             "set [agents.{name}] command = [\"program\", \"{{prompt}}\"]"
@@ -161,6 +184,7 @@ pub fn resolve(config: &Config, name: &str) -> Result<AgentDef, Failure> {
     Ok(AgentDef {
         name: name.to_owned(),
         command,
+        continue_command,
         env,
         // Custom agents complete on exit 0 unless they say otherwise.
         complete_on_exit: custom
@@ -233,6 +257,7 @@ mod tests {
                 prompt: NASTY,
                 job: "job-1",
                 settings: "/s.json",
+                session: "s-1",
             });
             assert_eq!(
                 argv.iter().filter(|a| a.contains(NASTY)).count(),
@@ -271,6 +296,7 @@ mod tests {
                     prompt,
                     job: "job-1",
                     settings: "/s.json",
+                    session: "s-1",
                 });
                 assert!(prompt_is_never_an_option(&argv, prompt), "{name}: {argv:?}");
             }
@@ -330,6 +356,7 @@ mod tests {
             prompt: "a {job} b",
             job: "j",
             settings: "",
+            session: "s-1",
         };
         assert_eq!(mine.argv(&values), vec!["./run.sh", "--task=a {job} b"]);
         assert!(mine.complete_on_exit);

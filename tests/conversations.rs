@@ -78,3 +78,78 @@ fn a_completed_job_has_its_session_result_and_tokens_in_every_view() {
         serde_json::from_str(&std::fs::read_to_string(&done).expect("on_done ran")).expect("json");
     assert_eq!(hook["result"], "forty-two is the answer", "{hook}");
 }
+
+/// Attempt 1 names its conversation and hangs; attempt 2 is started with
+/// the agent's `continue_command` (the conversation's id, a message that
+/// says why attempt 1 ended and repeats the task) and fails before its
+/// first event (the resume itself broke); so attempt 3 starts a new
+/// conversation with the original command and completes.
+#[test]
+fn a_retry_continues_the_conversation_and_a_broken_resume_falls_back_to_fresh() {
+    let world = World::mosquitto("");
+    let argv_log = world.scratch("argv.log");
+    let agent = script(
+        &world.scratch("resumable.sh"),
+        &format!(
+            "printf '%s\\n' \"attempt $DELEGATE_ATTEMPT: $(printf '%s' \"$*\" | tr '\\n' ' ')\" >> {log}\n\
+             case \"$DELEGATE_ATTEMPT\" in\n\
+             1) printf '{{\"session_id\":\"conv-1\"}}' | \"$TMUX_DELEGATE_BIN\" publish --event started --data-field session_id\n\
+                exec sleep 600 ;;\n\
+             2) exit 1 ;;\n\
+             esac\n\
+             \"$TMUX_DELEGATE_BIN\" publish --event started\n\
+             \"$TMUX_DELEGATE_BIN\" publish --event completed --message done\nexec sleep 30",
+            log = argv_log.display()
+        ),
+    );
+    world.write_config(&format!(
+        "[broker]\nhost = \"127.0.0.1\"\nport = {}\n\n\
+         [agents.resumable]\ncommand = [\"{a}\", \"--\", \"{{prompt}}\"]\n\
+         continue_command = [\"{a}\", \"--resume\", \"{{session}}\", \"--\", \"{{prompt}}\"]\n\
+         complete_on_exit = false\nliveness = \"events\"\n\n\
+         [defaults.timeouts]\nidle = \"2s\"\n\n\
+         [defaults.retry]\nmax_attempts = 3\nbackoff = \"0s\"\n",
+        world.port(),
+        a = agent.display()
+    ));
+    let (code, out, err) = world.finish(
+        &[
+            "run",
+            "--json",
+            "--agent",
+            "resumable",
+            "--name",
+            "resume",
+            "--prompt",
+            "Fix the parser",
+        ],
+        Duration::from_secs(90),
+    );
+    let log = std::fs::read_to_string(&argv_log).unwrap_or_default();
+    assert_eq!(code, Some(0), "{out}\n{err}\n{log}");
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 3, "{log}");
+    assert_eq!(lines[0], "attempt 1: -- Fix the parser", "{log}");
+    assert!(
+        lines[1].starts_with("attempt 2: --resume conv-1 -- "),
+        "{log}"
+    );
+    assert!(
+        lines[1].contains("(attempt 1)")
+            && lines[1].contains("hung")
+            && lines[1].ends_with("Fix the parser"),
+        "the continuation says why and repeats the task: {log}"
+    );
+    assert_eq!(lines[2], "attempt 3: -- Fix the parser", "{log}");
+    let id = world.id("resume");
+    let record = world.record(&id);
+    assert_eq!(record["state"], "completed", "{record}");
+    assert_eq!(
+        record["attempts"][1]["continued_from"], "conv-1",
+        "{record}"
+    );
+    assert!(
+        record["attempts"][2]["continued_from"].is_null(),
+        "{record}"
+    );
+}

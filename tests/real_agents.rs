@@ -540,6 +540,82 @@ fn claude_reports_its_session_result_and_tokens() {
     assert_eq!(row["usage"]["output_tokens"], 5, "{row}\n{story}");
 }
 
+/// SPEC section 14: a real Claude Code whose first turn hangs (the fake
+/// API never answers) is declared `hung`, and attempt 2 continues the same
+/// conversation (`--resume ID`): the API sees the original prompt as an
+/// earlier user message and the continuation last, not the prompt as the
+/// first message of a new conversation.
+#[test]
+#[ignore = "real agent claude: scripts/test-real-agents.sh claude"]
+fn claude_continues_its_conversation_after_a_hung_first_turn() {
+    let world = agent_world("claude", "claude");
+    let provider = Provider::start(
+        world.dir.path(),
+        &serde_json::json!({"hang_first": 1, "turns": [{"text": "done"}], "plain": "done"}),
+    );
+    let env = Claude::setup(&world, &provider.url());
+    let prompt = "Count the files in this folder";
+    let spec = job_spec(
+        &world,
+        "hangs",
+        "claude",
+        prompt,
+        &env,
+        "[timeouts]\nidle = \"15s\"\n\n[retry]\nbackoff = \"0s\"\n",
+    );
+    let (code, out, err) = run_spec(&world, &spec);
+    let story = story(&world, &provider, &out, &err);
+    assert_eq!(code, Some(0), "{story}");
+    let id = job_status(&world, "hangs")["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let record = world.record(&id);
+    assert_eq!(record["attempt"], 2, "{record}\n{story}");
+    let first = record["attempts"][0]["session"]["id"]
+        .as_str()
+        .unwrap_or_default();
+    assert_eq!(
+        first.len(),
+        36,
+        "attempt 1 named its conversation: {record}"
+    );
+    assert_eq!(record["attempts"][1]["continued_from"], first, "{record}");
+    assert_eq!(
+        record["attempts"][1]["session"]["id"], first,
+        "the same conversation: {record}"
+    );
+    let requests = provider.requests();
+    let hung = requests
+        .iter()
+        .position(|r| r["hung"] == true)
+        .expect("a hung request");
+    let texts = |r: &Value| -> Vec<String> {
+        r["user_texts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.as_str().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(
+        texts(&requests[hung]).last().map(String::as_str),
+        Some(prompt),
+        "{story}"
+    );
+    let resumed = requests[hung + 1..]
+        .iter()
+        .find(|r| texts(r).iter().any(|t| t.contains("(attempt 1) ended")))
+        .unwrap_or_else(|| panic!("no request continued the conversation\n{story}"));
+    let seen = texts(resumed);
+    let original = seen.iter().position(|t| t.trim() == prompt);
+    let continuation = seen.iter().position(|t| t.contains("(attempt 1) ended"));
+    assert!(
+        matches!((original, continuation), (Some(o), Some(c)) if o < c),
+        "the original prompt comes first, as history: {seen:?}"
+    );
+}
+
 #[test]
 #[ignore = "real agent claude: scripts/test-real-agents.sh claude"]
 fn claude_gets_option_like_prompts_verbatim() {

@@ -165,6 +165,8 @@ pub struct RetryFile {
     pub multiplier: Option<f64>,
     pub backoff_max: Option<HumanDuration>,
     pub on: Option<Vec<FailureKind>>,
+    /// `"continue"` (default) or `"fresh"`.
+    pub conversation: Option<crate::model::conversation::ConversationPolicy>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
@@ -216,6 +218,9 @@ pub enum OnStop {
 #[serde(deny_unknown_fields)]
 pub struct AgentFile {
     pub command: Option<Vec<String>>,
+    /// The argv that continues a conversation: `{session}` is its id,
+    /// `{prompt}` the continuation message (SPEC section 14).
+    pub continue_command: Option<Vec<String>>,
     pub env: Option<BTreeMap<String, String>>,
     pub complete_on_exit: Option<bool>,
     pub liveness: Option<Liveness>,

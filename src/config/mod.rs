@@ -306,6 +306,7 @@ impl RetryPolicy {
                 .on
                 .clone()
                 .unwrap_or_else(|| vec![Error, Hung, Timeout, Lost, Exit, StartTimeout]),
+            conversation: file.conversation.unwrap_or_default(),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! others for its types (the rules are enforced by `tests/architecture.rs`).
 
 pub mod admission;
+pub mod conversation;
 pub mod event;
 pub mod fence;
 pub mod id;

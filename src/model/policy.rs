@@ -56,6 +56,9 @@ pub struct RetryPolicy {
     #[serde(with = "humantime_serde_compat")]
     pub backoff_max: Duration,
     pub on: Vec<FailureKind>,
+    /// Whether a retry continues the agent's conversation (SPEC section 14).
+    #[serde(default)]
+    pub conversation: super::conversation::ConversationPolicy,
 }
 
 /// Durations in records are humantime strings, like in the config files.

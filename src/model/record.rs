@@ -111,6 +111,9 @@ pub struct AttemptInfo {
     /// The attempt's tokens, read from its transcript when it ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// The conversation this attempt was started to continue, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continued_from: Option<String>,
 }
 
 /// What a supervisor that crashes leaves for `resume`: the first attempt of

@@ -30,6 +30,7 @@ mod tests {
             multiplier,
             backoff_max: Duration::from_secs(max),
             on: vec![FailureKind::Error],
+            conversation: Default::default(),
         }
     }
 

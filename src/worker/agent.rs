@@ -6,6 +6,7 @@
 use super::report::Reporter;
 use crate::agents::AgentDef;
 use crate::config::BrokerSettings;
+use crate::model::conversation::{continuation_prompt, Plan};
 use crate::model::JobId;
 use crate::registry::{Record, Registry};
 use anyhow::{Context, Result};
@@ -35,11 +36,55 @@ pub(super) fn agent_argv(
         }
         None => String::new(),
     };
-    Ok(agent.argv(&crate::agents::Substitutions {
-        prompt: &record.spec.prompt,
-        job: job.as_str(),
-        settings: &settings,
-    }))
+    let plan = crate::model::conversation::plan(
+        record.spec.retry.conversation,
+        agent.continue_command.is_some(),
+        attempt,
+        &record.attempts,
+        false,
+    );
+    let values = |prompt: &str, session: &str| {
+        let substitutions = crate::agents::Substitutions {
+            prompt,
+            job: job.as_str(),
+            settings: &settings,
+            session,
+        };
+        (
+            agent.argv(&substitutions),
+            agent.continue_argv(&substitutions),
+        )
+    };
+    match plan {
+        Plan::Continue(session) => {
+            let prompt = continuation_prompt(
+                attempt - 1,
+                last_failure(record).as_deref(),
+                &record.spec.prompt,
+            );
+            registry.update(job, |r| {
+                r.attempt_mut(attempt).continued_from = Some(session.clone());
+            })?;
+            super::say(&format!(
+                "[tmux-delegate] attempt {attempt} continues the agent's conversation {session}"
+            ));
+            let (fresh, continued) = values(&prompt, &session);
+            Ok(continued.unwrap_or(fresh))
+        }
+        Plan::Fresh(why) => {
+            if let Some(why) = why {
+                super::say(&format!(
+                    "[tmux-delegate] attempt {attempt} starts a new conversation: {why}"
+                ));
+            }
+            Ok(values(&record.spec.prompt, "").0)
+        }
+    }
+}
+
+/// How the previous attempt ended, for the continuation message.
+fn last_failure(record: &Record) -> Option<String> {
+    record.failure.as_ref().map(|f| f.reason.clone())
 }
 
 /// The agent's environment: the window's, plus the job's `[env]`, the

@@ -39,6 +39,10 @@ The script (JSON) says what the "model" answers:
       or for a request that declares no tools (titles, summaries, aider's
       whole-file edits), the answer is the text `plain` (default "done").
 
+  "hang_first": N (with "turns") leaves the first N requests that declare
+      tools unanswered (the connection stays open, nothing is sent): a
+      turn whose API never answers. They are recorded with "hung": true.
+
 Every request is appended to --record as one JSON line: method, path, query,
 headers (credentials masked), the parsed body, the API it was taken for, and
 "user_texts": every text the user role sent, so a test can check that a
@@ -76,8 +80,20 @@ class Script:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
         self.error = data.get("error")
+        self.hang_left = int(data.get("hang_first", 0))
+        self.hang_lock = threading.Lock()
         self.turns = data.get("turns", [])
         self.plain = data.get("plain", "done")
+
+    def hangs(self, tools):
+        """Whether this request is one of the first `hang_first` with tools."""
+        if not tools:
+            return False
+        with self.hang_lock:
+            if self.hang_left <= 0:
+                return False
+            self.hang_left -= 1
+            return True
 
     def reply(self, tools, tool_results):
         """What to answer: ("text", str) or ("call", name, args)."""
@@ -361,6 +377,11 @@ class Handler(BaseHTTPRequestHandler):
         if self.failing("anthropic", body, lambda m, s: {"type": "error", "error": {"type": "invalid_request_error", "message": m}}):
             return
         tools, results, texts = anthropic_view(body)
+        if self.server.script.hangs(tools):
+            self.record("anthropic", body, {"user_texts": texts, "hung": True})
+            # Never answers: the client gives up, or is killed, first.
+            while True:
+                time.sleep(3600)
         answer = self.server.script.reply(tools, results)
         self.record("anthropic", body, {"user_texts": texts, "answered": list(answer)})
         model = body.get("model", "fake-model")

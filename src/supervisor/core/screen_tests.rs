@@ -29,6 +29,7 @@ fn config() -> JobConfig {
                 K::Exit,
                 K::StartTimeout,
             ],
+            conversation: Default::default(),
         },
         liveness: Liveness::Events,
         complete_on_exit: false,

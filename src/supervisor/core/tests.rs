@@ -27,6 +27,7 @@ pub(super) fn config() -> JobConfig {
                 K::Exit,
                 K::StartTimeout,
             ],
+            conversation: Default::default(),
         },
         liveness: Liveness::Both,
         complete_on_exit: false,
