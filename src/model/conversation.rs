@@ -118,7 +118,8 @@ mod tests {
         let cont = |s: &str| Plan::Continue(s.into());
         let fresh = Plan::Fresh;
         // (policy, can continue, attempt, attempts, --fresh, plan)
-        let cases: Vec<(ConversationPolicy, bool, u32, &[AttemptInfo], bool, Plan)> = vec![
+        type Case<'a> = (ConversationPolicy, bool, u32, &'a [AttemptInfo], bool, Plan);
+        let cases: Vec<Case> = vec![
             (Continue, true, 1, &[], false, fresh(None)),
             (Continue, true, 2, &named, false, cont("s1")),
             (Fresh, true, 2, &named, false, fresh(None)),
