@@ -56,6 +56,16 @@ In tmux: bind-key T display-popup -E -w 90% -h 80% tmux-delegate top"
     Logs(LogsArgs),
     /// Switch to (or attach to) a job's tmux window.
     Attach(IdArg),
+    /// Answer a job without attaching: a line of text for an agent waiting at
+    /// its prompt, or keys for a dialog on its screen.
+    #[command(long_about = "Answer a job without attaching to its window.\n\n\
+`send ID TEXT` types TEXT into the window of a job that is `waiting` at its prompt, byte for byte \
+(no shell, no tmux key names), then Enter: the agent gets it as a new turn of its conversation. \
+A job that is mid-turn (`running`) is refused unless --now; a job showing a dialog (a screen \
+rule's question, see `status`) is refused: answer it with `send ID --keys KEY...`, where KEY is \
+one of Enter, Escape, Up, Down, Left, Right, Tab, Space, BSpace, y, n or a digit.\n\n\
+Exit 2 with the reason when it cannot send.")]
+    Send(SendArgs),
     /// Stop a job gracefully and mark it cancelled.
     Kill(IdArg),
     /// Start a new attempt of a finished job.
@@ -237,6 +247,22 @@ pub struct PublishArgs {
     /// Attempt number (default: inside a window DELEGATE_ATTEMPT, else the record's).
     #[arg(long)]
     pub attempt: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["text", "keys"])))]
+pub struct SendArgs {
+    /// Job id (or the name of one job).
+    pub id: String,
+    /// The text to type (one argument; quote it). It may start with `-`.
+    #[arg(allow_hyphen_values = true)]
+    pub text: Option<String>,
+    /// Keys for a dialog instead of text.
+    #[arg(long, num_args = 1.., value_name = "KEY")]
+    pub keys: Vec<String>,
+    /// Type the text even while the agent is mid-turn.
+    #[arg(long)]
+    pub now: bool,
 }
 
 #[derive(Debug, Args)]

@@ -58,6 +58,10 @@ pub struct Record {
     /// what a queued job waits for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_reason: Option<String>,
+    /// The dialog a screen rule sees on the agent's screen (a question to
+    /// answer with keys, not with text), as of the last transition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dialog: Option<String>,
     #[serde(default)]
     pub attempts: Vec<AttemptInfo>,
     /// `pass_env` values captured from the environment of `run`.
@@ -141,6 +145,7 @@ impl Record {
             last_event: None,
             failure: None,
             state_reason: None,
+            dialog: None,
             attempts: Vec::new(),
             pass_env: BTreeMap::new(),
             supervised: false,
@@ -798,7 +803,7 @@ pub fn write_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::tests::env_with;
     use crate::config::Config;

@@ -153,3 +153,59 @@ fn a_retry_continues_the_conversation_and_a_broken_resume_falls_back_to_fresh() 
         "{record}"
     );
 }
+
+/// `send ID TEXT` answers an agent waiting at its prompt without
+/// attaching: the text arrives byte for byte (quotes, `$(...)`, a leading
+/// dash, no shell, no tmux key names), and the job completes; keys go only
+/// to a dialog, and a finished job is refused with the reason (exit 2).
+#[test]
+fn send_types_text_for_a_waiting_agent_and_refuses_what_it_cannot_send() {
+    let world = World::mosquitto("");
+    let heard = world.scratch("heard.txt");
+    let agent = script(
+        &world.scratch("asks.sh"),
+        &format!(
+            "\"$TMUX_DELEGATE_BIN\" publish --event started\n\
+             \"$TMUX_DELEGATE_BIN\" publish --event waiting --message 'Which file next?'\n\
+             IFS= read -r answer\n\
+             printf '%s' \"$answer\" > {heard}\n\
+             \"$TMUX_DELEGATE_BIN\" publish --event completed --message done\nexec sleep 30",
+            heard = heard.display()
+        ),
+    );
+    world.write_config(&format!(
+        "[broker]\nhost = \"127.0.0.1\"\nport = {}\n\n\
+         [agents.asks]\ncommand = [\"{}\"]\ncomplete_on_exit = false\n",
+        world.port(),
+        agent.display()
+    ));
+    let mut running = world.spawn(&[
+        "run", "--json", "--agent", "asks", "--name", "asks", "--prompt", "p",
+    ]);
+    assert!(
+        running.wait_line("\"to\":\"waiting\"", Duration::from_secs(20)),
+        "{:?}",
+        running.stderr
+    );
+    let id = world.id("asks");
+    let (code, _, err) = world.finish(&["send", &id, "--keys", "Enter"], Duration::from_secs(10));
+    assert_eq!(code, Some(2), "keys without a dialog: {err}");
+    assert!(err.contains("no dialog"), "{err}");
+    let text = "-z it's $(touch /tmp/td-send-pwned) `id` \"q\" C-c";
+    let (code, _, err) = world.finish(&["send", &id, text], Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        running.finish(Duration::from_secs(30)).code(),
+        Some(0),
+        "{:?}",
+        running.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(&heard).expect("the agent heard"),
+        text
+    );
+    assert!(!std::path::Path::new("/tmp/td-send-pwned").exists());
+    let (code, _, err) = world.finish(&["send", &id, "more"], Duration::from_secs(10));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("is completed"), "{err}");
+}

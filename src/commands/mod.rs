@@ -21,6 +21,7 @@ mod resume;
 mod retry;
 mod run;
 mod runner;
+mod send;
 mod status;
 mod submit;
 mod top;
@@ -46,6 +47,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::Logs(args) => logs::run(args).await,
         Command::Attach(args) => attach::run(&args),
         Command::Kill(args) => kill::run(&args).await,
+        Command::Send(args) => send::run(&args).await,
         Command::Retry(args) => retry::run(&args).await,
         Command::Resume => resume::run().await,
         Command::Init(args) => init::run(&args),

@@ -454,6 +454,11 @@ impl Core {
         self.jobs.get(id).map(|j| j.state)
     }
 
+    /// The dialog a screen rule found on the job's screen, while it shows.
+    pub fn dialog(&self, id: &JobId) -> Option<&str> {
+        self.jobs.get(id).and_then(|j| j.screen.as_deref())
+    }
+
     #[cfg(test)]
     pub fn attempt(&self, id: &JobId) -> Option<u32> {
         self.jobs.get(id).map(|j| j.attempt)

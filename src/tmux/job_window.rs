@@ -18,6 +18,27 @@ pub fn switches(env: &Env, record: &Record) -> bool {
     env.var("TMUX").is_some() && record.spec.tmux.socket.is_empty()
 }
 
+/// What `send` types into a job's window.
+pub enum Input<'a> {
+    /// A line of text, byte for byte, then Enter.
+    Text(&'a str),
+    /// tmux key names, for a dialog (checked by the caller).
+    Keys(&'a [String]),
+}
+
+/// Types `input` into the job's current window.
+pub async fn send(record: &Record, input: Input<'_>) -> anyhow::Result<()> {
+    let window = record
+        .attempt_info(record.attempt)
+        .and_then(|a| a.window.clone())
+        .ok_or_else(|| config_error(format!("job {} has no window", record.id)))?;
+    let tmux = user_tmux(record);
+    match input {
+        Input::Text(text) => tmux.send_text(&window, text).await,
+        Input::Keys(keys) => tmux.send_keys(&window, keys).await,
+    }
+}
+
 /// Switches to (inside tmux) or attaches to the job's current window.
 pub fn attach(env: &Env, record: &Record) -> anyhow::Result<()> {
     let job = &record.id;

@@ -302,6 +302,18 @@ impl Tmux {
         self.run(command.build()).await.map(drop)
     }
 
+    /// Types `text` into the pane byte for byte, then Enter. Sent as hex
+    /// (`send-keys -H`): no key names, and a text that starts with `-` is
+    /// not taken for a flag of send-keys.
+    pub async fn send_text(&self, target: &str, text: &str) -> Result<()> {
+        let mut command = SendKeys::new().hex().target_pane(target.to_owned());
+        for byte in text.bytes() {
+            command = command.key(format!("{byte:02x}"));
+        }
+        self.run(command.build()).await?;
+        self.send_keys(target, &["Enter".to_owned()]).await
+    }
+
     /// A blocking `tmux` command with the terminal (for `attach`).
     pub fn interactive(&self, args: &[&str]) -> std::process::Command {
         let mut command = scrubbed(std::process::Command::new("tmux"), &self.scrub);

@@ -117,10 +117,12 @@ impl Driver {
             transition,
             last,
         } = unsaved;
+        let dialog = self.core.dialog(job).map(str::to_owned);
         let update = self.registry.record_transition(job, transition, |r| {
             if last.is_some() {
                 r.last_event.clone_from(last);
             }
+            r.dialog = dialog;
             super::conversation::count_tokens(r, transition.attempt, transition.to);
         });
         match update {
