@@ -68,8 +68,9 @@ Exit 2 with the reason when it cannot send.")]
     Send(SendArgs),
     /// Stop a job gracefully and mark it cancelled.
     Kill(IdArg),
-    /// Start a new attempt of a finished job.
-    Retry(IdArg),
+    /// Start a new attempt of a finished job (it continues the agent's
+    /// conversation where it can).
+    Retry(RetryArgs),
     /// Re-adopt unfinished jobs after a supervisor crash.
     Resume,
     /// Write ./tmux-delegate.toml for this project from the templates.
@@ -312,6 +313,15 @@ pub struct LogsArgs {
 pub struct IdArg {
     /// The job's id, as `run` and `status` show it.
     pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// The job's id, as `run` and `status` show it (or the name of one job).
+    pub id: String,
+    /// Start a new conversation instead of continuing the agent's.
+    #[arg(long)]
+    pub fresh: bool,
 }
 
 #[derive(Debug, Args)]

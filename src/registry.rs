@@ -62,6 +62,10 @@ pub struct Record {
     /// answer with keys, not with text), as of the last transition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dialog: Option<String>,
+    /// What the next attempt was asked to do (`retry --fresh`, `send` to a
+    /// finished job).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_turn: Option<crate::model::conversation::NextTurn>,
     #[serde(default)]
     pub attempts: Vec<AttemptInfo>,
     /// `pass_env` values captured from the environment of `run`.
@@ -146,6 +150,7 @@ impl Record {
             failure: None,
             state_reason: None,
             dialog: None,
+            next_turn: None,
             attempts: Vec::new(),
             pass_env: BTreeMap::new(),
             supervised: false,

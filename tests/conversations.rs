@@ -157,27 +157,36 @@ fn a_retry_continues_the_conversation_and_a_broken_resume_falls_back_to_fresh() 
 /// `send ID TEXT` answers an agent waiting at its prompt without
 /// attaching: the text arrives byte for byte (quotes, `$(...)`, a leading
 /// dash, no shell, no tmux key names), and the job completes; keys go only
-/// to a dialog, and a finished job is refused with the reason (exit 2).
+/// to a dialog (exit 2 with why). To the completed job, `send` is a
+/// follow-up: attempt 2 continues its conversation with the text as its
+/// message; `retry --fresh` then starts a new conversation.
 #[test]
-fn send_types_text_for_a_waiting_agent_and_refuses_what_it_cannot_send() {
+fn send_answers_a_waiting_agent_and_follows_up_a_finished_one() {
     let world = World::mosquitto("");
     let heard = world.scratch("heard.txt");
+    let argv_log = world.scratch("argv.log");
     let agent = script(
         &world.scratch("asks.sh"),
         &format!(
-            "\"$TMUX_DELEGATE_BIN\" publish --event started\n\
-             \"$TMUX_DELEGATE_BIN\" publish --event waiting --message 'Which file next?'\n\
-             IFS= read -r answer\n\
-             printf '%s' \"$answer\" > {heard}\n\
+            "printf '%s\\n' \"attempt $DELEGATE_ATTEMPT: $*\" >> {log}\n\
+             printf '{{\"session_id\":\"conv-9\"}}' | \"$TMUX_DELEGATE_BIN\" publish --event started --data-field session_id\n\
+             if [ \"$DELEGATE_ATTEMPT\" = 1 ]; then\n\
+               \"$TMUX_DELEGATE_BIN\" publish --event waiting --message 'Which file next?'\n\
+               IFS= read -r answer\n\
+               printf '%s' \"$answer\" > {heard}\n\
+             fi\n\
              \"$TMUX_DELEGATE_BIN\" publish --event completed --message done\nexec sleep 30",
-            heard = heard.display()
+            heard = heard.display(),
+            log = argv_log.display()
         ),
     );
     world.write_config(&format!(
         "[broker]\nhost = \"127.0.0.1\"\nport = {}\n\n\
-         [agents.asks]\ncommand = [\"{}\"]\ncomplete_on_exit = false\n",
+         [agents.asks]\ncommand = [\"{a}\", \"--\", \"{{prompt}}\"]\n\
+         continue_command = [\"{a}\", \"--resume\", \"{{session}}\", \"--\", \"{{prompt}}\"]\n\
+         complete_on_exit = false\n",
         world.port(),
-        agent.display()
+        a = agent.display()
     ));
     let mut running = world.spawn(&[
         "run", "--json", "--agent", "asks", "--name", "asks", "--prompt", "p",
@@ -205,7 +214,30 @@ fn send_types_text_for_a_waiting_agent_and_refuses_what_it_cannot_send() {
         text
     );
     assert!(!std::path::Path::new("/tmp/td-send-pwned").exists());
-    let (code, _, err) = world.finish(&["send", &id, "more"], Duration::from_secs(10));
+    let (code, _, err) = world.finish(&["send", &id, "--keys", "Enter"], Duration::from_secs(10));
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("is completed"), "{err}");
+
+    let (code, out, err) =
+        world.finish(&["send", &id, "and now the tests"], Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let (code, out, err) = world.finish(&["retry", &id, "--fresh"], Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let log = std::fs::read_to_string(&argv_log).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "attempt 1: -- p",
+            "attempt 2: --resume conv-9 -- and now the tests",
+            "attempt 3: -- p",
+        ],
+        "{log}"
+    );
+    let record = world.record(&id);
+    assert_eq!(record["state"], "completed", "{record}");
+    assert_eq!(
+        record["attempts"][1]["continued_from"], "conv-9",
+        "{record}"
+    );
 }

@@ -1,14 +1,16 @@
-//! `retry ID`: a new attempt of a finished job, supervised in the foreground
-//! like `run` (with a fresh retry budget; attempt numbers keep counting).
+//! `retry ID [--fresh]`: a new attempt of a finished job, supervised in the
+//! foreground like `run` (with a fresh retry budget; attempt numbers keep
+//! counting). It continues the agent's conversation where it can, unless
+//! `--fresh`.
 
-use crate::cli::IdArg;
+use crate::cli::RetryArgs;
 use crate::config::{Config, Env};
-use crate::error::{config_error, Exit};
-use crate::model::JobState;
+use crate::error::Exit;
+use crate::model::conversation::NextTurn;
 use crate::registry::Registry;
-use crate::supervisor::session::{self, Brokers};
+use crate::supervisor::session;
 
-pub async fn run(args: &IdArg) -> anyhow::Result<Exit> {
+pub async fn run(args: &RetryArgs) -> anyhow::Result<Exit> {
     if let Some(config) = crate::fleet::remote::job_config(&args.id)? {
         return crate::fleet::remote::retry(&config, &args.id).await;
     }
@@ -17,41 +19,10 @@ pub async fn run(args: &IdArg) -> anyhow::Result<Exit> {
     let config = Config::load(env)?;
     let registry = Registry::open(&config.env)?;
     let (job, record) = registry.find(&args.id)?;
-    if !record.state.is_finished() {
-        return Err(
-            config_error(format!("job {job} is still {}", record.state.as_str()))
-                .help(format!(
-                    "wait for it, or stop it first: tmux-delegate kill {job}"
-                ))
-                .into(),
-        );
-    }
-    if record.agent.is_none() {
-        return Err(config_error(format!(
-            "job {job} was registered, not run: its agent reports on its own"
-        ))
-        .help("start its agent again, or delegate it anew with `tmux-delegate run`")
-        .into());
-    }
-    let brokers = Brokers::resolve(&config).await?;
-    let subscriber = brokers.listen().await?;
-    let record = registry.update(&job, |r| {
-        r.state = JobState::Pending;
-        r.failure = None;
-        r.cancel_requested = false;
-        r.supervisor_pid = i32::try_from(std::process::id()).ok();
-        // An embedded broker is new for every supervisor (port, password).
-        r.broker = Some(brokers.worker.clone());
-    })?;
-    let json = !std::io::IsTerminal::is_terminal(&std::io::stdout());
-    session::supervise(
-        &config,
-        &registry,
-        &brokers,
-        subscriber,
-        vec![record],
-        json,
-        false,
-    )
-    .await
+    let next_turn = args.fresh.then(|| NextTurn {
+        attempt: record.attempt + 1,
+        fresh: true,
+        text: None,
+    });
+    session::run_again(&config, &registry, &job, next_turn).await
 }

@@ -1,7 +1,9 @@
 //! `send ID TEXT` / `send ID --keys KEY...`: answer a job without
-//! attaching (SPEC section 14). Text goes only to an agent waiting at its
-//! prompt (or mid-turn with `--now`), byte for byte; keys only to a
-//! dialog, from a short list. Anything else is refused, exit 2, with why.
+//! attaching (SPEC section 14). Text goes to an agent waiting at its
+//! prompt (or mid-turn with `--now`), byte for byte; to a finished job it
+//! is a follow-up: a new attempt in the same conversation, supervised here
+//! like `retry`. Keys go only to a dialog, from a short list. Anything
+//! else is refused, exit 2, with why.
 
 use crate::cli::SendArgs;
 use crate::config::Env;
@@ -23,11 +25,14 @@ const TEXT_MAX: usize = 16 * 1024;
 pub async fn run(args: &SendArgs) -> anyhow::Result<Exit> {
     let env = Env::from_process()?;
     let registry = Registry::open(&env)?;
-    let (_, record) = registry.find(&args.id)?;
+    let (job, record) = registry.find(&args.id)?;
     let input = match &args.text {
         Some(text) => Input::Text(text),
         None => Input::Keys(&args.keys),
     };
+    if let (Input::Text(text), true) = (&input, record.state.is_finished()) {
+        return follow_up(&env, &registry, &job, &record, text).await;
+    }
     verdict(&record, &input, args.now).map_err(|why| {
         Failure::new(
             Exit::Usage,
@@ -39,14 +44,38 @@ pub async fn run(args: &SendArgs) -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
+/// A follow-up for a finished job: its next attempt starts with `text`
+/// in the agent's conversation (or, with none to continue, after the task).
+async fn follow_up(
+    env: &Env,
+    registry: &Registry,
+    job: &crate::model::JobId,
+    record: &Record,
+    text: &str,
+) -> anyhow::Result<Exit> {
+    crate::supervisor::session::listen_for_cancel_requests()?;
+    let config = crate::config::Config::load(env.clone())?;
+    let next_turn = crate::model::conversation::NextTurn {
+        attempt: record.attempt + 1,
+        fresh: false,
+        text: Some(text.to_owned()),
+    };
+    eprintln!(
+        "job {} is {}: attempt {} follows up in its conversation",
+        record.id,
+        record.state.as_str(),
+        record.attempt + 1
+    );
+    crate::supervisor::session::run_again(&config, registry, job, Some(next_turn)).await
+}
+
 /// Whether `input` may go to the job as its record stands; why not.
 fn verdict(record: &Record, input: &Input<'_>, now: bool) -> Result<(), String> {
     let state = record.state;
     if state.is_finished() {
         return Err(format!(
-            "it is {} (a follow-up turn for a finished job is not built yet: `tmux-delegate retry {}` runs it again)",
-            state.as_str(),
-            record.id
+            "it is {}: keys go only to a dialog on the screen of a live job",
+            state.as_str()
         ));
     }
     if matches!(

@@ -25,6 +25,20 @@ pub enum ConversationPolicy {
     Fresh,
 }
 
+/// What `retry ID --fresh` or `send ID TEXT` (to a finished job) asks of
+/// the attempt they start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NextTurn {
+    /// The attempt it is for (any other ignores it).
+    pub attempt: u32,
+    /// A new conversation, whatever the policy.
+    #[serde(default)]
+    pub fresh: bool,
+    /// The message to start with instead of the continuation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
 /// What attempt `n` does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {

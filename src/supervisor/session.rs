@@ -8,6 +8,7 @@
 use crate::agents::AgentDef;
 use crate::config::job::{JobFlags, JobSpec};
 use crate::config::{BrokerSettings, Config, TmuxSettings};
+use crate::error::config_error;
 use crate::error::{Exit, Failure};
 use crate::model::{JobId, JobState};
 use crate::mqtt::client::Subscriber;
@@ -320,6 +321,56 @@ pub async fn supervise(
     }
     let (ending, states) = driver.run(subscriber).await?;
     Ok(summarise(ending, &states))
+}
+
+/// A new attempt of the finished job `job`, supervised here like `run`,
+/// with a fresh retry budget (`retry ID`, and `send ID TEXT` to a finished
+/// job); `next_turn` says what that attempt is asked to do.
+pub async fn run_again(
+    config: &Config,
+    registry: &Registry,
+    job: &JobId,
+    next_turn: Option<crate::model::conversation::NextTurn>,
+) -> anyhow::Result<Exit> {
+    let record = registry.load(job)?;
+    if !record.state.is_finished() {
+        return Err(
+            config_error(format!("job {job} is still {}", record.state.as_str()))
+                .help(format!(
+                    "wait for it, or stop it first: tmux-delegate kill {job}"
+                ))
+                .into(),
+        );
+    }
+    if record.agent.is_none() {
+        return Err(config_error(format!(
+            "job {job} was registered, not run: its agent reports on its own"
+        ))
+        .help("start its agent again, or delegate it anew with `tmux-delegate run`")
+        .into());
+    }
+    let brokers = Brokers::resolve(config).await?;
+    let subscriber = brokers.listen().await?;
+    let record = registry.update(job, |r| {
+        r.state = JobState::Pending;
+        r.failure = None;
+        r.cancel_requested = false;
+        r.supervisor_pid = i32::try_from(std::process::id()).ok();
+        // An embedded broker is new for every supervisor (port, password).
+        r.broker = Some(brokers.worker.clone());
+        r.next_turn = next_turn;
+    })?;
+    let json = !std::io::IsTerminal::is_terminal(&std::io::stdout());
+    supervise(
+        config,
+        registry,
+        &brokers,
+        subscriber,
+        vec![record],
+        json,
+        false,
+    )
+    .await
 }
 
 /// A driver with no job yet, in this host's tmux, that takes its jobs over

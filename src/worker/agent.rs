@@ -36,13 +36,15 @@ pub(super) fn agent_argv(
         }
         None => String::new(),
     };
+    let asked = record.next_turn.as_ref().filter(|t| t.attempt == attempt);
     let plan = crate::model::conversation::plan(
         record.spec.retry.conversation,
         agent.continue_command.is_some(),
         attempt,
         &record.attempts,
-        false,
+        asked.is_some_and(|t| t.fresh),
     );
+    let follow_up = asked.and_then(|t| t.text.clone());
     let values = |prompt: &str, session: &str| {
         let substitutions = crate::agents::Substitutions {
             prompt,
@@ -57,11 +59,15 @@ pub(super) fn agent_argv(
     };
     match plan {
         Plan::Continue(session) => {
-            let prompt = continuation_prompt(
-                attempt - 1,
-                last_failure(record).as_deref(),
-                &record.spec.prompt,
-            );
+            // A follow-up (`send` to a finished job) is the next turn as
+            // typed; else the continuation says why the last attempt ended.
+            let prompt = follow_up.unwrap_or_else(|| {
+                continuation_prompt(
+                    attempt - 1,
+                    last_end(record, attempt).as_deref(),
+                    &record.spec.prompt,
+                )
+            });
             registry.update(job, |r| {
                 r.attempt_mut(attempt).continued_from = Some(session.clone());
             })?;
@@ -77,14 +83,30 @@ pub(super) fn agent_argv(
                     "[tmux-delegate] attempt {attempt} starts a new conversation: {why}"
                 ));
             }
-            Ok(values(&record.spec.prompt, "").0)
+            // A new conversation has no history: a follow-up comes after
+            // the task.
+            let prompt = match follow_up {
+                Some(text) => format!("{}\n\n{text}", record.spec.prompt),
+                None => record.spec.prompt.clone(),
+            };
+            Ok(values(&prompt, "").0)
         }
     }
 }
 
-/// How the previous attempt ended, for the continuation message.
-fn last_failure(record: &Record) -> Option<String> {
-    record.failure.as_ref().map(|f| f.reason.clone())
+/// How the previous attempt ended, for the continuation message: its
+/// failure's reason, else its outcome (a `retry` of a completed job).
+fn last_end(record: &Record, attempt: u32) -> Option<String> {
+    record
+        .failure
+        .as_ref()
+        .map(|f| f.reason.clone())
+        .or_else(|| {
+            record
+                .attempt_info(attempt - 1)
+                .and_then(|a| a.outcome.clone())
+                .map(|outcome| format!("it {outcome}"))
+        })
 }
 
 /// The agent's environment: the window's, plus the job's `[env]`, the
