@@ -65,6 +65,11 @@ fn a_completed_job_has_its_session_result_and_tokens_in_every_view() {
         }),
         "{row}"
     );
+    let (_, table, _) = world.finish(&["status"], Duration::from_secs(10));
+    assert!(
+        table.contains("TOKENS") && table.contains("150/15"),
+        "{table}"
+    );
     let id = world.id("answer");
     let (_, logs, _) = world.finish(&["logs", &id], Duration::from_secs(10));
     for needle in [

@@ -79,6 +79,14 @@ fn summary_with_workspace(record: &Record) -> serde_json::Value {
 /// cuts the table to its width anyway): `--json` and `logs` have it whole.
 const LAST_EVENT_MAX: usize = 240;
 
+/// "IN/OUT" tokens over the job's attempts, when its agent reported them.
+fn tokens(record: &Record) -> String {
+    crate::model::Work::of(&record.attempts)
+        .usage
+        .map(|u| format!("{}/{}", u.input_tokens, u.output_tokens))
+        .unwrap_or_default()
+}
+
 /// "asks: ..." for a waiting job that has a question.
 fn waiting_question(record: &Record) -> Option<String> {
     (record.state == crate::model::JobState::Waiting)
@@ -88,7 +96,15 @@ fn waiting_question(record: &Record) -> Option<String> {
 }
 
 fn print_table(records: &[Record]) {
-    let mut grid = Grid::new(&["ID", "NAME", "AGENT", "STATE", "ATTEMPT", "LAST EVENT"]);
+    let mut grid = Grid::new(&[
+        "ID",
+        "NAME",
+        "AGENT",
+        "STATE",
+        "ATTEMPT",
+        "TOKENS",
+        "LAST EVENT",
+    ]);
     for r in records {
         grid.push(vec![
             r.id.clone(),
@@ -96,6 +112,7 @@ fn print_table(records: &[Record]) {
             r.spec.agent.clone(),
             r.state.as_str().to_owned(),
             format!("{}/{}", r.attempt, r.spec.retry.max_attempts),
+            tokens(r),
             // A waiting job's question comes first, wherever it came from.
             waiting_question(r)
                 .or_else(|| {
