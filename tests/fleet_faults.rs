@@ -61,6 +61,13 @@ fn a_frozen_runner_never_overlaps_the_newer_attempt_and_the_newest_attempt_wins(
     let long = submit(&fleet, &fleet.agent_jobs("long", 1, "timed", "20"))[0].clone();
     wait_all_started(&fleet, &[short.clone(), long.clone()]);
     fleet.hosts[1].start(2);
+    // Every event from here on, to see that the fenced attempt says nothing.
+    let mut watch = Lines::spawn(td(&fleet.submitter, &[]).args(["watch", "--all", "--json"]));
+    assert!(
+        watch.wait_line("watching", Duration::from_secs(20)),
+        "{:?}",
+        watch.stderr
+    );
     let pid = fleet.hosts[0].runner_pid();
     let frozen_at = Instant::now();
     signal(pid, "STOP");
@@ -93,6 +100,25 @@ fn a_frozen_runner_never_overlaps_the_newer_attempt_and_the_newest_attempt_wins(
         assert!(runs.iter().all(|(_, _, end)| end.is_some()), "{runs:?}");
         assert!(both <= MAX_OVERLAP, "{what}: attempts overlapped {both:?}");
     }
+    // The long job's attempt 1 was fenced off by attempt 2: it stopped its
+    // agent and published nothing, not even `exited`.
+    watch.wait_line("never printed", Duration::from_secs(1));
+    let fenced_spoke: Vec<&String> = watch
+        .stdout
+        .iter()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l).is_ok_and(|e| {
+                e["job"] == long.as_str()
+                    && e["attempt"] == 1
+                    && e["event"] == "exited"
+                    && e["retained"] != true
+            })
+        })
+        .collect();
+    assert!(
+        fenced_spoke.is_empty(),
+        "the fenced attempt reported its end: {fenced_spoke:?}"
+    );
 }
 
 #[test]
