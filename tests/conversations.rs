@@ -48,6 +48,18 @@ fn a_completed_job_has_its_session_result_and_tokens_in_every_view() {
         Duration::from_secs(60),
     );
     assert_eq!(code, Some(0), "{out}\n{err}");
+    let id = world.id("answer");
+    // A late `watch --json` gets the retained `completed`, with its result.
+    let (_, watched, err) = world.finish(
+        &["watch", "--job", &id, "--json", "--timeout", "10"],
+        Duration::from_secs(20),
+    );
+    let completed: serde_json::Value =
+        serde_json::from_str(watched.lines().next().unwrap_or_default()).expect(&err);
+    assert_eq!(
+        completed["result"], "forty-two is the answer",
+        "{completed}"
+    );
     let row = world.job("answer");
     assert_eq!(row["result"], "forty-two is the answer", "{row}");
     assert_eq!(
@@ -70,7 +82,6 @@ fn a_completed_job_has_its_session_result_and_tokens_in_every_view() {
         table.contains("TOKENS") && table.contains("150/15"),
         "{table}"
     );
-    let id = world.id("answer");
     let (_, logs, _) = world.finish(&["logs", &id], Duration::from_secs(10));
     for needle in [
         "session 5f1c2d3e-0000-4000-8000-00000000abcd",

@@ -258,6 +258,11 @@ impl Watcher {
         note: Option<&str>,
     ) {
         let ts = event.ts.unwrap_or_else(now_ts);
+        // A completion's answer (SPEC section 14: `result`), as the agent's
+        // hook sent it.
+        let result = (event.event == crate::model::EventKind::Completed)
+            .then(|| event.data.as_ref()?.get("last_assistant_message")?.as_str())
+            .flatten();
         if self.json {
             let line = serde_json::json!({
                 "job": job.as_str(),
@@ -269,6 +274,7 @@ impl Watcher {
                 "retained": retained,
                 "signature": signature,
                 "note": note,
+                "result": result,
             });
             println!("{line}");
             return;
