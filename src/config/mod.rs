@@ -265,6 +265,7 @@ pub fn merge_retry(high: &mut RetryFile, low: &RetryFile) {
     high.backoff = high.backoff.or(low.backoff);
     high.multiplier = high.multiplier.or(low.multiplier);
     high.backoff_max = high.backoff_max.or(low.backoff_max);
+    high.conversation = high.conversation.or(low.conversation);
     if high.on.is_none() {
         high.on.clone_from(&low.on);
     }
@@ -411,6 +412,35 @@ pub(crate) mod tests {
         assert_eq!(timeouts.idle, Duration::from_secs(120));
         assert_eq!(timeouts.start, Duration::from_secs(5));
         assert_eq!(timeouts.attempt, Duration::from_secs(7200));
+    }
+
+    #[test]
+    fn retry_conversation_comes_from_the_highest_layer_that_sets_it() {
+        use crate::model::conversation::ConversationPolicy;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let user_dir = dir.path().join("home/.config/tmux-delegate");
+        std::fs::create_dir_all(&user_dir).expect("mkdir");
+        std::fs::write(
+            user_dir.join("config.toml"),
+            "[defaults.retry]\nconversation = \"fresh\"\n",
+        )
+        .expect("write");
+        let config = Config::load(env_with(&[], dir.path())).expect("loads");
+        let retry = RetryPolicy::resolve(&config.defaults.retry);
+        assert_eq!(retry.conversation, ConversationPolicy::Fresh);
+        std::fs::write(
+            dir.path().join("tmux-delegate.toml"),
+            "[defaults.retry]\nmax_attempts = 2\n",
+        )
+        .expect("write");
+        let config = Config::load(env_with(&[], dir.path())).expect("loads");
+        let retry = RetryPolicy::resolve(&config.defaults.retry);
+        assert_eq!(retry.conversation, ConversationPolicy::Fresh, "kept from the user file");
+        assert_eq!(retry.max_attempts, 2);
+        let none = tempfile::tempdir().expect("tempdir");
+        let config = Config::load(env_with(&[], none.path())).expect("loads");
+        let retry = RetryPolicy::resolve(&config.defaults.retry);
+        assert_eq!(retry.conversation, ConversationPolicy::Continue, "the default");
     }
 
     #[test]
