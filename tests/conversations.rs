@@ -19,9 +19,9 @@ printf '{"session_id":"5f1c2d3e-0000-4000-8000-00000000abcd","transcript_path":"
   "$TMUX_DELEGATE_BIN" publish --event started --data-field session_id --data-field transcript_path --data-field source
 cat > "$transcript" <<'JSONL'
 {"type":"user","message":{"role":"user","content":"What is six times seven?"}}
-{"type":"assistant","message":{"id":"msg_1","usage":{"input_tokens":120,"output_tokens":4,"cache_read_input_tokens":900}}}
-{"type":"assistant","message":{"id":"msg_1","usage":{"input_tokens":120,"output_tokens":9,"cache_read_input_tokens":900}}}
-{"type":"assistant","message":{"id":"msg_2","usage":{"input_tokens":30,"output_tokens":6,"cache_creation_input_tokens":50}}}
+{"type":"assistant","message":{"id":"msg_1","model":"claude-test","usage":{"input_tokens":120,"output_tokens":4,"cache_read_input_tokens":900}}}
+{"type":"assistant","message":{"id":"msg_1","model":"claude-test","usage":{"input_tokens":120,"output_tokens":9,"cache_read_input_tokens":900}}}
+{"type":"assistant","message":{"id":"msg_2","model":"claude-test","usage":{"input_tokens":30,"output_tokens":6,"cache_creation_input_tokens":50}}}
 JSONL
 printf '{"last_assistant_message":"forty-two is the answer","stop_hook_active":false}' |
   "$TMUX_DELEGATE_BIN" publish --event completed --message 'finished its turn' --data-field last_assistant_message
@@ -36,7 +36,8 @@ fn a_completed_job_has_its_session_result_and_tokens_in_every_view() {
     world.write_config(&format!(
         "[broker]\nhost = \"127.0.0.1\"\nport = {}\n\n\
          [agents.like]\ncommand = [\"{}\"]\ncomplete_on_exit = false\n\n\
-         [hooks]\non_done = [\"sh\", \"-c\", \"cat > {}\"]\n",
+         [hooks]\non_done = [\"sh\", \"-c\", \"cat > {}\"]\n\n\
+         [pricing.\"claude-test\"]\ninput = 3.0\noutput = 15.0\ncache_read = 0.3\ncache_write = 3.75\n",
         world.port(),
         agent.display(),
         done.display()
@@ -68,15 +69,26 @@ fn a_completed_job_has_its_session_result_and_tokens_in_every_view() {
     );
     let transcript = row["session"]["transcript"].as_str().expect("transcript");
     assert!(std::path::Path::new(transcript).is_file(), "{row}");
-    // msg_1's two lines count once, with its last line's figures.
+    // msg_1's two lines count once, with its last line's figures; the cost
+    // is (150 x 3 + 15 x 15 + 900 x 0.3 + 50 x 3.75) / 1e6 dollars.
+    let usage = &row["usage"];
     assert_eq!(
-        row["usage"],
-        serde_json::json!({
-            "input_tokens": 150, "output_tokens": 15,
-            "cache_read_input_tokens": 900, "cache_creation_input_tokens": 50,
-        }),
+        (
+            &usage["input_tokens"],
+            &usage["output_tokens"],
+            &usage["cache_read_input_tokens"],
+            &usage["cache_creation_input_tokens"]
+        ),
+        (
+            &serde_json::json!(150),
+            &serde_json::json!(15),
+            &serde_json::json!(900),
+            &serde_json::json!(50)
+        ),
         "{row}"
     );
+    let cost = usage["cost_usd"].as_f64().expect("a cost");
+    assert!((cost - 0.0011325).abs() < 1e-12, "{row}");
     let (_, table, _) = world.finish(&["status"], Duration::from_secs(10));
     assert!(
         table.contains("TOKENS") && table.contains("150/15"),

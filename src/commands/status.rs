@@ -79,11 +79,15 @@ fn summary_with_workspace(record: &Record) -> serde_json::Value {
 /// cuts the table to its width anyway): `--json` and `logs` have it whole.
 const LAST_EVENT_MAX: usize = 240;
 
-/// "IN/OUT" tokens over the job's attempts, when its agent reported them.
+/// "IN/OUT" tokens over the job's attempts, when its agent reported them,
+/// and their cost where `[pricing]` prices them.
 fn tokens(record: &Record) -> String {
     crate::model::Work::of(&record.attempts)
         .usage
-        .map(|u| format!("{}/{}", u.input_tokens, u.output_tokens))
+        .map(|u| match u.cost_usd {
+            Some(cost) => format!("{}/{} ${cost:.4}", u.input_tokens, u.output_tokens),
+            None => format!("{}/{}", u.input_tokens, u.output_tokens),
+        })
         .unwrap_or_default()
 }
 

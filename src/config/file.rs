@@ -262,6 +262,9 @@ pub struct ConfigFile {
     pub hooks: Option<HooksFile>,
     /// `[fleet]`: runner and submitter settings (SPEC section 13).
     pub fleet: Option<super::fleet::FleetFile>,
+    /// `[pricing."MODEL"]`: US dollars per million tokens (SPEC section 14).
+    #[serde(default)]
+    pub pricing: BTreeMap<String, crate::model::Price>,
 }
 
 /// A loaded configuration file: its validated content, with paths made
@@ -279,6 +282,7 @@ pub struct Layer {
     pub hooks: HooksFile,
     /// `[fleet]`, paths made absolute relative to the file.
     pub fleet: super::fleet::FleetFile,
+    pub pricing: BTreeMap<String, crate::model::Price>,
 }
 
 pub fn read_toml(path: &Path) -> Result<String, Failure> {
@@ -350,6 +354,20 @@ impl Layer {
             .fleet
             .unwrap_or_default()
             .absolutized(base, home, &in_file)?;
+        for (model, price) in &file.pricing {
+            let prices = [
+                Some(price.input),
+                Some(price.output),
+                price.cache_read,
+                price.cache_write,
+            ];
+            if prices.iter().flatten().any(|p| !p.is_finite() || *p < 0.0) {
+                return Err(in_file(
+                    &format!("pricing.{model}"),
+                    "prices are US dollars per million tokens, zero or more".into(),
+                ));
+            }
+        }
         Ok(Layer {
             source,
             keys,
@@ -360,6 +378,7 @@ impl Layer {
             require_signature: file.events.and_then(|e| e.require_signature),
             hooks,
             fleet,
+            pricing: file.pricing,
         })
     }
 }

@@ -163,6 +163,8 @@ pub struct Config {
     pub hooks: file::HooksFile,
     /// `[fleet]`, each key from the highest layer that sets it.
     pub fleet: fleet::FleetFile,
+    /// `[pricing]`, each model's price from the highest layer that sets it.
+    pub pricing: BTreeMap<String, crate::model::Price>,
 }
 
 impl Config {
@@ -204,6 +206,10 @@ impl Config {
             on_waiting: layers.iter().find_map(|l| l.hooks.on_waiting.clone()),
         };
         let fleet = fleet::FleetFile::merged(layers.iter().map(|l| &l.fleet));
+        let mut pricing = BTreeMap::new();
+        for layer in layers.iter().rev() {
+            pricing.extend(layer.pricing.clone());
+        }
         Config {
             env,
             layers,
@@ -212,6 +218,7 @@ impl Config {
             require_signature,
             hooks,
             fleet,
+            pricing,
         }
     }
 }
@@ -435,12 +442,20 @@ pub(crate) mod tests {
         .expect("write");
         let config = Config::load(env_with(&[], dir.path())).expect("loads");
         let retry = RetryPolicy::resolve(&config.defaults.retry);
-        assert_eq!(retry.conversation, ConversationPolicy::Fresh, "kept from the user file");
+        assert_eq!(
+            retry.conversation,
+            ConversationPolicy::Fresh,
+            "kept from the user file"
+        );
         assert_eq!(retry.max_attempts, 2);
         let none = tempfile::tempdir().expect("tempdir");
         let config = Config::load(env_with(&[], none.path())).expect("loads");
         let retry = RetryPolicy::resolve(&config.defaults.retry);
-        assert_eq!(retry.conversation, ConversationPolicy::Continue, "the default");
+        assert_eq!(
+            retry.conversation,
+            ConversationPolicy::Continue,
+            "the default"
+        );
     }
 
     #[test]

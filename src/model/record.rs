@@ -32,8 +32,10 @@ pub struct Session {
     pub transcript: Option<String>,
 }
 
-/// Tokens, as the agent's transcript reports them (never estimated).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Tokens, as the agent's transcript reports them (never estimated), and
+/// their cost where `[pricing."MODEL"]` prices every model they were
+/// spent on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Usage {
     pub input_tokens: u64,
     pub output_tokens: u64,
@@ -41,10 +43,14 @@ pub struct Usage {
     pub cache_read_input_tokens: u64,
     #[serde(default)]
     pub cache_creation_input_tokens: u64,
+    /// US dollars; `None` when some model has no configured price.
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
 }
 
 impl Usage {
-    /// The sum of two counts (a job's attempts).
+    /// The sum of two counts (a job's attempts); a cost only when both
+    /// have one.
     pub fn plus(self, other: Usage) -> Usage {
         Usage {
             input_tokens: self.input_tokens + other.input_tokens,
@@ -52,14 +58,44 @@ impl Usage {
             cache_read_input_tokens: self.cache_read_input_tokens + other.cache_read_input_tokens,
             cache_creation_input_tokens: self.cache_creation_input_tokens
                 + other.cache_creation_input_tokens,
+            cost_usd: self.cost_usd.zip(other.cost_usd).map(|(a, b)| a + b),
         }
+    }
+}
+
+/// `[pricing."MODEL"]`: US dollars per million tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    pub input: f64,
+    pub output: f64,
+    /// Cache reads; default: the input price.
+    pub cache_read: Option<f64>,
+    /// Cache writes; default: the input price.
+    pub cache_write: Option<f64>,
+}
+
+impl Price {
+    /// What `usage`'s tokens cost at this price.
+    pub fn cost(&self, usage: &Usage) -> f64 {
+        let per = |tokens: u64, price: f64| tokens as f64 * price / 1_000_000.0;
+        per(usage.input_tokens, self.input)
+            + per(usage.output_tokens, self.output)
+            + per(
+                usage.cache_read_input_tokens,
+                self.cache_read.unwrap_or(self.input),
+            )
+            + per(
+                usage.cache_creation_input_tokens,
+                self.cache_write.unwrap_or(self.input),
+            )
     }
 }
 
 /// A job's work as the views show it (SPEC section 14): its latest
 /// conversation, its final answer once it completed, its tokens summed
 /// over its attempts.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Work {
     pub session: Option<Session>,
     pub result: Option<String>,

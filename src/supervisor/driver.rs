@@ -49,6 +49,8 @@ pub struct Driver {
     /// argv prefix of the window's wrapper: the binary itself.
     pub exe: PathBuf,
     pub topic_prefix: String,
+    /// `[pricing]`: what the agents' tokens cost.
+    prices: crate::agents::transcript::Prices,
     pub jobs: HashMap<JobId, JobRuntime>,
     pub view: View,
     /// Window activity last seen, per window id.
@@ -150,6 +152,8 @@ pub struct Places {
     pub session: String,
     pub exe: PathBuf,
     pub topic_prefix: String,
+    /// `[pricing]`, for the tokens' cost.
+    pub prices: crate::agents::transcript::Prices,
 }
 
 impl Driver {
@@ -161,6 +165,7 @@ impl Driver {
             session,
             exe,
             topic_prefix,
+            prices,
         } = places;
         Driver {
             core,
@@ -170,6 +175,7 @@ impl Driver {
             session,
             exe,
             topic_prefix,
+            prices,
             jobs,
             view,
             activity: HashMap::new(),

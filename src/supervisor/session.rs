@@ -440,6 +440,7 @@ async fn places(
         session,
         exe,
         topic_prefix: topic_prefix.to_owned(),
+        prices: config.pricing.clone(),
     })
 }
 

@@ -5,6 +5,7 @@
 //! the transcript reports, read when a turn or an attempt ends.
 
 use super::Driver;
+use crate::agents::transcript::Prices;
 use crate::model::{EventKind, JobId, JobState, Session};
 use crate::registry::Record;
 use crate::supervisor::core::Incoming;
@@ -70,7 +71,7 @@ impl Driver {
         if has_transcript {
             if let Err(e) = self
                 .registry
-                .update(job, |r| count_attempt_tokens(r, attempt))
+                .update(job, |r| count_attempt_tokens(r, attempt, &self.prices))
             {
                 tracing::warn!("job {job}: cannot record its tokens: {e:#}");
             }
@@ -100,22 +101,22 @@ impl Driver {
 
 /// When a turn or the attempt ends, the attempt's tokens from its
 /// transcript (applied with the transition, under the registry's lock).
-pub(super) fn count_tokens(record: &mut Record, attempt: u32, to: JobState) {
+pub(super) fn count_tokens(record: &mut Record, attempt: u32, to: JobState, prices: &Prices) {
     let turn_ended = to.is_finished() || matches!(to, JobState::Retrying | JobState::Waiting);
     if turn_ended {
-        count_attempt_tokens(record, attempt);
+        count_attempt_tokens(record, attempt, prices);
     }
 }
 
-/// The attempt's tokens from its transcript, if it has one.
-fn count_attempt_tokens(record: &mut Record, attempt: u32) {
+/// The attempt's tokens (and their cost) from its transcript, if it has one.
+fn count_attempt_tokens(record: &mut Record, attempt: u32, prices: &Prices) {
     let Some(transcript) = record
         .attempt_info(attempt)
         .and_then(|a| a.session.as_ref()?.transcript.clone())
     else {
         return;
     };
-    if let Some(usage) = crate::agents::transcript::usage(Path::new(&transcript)) {
+    if let Some(usage) = crate::agents::transcript::usage(Path::new(&transcript), prices) {
         record.attempt_mut(attempt).usage = Some(usage);
     }
 }

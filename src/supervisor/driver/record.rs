@@ -123,7 +123,7 @@ impl Driver {
                 r.last_event.clone_from(last);
             }
             r.dialog = dialog;
-            super::conversation::count_tokens(r, transition.attempt, transition.to);
+            super::conversation::count_tokens(r, transition.attempt, transition.to, &self.prices);
         });
         match update {
             Ok(record) => {
