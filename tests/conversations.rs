@@ -269,3 +269,47 @@ fn send_answers_a_waiting_agent_and_follows_up_a_finished_one() {
         "{record}"
     );
 }
+
+/// A job over its budget (`max_tokens`, counted from the transcript at a
+/// heartbeat, mid-turn) is stopped with failure kind `budget` and not
+/// retried, though attempts are left.
+#[test]
+fn an_attempt_over_its_token_budget_stops_as_budget_and_is_not_retried() {
+    let world = World::mosquitto("");
+    let agent = script(
+        &world.scratch("spender.sh"),
+        r#"transcript="$PWD/spent-$DELEGATE_ATTEMPT.jsonl"
+printf '{"session_id":"spend-1","transcript_path":"%s"}' "$transcript" |
+  "$TMUX_DELEGATE_BIN" publish --event started --data-field session_id --data-field transcript_path
+printf '%s\n' '{"type":"assistant","message":{"id":"m1","usage":{"input_tokens":400,"output_tokens":200}}}' > "$transcript"
+"$TMUX_DELEGATE_BIN" publish --event heartbeat
+exec sleep 60
+"#,
+    );
+    world.write_config(&format!(
+        "[broker]\nhost = \"127.0.0.1\"\nport = {}\n\n\
+         [defaults]\nmax_tokens = 500\n\n\
+         [agents.spender]\ncommand = [\"{}\"]\ncomplete_on_exit = false\nliveness = \"events\"\n\n\
+         [defaults.retry]\nmax_attempts = 3\nbackoff = \"0s\"\n",
+        world.port(),
+        agent.display()
+    ));
+    let (code, out, err) = world.finish(
+        &[
+            "run", "--json", "--agent", "spender", "--name", "spend", "--prompt", "p",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    let row = world.job("spend");
+    assert_eq!(row["state"], "failed", "{row}");
+    assert_eq!(row["attempt"], 1, "not retried: {row}");
+    assert_eq!(row["failure"]["kind"], "budget", "{row}");
+    assert!(
+        row["failure"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("600 tokens") && r.contains("max_tokens = 500")),
+        "{row}"
+    );
+    assert_eq!(row["usage"]["input_tokens"], 400, "{row}");
+}

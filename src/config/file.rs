@@ -184,6 +184,9 @@ pub struct DefaultsFile {
     pub agent: Option<String>,
     pub pass_env: Option<Vec<String>>,
     pub on_waiting: Option<OnWaiting>,
+    /// What one attempt may spend (tokens, US dollars; SPEC section 14).
+    pub max_tokens: Option<u64>,
+    pub max_cost_usd: Option<f64>,
     pub timeouts: Option<TimeoutsFile>,
     pub retry: Option<RetryFile>,
     pub tmux: Option<TmuxFile>,
@@ -314,6 +317,22 @@ impl Layer {
         }
         let defaults = file.defaults.unwrap_or_default();
         validate_defaults(&defaults, &in_file)?;
+        if defaults.max_tokens == Some(0) {
+            return Err(in_file(
+                "defaults.max_tokens",
+                "must be at least 1 (leave it out for no budget)".into(),
+            ));
+        }
+        if defaults
+            .max_cost_usd
+            .is_some_and(|c| !c.is_finite() || c <= 0.0)
+        {
+            return Err(in_file(
+                "defaults.max_cost_usd",
+                "must be a positive number of US dollars, e.g. 5.0 (leave it out for no budget)"
+                    .into(),
+            ));
+        }
         defaults
             .workspace_keys()
             .validate(&|key| format!("{}: `defaults.{key}`", path.display()))?;

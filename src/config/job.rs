@@ -24,6 +24,8 @@ pub struct JobFile {
     pub workdir: Option<PathBuf>,
     pub pass_env: Option<Vec<String>>,
     pub on_waiting: Option<OnWaiting>,
+    pub max_tokens: Option<u64>,
+    pub max_cost_usd: Option<f64>,
     pub timeouts: Option<TimeoutsFile>,
     pub retry: Option<RetryFile>,
     #[serde(default)]
@@ -155,6 +157,9 @@ pub struct JobSpec {
     #[serde(default)]
     pub pass_env: Vec<String>,
     pub on_waiting: OnWaiting,
+    /// What one attempt may spend.
+    #[serde(default)]
+    pub budget: crate::model::Budget,
     pub tmux: TmuxSettings,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec_file: Option<PathBuf>,
@@ -263,6 +268,10 @@ impl Config {
             env: file.env,
             pass_env,
             on_waiting: file.on_waiting.unwrap_or(self.defaults.on_waiting),
+            budget: crate::model::Budget {
+                max_tokens: file.max_tokens.or(self.defaults.budget.max_tokens),
+                max_cost_usd: file.max_cost_usd.or(self.defaults.budget.max_cost_usd),
+            },
             tmux: TmuxSettings::resolve(&self.defaults.tmux),
             spec_file: spec_path.map(Path::to_path_buf),
             workspace: workspace.resolve(),

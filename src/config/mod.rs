@@ -142,6 +142,7 @@ pub struct Defaults {
     pub agent: String,
     pub pass_env: Vec<String>,
     pub on_waiting: OnWaiting,
+    pub budget: crate::model::Budget,
     pub timeouts: TimeoutsFile,
     pub retry: RetryFile,
     pub tmux: TmuxFile,
@@ -251,6 +252,10 @@ fn merge_defaults<'a>(files: impl Iterator<Item = &'a DefaultsFile> + Clone) -> 
             .clone()
             .find_map(|f| f.on_waiting)
             .unwrap_or(OnWaiting::Notify),
+        budget: crate::model::Budget {
+            max_tokens: files.clone().find_map(|f| f.max_tokens),
+            max_cost_usd: files.clone().find_map(|f| f.max_cost_usd),
+        },
         timeouts,
         retry,
         tmux,
@@ -476,6 +481,8 @@ pub(crate) mod tests {
                 "[defaults.retry]\nmax_attempts = 0\n",
                 "`defaults.retry.max_attempts`",
             ),
+            ("[defaults]\nmax_cost_usd = -1.0\n", "`defaults.max_cost_usd`"),
+            ("[defaults]\nmax_tokens = 0\n", "`defaults.max_tokens`"),
             (
                 "[broker]\ntopic_prefix = \"a/#\"\n",
                 "`broker.topic_prefix`",

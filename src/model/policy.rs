@@ -18,6 +18,36 @@ pub enum FailureKind {
     AgentConfig,
     /// A workspace `setup` command failed before the agent started.
     Setup,
+    /// The attempt spent more than its budget (`max_tokens`,
+    /// `max_cost_usd`): never retried, the next attempt would spend again.
+    Budget,
+}
+
+/// What one attempt may spend (SPEC section 14), as its agent's transcript
+/// counts it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Budget {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cost_usd: Option<f64>,
+}
+
+impl Budget {
+    /// Why `usage` is over this budget, if it is (input and output tokens
+    /// count; cache reads and writes are priced in the cost).
+    pub fn exceeded_by(&self, usage: &super::record::Usage) -> Option<String> {
+        let tokens = usage.input_tokens + usage.output_tokens;
+        if let Some(max) = self.max_tokens.filter(|max| tokens > *max) {
+            return Some(format!("{tokens} tokens spent, over max_tokens = {max}"));
+        }
+        match (self.max_cost_usd, usage.cost_usd) {
+            (Some(max), Some(cost)) if cost > max => {
+                Some(format!("${cost:.4} spent, over max_cost_usd = {max}"))
+            }
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

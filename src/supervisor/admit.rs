@@ -49,6 +49,7 @@ pub fn runtime(id: &JobId, record: &Record, agent: &AgentDef) -> JobRuntime {
     )
     .with_screens(screen_rules(id, agent))
     .saving_pane(record.fleet_owner.is_some())
+    .with_budget(&record.spec.budget)
 }
 
 /// The agent's compiled screen rules (checked when the job was resolved; a

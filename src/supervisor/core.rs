@@ -117,6 +117,12 @@ pub enum Input {
         job: JobId,
         attempt: u32,
     },
+    /// The attempt's transcript shows it spent more than its budget.
+    OverBudget {
+        job: JobId,
+        attempt: u32,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -532,6 +538,15 @@ impl Core {
     pub fn handle(&mut self, now: Instant, input: Input) {
         match input {
             Input::Launched { .. } => {}
+            Input::OverBudget {
+                job,
+                attempt,
+                reason,
+            } => {
+                if self.is_current(&job, attempt) {
+                    self.fail(now, &job, FailureKind::Budget, reason);
+                }
+            }
             Input::LaunchFailed {
                 job,
                 attempt,
@@ -890,7 +905,9 @@ impl Core {
         let (to, after, keep) = match &failure {
             None => (JobState::Completed, After::Done, false),
             Some(f) => {
-                let retryable = job.config.retry.on.contains(&f.kind)
+                // A spent budget would be spent again: never retried.
+                let retryable = f.kind != FailureKind::Budget
+                    && job.config.retry.on.contains(&f.kind)
                     && job.attempts_used() < job.config.retry.max_attempts
                     && job.job_deadline.is_none_or(|d| now < d);
                 let to = if retryable {

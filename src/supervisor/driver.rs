@@ -65,6 +65,8 @@ pub struct Driver {
     hung_up: bool,
     /// Transitions the registry could not take yet (`record.rs`).
     unsaved: record::UnsavedQueue,
+    /// When each job's tokens were last counted mid-turn (`conversation.rs`).
+    last_count: HashMap<JobId, Instant>,
     /// Outcome hooks still running: waited for (briefly) before `run` exits,
     /// so the last job's `on_done` is not cut off with the runtime.
     hook_tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -185,6 +187,7 @@ impl Driver {
             observing: false,
             hung_up: false,
             unsaved: record::UnsavedQueue::default(),
+            last_count: HashMap::new(),
             queue: super::queue::Queue::default(),
             caps: HashMap::new(),
             leases: HashMap::new(),

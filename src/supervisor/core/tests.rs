@@ -1232,3 +1232,40 @@ fn a_second_report_of_a_dead_pane_neither_delays_its_settle_nor_changes_it() {
         "{effects:?}"
     );
 }
+
+#[test]
+fn an_attempt_over_its_budget_fails_as_budget_and_is_never_retried() {
+    let mut cfg = config();
+    // Even listed in `retry.on`, with attempts left: a spent budget would
+    // be spent again.
+    cfg.retry.on.push(K::Budget);
+    let mut h = Harness::new(cfg);
+    h.started(0.0);
+    h.effects();
+    // An older attempt's report changes nothing.
+    h.input(
+        5.0,
+        Input::OverBudget {
+            job: h.job.clone(),
+            attempt: 7,
+            reason: "old".into(),
+        },
+    );
+    assert_eq!(h.state(), JobState::Running);
+    h.input(
+        10.0,
+        Input::OverBudget {
+            job: h.job.clone(),
+            attempt: 1,
+            reason: "120000 tokens spent, over max_tokens = 100000".into(),
+        },
+    );
+    assert_eq!(h.state(), JobState::Failed);
+    let failure = h.effects().into_iter().find_map(|e| match e {
+        Effect::Transition { failure, .. } => failure,
+        _ => None,
+    });
+    let failure = failure.expect("a failure");
+    assert_eq!(failure.kind, K::Budget);
+    assert!(failure.reason.contains("max_tokens"), "{failure:?}");
+}

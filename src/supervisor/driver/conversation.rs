@@ -8,7 +8,11 @@ use super::Driver;
 use crate::agents::transcript::Prices;
 use crate::model::{EventKind, JobId, JobState, Session};
 use crate::registry::Record;
-use crate::supervisor::core::Incoming;
+use crate::supervisor::core::{Incoming, Input};
+use std::time::{Duration, Instant};
+
+/// How often a job with a budget has its tokens counted mid-turn.
+const BUDGET_CHECK_EVERY: Duration = Duration::from_secs(5);
 use serde_json::Value;
 use std::path::Path;
 
@@ -55,7 +59,8 @@ impl Driver {
     /// Counts the attempt's tokens again once its agent is gone: Claude
     /// Code writes the last answer's line into its transcript after its
     /// Stop hook has run.
-    pub(super) fn recount_tokens(&self, job: &JobId, attempt: u32) {
+    /// The record as written, when the attempt has a transcript.
+    pub(super) fn recount_tokens(&self, job: &JobId, attempt: u32) -> Option<Record> {
         let has_transcript = self
             .registry
             .load(job)
@@ -68,13 +73,47 @@ impl Driver {
                     .clone()
             })
             .is_some();
-        if has_transcript {
-            if let Err(e) = self
-                .registry
-                .update(job, |r| count_attempt_tokens(r, attempt, &self.prices))
-            {
-                tracing::warn!("job {job}: cannot record its tokens: {e:#}");
-            }
+        if !has_transcript {
+            return None;
+        }
+        self.registry
+            .update(job, |r| count_attempt_tokens(r, attempt, &self.prices))
+            .inspect_err(|e| tracing::warn!("job {job}: cannot record its tokens: {e:#}"))
+            .ok()
+    }
+
+    /// Mid-turn (a heartbeat or progress event), the tokens counted again
+    /// at most every `BUDGET_CHECK_EVERY`, for a job with a budget.
+    pub(super) fn count_mid_turn(&mut self, job: &JobId, attempt: u32, kind: &EventKind) {
+        let mid_turn = matches!(kind, EventKind::Heartbeat | EventKind::Progress);
+        let has_budget = self.jobs.get(job).is_some_and(|r| r.has_budget);
+        let due = self
+            .last_count
+            .get(job)
+            .is_none_or(|at| at.elapsed() >= BUDGET_CHECK_EVERY);
+        if !(mid_turn && has_budget && due) {
+            return;
+        }
+        self.last_count.insert(job.clone(), Instant::now());
+        if let Some(record) = self.recount_tokens(job, attempt) {
+            self.check_budget(&record, attempt);
+        }
+    }
+
+    /// Stops the attempt (kind `budget`) once its tokens pass its budget.
+    pub(super) fn check_budget(&mut self, record: &Record, attempt: u32) {
+        let Some(usage) = record.attempt_info(attempt).and_then(|a| a.usage) else {
+            return;
+        };
+        if let (Some(reason), Ok(job)) = (
+            record.spec.budget.exceeded_by(&usage),
+            JobId::parse(&record.id),
+        ) {
+            self.inputs.push_back(Input::OverBudget {
+                job,
+                attempt,
+                reason,
+            });
         }
     }
 

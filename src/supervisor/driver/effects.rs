@@ -147,7 +147,7 @@ impl Driver {
         }
         self.activity.remove(&launched.window_id);
         let saves_pane = runtime.saves_pane;
-        self.recount_tokens(job, attempt);
+        let _ = self.recount_tokens(job, attempt);
         let Some(runtime) = self.jobs.get(job) else {
             return;
         };

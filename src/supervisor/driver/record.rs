@@ -128,6 +128,10 @@ impl Driver {
         match update {
             Ok(record) => {
                 self.report_transition(job, transition, &record);
+                // A turn ended: its tokens were just counted.
+                if transition.to == JobState::Waiting {
+                    self.check_budget(&record, transition.attempt);
+                }
                 true
             }
             Err(e) => {
@@ -211,6 +215,7 @@ impl Driver {
             return;
         }
         self.note_conversation(job, attempt, event);
+        self.count_mid_turn(job, attempt, &event.kind);
         let last = LastEvent {
             event: event.kind.clone(),
             attempt,

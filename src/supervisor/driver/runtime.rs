@@ -30,6 +30,8 @@ pub struct JobRuntime {
     /// A fleet job: its pane is saved before the driver closes its window
     /// (the runner publishes it in the job's log for other hosts).
     pub(super) saves_pane: bool,
+    /// The job has a budget: its tokens are counted mid-turn too.
+    pub(super) has_budget: bool,
 }
 
 impl JobRuntime {
@@ -45,7 +47,14 @@ impl JobRuntime {
             screen_read_at: None,
             screen_reading: false,
             saves_pane: false,
+            has_budget: false,
         }
+    }
+
+    /// A job whose attempts have a budget (`max_tokens`, `max_cost_usd`).
+    pub fn with_budget(mut self, budget: &crate::model::Budget) -> JobRuntime {
+        self.has_budget = budget.max_tokens.is_some() || budget.max_cost_usd.is_some();
+        self
     }
 
     /// The agent's screen rules; without waiting rules its pane is never read.
