@@ -481,7 +481,10 @@ pub(crate) mod tests {
                 "[defaults.retry]\nmax_attempts = 0\n",
                 "`defaults.retry.max_attempts`",
             ),
-            ("[defaults]\nmax_cost_usd = -1.0\n", "`defaults.max_cost_usd`"),
+            (
+                "[defaults]\nmax_cost_usd = -1.0\n",
+                "`defaults.max_cost_usd`",
+            ),
             ("[defaults]\nmax_tokens = 0\n", "`defaults.max_tokens`"),
             (
                 "[broker]\ntopic_prefix = \"a/#\"\n",

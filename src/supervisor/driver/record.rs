@@ -74,6 +74,31 @@ impl UnsavedQueue {
     }
 }
 
+/// Whether `e` is the disk's (full, read-only, failing, over quota): a
+/// write that may work later, so the state is kept and written again.
+fn disk_trouble(e: &anyhow::Error) -> bool {
+    use nix::errno::Errno;
+    use std::io::ErrorKind;
+    let os_code = |io: &std::io::Error| {
+        io.raw_os_error().is_some_and(|code| {
+            [Errno::ENOSPC, Errno::EROFS, Errno::EIO, Errno::EDQUOT]
+                .iter()
+                .any(|errno| *errno as i32 == code)
+        })
+    };
+    // tempfile wraps the OS error in one that names the path: its kind
+    // still says what happened.
+    let kind = |io: &std::io::Error| {
+        matches!(
+            io.kind(),
+            ErrorKind::StorageFull | ErrorKind::ReadOnlyFilesystem | ErrorKind::QuotaExceeded
+        )
+    };
+    e.chain()
+        .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
+        .any(|io| os_code(io) || kind(io))
+}
+
 impl Driver {
     pub(super) fn record_transition(
         &mut self,
@@ -127,11 +152,19 @@ impl Driver {
         });
         match update {
             Ok(record) => {
-                self.report_transition(job, transition, &record);
+                self.report_transition(job, transition, Some(&record));
                 // A turn ended: its tokens were just counted.
                 if transition.to == JobState::Waiting {
                     self.check_budget(&record, transition.attempt);
                 }
+                true
+            }
+            // Not the disk: the record is gone or unreadable (a job
+            // directory removed by hand). Writing again cannot help; the
+            // transition is reported, as it always was.
+            Err(e) if !disk_trouble(&e) => {
+                tracing::warn!("job {job}: cannot record the transition: {e:#}");
+                self.report_transition(job, transition, None);
                 true
             }
             Err(e) => {
@@ -162,8 +195,14 @@ impl Driver {
         eprintln!("the registry takes writes again: every transition is recorded");
     }
 
-    /// A recorded transition: shown, handed to a fleet runner, its hook run.
-    fn report_transition(&mut self, job: &JobId, t: &Transition, record: &crate::registry::Record) {
+    /// A recorded transition: shown, handed to a fleet runner, its hook run
+    /// (with the record as written).
+    fn report_transition(
+        &mut self,
+        job: &JobId,
+        t: &Transition,
+        record: Option<&crate::registry::Record>,
+    ) {
         if let Some(notes) = &self.notes {
             let _ = notes.send(Note {
                 job: job.clone(),
@@ -173,7 +212,9 @@ impl Driver {
                 failure: t.failure.clone(),
             });
         }
-        self.run_outcome_hook(t.to, record, t.reason.as_deref());
+        if let Some(record) = record {
+            self.run_outcome_hook(t.to, record, t.reason.as_deref());
+        }
         let name = self
             .jobs
             .get(job)
@@ -265,5 +306,32 @@ impl Driver {
         if let Err(e) = self.registry.update(job, |r| r.resume = Some(point)) {
             tracing::warn!("job {job}: cannot update the record: {e:#}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::disk_trouble;
+    use anyhow::Context;
+
+    #[test]
+    fn only_the_disk_s_errors_are_written_again() {
+        let full = Err::<(), _>(std::io::Error::from_raw_os_error(28))
+            .context("writing record.json")
+            .unwrap_err();
+        assert!(disk_trouble(&full), "ENOSPC");
+        let read_only = anyhow::Error::from(std::io::Error::from_raw_os_error(30));
+        assert!(disk_trouble(&read_only), "EROFS");
+        // As tempfile reports it: the OS error wrapped with its path.
+        let wrapped = anyhow::Error::from(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            "No space left on device (os error 28) at path \"/x/.write.partial\"",
+        ));
+        assert!(disk_trouble(&wrapped), "a wrapped ENOSPC");
+        let gone = Err::<(), _>(std::io::Error::from(std::io::ErrorKind::NotFound))
+            .context("reading record.json")
+            .unwrap_err();
+        assert!(!disk_trouble(&gone), "a removed job is not the disk's");
+        assert!(!disk_trouble(&anyhow::anyhow!("corrupt record")));
     }
 }
