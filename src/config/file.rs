@@ -317,41 +317,12 @@ impl Layer {
         }
         let defaults = file.defaults.unwrap_or_default();
         validate_defaults(&defaults, &in_file)?;
-        if defaults.max_tokens == Some(0) {
-            return Err(in_file(
-                "defaults.max_tokens",
-                "must be at least 1 (leave it out for no budget)".into(),
-            ));
-        }
-        if defaults
-            .max_cost_usd
-            .is_some_and(|c| !c.is_finite() || c <= 0.0)
-        {
-            return Err(in_file(
-                "defaults.max_cost_usd",
-                "must be a positive number of US dollars, e.g. 5.0 (leave it out for no budget)"
-                    .into(),
-            ));
-        }
+        validate_budget(&defaults, &in_file)?;
         defaults
             .workspace_keys()
             .validate(&|key| format!("{}: `defaults.{key}`", path.display()))?;
         let hooks = file.hooks.clone().unwrap_or_default();
-        for (key, argv) in [
-            ("on_done", &hooks.on_done),
-            ("on_failed", &hooks.on_failed),
-            ("on_waiting", &hooks.on_waiting),
-        ] {
-            if argv
-                .as_ref()
-                .is_some_and(|a| a.first().is_none_or(String::is_empty))
-            {
-                return Err(in_file(
-                    &format!("hooks.{key}"),
-                    "must name a program: [\"notify-send\", \"tmux-delegate\"]".into(),
-                ));
-            }
-        }
+        validate_hooks(&hooks, &in_file)?;
         for (name, agent) in &file.agents {
             if let Some(command) = &agent.command {
                 if command.is_empty() || command[0].is_empty() {
@@ -373,20 +344,7 @@ impl Layer {
             .fleet
             .unwrap_or_default()
             .absolutized(base, home, &in_file)?;
-        for (model, price) in &file.pricing {
-            let prices = [
-                Some(price.input),
-                Some(price.output),
-                price.cache_read,
-                price.cache_write,
-            ];
-            if prices.iter().flatten().any(|p| !p.is_finite() || *p < 0.0) {
-                return Err(in_file(
-                    &format!("pricing.{model}"),
-                    "prices are US dollars per million tokens, zero or more".into(),
-                ));
-            }
-        }
+        validate_pricing(&file.pricing, &in_file)?;
         Ok(Layer {
             source,
             keys,
@@ -400,6 +358,74 @@ impl Layer {
             pricing: file.pricing,
         })
     }
+}
+
+/// Budgets: at least one token, a positive number of dollars.
+fn validate_budget(
+    defaults: &DefaultsFile,
+    in_file: &dyn Fn(&str, String) -> Failure,
+) -> Result<(), Failure> {
+    if defaults.max_tokens == Some(0) {
+        return Err(in_file(
+            "defaults.max_tokens",
+            "must be at least 1 (leave it out for no budget)".into(),
+        ));
+    }
+    if defaults
+        .max_cost_usd
+        .is_some_and(|c| !c.is_finite() || c <= 0.0)
+    {
+        return Err(in_file(
+            "defaults.max_cost_usd",
+            "must be a positive number of US dollars, e.g. 5.0 (leave it out for no budget)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `[pricing."MODEL"]`: dollars per million tokens, zero or more.
+fn validate_pricing(
+    pricing: &BTreeMap<String, crate::model::Price>,
+    in_file: &dyn Fn(&str, String) -> Failure,
+) -> Result<(), Failure> {
+    for (model, price) in pricing {
+        let prices = [
+            Some(price.input),
+            Some(price.output),
+            price.cache_read,
+            price.cache_write,
+        ];
+        if prices.iter().flatten().any(|p| !p.is_finite() || *p < 0.0) {
+            return Err(in_file(
+                &format!("pricing.{model}"),
+                "prices are US dollars per million tokens, zero or more".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Each outcome hook names a program.
+fn validate_hooks(
+    hooks: &HooksFile,
+    in_file: &dyn Fn(&str, String) -> Failure,
+) -> Result<(), Failure> {
+    for (key, argv) in [
+        ("on_done", &hooks.on_done),
+        ("on_failed", &hooks.on_failed),
+        ("on_waiting", &hooks.on_waiting),
+    ] {
+        if argv
+            .as_ref()
+            .is_some_and(|a| a.first().is_none_or(String::is_empty))
+        {
+            return Err(in_file(
+                &format!("hooks.{key}"),
+                "must name a program: [\"notify-send\", \"tmux-delegate\"]".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn validate_broker_fields(

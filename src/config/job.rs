@@ -195,6 +195,18 @@ pub fn name_from_prompt(prompt: &str) -> String {
 
 impl Config {
     /// Resolves one job: flags > job spec > config defaults.
+    /// The job file's budget keys over the defaults'.
+    fn budget_of(
+        &self,
+        max_tokens: Option<u64>,
+        max_cost_usd: Option<f64>,
+    ) -> crate::model::Budget {
+        crate::model::Budget {
+            max_tokens: max_tokens.or(self.defaults.budget.max_tokens),
+            max_cost_usd: max_cost_usd.or(self.defaults.budget.max_cost_usd),
+        }
+    }
+
     pub fn resolve_job(
         &self,
         spec: Option<(&Path, JobFile)>,
@@ -247,6 +259,7 @@ impl Config {
             config_error(format!("{}: {problem}", where_(key)))
         })?;
         merge_retry(&mut retry, &self.defaults.retry);
+        let budget = self.budget_of(file.max_tokens, file.max_cost_usd);
         let mut workspace = super::workspace::WorkspaceKeys {
             workspace: file.workspace,
             base: file.base,
@@ -268,10 +281,7 @@ impl Config {
             env: file.env,
             pass_env,
             on_waiting: file.on_waiting.unwrap_or(self.defaults.on_waiting),
-            budget: crate::model::Budget {
-                max_tokens: file.max_tokens.or(self.defaults.budget.max_tokens),
-                max_cost_usd: file.max_cost_usd.or(self.defaults.budget.max_cost_usd),
-            },
+            budget,
             tmux: TmuxSettings::resolve(&self.defaults.tmux),
             spec_file: spec_path.map(Path::to_path_buf),
             workspace: workspace.resolve(),
