@@ -208,6 +208,14 @@ impl Record {
         }
     }
 
+    /// The question a `waiting` job asks (`status` and `top` show it in
+    /// place of the last event).
+    pub fn question(&self) -> Option<String> {
+        (self.state == JobState::Waiting)
+            .then(|| self.reason())
+            .flatten()
+    }
+
     /// The record of attempt `n`, created on first use.
     pub fn attempt_mut(&mut self, n: u32) -> &mut AttemptInfo {
         if let Some(i) = self.attempts.iter().position(|a| a.number == n) {

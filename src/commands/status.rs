@@ -91,14 +91,6 @@ fn tokens(record: &Record) -> String {
         .unwrap_or_default()
 }
 
-/// "asks: ..." for a waiting job that has a question.
-fn waiting_question(record: &Record) -> Option<String> {
-    (record.state == crate::model::JobState::Waiting)
-        .then(|| record.reason())
-        .flatten()
-        .map(|question| format!("asks: {question:?}"))
-}
-
 fn print_table(records: &[Record]) {
     let mut grid = Grid::new(&[
         "ID",
@@ -118,7 +110,8 @@ fn print_table(records: &[Record]) {
             format!("{}/{}", r.attempt, r.spec.retry.max_attempts),
             tokens(r),
             // A waiting job's question comes first, wherever it came from.
-            waiting_question(r)
+            r.question()
+                .map(|question| format!("asks: {question:?}"))
                 .or_else(|| {
                     r.last_event.as_ref().map(|e| match &e.message {
                         Some(m) => format!("{} {m:?}", e.event),

@@ -45,18 +45,7 @@ pub(super) fn agent_argv(
         asked.is_some_and(|t| t.fresh),
     );
     let follow_up = asked.and_then(|t| t.text.clone());
-    let values = |prompt: &str, session: &str| {
-        let substitutions = crate::agents::Substitutions {
-            prompt,
-            job: job.as_str(),
-            settings: &settings,
-            session,
-        };
-        (
-            agent.argv(&substitutions),
-            agent.continue_argv(&substitutions),
-        )
-    };
+    let values = |prompt, session| substitutions(job, &settings, prompt, session);
     match plan {
         Plan::Continue(session) => {
             // A follow-up (`send` to a finished job) is the next turn as
@@ -74,8 +63,11 @@ pub(super) fn agent_argv(
             super::say(&format!(
                 "[tmux-delegate] attempt {attempt} continues the agent's conversation {session}"
             ));
-            let (fresh, continued) = values(&prompt, &session);
-            Ok(continued.unwrap_or(fresh))
+            // `plan` continues only an agent with a `continue_command`.
+            let values = values(&prompt, &session);
+            Ok(agent
+                .continue_argv(&values)
+                .unwrap_or_else(|| agent.argv(&values)))
         }
         Plan::Fresh(why) => {
             if let Some(why) = why {
@@ -89,8 +81,22 @@ pub(super) fn agent_argv(
                 Some(text) => format!("{}\n\n{text}", record.spec.prompt),
                 None => record.spec.prompt.clone(),
             };
-            Ok(values(&prompt, "").0)
+            Ok(agent.argv(&values(&prompt, "")))
         }
+    }
+}
+
+fn substitutions<'a>(
+    job: &'a JobId,
+    settings: &'a str,
+    prompt: &'a str,
+    session: &'a str,
+) -> crate::agents::Substitutions<'a> {
+    crate::agents::Substitutions {
+        prompt,
+        job: job.as_str(),
+        settings,
+        session,
     }
 }
 

@@ -9,12 +9,12 @@ use crate::agents::transcript::Prices;
 use crate::model::{EventKind, JobId, JobState, Session};
 use crate::registry::Record;
 use crate::supervisor::core::{Incoming, Input};
+use serde_json::Value;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// How often a job with a budget has its tokens counted mid-turn.
 const BUDGET_CHECK_EVERY: Duration = Duration::from_secs(5);
-use serde_json::Value;
-use std::path::Path;
 
 /// What an admitted event says of the attempt's conversation.
 #[derive(Debug, Default, PartialEq)]
@@ -56,26 +56,13 @@ fn noted(event: &Incoming) -> Noted {
 }
 
 impl Driver {
-    /// Counts the attempt's tokens again once its agent is gone: Claude
+    /// Counts the attempt's tokens again (once its agent is gone: Claude
     /// Code writes the last answer's line into its transcript after its
-    /// Stop hook has run.
-    /// The record as written, when the attempt has a transcript.
+    /// Stop hook has run; or mid-turn). The record as written, when the
+    /// attempt has a transcript; without one the record is not rewritten.
     pub(super) fn recount_tokens(&self, job: &JobId, attempt: u32) -> Option<Record> {
-        let has_transcript = self
-            .registry
-            .load(job)
-            .ok()
-            .and_then(|r| {
-                r.attempt_info(attempt)?
-                    .session
-                    .as_ref()?
-                    .transcript
-                    .clone()
-            })
-            .is_some();
-        if !has_transcript {
-            return None;
-        }
+        let record = self.registry.load(job).ok()?;
+        transcript_of(&record, attempt)?;
         self.registry
             .update(job, |r| count_attempt_tokens(r, attempt, &self.prices))
             .inspect_err(|e| tracing::warn!("job {job}: cannot record its tokens: {e:#}"))
@@ -147,12 +134,19 @@ pub(super) fn count_tokens(record: &mut Record, attempt: u32, to: JobState, pric
     }
 }
 
+/// Where the attempt's agent keeps its transcript, if it said.
+fn transcript_of(record: &Record, attempt: u32) -> Option<String> {
+    record
+        .attempt_info(attempt)?
+        .session
+        .as_ref()?
+        .transcript
+        .clone()
+}
+
 /// The attempt's tokens (and their cost) from its transcript, if it has one.
 fn count_attempt_tokens(record: &mut Record, attempt: u32, prices: &Prices) {
-    let Some(transcript) = record
-        .attempt_info(attempt)
-        .and_then(|a| a.session.as_ref()?.transcript.clone())
-    else {
+    let Some(transcript) = transcript_of(record, attempt) else {
         return;
     };
     if let Some(usage) = crate::agents::transcript::usage(Path::new(&transcript), prices) {

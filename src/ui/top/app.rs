@@ -33,9 +33,8 @@ impl JobRow {
             created: humantime::parse_rfc3339_weak(&record.created).ok(),
             // A waiting job shows its question (an event's, or a screen
             // rule's dialog), else the last event.
-            last_event: (record.state == JobState::Waiting)
-                .then(|| record.reason())
-                .flatten()
+            last_event: record
+                .question()
                 .map(|q| format!("asks: {}", q.lines().next().unwrap_or_default()))
                 .or_else(|| {
                     record.last_event.as_ref().map(|e| match &e.message {
