@@ -231,6 +231,9 @@ pub fn claude_settings(exe: &Path, on_stop: OnStop) -> serde_json::Value {
             // The conversation's id and transcript: the attempt's `session`.
             "SessionStart": [{ "hooks": [publish("--event started --message 'Claude Code session started' --data-field session_id --data-field transcript_path --data-field source")] }],
             "PostToolUse": [{ "matcher": "*", "hooks": [publish("--event heartbeat")] }],
+            // A new turn (a `send`, or a person typing in the window): a job
+            // waiting at its prompt is working again.
+            "UserPromptSubmit": [{ "hooks": [publish("--event heartbeat --message 'Claude Code took a new turn'")] }],
             "Notification": [{ "hooks": [publish("--event waiting --message-from-stdin")] }],
             "Stop": [{ "hooks": [publish(stop)] }],
             // An API error ends the turn with StopFailure instead of Stop:

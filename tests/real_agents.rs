@@ -880,6 +880,13 @@ fn claude_trust_dialog_is_reported_as_waiting() {
         "message {message:?}\n{story}"
     );
     assert_eq!(job["attempt"], 1, "{job}");
+    // The question is the job's `reason` in `status --json`, not only in
+    // the transition (SPEC section 14).
+    let reason = job["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.to_lowercase().contains("trust"),
+        "status --json reason {reason:?}: {job}"
+    );
     assert!(
         provider.requests().iter().all(|r| r["api"] != "anthropic"),
         "Claude Code called the API before the folder was trusted\n{story}"
@@ -887,4 +894,122 @@ fn claude_trust_dialog_is_reported_as_waiting() {
     let id = job["id"].as_str().expect("id").to_owned();
     assert!(run(world.td().args(["kill", &id])).status.success());
     assert_eq!(running.finish(Duration::from_secs(60)).code(), Some(1));
+}
+
+/// The user texts of one recorded model request.
+fn texts_of(request: &Value) -> Vec<String> {
+    request["user_texts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Waits until the fake API has answered a request whose last user text
+/// is `last`; that request's user texts.
+fn request_ending_with(provider: &Provider, last: &str, limit: Duration) -> Option<Vec<String>> {
+    wait_for(limit, || {
+        provider
+            .requests()
+            .iter()
+            .filter(|r| r["answered"].is_array())
+            .map(texts_of)
+            .find(|texts| texts.last().is_some_and(|t| t.trim() == last))
+    })
+}
+
+/// `send ID TEXT` to a real Claude Code waiting at its prompt between
+/// turns (`on_stop = "waiting"`): the text arrives as the next user turn,
+/// with the first turn as history, and the job waits again after it.
+#[test]
+#[ignore = "real agent claude: scripts/test-real-agents.sh claude"]
+fn claude_send_reaches_a_waiting_agent_as_a_new_turn_with_its_history() {
+    let real = installed("claude", "claude");
+    let world = World::builder(Broker::Embedded)
+        .kill_grace("2s")
+        .build("[agents.claude]\non_stop = \"waiting\"\n");
+    std::fs::create_dir_all(world.scratch("work")).expect("workdir");
+    std::os::unix::fs::symlink(&real, world.bin.join("claude")).expect("symlink");
+    let provider = Provider::start(
+        world.dir.path(),
+        &serde_json::json!({"turns": [{"text": "the first answer"}], "plain": "the first answer"}),
+    );
+    let env = Claude::setup(&world, &provider.url());
+    let prompt = "What is six times seven?";
+    let spec = job_spec(&world, "talk", "claude", prompt, &env, "");
+    let mut running = spawn_spec(&world, &spec);
+    let story = |running: &Lines| {
+        story(
+            &world,
+            &provider,
+            &running.stdout.join("\n"),
+            &running.stderr.join("\n"),
+        )
+    };
+    let Some((job, _)) = wait_waiting(&world, &mut running, "talk", Duration::from_secs(90)) else {
+        panic!("the first turn did not end waiting\n{}", story(&running));
+    };
+    assert_eq!(job["result"], "the first answer", "{job}");
+    let id = job["id"].as_str().expect("id").to_owned();
+    // Quotes, `$` and `;` are data: typed literally, never through a shell.
+    let follow = "And what is it times eight? Say 'it's $HOME; done'";
+    let sent = run(world.td().args(["send", &id, follow]));
+    assert!(sent.status.success(), "send: {}", text(&sent.stderr));
+    let seen = request_ending_with(&provider, follow, Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("the sent text never reached the API\n{}", story(&running)));
+    assert!(
+        seen.iter().any(|t| t.trim() == prompt),
+        "the first turn is history of the second: {seen:?}"
+    );
+    // The new turn shows (UserPromptSubmit hook), then its end.
+    assert!(
+        running.wait_line("\"to\":\"running\"", Duration::from_secs(60))
+            && running.wait_line("\"to\":\"waiting\"", Duration::from_secs(60)),
+        "the second turn did not show as running, then waiting\n{}",
+        story(&running)
+    );
+    let record = world.record(&id);
+    assert_eq!(record["attempt"], 1, "one attempt, two turns: {record}");
+    assert!(run(world.td().args(["kill", &id])).status.success());
+    running.finish(Duration::from_secs(60));
+}
+
+/// `send ID TEXT` to a completed Claude Code job: a follow-up attempt
+/// that continues its conversation (`--resume`), so the API sees the first
+/// turn as history and the follow-up last; the job completes again with
+/// the new answer.
+#[test]
+#[ignore = "real agent claude: scripts/test-real-agents.sh claude"]
+fn claude_send_to_a_completed_job_continues_its_conversation() {
+    let world = agent_world("claude", "claude");
+    let provider = Provider::start(
+        world.dir.path(),
+        &serde_json::json!({"turns": [{"text": "forty-two"}], "plain": "forty-two"}),
+    );
+    let env = Claude::setup(&world, &provider.url());
+    let prompt = "What is six times seven?";
+    let spec = job_spec(&world, "follow", "claude", prompt, &env, "");
+    let (code, out, err) = run_spec(&world, &spec);
+    assert_eq!(code, Some(0), "{}", story(&world, &provider, &out, &err));
+    let id = job_status(&world, "follow")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let follow = "Now divide it by six.";
+    let (code, out, err) = world.finish(&["send", &id, follow], JOB_LIMIT);
+    let story = story(&world, &provider, &out, &err);
+    assert_eq!(code, Some(0), "{story}");
+    let seen = request_ending_with(&provider, follow, Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("the follow-up never reached the API\n{story}"));
+    assert!(
+        seen.iter().any(|t| t.trim() == prompt),
+        "the first turn is history of the follow-up: {seen:?}\n{story}"
+    );
+    let record = world.record(&id);
+    assert_eq!(record["state"], "completed", "{record}");
+    assert_eq!(record["attempt"], 2, "{record}");
+    let first = record["attempts"][0]["session"]["id"].clone();
+    assert_eq!(record["attempts"][1]["continued_from"], first, "{record}");
+    assert_eq!(record["attempts"][1]["session"]["id"], first, "{record}");
 }

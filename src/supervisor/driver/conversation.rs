@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 
 /// How often a job with a budget has its tokens counted mid-turn.
 const BUDGET_CHECK_EVERY: Duration = Duration::from_secs(5);
+/// How long a completed agent is left running for its transcript to hold
+/// the turn it finished, before it is stopped.
+const TRANSCRIPT_SETTLE: Duration = Duration::from_secs(5);
+const TRANSCRIPT_POLL: Duration = Duration::from_millis(50);
 
 /// What an admitted event says of the attempt's conversation.
 #[derive(Debug, Default, PartialEq)]
@@ -49,7 +53,10 @@ fn noted(event: &Incoming) -> Noted {
             id,
             transcript: text("transcript_path").filter(|p| Path::new(p).is_absolute()),
         });
-    let result = (event.kind == EventKind::Completed)
+    // A turn's answer: the job's result when it completes, and its latest
+    // answer while it waits at its prompt between turns (a Stop hook
+    // reporting `waiting`); a question or a progress note is not one.
+    let result = matches!(event.kind, EventKind::Completed | EventKind::Waiting)
         .then(|| text("last_assistant_message"))
         .flatten();
     Noted { session, result }
@@ -102,6 +109,41 @@ impl Driver {
                 reason,
             });
         }
+    }
+
+    /// Before a completed attempt's agent is stopped, waits (at most
+    /// `TRANSCRIPT_SETTLE`) until its transcript holds the answer: Claude
+    /// Code writes its messages there a moment after its Stop hook, and on
+    /// a loaded machine a SIGTERM in between left a transcript with no
+    /// message at all, a conversation `--resume` could not find.
+    pub(super) async fn let_transcript_settle(&self, job: &JobId, attempt: u32) {
+        let Ok(record) = self.registry.load(job) else {
+            return;
+        };
+        let Some(transcript) = transcript_of(&record, attempt) else {
+            return;
+        };
+        if record.state != JobState::Completed {
+            return;
+        }
+        let holds_answer =
+            || crate::agents::transcript::usage(Path::new(&transcript), &self.prices).is_some();
+        let started = Instant::now();
+        let deadline = started + TRANSCRIPT_SETTLE;
+        if holds_answer() {
+            return;
+        }
+        while !holds_answer() {
+            if Instant::now() >= deadline {
+                tracing::warn!("job {job} attempt {attempt}: its transcript {transcript} holds no answer after {TRANSCRIPT_SETTLE:?}; stopping the agent anyway");
+                return;
+            }
+            tokio::time::sleep(TRANSCRIPT_POLL).await;
+        }
+        tracing::info!(
+            "job {job} attempt {attempt}: its transcript held the answer {:?} after completion",
+            started.elapsed()
+        );
     }
 
     /// Keeps what an admitted event says of the attempt's conversation.
@@ -194,13 +236,22 @@ mod tests {
             serde_json::json!({"last_assistant_message": "forty-two"}),
         );
         assert_eq!(noted(&done).result.as_deref(), Some("forty-two"));
-        // Only a completion's answer is the result; an odd id or a
+        // Between turns (a Stop hook reporting `waiting`) the latest
+        // answer is the result; a heartbeat carries none. An odd id or a
         // relative transcript path is not kept.
-        let waiting = event(
+        let between_turns = event(
             EventKind::Waiting,
-            serde_json::json!({"last_assistant_message": "shall I?"}),
+            serde_json::json!({"last_assistant_message": "Shall I go on?"}),
         );
-        assert_eq!(noted(&waiting), Noted::default());
+        assert_eq!(
+            noted(&between_turns).result.as_deref(),
+            Some("Shall I go on?")
+        );
+        let heartbeat = event(
+            EventKind::Heartbeat,
+            serde_json::json!({"last_assistant_message": "mid-turn"}),
+        );
+        assert_eq!(noted(&heartbeat), Noted::default());
         let odd = event(
             EventKind::Started,
             serde_json::json!({"session_id": "a b; rm -rf", "transcript_path": "t.jsonl"}),

@@ -30,7 +30,12 @@ impl Driver {
                     job,
                     attempt,
                     signal,
-                } => self.signal(job, attempt, signal),
+                } => {
+                    if signal == StopSignal::Term {
+                        self.let_transcript_settle(&job, attempt).await;
+                    }
+                    self.signal(job, attempt, signal)
+                }
                 Effect::CloseWindow { job, attempt, keep } => {
                     self.close_window(&job, attempt, keep).await
                 }
