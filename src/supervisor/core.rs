@@ -1101,3 +1101,6 @@ mod tests;
 
 #[cfg(test)]
 mod screen_tests;
+
+#[cfg(test)]
+mod conversation_tests;
