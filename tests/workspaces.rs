@@ -874,3 +874,93 @@ fn two_runs_started_at_once_with_one_name_get_two_branches() {
     assert_eq!(contents, ["one", "two"]);
     assert_eq!(checkout_state(&setup), before);
 }
+
+/// SPEC section 14: a conversation survives a crashed supervisor and is
+/// continued in the job's own worktree. Attempt 1 names its conversation
+/// in a worktree; the supervisor is SIGKILLed and, while none runs, the
+/// window is closed; `resume` finds the attempt lost and attempt 2
+/// continues the conversation (`continue_command`) in the same worktree.
+#[test]
+fn a_crashed_supervisor_s_lost_attempt_is_continued_in_its_worktree() {
+    let world = repo_world(Broker::Mosquitto, "");
+    let log = world.scratch("argv.log");
+    let agent = script(
+        &world.scratch("resumable.sh"),
+        &format!(
+            "printf '%s|%s|%s\\n' \"$DELEGATE_ATTEMPT\" \"$(pwd)\" \"$(printf '%s' \"$*\" | head -c 40)\" >> {log}\n\
+             if [ \"$DELEGATE_ATTEMPT\" = 1 ]; then\n\
+               printf '{{\"session_id\":\"conv-7\"}}' | \"$TMUX_DELEGATE_BIN\" publish --event started --data-field session_id\n\
+               exec sleep 600\n\
+             fi\n\
+             \"$TMUX_DELEGATE_BIN\" publish --event started\n\
+             \"$TMUX_DELEGATE_BIN\" publish --event completed --message done\nexec sleep 30",
+            log = log.display()
+        ),
+    );
+    let config = std::fs::read_to_string(world.home.join("tmux-delegate.toml")).expect("config");
+    std::fs::write(
+        world.home.join("tmux-delegate.toml"),
+        format!(
+            "{config}\n[agents.resumable]\ncommand = [\"{a}\", \"--\", \"{{prompt}}\"]\n\
+             continue_command = [\"{a}\", \"--resume\", \"{{session}}\", \"--\", \"{{prompt}}\"]\n\
+             complete_on_exit = false\nliveness = \"events\"\n\n\
+             [defaults.retry]\nbackoff = \"0s\"\n",
+            a = agent.display()
+        ),
+    )
+    .expect("config");
+    let mut first = Lines::spawn(world.td().args([
+        "run",
+        "--json",
+        "--agent",
+        "resumable",
+        "--name",
+        "survivor",
+        "--worktree",
+        "--workdir",
+        "repo",
+        "--prompt",
+        "Fix the parser",
+    ]));
+    let named = wait_for(Duration::from_secs(30), || {
+        world.state("survivor").and_then(|_| {
+            world.job("survivor")["session"]["id"]
+                .as_str()
+                .map(str::to_owned)
+        })
+    });
+    assert_eq!(named.as_deref(), Some("conv-7"), "{:?}", first.stderr);
+    let id = world.id("survivor");
+    // The supervisor dies; while none runs, the attempt's window is closed.
+    let pid = first.guard.child().id().to_string();
+    assert!(Command::new("kill")
+        .args(["-KILL", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    first.finish(Duration::from_secs(10));
+    let window = world.record(&id)["attempts"][0]["window"]
+        .as_str()
+        .expect("window id")
+        .to_owned();
+    world.tmux.output(&["kill-window", "-t", &window]);
+    let (code, out, err) = world.finish(&["resume"], RUN_LIMIT);
+    let argv = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(code, Some(0), "{out}\n{err}\n{argv}");
+    let lines: Vec<Vec<&str>> = argv.lines().map(|l| l.split('|').collect()).collect();
+    assert_eq!(lines.len(), 2, "{argv}");
+    assert_eq!(lines[1][0], "2", "{argv}");
+    assert!(lines[1][2].starts_with("--resume conv-7 -- "), "{argv}");
+    assert_eq!(lines[0][1], lines[1][1], "the same worktree: {argv}");
+    assert_ne!(
+        Path::new(lines[0][1]),
+        repo(&world).canonicalize().expect("repo"),
+        "a worktree, not the checkout: {argv}"
+    );
+    let record = world.record(&id);
+    assert_eq!(record["state"], "completed", "{record}");
+    assert_eq!(
+        record["attempts"][1]["continued_from"], "conv-7",
+        "{record}"
+    );
+}
