@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
+pub mod limits;
 pub mod preflight;
 pub mod screens;
 pub mod transcript;
@@ -238,7 +239,7 @@ pub fn claude_settings(exe: &Path, on_stop: OnStop) -> serde_json::Value {
             "Stop": [{ "hooks": [publish(stop)] }],
             // An API error ends the turn with StopFailure instead of Stop:
             // the attempt fails with the API's words (the retry policy decides).
-            "StopFailure": [{ "hooks": [publish("--event error --message-from-stdin --message-field last_assistant_message --message-field error")] }],
+            "StopFailure": [{ "hooks": [publish("--event error --message-from-stdin --message-field last_assistant_message --message-field error --data-field error")] }],
         }
     })
 }

@@ -196,7 +196,11 @@ impl Record {
     pub fn reason(&self) -> Option<String> {
         let waits = matches!(
             self.state,
-            JobState::Waiting | JobState::Queued | JobState::Retrying | JobState::Pending
+            JobState::Waiting
+                | JobState::Queued
+                | JobState::Retrying
+                | JobState::Pending
+                | JobState::Limited
         );
         match (&self.failure, &self.state_reason) {
             (Some(failure), _) if self.state.is_finished() => Some(failure.reason.clone()),
@@ -273,6 +277,9 @@ impl Record {
         }
         if t.to.is_finished() {
             self.supervisor_pid = None;
+        }
+        // A usage limit ends the attempt too (uncharged: kind `limited`).
+        if t.to.is_finished() || t.to == JobState::Limited {
             if let Some(info) = self.attempts.iter_mut().find(|a| a.number == t.attempt) {
                 info.ended = Some(now.to_owned());
                 info.outcome = Some(t.to.as_str().to_owned());

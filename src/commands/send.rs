@@ -80,7 +80,11 @@ fn verdict(record: &Record, input: &Input<'_>, now: bool) -> Result<(), String> 
     }
     if matches!(
         state,
-        JobState::Pending | JobState::Queued | JobState::Retrying | JobState::Launching
+        JobState::Pending
+            | JobState::Queued
+            | JobState::Retrying
+            | JobState::Launching
+            | JobState::Limited
     ) {
         return Err(format!(
             "it is {}: no agent is on screen yet",

@@ -169,6 +169,39 @@ pub struct RetryFile {
     pub conversation: Option<crate::model::conversation::ConversationPolicy>,
 }
 
+/// `[limits]`: what a usage limit does (SPEC section 14).
+#[derive(Debug, Default, Clone, Copy, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    /// `"wait"` (default): `limited` until the reset; `"fail"`.
+    pub on_limit: Option<crate::model::OnLimit>,
+    /// Added to the reset time the agent printed (default 60 s).
+    pub grace: Option<HumanDuration>,
+    /// The wait when no reset time is printed (default 15 min), doubling
+    /// with each limit in a row up to 5 h.
+    pub wait: Option<HumanDuration>,
+}
+
+impl LimitsFile {
+    /// Fills the unset fields from `low`.
+    pub fn or(self, low: LimitsFile) -> LimitsFile {
+        LimitsFile {
+            on_limit: self.on_limit.or(low.on_limit),
+            grace: self.grace.or(low.grace),
+            wait: self.wait.or(low.wait),
+        }
+    }
+
+    pub fn resolve(self) -> crate::model::LimitPolicy {
+        let default = crate::model::LimitPolicy::default();
+        crate::model::LimitPolicy {
+            on_limit: self.on_limit.unwrap_or(default.on_limit),
+            grace: self.grace.map_or(default.grace, |h| h.0),
+            wait: self.wait.map_or(default.wait, |h| h.0),
+        }
+    }
+}
+
 #[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TmuxFile {
@@ -189,6 +222,7 @@ pub struct DefaultsFile {
     pub max_cost_usd: Option<f64>,
     pub timeouts: Option<TimeoutsFile>,
     pub retry: Option<RetryFile>,
+    pub limits: Option<LimitsFile>,
     pub tmux: Option<TmuxFile>,
     // Workspace keys (SPEC section 10), see config/workspace.rs.
     pub workspace: Option<super::workspace::WorkspaceMode>,
@@ -235,6 +269,9 @@ pub struct AgentFile {
     /// The queue's cap on this agent's attempts running at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_parallel: Option<u32>,
+    /// `[agents.NAME.limits]`: this agent's usage limits, over `[defaults]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<LimitsFile>,
 }
 
 /// `[hooks]`: commands (argv) run on job outcomes, with the job as JSON on

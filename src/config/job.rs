@@ -28,6 +28,7 @@ pub struct JobFile {
     pub max_cost_usd: Option<f64>,
     pub timeouts: Option<TimeoutsFile>,
     pub retry: Option<RetryFile>,
+    pub limits: Option<super::file::LimitsFile>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     // Workspace keys (SPEC section 10), see config/workspace.rs.
@@ -160,6 +161,9 @@ pub struct JobSpec {
     /// What one attempt may spend.
     #[serde(default)]
     pub budget: crate::model::Budget,
+    /// What a usage limit does.
+    #[serde(default)]
+    pub limits: crate::model::LimitPolicy,
     pub tmux: TmuxSettings,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec_file: Option<PathBuf>,
@@ -207,6 +211,43 @@ impl Config {
         }
     }
 
+    /// `[timeouts]` and `[retry]`: the job file's, checked, over `[defaults]`.
+    fn timing_of(
+        &self,
+        timeouts: &Option<TimeoutsFile>,
+        retry: &Option<RetryFile>,
+        where_: &dyn Fn(&str) -> String,
+    ) -> Result<(TimeoutsFile, RetryFile), Failure> {
+        let problem =
+            |key: &str, problem: String| config_error(format!("{}: {problem}", where_(key)));
+        if let Some(timeouts) = timeouts {
+            validate_timeouts(timeouts, "timeouts", &problem)?;
+        }
+        let mut timeouts = timeouts.clone().unwrap_or_default();
+        merge_timeouts(&mut timeouts, &self.defaults.timeouts);
+        let mut retry = retry.clone().unwrap_or_default();
+        validate_retry(&retry, "retry", &problem)?;
+        merge_retry(&mut retry, &self.defaults.retry);
+        Ok((timeouts, retry))
+    }
+
+    /// `[limits]`: the job file's keys over its agent's, over `[defaults]`.
+    fn limits_of(
+        &self,
+        file: Option<super::file::LimitsFile>,
+        agent: &str,
+    ) -> crate::model::LimitPolicy {
+        let agent = self
+            .agents
+            .get(agent)
+            .and_then(|a| a.limits)
+            .unwrap_or_default();
+        file.unwrap_or_default()
+            .or(agent)
+            .or(self.defaults.limits)
+            .resolve()
+    }
+
     pub fn resolve_job(
         &self,
         spec: Option<(&Path, JobFile)>,
@@ -247,19 +288,9 @@ impl Config {
             .pass_env
             .unwrap_or_else(|| self.defaults.pass_env.clone());
         check_env_names(file.env.keys(), &pass_env, &where_)?;
-        if let Some(timeouts) = &file.timeouts {
-            validate_timeouts(timeouts, "timeouts", &|key, problem| {
-                config_error(format!("{}: {problem}", where_(key)))
-            })?;
-        }
-        let mut timeouts = file.timeouts.clone().unwrap_or_default();
-        merge_timeouts(&mut timeouts, &self.defaults.timeouts);
-        let mut retry = file.retry.clone().unwrap_or_default();
-        validate_retry(&retry, "retry", &|key, problem| {
-            config_error(format!("{}: {problem}", where_(key)))
-        })?;
-        merge_retry(&mut retry, &self.defaults.retry);
+        let (timeouts, retry) = self.timing_of(&file.timeouts, &file.retry, &where_)?;
         let budget = self.budget_of(file.max_tokens, file.max_cost_usd);
+        let limits = self.limits_of(file.limits, &agent);
         let mut workspace = super::workspace::WorkspaceKeys {
             workspace: file.workspace,
             base: file.base,
@@ -282,6 +313,7 @@ impl Config {
             pass_env,
             on_waiting: file.on_waiting.unwrap_or(self.defaults.on_waiting),
             budget,
+            limits,
             tmux: TmuxSettings::resolve(&self.defaults.tmux),
             spec_file: spec_path.map(Path::to_path_buf),
             workspace: workspace.resolve(),

@@ -145,6 +145,7 @@ pub struct Defaults {
     pub budget: crate::model::Budget,
     pub timeouts: TimeoutsFile,
     pub retry: RetryFile,
+    pub limits: file::LimitsFile,
     pub tmux: TmuxFile,
     pub workspace: workspace::WorkspaceKeys,
     /// `max_parallel`: the queue's cap (None: no cap).
@@ -258,6 +259,10 @@ fn merge_defaults<'a>(files: impl Iterator<Item = &'a DefaultsFile> + Clone) -> 
         },
         timeouts,
         retry,
+        limits: files
+            .clone()
+            .filter_map(|f| f.limits)
+            .fold(file::LimitsFile::default(), file::LimitsFile::or),
         tmux,
         workspace,
         max_parallel: files.clone().find_map(|f| f.max_parallel),

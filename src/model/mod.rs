@@ -20,7 +20,9 @@ pub use admission::{admit, Admission, Claim, EventPolicy};
 pub use event::{Event, EventKind, Meaning, Signature};
 pub use fence::Fence;
 pub use id::JobId;
-pub use policy::{Budget, FailureKind, Liveness, OnWaiting, RetryPolicy, Timeouts};
+pub use policy::{
+    Budget, FailureKind, LimitPolicy, Liveness, OnLimit, OnWaiting, RetryPolicy, Timeouts,
+};
 pub use record::{AttemptInfo, FailureInfo, LastEvent, Price, ResumePoint, Session, Usage, Work};
 pub use row::StatusRow;
 pub use state::{FleetState, JobState};

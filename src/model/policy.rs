@@ -21,6 +21,65 @@ pub enum FailureKind {
     /// The attempt spent more than its budget (`max_tokens`,
     /// `max_cost_usd`): never retried, the next attempt would spend again.
     Budget,
+    /// A usage or rate limit of the agent's provider (SPEC section 14): not
+    /// a failure while `limits.on_limit = "wait"`; the job is `limited`
+    /// until the reset and the attempt is not charged. With `"fail"` the
+    /// job fails with this kind, never retried.
+    Limited,
+}
+
+/// `limits.on_limit`: what a usage limit does to a job.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnLimit {
+    /// `limited` until the reset, then the job continues.
+    #[default]
+    Wait,
+    /// The job fails (kind `limited`).
+    Fail,
+}
+
+/// The longest wait for a limit whose reset time nobody said.
+pub const LIMIT_WAIT_MAX: Duration = Duration::from_secs(5 * 3600);
+
+/// How a job waits out a usage limit (SPEC section 14, `[limits]`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LimitPolicy {
+    pub on_limit: OnLimit,
+    /// Added to a reset time read from the agent's message.
+    #[serde(with = "humantime_serde_compat")]
+    pub grace: Duration,
+    /// The first wait when no reset time can be read; it doubles with each
+    /// limit in a row, up to `LIMIT_WAIT_MAX`.
+    #[serde(with = "humantime_serde_compat")]
+    pub wait: Duration,
+}
+
+impl Default for LimitPolicy {
+    fn default() -> LimitPolicy {
+        LimitPolicy {
+            on_limit: OnLimit::Wait,
+            grace: Duration::from_secs(60),
+            wait: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+impl LimitPolicy {
+    /// How long the job waits: until the reset plus the grace when the
+    /// message said when (`reset_in`), else the fallback wait for the
+    /// `in_a_row`-th limit in a row (1, 2, ...), doubling.
+    pub fn wait_for(&self, reset_in: Option<Duration>, in_a_row: u32) -> Duration {
+        match reset_in {
+            Some(left) => left + self.grace,
+            None => {
+                let doublings = in_a_row.saturating_sub(1).min(16);
+                self.wait
+                    .saturating_mul(1u32 << doublings)
+                    .min(LIMIT_WAIT_MAX.max(self.wait))
+            }
+        }
+    }
 }
 
 /// What one attempt may spend (SPEC section 14), as its agent's transcript

@@ -162,4 +162,11 @@ pub struct ResumePoint {
     pub job_deadline: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff_until: Option<f64>,
+    /// Attempts that met a usage limit, not charged to `max_attempts`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub uncharged: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

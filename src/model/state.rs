@@ -18,6 +18,9 @@ pub enum JobState {
     Queued,
     /// Never ran: a dependency failed or was cancelled (terminal).
     Skipped,
+    /// Paused by a usage limit until its reset, then continued (SPEC
+    /// section 14): not a failure.
+    Limited,
 }
 
 impl JobState {
@@ -45,13 +48,14 @@ impl JobState {
             JobState::Cancelled => "cancelled",
             JobState::Queued => "queued",
             JobState::Skipped => "skipped",
+            JobState::Limited => "limited",
         }
     }
 }
 
 impl JobState {
     /// Every state, for parsing and for tests that go over all of them.
-    pub const ALL: [JobState; 11] = [
+    pub const ALL: [JobState; 12] = [
         JobState::Pending,
         JobState::Launching,
         JobState::Running,
@@ -63,6 +67,7 @@ impl JobState {
         JobState::Cancelled,
         JobState::Queued,
         JobState::Skipped,
+        JobState::Limited,
     ];
 
     /// The state named `name` (as `as_str` writes it).

@@ -37,6 +37,7 @@ pub fn job_config(
         on_waiting: record.spec.on_waiting,
         require_signature,
         first_attempt,
+        limits: record.spec.limits,
     }
 }
 

@@ -5,8 +5,8 @@
 
 use super::policy::{backoff_ceiling, full_jitter};
 use crate::model::{
-    admit, Claim, EventKind, EventPolicy, FailureKind, JobId, JobState, Liveness, Meaning,
-    OnWaiting, RetryPolicy, Signature, Timeouts,
+    admit, Claim, EventKind, EventPolicy, FailureKind, JobId, JobState, LimitPolicy, Liveness,
+    Meaning, OnLimit, OnWaiting, RetryPolicy, Signature, Timeouts,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -32,6 +32,8 @@ pub struct JobConfig {
     pub require_signature: bool,
     /// The attempt number the first launch gets (1, or more for `retry`).
     pub first_attempt: u32,
+    /// What a usage limit does (SPEC section 14).
+    pub limits: LimitPolicy,
 }
 
 /// An event received for a job, already decoded and signature-checked.
@@ -55,6 +57,9 @@ pub struct Incoming {
     /// The event's `data`, kept in the history; the driver reads the
     /// agent's conversation from it (`driver/conversation.rs`).
     pub data: Option<serde_json::Value>,
+    /// For an `error` of kind `limited`: when the limit resets, as the
+    /// driver read it from the message (`None`: it did not say).
+    pub limit_resets: Option<Instant>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -146,6 +151,10 @@ pub struct Checkpoint {
     pub first_attempt: u32,
     pub job_deadline: Option<Instant>,
     pub backoff_until: Option<Instant>,
+    /// The wait is a usage limit's (the job is `limited`), not a backoff.
+    pub limited: bool,
+    /// Attempts that met a usage limit: not charged to `max_attempts`.
+    pub uncharged: u32,
 }
 
 /// How an orphaned job is taken over: its current attempt, and the job
@@ -157,6 +166,10 @@ pub struct Adoption {
     pub job_deadline: Option<Instant>,
     /// The attempt had failed and the next one was waiting out its backoff.
     pub backoff_until: Option<Instant>,
+    /// That wait is a usage limit's: the job is `limited` until then.
+    pub limited: bool,
+    /// Attempts that met a usage limit (the checkpoint's).
+    pub uncharged: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -204,6 +217,10 @@ pub enum Effect {
 enum After {
     Retry,
     Done,
+    /// A usage limit: the next attempt waits until the reset.
+    Limited {
+        until: Instant,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -223,8 +240,11 @@ enum Phase {
         deadline: Instant,
         keep: bool,
     },
+    /// Between attempts: a retry's backoff, or (`limited`) a usage limit's
+    /// wait for its reset.
     Backoff {
         until: Instant,
+        limited: bool,
     },
     Finished,
 }
@@ -247,11 +267,34 @@ struct Job {
     screen: Option<String>,
     /// The agent's exit code as the wrapper recorded it.
     exit: Option<i32>,
+    /// Attempts that met a usage limit: not charged to `max_attempts`.
+    uncharged: u32,
+    /// Usage limits met one after the other (the fallback wait doubles).
+    limits_in_a_row: u32,
 }
 
 impl Job {
+    fn new(config: JobConfig) -> Job {
+        Job {
+            attempt: config.first_attempt.saturating_sub(1),
+            config,
+            state: JobState::Pending,
+            phase: Phase::Pending,
+            job_deadline: None,
+            attempt_deadline: None,
+            lost: false,
+            dead: None,
+            last_event: None,
+            screen: None,
+            exit: None,
+            uncharged: 0,
+            limits_in_a_row: 0,
+        }
+    }
+
     fn attempts_used(&self) -> u32 {
-        self.attempt + 1 - self.config.first_attempt.min(self.attempt + 1)
+        (self.attempt + 1 - self.config.first_attempt.min(self.attempt + 1))
+            .saturating_sub(self.uncharged)
     }
 
     /// The earliest timer of this job, if any.
@@ -259,7 +302,7 @@ impl Job {
         match &self.phase {
             Phase::Starting { .. } | Phase::Running { .. } => {}
             Phase::Stopping { deadline, .. } => return Some(*deadline),
-            Phase::Backoff { until } => return Some(*until),
+            Phase::Backoff { until, .. } => return Some(*until),
             Phase::Pending | Phase::Finished => return None,
         }
         [
@@ -314,20 +357,7 @@ impl Core {
     /// Adds a job and launches its first attempt.
     #[cfg(test)]
     pub fn add(&mut self, now: Instant, id: JobId, config: JobConfig) {
-        let job = Job {
-            attempt: config.first_attempt.saturating_sub(1),
-            config,
-            state: JobState::Pending,
-            phase: Phase::Pending,
-            job_deadline: None,
-            attempt_deadline: None,
-            lost: false,
-            dead: None,
-            last_event: None,
-            screen: None,
-            exit: None,
-        };
-        self.jobs.insert(id.clone(), job);
+        self.jobs.insert(id.clone(), Job::new(config));
         self.launch(now, &id);
     }
 
@@ -335,20 +365,7 @@ impl Core {
     /// launch until [`Core::start`]; it stays `pending` until the queue
     /// says it must wait ([`Core::mark_queued`]).
     pub fn enqueue(&mut self, id: JobId, config: JobConfig) {
-        let job = Job {
-            attempt: config.first_attempt.saturating_sub(1),
-            config,
-            state: JobState::Pending,
-            phase: Phase::Pending,
-            job_deadline: None,
-            attempt_deadline: None,
-            lost: false,
-            dead: None,
-            last_event: None,
-            screen: None,
-            exit: None,
-        };
-        self.jobs.insert(id, job);
+        self.jobs.insert(id, Job::new(config));
     }
 
     /// A job the queue holds back: `queued` (once; with a reason).
@@ -399,9 +416,14 @@ impl Core {
     pub fn adopt(&mut self, now: Instant, id: JobId, config: JobConfig, adoption: Adoption) {
         let (state, phase, attempt_deadline) = match adoption.backoff_until {
             Some(until) => (
-                JobState::Retrying,
+                if adoption.limited {
+                    JobState::Limited
+                } else {
+                    JobState::Retrying
+                },
                 Phase::Backoff {
                     until: until.max(now),
+                    limited: adoption.limited,
                 },
                 None,
             ),
@@ -420,12 +442,9 @@ impl Core {
             phase,
             job_deadline: Some(adoption.job_deadline.unwrap_or(now + config.timeouts.job)),
             attempt_deadline,
-            config,
-            lost: false,
-            dead: None,
             last_event: Some(now),
-            screen: None,
-            exit: None,
+            uncharged: adoption.uncharged,
+            ..Job::new(config)
         };
         self.jobs.insert(id, job);
     }
@@ -434,9 +453,9 @@ impl Core {
         let Some(job) = self.jobs.get(id) else {
             return;
         };
-        let backoff_until = match job.phase {
-            Phase::Backoff { until } => Some(until),
-            _ => None,
+        let (backoff_until, limited) = match job.phase {
+            Phase::Backoff { until, limited } => (Some(until), limited),
+            _ => (None, false),
         };
         self.effects.push_back(Effect::Checkpoint {
             job: id.clone(),
@@ -444,6 +463,8 @@ impl Core {
                 first_attempt: job.config.first_attempt,
                 job_deadline: job.job_deadline,
                 backoff_until,
+                limited,
+                uncharged: job.uncharged,
             },
         });
     }
@@ -702,8 +723,10 @@ impl Core {
                 let reason = event
                     .message
                     .unwrap_or_else(|| "the agent reported an error".into());
-                let kind = event.failure_kind.unwrap_or(FailureKind::Error);
-                self.fail(now, id, kind, reason);
+                match event.failure_kind.unwrap_or(FailureKind::Error) {
+                    FailureKind::Limited => self.limit(now, id, reason, event.limit_resets),
+                    kind => self.fail(now, id, kind, reason),
+                }
             }
             Meaning::Exited => {
                 let code = event.exit_code;
@@ -893,6 +916,45 @@ impl Core {
         self.decide(now, id, Some(Failure { kind, reason }), None);
     }
 
+    /// The agent met a usage limit (SPEC section 14). With `on_limit =
+    /// "wait"` the attempt is stopped without being charged and the job is
+    /// `limited` until the reset (`resets`, plus the grace; else the
+    /// fallback wait, doubling with each limit in a row), then continues;
+    /// the job deadline moves by the wait, so a night's limit does not
+    /// time the job out. With `"fail"` the job fails, kind `limited`.
+    fn limit(&mut self, now: Instant, id: &JobId, reason: String, resets: Option<Instant>) {
+        let Some(job) = self.jobs.get_mut(id) else {
+            return;
+        };
+        if !job.is_active() {
+            return;
+        }
+        if job.config.limits.on_limit == OnLimit::Fail {
+            let reason = format!("{reason} (limits.on_limit = \"fail\")");
+            return self.fail(now, id, FailureKind::Limited, reason);
+        }
+        job.limits_in_a_row += 1;
+        job.uncharged += 1;
+        let wait = job.config.limits.wait_for(
+            resets.map(|at| at.saturating_duration_since(now)),
+            job.limits_in_a_row,
+        );
+        let until = now + wait;
+        job.job_deadline = job.job_deadline.map(|d| d + wait);
+        job.phase = Phase::Stopping {
+            after: After::Limited { until },
+            deadline: now + job.config.kill_grace,
+            keep: false,
+        };
+        let attempt = job.attempt;
+        self.transition(id, JobState::Limited, Some(reason), None);
+        self.effects.push_back(Effect::Signal {
+            job: id.clone(),
+            attempt,
+            signal: StopSignal::Term,
+        });
+    }
+
     /// Ends the current attempt: completed (`failure` None) or failed, and
     /// starts stopping its processes.
     fn decide(&mut self, now: Instant, id: &JobId, failure: Option<Failure>, note: Option<String>) {
@@ -902,11 +964,13 @@ impl Core {
         if !job.is_active() {
             return;
         }
+        job.limits_in_a_row = 0;
         let (to, after, keep) = match &failure {
             None => (JobState::Completed, After::Done, false),
             Some(f) => {
-                // A spent budget would be spent again: never retried.
-                let retryable = f.kind != FailureKind::Budget
+                // A spent budget would be spent again, a limit met again:
+                // never retried.
+                let retryable = !matches!(f.kind, FailureKind::Budget | FailureKind::Limited)
                     && job.config.retry.on.contains(&f.kind)
                     && job.attempts_used() < job.config.retry.max_attempts
                     && job.job_deadline.is_none_or(|d| now < d);
@@ -967,13 +1031,23 @@ impl Core {
             .unwrap_or_else(|| unreachable!("checked above"));
         match after {
             After::Done => job.phase = Phase::Finished,
+            After::Limited { until } => {
+                job.phase = Phase::Backoff {
+                    until: until.max(now),
+                    limited: true,
+                };
+                self.checkpoint(id);
+            }
             After::Retry => {
                 let ceiling = backoff_ceiling(&job.config.retry, job.attempts_used());
                 let delay = full_jitter(ceiling, (self.jitter)());
                 if delay.is_zero() {
                     self.launch(now, id);
                 } else {
-                    job.phase = Phase::Backoff { until: now + delay };
+                    job.phase = Phase::Backoff {
+                        until: now + delay,
+                        limited: false,
+                    };
                     self.checkpoint(id);
                 }
             }
@@ -1032,7 +1106,7 @@ impl Core {
         let fmt = |d: Duration| humantime::format_duration(d).to_string();
         match job.phase.clone() {
             Phase::Stopping { deadline, .. } if deadline <= now => self.finish_stop(now, id, true),
-            Phase::Backoff { until } if until <= now => self.launch(now, id),
+            Phase::Backoff { until, .. } if until <= now => self.launch(now, id),
             Phase::Starting { .. } | Phase::Running { .. } => {
                 if job.job_deadline.is_some_and(|d| d <= now) {
                     self.fail(

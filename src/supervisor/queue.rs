@@ -72,6 +72,8 @@ pub enum Decision {
     Skip { job: JobId, reason: String },
     /// Still waiting for a dependency.
     Blocked(JobId),
+    /// Its agent is held (a usage limit on this host): stays queued, why.
+    Held { job: JobId, reason: String },
 }
 
 #[derive(Debug, Clone)]
@@ -92,6 +94,11 @@ pub struct Queue {
     /// The jobs started here that have not ended yet (they count against
     /// `local_cap`).
     running: BTreeSet<JobId>,
+    /// Each waiting job's agent.
+    agents: BTreeMap<JobId, String>,
+    /// Agents that start no new job until a time: a usage limit met on
+    /// this host (SPEC section 14), with its reason.
+    holds: BTreeMap<String, (Instant, String)>,
 }
 
 impl Queue {
@@ -113,6 +120,26 @@ impl Queue {
     /// The job no longer waits (it was cancelled or skipped).
     pub fn remove(&mut self, job: &JobId) {
         self.waiting.remove(job);
+    }
+
+    /// The agent the job runs (for holds).
+    pub fn set_agent(&mut self, job: &JobId, agent: &str) {
+        self.agents.insert(job.clone(), agent.to_owned());
+    }
+
+    /// No new job of `agent` starts before `until` (a later hold wins).
+    pub fn hold(&mut self, agent: &str, until: Instant, reason: String) {
+        let later = self.holds.get(agent).is_none_or(|(at, _)| *at < until);
+        if later {
+            self.holds.insert(agent.to_owned(), (until, reason));
+        }
+    }
+
+    /// Holds whose time has come are lifted; whether any was.
+    pub fn lift_holds(&mut self, now: Instant) -> bool {
+        let before = self.holds.len();
+        self.holds.retain(|_, (until, _)| *until > now);
+        self.holds.len() != before
     }
 
     /// Whether the local cap lets one more job start now.
@@ -158,8 +185,19 @@ impl Queue {
         });
         order
             .into_iter()
-            .map(|(id, entry)| decide_one(id, &entry.spec, &dep_state))
+            .map(|(id, entry)| match self.hold_of(id) {
+                Some(reason) => Decision::Held {
+                    job: id.clone(),
+                    reason: reason.to_owned(),
+                },
+                None => decide_one(id, &entry.spec, &dep_state),
+            })
             .collect()
+    }
+
+    fn hold_of(&self, job: &JobId) -> Option<&str> {
+        let agent = self.agents.get(job)?;
+        self.holds.get(agent).map(|(_, reason)| reason.as_str())
     }
 
     /// A candidate found every slot taken at `now`: try again shortly.
@@ -167,9 +205,15 @@ impl Queue {
         self.retry_at = Some(now + SLOT_RETRY);
     }
 
-    /// When to look at the slots again (`None`: nothing is blocked on one).
+    /// When to look at the slots again, or lift a hold (`None`: nothing
+    /// is blocked on either).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.retry_at.filter(|_| !self.waiting.is_empty())
+        let hold = self.holds.values().map(|(until, _)| *until).min();
+        [self.retry_at, hold]
+            .into_iter()
+            .flatten()
+            .min()
+            .filter(|_| !self.waiting.is_empty())
     }
 
     /// The retry is due (or was served by a pass that found no block).
@@ -177,6 +221,7 @@ impl Queue {
         if self.retry_at.is_some_and(|at| at <= now) {
             self.retry_at = None;
         }
+        self.lift_holds(now);
     }
 }
 
@@ -578,6 +623,50 @@ mod tests {
         assert_eq!(
             find_cycle(&edges(&[("a", &["b", "c"]), ("b", &["c"]), ("c", &[])])),
             None
+        );
+    }
+
+    #[test]
+    fn a_held_agent_s_jobs_stay_queued_with_the_reason_and_start_in_order_when_it_lifts() {
+        let t0 = Instant::now();
+        let mut queue = Queue::default();
+        let id = |n: &str| JobId::parse(n).expect("id");
+        for (n, (name, agent)) in [("a-1", "claude"), ("b-2", "codex"), ("c-3", "claude")]
+            .into_iter()
+            .enumerate()
+        {
+            queue.set_agent(&id(name), agent);
+            queue.push(
+                id(name),
+                QueueSpec {
+                    seq: n as u128,
+                    ..QueueSpec::default()
+                },
+            );
+        }
+        let until = t0 + Duration::from_secs(600);
+        queue.hold("claude", until, "claude is limited until 18:34".into());
+        let held = |job: &str| Decision::Held {
+            job: id(job),
+            reason: "claude is limited until 18:34".into(),
+        };
+        assert_eq!(
+            queue.decide(|_| DepState::Completed),
+            vec![held("a-1"), Decision::Candidate(id("b-2")), held("c-3")]
+        );
+        assert_eq!(queue.poll_timeout(), Some(until), "woken when it lifts");
+        // An earlier hold does not shorten a later one.
+        queue.hold("claude", t0 + Duration::from_secs(60), "sooner".into());
+        queue.handle_timeout(t0 + Duration::from_secs(60));
+        assert_eq!(queue.decide(|_| DepState::Completed)[0], held("a-1"));
+        queue.handle_timeout(until);
+        assert_eq!(
+            queue.decide(|_| DepState::Completed),
+            vec![
+                Decision::Candidate(id("a-1")),
+                Decision::Candidate(id("b-2")),
+                Decision::Candidate(id("c-3"))
+            ]
         );
     }
 }

@@ -271,6 +271,7 @@ pub async fn supervise(
     let now = Instant::now();
     let mut queued = Vec::new();
     let mut holding = Vec::new();
+    let mut limits: Vec<(String, Instant)> = Vec::new();
     // New jobs only: an adopted one was announced by the run that began it.
     let announced: Vec<(String, String)> = records
         .iter()
@@ -296,6 +297,9 @@ pub async fn supervise(
             admit::job_config(&record, &agent, config.require_signature, first_attempt);
         let caps = admit::caps(&record);
         if let Some(adoption) = adoption {
+            if let (true, Some(until)) = (adoption.limited, adoption.backoff_until) {
+                limits.push((agent.name.clone(), until));
+            }
             core.adopt(now, id.clone(), job_config, adoption);
             holding.push((id, caps));
         } else {
@@ -313,6 +317,9 @@ pub async fn supervise(
     }
     let mut driver = Driver::new(core, places, runtimes, view);
     driver.accept_added_jobs(config.require_signature);
+    for (agent, until) in limits {
+        driver.hold_agent(&agent, until);
+    }
     for (id, caps) in holding {
         driver.hold_slots(id, caps);
     }
@@ -453,8 +460,10 @@ fn adoption_of(record: &Record, now: Instant) -> Adoption {
     Adoption {
         attempt: record.attempt,
         job_deadline: point.job_deadline.map(at),
-        backoff_until: (record.state == JobState::Retrying)
+        backoff_until: matches!(record.state, JobState::Retrying | JobState::Limited)
             .then(|| point.backoff_until.map_or(now, at)),
+        limited: record.state == JobState::Limited,
+        uncharged: point.uncharged,
     }
 }
 

@@ -30,6 +30,8 @@ pub async fn stop_job(registry: &Registry, job: &JobId, reason: &str) -> anyhow:
         attempt: record.attempt,
         job_deadline: None,
         backoff_until: None,
+        limited: false,
+        uncharged: 0,
     };
     let now = Instant::now();
     core.adopt(now, job.clone(), job_config(&record), adoption);
@@ -63,6 +65,7 @@ fn job_config(record: &Record) -> JobConfig {
         on_waiting: record.spec.on_waiting,
         require_signature: false,
         first_attempt: record.attempt.max(1),
+        limits: record.spec.limits,
     }
 }
 

@@ -10,6 +10,7 @@ const ORDER: &[(&str, &[JobState])] = &[
     ("⏸", &[JobState::Waiting]),
     ("▶", &[JobState::Running, JobState::Launching]),
     ("↻", &[JobState::Retrying]),
+    ("⏳", &[JobState::Limited]),
     ("…", &[JobState::Pending]),
     ("⧗", &[JobState::Queued]),
     ("✓", &[JobState::Completed]),

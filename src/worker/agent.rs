@@ -103,6 +103,11 @@ fn substitutions<'a>(
 /// How the previous attempt ended, for the continuation message: its
 /// failure's reason, else its outcome (a `retry` of a completed job).
 fn last_end(record: &Record, attempt: u32) -> Option<String> {
+    let previous = record.attempt_info(attempt - 1);
+    if previous.and_then(|a| a.outcome.as_deref()) == Some("limited") {
+        // The job waited for the limit's reset: say so, not an old failure.
+        return Some("it was paused by a usage limit, which has now reset".into());
+    }
     record
         .failure
         .as_ref()

@@ -25,11 +25,16 @@ struct Life {
 
 impl Life {
     fn new(policy: ConversationPolicy) -> Life {
+        let mut cfg = config();
+        cfg.retry.conversation = policy;
+        Life::with(cfg)
+    }
+
+    fn with(cfg: JobConfig) -> Life {
+        let policy = cfg.retry.conversation;
         let t0 = Instant::now();
         let job = JobId::parse("job-1").expect("id");
         let mut core = Core::new(Box::new(|| 1.0));
-        let mut cfg = config();
-        cfg.retry.conversation = policy;
         core.add(t0, job.clone(), cfg);
         let mut life = Life {
             core,
@@ -120,10 +125,40 @@ impl Life {
             signature: Signature::Valid,
             sent: None,
             data: session.map(|id| serde_json::json!({ "session_id": id })),
+            limit_resets: None,
         };
         let job = self.job.clone();
         self.core.handle(self.at(secs), Input::Event { job, event });
         self.settle(secs);
+    }
+
+    /// The agent reports a usage limit (Claude Code's StopFailure
+    /// `rate_limit`), resetting `resets_in` seconds from `secs` if it says.
+    fn limited(&mut self, secs: f64, resets_in: Option<f64>) {
+        let event = Incoming {
+            kind: EventKind::Error,
+            attempt: self.core.attempt(&self.job),
+            job_named: None,
+            message: Some("You've hit your session limit · resets 6:33pm (UTC)".into()),
+            exit_code: None,
+            failure_kind: Some(FailureKind::Limited),
+            signature: Signature::Valid,
+            sent: None,
+            data: None,
+            limit_resets: resets_in.map(|r| self.at(secs + r)),
+        };
+        let job = self.job.clone();
+        self.core.handle(self.at(secs), Input::Event { job, event });
+        self.settle(secs);
+    }
+
+    fn checkpoints(&mut self) -> Vec<Checkpoint> {
+        std::iter::from_fn(|| self.core.poll_effect())
+            .filter_map(|e| match e {
+                Effect::Checkpoint { checkpoint, .. } => Some(checkpoint),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The attempt's agent exits with `code` (its pane dies).
@@ -262,6 +297,7 @@ fn a_timed_out_attempt_is_continued_but_a_late_event_of_the_old_one_names_nothin
         signature: Signature::Valid,
         sent: None,
         data: Some(serde_json::json!({"session_id": "s-stale"})),
+        limit_resets: None,
     };
     let job = life.job.clone();
     life.core
@@ -277,4 +313,162 @@ fn a_timed_out_attempt_is_continued_but_a_late_event_of_the_old_one_names_nothin
         "a refused event names no conversation"
     );
     assert_eq!(life.plans[1], (2, Plan::Continue("s1".into())));
+}
+
+// ------------------------------------------------ usage limits (issue 24)
+
+fn one_attempt() -> JobConfig {
+    let mut cfg = config();
+    cfg.retry.max_attempts = 1;
+    cfg
+}
+
+#[test]
+fn a_limit_is_not_charged_waits_for_the_reset_and_continues_the_conversation() {
+    let mut cfg = config();
+    cfg.retry.max_attempts = 2;
+    let mut life = Life::with(cfg);
+    life.event(1.0, EventKind::Started, Some("s1"));
+    // Resets 120 s later: limited until then plus the 60 s grace.
+    life.limited(10.0, Some(120.0));
+    assert_eq!(life.state(), JobState::Limited);
+    life.run_to(10.0 + 180.0 - 0.5);
+    assert_eq!(
+        life.core.attempt(&life.job),
+        Some(1),
+        "not before the reset"
+    );
+    assert_eq!(life.state(), JobState::Limited);
+    life.run_to(10.0 + 180.0);
+    // Attempt 2 continues the conversation the limit interrupted.
+    assert_eq!(life.core.attempt(&life.job), Some(2));
+    assert_eq!(life.plans[1], (2, Plan::Continue("s1".into())));
+    // Two real failures are charged: max_attempts (2) counts them only, so
+    // attempt 2's failure is retried (attempt 3), attempt 3's is the end.
+    life.event(191.0, EventKind::Started, Some("s1"));
+    life.exits(192.0, 3);
+    life.run_to(250.0);
+    assert_eq!(
+        life.core.attempt(&life.job),
+        Some(3),
+        "the limit was not charged"
+    );
+    life.event(251.0, EventKind::Started, Some("s1"));
+    life.exits(252.0, 3);
+    life.run_to(400.0);
+    assert_eq!(life.state(), JobState::Failed);
+    assert_eq!(life.core.attempt(&life.job), Some(3));
+}
+
+#[test]
+fn without_a_reset_time_the_wait_doubles_up_to_five_hours() {
+    let mut cfg = one_attempt();
+    cfg.timeouts.idle = Duration::from_secs(100_000);
+    let mut life = Life::with(cfg);
+    let mut launched_at = 0.0;
+    let mut waits = Vec::new();
+    for n in 1..=7 {
+        life.event(launched_at + 1.0, EventKind::Started, Some("s1"));
+        life.limited(launched_at + 2.0, None);
+        let before = life.core.attempt(&life.job);
+        // Find when the next attempt launches.
+        let mut t = launched_at + 2.0;
+        while life.core.attempt(&life.job) == before {
+            t += 60.0;
+            life.run_to(t);
+        }
+        waits.push(((t - (launched_at + 2.0)) / 60.0).ceil() as u32);
+        launched_at = t;
+        assert_eq!(life.state(), JobState::Launching, "limit {n}");
+    }
+    // 15 min, doubling, capped at 5 h (300 min), in minutes (rounded up
+    // to the 60 s steps of this loop).
+    assert_eq!(waits, vec![15, 30, 60, 120, 240, 300, 300]);
+}
+
+#[test]
+fn a_limited_job_s_wait_and_uncharged_attempts_survive_a_restart() {
+    let mut life = Life::with(one_attempt());
+    life.event(1.0, EventKind::Started, Some("s1"));
+    life.checkpoints();
+    let job = life.job.clone();
+    let event = Incoming {
+        kind: EventKind::Error,
+        attempt: Some(1),
+        job_named: None,
+        message: Some("limit".into()),
+        exit_code: None,
+        failure_kind: Some(FailureKind::Limited),
+        signature: Signature::Valid,
+        sent: None,
+        data: None,
+        limit_resets: Some(life.at(2.0 + 600.0)),
+    };
+    life.core.handle(
+        life.at(2.0),
+        Input::Event {
+            job: job.clone(),
+            event,
+        },
+    );
+    life.core.handle(
+        life.at(2.0),
+        Input::GroupGone {
+            job: job.clone(),
+            attempt: 1,
+        },
+    );
+    let kept = life.checkpoints();
+    let until = life.at(2.0 + 600.0 + 60.0);
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0].backoff_until, Some(until));
+    assert!(kept[0].limited);
+    assert_eq!(kept[0].uncharged, 1);
+    // A new supervisor adopts it from the checkpoint: still limited until
+    // the same moment, still one uncharged attempt.
+    let mut next = Core::new(Box::new(|| 1.0));
+    next.adopt(
+        life.at(100.0),
+        job.clone(),
+        one_attempt(),
+        Adoption {
+            attempt: 1,
+            job_deadline: kept[0].job_deadline,
+            backoff_until: kept[0].backoff_until,
+            limited: kept[0].limited,
+            uncharged: kept[0].uncharged,
+        },
+    );
+    assert_eq!(next.state(&job), Some(JobState::Limited));
+    assert_eq!(next.poll_timeout(), Some(until));
+    next.handle_timeout(until);
+    assert_eq!(next.state(&job), Some(JobState::Launching));
+    assert_eq!(next.attempt(&job), Some(2), "max_attempts 1, one uncharged");
+}
+
+#[test]
+fn on_limit_fail_fails_the_job_as_limited_and_never_retries() {
+    let mut cfg = config();
+    cfg.limits.on_limit = OnLimit::Fail;
+    let mut life = Life::with(cfg);
+    life.event(1.0, EventKind::Started, Some("s1"));
+    life.limited(2.0, Some(60.0));
+    life.run_to(1000.0);
+    assert_eq!(life.state(), JobState::Failed);
+    assert_eq!(life.core.attempt(&life.job), Some(1), "attempts were left");
+}
+
+#[test]
+fn a_limit_moves_the_job_deadline_by_its_wait() {
+    let mut cfg = config();
+    cfg.timeouts.job = Duration::from_secs(1800);
+    let mut life = Life::with(cfg);
+    life.event(1.0, EventKind::Started, Some("s1"));
+    // A two-hour wait, longer than the whole job may run.
+    life.limited(10.0, Some(7200.0));
+    life.run_to(10.0 + 7260.0);
+    assert_eq!(life.core.attempt(&life.job), Some(2));
+    life.event(7271.0, EventKind::Started, Some("s1"));
+    life.event(7280.0, EventKind::Completed, None);
+    assert_eq!(life.state(), JobState::Completed, "not timed out");
 }

@@ -38,6 +38,7 @@ fn config() -> JobConfig {
         on_waiting: OnWaiting::Notify,
         require_signature: true,
         first_attempt: 1,
+        limits: LimitPolicy::default(),
     }
 }
 
@@ -81,6 +82,7 @@ impl H {
             signature: Signature::Valid,
             sent: None,
             data: None,
+            limit_resets: None,
             failure_kind: None,
         };
         let job = self.job.clone();
@@ -282,6 +284,7 @@ fn an_agent_config_error_fails_at_once_without_a_retry() {
         signature: Signature::Valid,
         sent: None,
         data: None,
+        limit_resets: None,
         failure_kind: Some(K::AgentConfig),
     };
     let job = h.job.clone();
@@ -302,6 +305,7 @@ fn an_agent_config_error_fails_at_once_without_a_retry() {
         signature: Signature::Unsigned,
         sent: None,
         data: None,
+        limit_resets: None,
         failure_kind: Some(K::AgentConfig),
     };
     let job = h.job.clone();

@@ -36,6 +36,7 @@ pub(super) fn config() -> JobConfig {
         on_waiting: OnWaiting::Notify,
         require_signature: true,
         first_attempt: 1,
+        limits: LimitPolicy::default(),
     }
 }
 
@@ -96,6 +97,7 @@ impl Harness {
             signature,
             sent: None,
             data: None,
+            limit_resets: None,
         };
         let job = self.job.clone();
         self.core.handle(self.at(secs), Input::Event { job, event });
@@ -319,6 +321,7 @@ fn a_setup_failure_has_its_own_kind_and_retries_only_when_asked() {
             signature: Signature::Valid,
             sent: None,
             data: None,
+            limit_resets: None,
         };
         let job = h.job.clone();
         h.core.handle(h.at(1.0), Input::Event { job, event });
@@ -662,6 +665,8 @@ fn an_adopted_attempt_runs_on_without_a_launch_and_ends_by_its_events() {
             attempt: 2,
             job_deadline: None,
             backoff_until: None,
+            limited: false,
+            uncharged: 0,
         },
     );
     assert!(core.poll_effect().is_none(), "adopting must not launch");
@@ -677,6 +682,7 @@ fn an_adopted_attempt_runs_on_without_a_launch_and_ends_by_its_events() {
         signature: Signature::Valid,
         sent: None,
         data: None,
+        limit_resets: None,
     };
     core.handle(
         t0 + SEC,
@@ -736,7 +742,9 @@ fn launches_and_backoffs_leave_a_checkpoint_with_the_first_launchs_job_deadline(
         vec![Checkpoint {
             first_attempt: 1,
             job_deadline: deadline,
-            backoff_until: None
+            backoff_until: None,
+            limited: false,
+            uncharged: 0,
         }]
     );
     h.started(1.0);
@@ -753,7 +761,9 @@ fn launches_and_backoffs_leave_a_checkpoint_with_the_first_launchs_job_deadline(
         vec![Checkpoint {
             first_attempt: 1,
             job_deadline: deadline,
-            backoff_until: Some(h.at(15.0))
+            backoff_until: Some(h.at(15.0)),
+            limited: false,
+            uncharged: 0,
         }]
     );
     h.tick(15.0);
@@ -762,7 +772,9 @@ fn launches_and_backoffs_leave_a_checkpoint_with_the_first_launchs_job_deadline(
         vec![Checkpoint {
             first_attempt: 1,
             job_deadline: deadline,
-            backoff_until: None
+            backoff_until: None,
+            limited: false,
+            uncharged: 0,
         }],
         "the second launch keeps the first launch's job deadline"
     );
@@ -779,6 +791,8 @@ fn an_adopted_job_in_backoff_resumes_as_retrying_and_launches_when_the_backoff_e
             attempt: 1,
             job_deadline: Some(now + 3600 * SEC),
             backoff_until: Some(now + 4 * SEC),
+            limited: false,
+            uncharged: 0,
         },
     );
     assert_eq!(core.state(&job), Some(JobState::Retrying));
@@ -821,6 +835,8 @@ fn an_adopted_job_whose_window_was_killed_with_max_attempts_1_fails_and_ends() {
             attempt: 1,
             job_deadline: None,
             backoff_until: None,
+            limited: false,
+            uncharged: 0,
         },
     );
     core.handle(
@@ -854,6 +870,8 @@ fn an_adopted_job_keeps_its_original_job_deadline() {
             attempt: 1,
             job_deadline: Some(now + 30 * SEC),
             backoff_until: None,
+            limited: false,
+            uncharged: 0,
         },
     );
     assert_eq!(core.poll_timeout(), Some(now + 30 * SEC));
@@ -870,6 +888,8 @@ fn an_adopted_job_whose_deadline_passed_meanwhile_times_out_at_once() {
             attempt: 1,
             job_deadline: Some(now),
             backoff_until: None,
+            limited: false,
+            uncharged: 0,
         },
     );
     core.handle_timeout(t0);
@@ -1082,6 +1102,8 @@ fn an_adopted_attempt_from_before_its_budget_uses_none_of_it() {
         attempt: 2,
         job_deadline: None,
         backoff_until: None,
+        limited: false,
+        uncharged: 0,
     };
     let (mut core, job, t0) = adopted(cfg, adoption);
     core.handle(

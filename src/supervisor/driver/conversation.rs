@@ -170,7 +170,11 @@ impl Driver {
 /// When a turn or the attempt ends, the attempt's tokens from its
 /// transcript (applied with the transition, under the registry's lock).
 pub(super) fn count_tokens(record: &mut Record, attempt: u32, to: JobState, prices: &Prices) {
-    let turn_ended = to.is_finished() || matches!(to, JobState::Retrying | JobState::Waiting);
+    let turn_ended = to.is_finished()
+        || matches!(
+            to,
+            JobState::Retrying | JobState::Waiting | JobState::Limited
+        );
     if turn_ended {
         count_attempt_tokens(record, attempt, prices);
     }
@@ -212,6 +216,7 @@ mod tests {
             signature: Signature::Valid,
             sent: None,
             data: Some(data),
+            limit_resets: None,
         }
     }
 

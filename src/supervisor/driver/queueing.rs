@@ -12,7 +12,24 @@ impl Driver {
     /// A job that starts when the queue lets it (its slot, its dependencies).
     pub fn enqueue(&mut self, job: JobId, spec: QueueSpec, caps: Caps) {
         self.caps.insert(job.clone(), caps);
+        if let Ok(record) = self.registry.load(&job) {
+            self.queue.set_agent(&job, &record.spec.agent);
+        }
         self.queue.push(job, spec);
+        self.queue_dirty = true;
+    }
+
+    /// A usage limit met here: no new job of `agent` starts before
+    /// `until` (SPEC section 14); its queued jobs say so. Jobs already
+    /// running are left alone: they meet the limit themselves.
+    pub fn hold_agent(&mut self, agent: &str, until: Instant) {
+        let at = crate::supervisor::clock::to_unix(until);
+        let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(at.max(0.0).ceil());
+        let reason = format!(
+            "{agent} is limited until {} (a usage limit met on this host)",
+            humantime::format_rfc3339_seconds(when)
+        );
+        self.queue.hold(agent, until, reason);
         self.queue_dirty = true;
     }
 
@@ -131,6 +148,12 @@ impl Driver {
                     self.queue.remove(&job);
                     self.core.skip(&job, reason);
                     changed = true;
+                }
+                Decision::Held { job, reason } => {
+                    if self.still_waiting(&job) {
+                        self.core.mark_queued(&job, Some(reason));
+                        changed = true;
+                    }
                 }
                 Decision::Blocked(job) => {
                     if self.still_waiting(&job) {

@@ -293,7 +293,7 @@ impl Driver {
 
     /// Keeps the job's retry budget, deadline and backoff in its record, so
     /// a `resume` after a crash honours them.
-    pub(super) fn record_checkpoint(&self, job: &JobId, checkpoint: Checkpoint) {
+    pub(super) fn record_checkpoint(&mut self, job: &JobId, checkpoint: Checkpoint) {
         let point = ResumePoint {
             first_attempt: checkpoint.first_attempt,
             job_deadline: checkpoint
@@ -302,9 +302,19 @@ impl Driver {
             backoff_until: checkpoint
                 .backoff_until
                 .map(crate::supervisor::clock::to_unix),
+            uncharged: checkpoint.uncharged,
         };
-        if let Err(e) = self.registry.update(job, |r| r.resume = Some(point)) {
+        let mut agent = String::new();
+        if let Err(e) = self.registry.update(job, |r| {
+            r.resume = Some(point);
+            agent.clone_from(&r.spec.agent);
+        }) {
             tracing::warn!("job {job}: cannot update the record: {e:#}");
+        }
+        if let (true, Some(until)) = (checkpoint.limited, checkpoint.backoff_until) {
+            if !agent.is_empty() {
+                self.hold_agent(&agent, until);
+            }
         }
     }
 }

@@ -53,7 +53,7 @@ impl JobRow {
         match self.state {
             JobState::Waiting => 0,
             JobState::Running | JobState::Launching => 1,
-            JobState::Retrying => 2,
+            JobState::Retrying | JobState::Limited => 2,
             JobState::Pending | JobState::Queued => 3,
             JobState::Failed | JobState::TimedOut => 4,
             JobState::Cancelled | JobState::Skipped => 5,

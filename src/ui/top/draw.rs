@@ -146,6 +146,8 @@ fn state_style(state: JobState) -> Style {
         JobState::Cancelled | JobState::Skipped => style.fg(Color::DarkGray),
         // Waiting its turn: not yet started, so not the launch colour.
         JobState::Queued => style.fg(Color::Magenta),
+        // Paused until a usage limit resets: nothing to do but wait.
+        JobState::Limited => style.fg(Color::Yellow),
     }
 }
 
