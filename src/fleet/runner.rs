@@ -754,7 +754,7 @@ impl Fleet {
             job: ready.job,
             agent: ready.agent,
             runtime: Box::new(ready.runtime),
-            config: ready.config,
+            config: Box::new(ready.config),
         });
     }
 

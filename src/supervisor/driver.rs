@@ -95,7 +95,7 @@ pub enum Intake {
         job: JobId,
         agent: String,
         runtime: Box<JobRuntime>,
-        config: super::core::JobConfig,
+        config: Box<super::core::JobConfig>,
     },
     Cancel {
         job: JobId,
@@ -223,7 +223,7 @@ impl Driver {
                 self.view.add(&job, &runtime.name, &agent, max_attempts);
                 self.jobs.insert(job.clone(), *runtime);
                 // A runner's cap is the queue's local cap: no slot files.
-                self.core.enqueue(job.clone(), config);
+                self.core.enqueue(job.clone(), *config);
                 self.enqueue(
                     job,
                     super::queue::QueueSpec::default(),
