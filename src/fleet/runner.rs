@@ -761,6 +761,9 @@ impl Fleet {
     /// A transition of a local job, published unless the job was taken
     /// over (then only its slot is freed).
     async fn on_note(&mut self, note: Note) {
+        if note.work_only {
+            return self.publish_work(&note.job, note.attempt).await;
+        }
         if note.to.is_finished() {
             self.active.remove(&note.job);
         }
@@ -780,6 +783,25 @@ impl Fleet {
         }
         if note.to.is_finished() {
             self.held.remove(&note.job);
+        }
+    }
+
+    /// The job's last state from this runner again, with its record's work,
+    /// when that changed after the transition (the tokens of an agent that
+    /// writes its transcript's last line after its last hook).
+    async fn publish_work(&mut self, job: &JobId, attempt: u32) {
+        let mine = |s: &&JobStatus| {
+            s.attempt == attempt && s.runner.as_deref() == Some(self.me.name.as_str())
+        };
+        let Some(last) = self.states.get(job).filter(mine).cloned() else {
+            return;
+        };
+        let mut now = last
+            .clone()
+            .with_record(self.registry.load(job).ok().as_ref());
+        if now.work != last.work {
+            now.ts = now_ts();
+            self.publish_state(now).await;
         }
     }
 
