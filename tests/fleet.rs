@@ -737,3 +737,86 @@ fn send_reaches_a_fleet_jobs_agent_through_its_runner_and_follows_it_up_there() 
     });
     assert!(summed.is_some(), "{:?}", fleet_state(&fleet.submitter, &id));
 }
+
+/// Names a conversation per attempt; attempt 1 runs until its host dies.
+fn resumable_agent(home: &std::path::Path) -> String {
+    format!(
+        r#"printf '%s\n' "attempt $DELEGATE_ATTEMPT: $*" >> {argv}
+printf '{{"session_id":"conv-%s"}}' "$DELEGATE_ATTEMPT" |
+  "$TMUX_DELEGATE_BIN" publish --event started --data-field session_id
+[ "$DELEGATE_ATTEMPT" = 1 ] && exec sleep 600
+"$TMUX_DELEGATE_BIN" publish --event completed --message done
+exec sleep 30
+"#,
+        argv = home.join("argv.log").display()
+    )
+}
+
+/// The conversation lives on the runner that ran it: after a failover the
+/// new runner's attempt starts a new one and says why (in its pane, so in
+/// the job's log on the submitter, and in its record's `attempts[]`); a
+/// follow-up then goes to the new runner and continues the conversation
+/// that attempt started there.
+#[test]
+fn a_failed_over_attempt_starts_a_new_conversation_and_says_why() {
+    let mut fleet = Fleet::new(2);
+    for host in &fleet.hosts {
+        let body = resumable_agent(&host.home);
+        host.conversing_agent("resumable", &body);
+    }
+    fleet.hosts[1].fleet_setting("failover_after = \"1s\"");
+    fleet.hosts[0].start(2);
+    let id = fleet.submit_one("resumable", "p");
+    let running = wait_state(&fleet.submitter, &id, "running", 1);
+    assert_eq!(running["runner"], "r0", "{running}");
+    assert!(
+        wait_for(Duration::from_secs(10), || fleet.hosts[0].record(&id)
+            ["attempts"][0]["session"]["id"]
+            .as_str()
+            .map(str::to_owned))
+        .is_some_and(|s| s == "conv-1")
+    );
+    fleet.hosts[1].start(2);
+    // r0's host dies: its runner and its tmux server with the agent.
+    fleet.hosts[0]
+        .runner
+        .as_mut()
+        .expect("r0")
+        .guard
+        .child()
+        .kill()
+        .expect("SIGKILL r0");
+    let _ = fleet.hosts[0].tmux.command(&["kill-server"]).output();
+
+    let done = wait_state(&fleet.submitter, &id, "completed", 2);
+    assert_eq!(done["runner"], "r1", "{done}");
+    assert_eq!(done["session"]["id"], "conv-2", "{done}");
+    assert_eq!(fleet.hosts[1].lines_of("argv.log"), ["attempt 2: -- p"]);
+    let why = "attempt 1 did not run on this host: no conversation to continue";
+    let record = fleet.hosts[1].record(&id);
+    let attempts = record["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 1, "{record}");
+    assert_eq!(attempts[0]["number"], 2, "{record}");
+    assert_eq!(attempts[0]["fresh_because"], why, "{record}");
+    assert!(attempts[0]["continued_from"].is_null(), "{record}");
+    let said = format!("[tmux-delegate] attempt 2 starts a new conversation: {why}");
+    let log = wait_for(Duration::from_secs(30), || {
+        let out = run(td(&fleet.submitter, &[]).args(["logs", &id]));
+        let shown = text(&out.stdout);
+        shown.contains("--- pane of attempt 2").then_some(shown)
+    })
+    .expect("the log of attempt 2 has its pane");
+    assert!(log.contains(&said), "{log}");
+
+    let (code, err) = fleet.on_submitter(&["send", &id, "go on"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("attempt 3 follows up in its conversation (runner r1)"),
+        "{err}"
+    );
+    wait_state(&fleet.submitter, &id, "completed", 3);
+    assert_eq!(
+        fleet.hosts[1].lines_of("argv.log"),
+        ["attempt 2: -- p", "attempt 3: --resume conv-2 -- go on"]
+    );
+}
