@@ -180,6 +180,12 @@ fn a_retry_continues_the_conversation_and_a_broken_resume_falls_back_to_fresh() 
         record["attempts"][2]["continued_from"].is_null(),
         "{record}"
     );
+    assert_eq!(
+        record["attempts"][2]["fresh_because"],
+        "attempt 2 continued conversation conv-1 and failed before its first event",
+        "{record}"
+    );
+    assert!(record["attempts"][1]["fresh_because"].is_null(), "{record}");
 }
 
 /// `send ID TEXT` answers an agent waiting at its prompt without

@@ -615,3 +615,208 @@ fn a_fourth_host_reads_and_follows_a_jobs_log_without_its_secrets() {
         text(&out.stderr)
     );
 }
+
+/// Reports like the Claude Code template's hooks (its conversation and
+/// transcript at the start, its answer with `completed`); at attempt 1 it
+/// first reads a line mid-turn, then waits at its prompt for another. Like
+/// Claude Code, it writes its answer's transcript line after its last hook
+/// (here: when the supervisor stops it).
+fn asking_agent(home: &std::path::Path) -> String {
+    format!(
+        r#"printf '%s\n' "attempt $DELEGATE_ATTEMPT: $*" >> {argv}
+transcript="$PWD/transcript-$DELEGATE_ATTEMPT.jsonl"
+usage() {{ printf '{{"type":"assistant","message":{{"id":"%s","model":"t","usage":{{"input_tokens":%s,"output_tokens":%s}}}}}}\n' "$1" "$2" "$3" >> "$transcript"; }}
+usage m1 100 10
+printf '{{"session_id":"conv-f","transcript_path":"%s"}}' "$transcript" |
+  "$TMUX_DELEGATE_BIN" publish --event started --data-field session_id --data-field transcript_path
+if [ "$DELEGATE_ATTEMPT" = 1 ]; then
+  IFS= read -r first; printf '%s\n' "$first" >> {heard}
+  "$TMUX_DELEGATE_BIN" publish --event waiting --message 'Which file next?'
+  IFS= read -r answer; printf '%s\n' "$answer" >> {heard}
+fi
+trap 'usage m2 7 3; exit 0' TERM
+printf '{{"last_assistant_message":"done with attempt %s"}}' "$DELEGATE_ATTEMPT" |
+  "$TMUX_DELEGATE_BIN" publish --event completed --message done --data-field last_assistant_message
+sleep 30 & wait
+"#,
+        argv = home.join("argv.log").display(),
+        heard = home.join("heard.txt").display()
+    )
+}
+
+/// `send` to a fleet job from the submitter's host goes to its runner as a
+/// signed control and is judged there by `send`'s rules: refused mid-turn
+/// (exit 2, the runner's reason), typed with `--now` and at the prompt,
+/// byte for byte; keys without a dialog refused. The completed job's
+/// result, conversation and tokens (its last transcript line included) are
+/// in its fleet state; a follow-up continues its conversation on its runner.
+#[test]
+fn send_reaches_a_fleet_jobs_agent_through_its_runner_and_follows_it_up_there() {
+    let mut fleet = Fleet::new(1);
+    let body = asking_agent(&fleet.hosts[0].home);
+    fleet.hosts[0].conversing_agent("asks", &body);
+    fleet.hosts[0].start(2);
+    let id = fleet.submit_one("asks", "p");
+    wait_state(&fleet.submitter, &id, "running", 1);
+
+    let (code, err) = fleet.on_submitter(&["send", &id, "too soon"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("mid-turn") && err.contains("--now") && err.contains("(runner r0)"),
+        "{err}"
+    );
+    let pwned = fleet.dir.path().join("pwned");
+    let first = format!("-z it's $(touch {}) `id` \"q\" C-c", pwned.display());
+    let (code, err) = fleet.on_submitter(&["send", &id, &first, "--now"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("went to its window (attempt 1) (runner r0)"),
+        "{err}"
+    );
+    wait_state(&fleet.submitter, &id, "waiting", 1);
+    let (code, err) = fleet.on_submitter(&["send", &id, "--keys", "Enter"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("no dialog"), "{err}");
+    let (code, err) = fleet.on_submitter(&["send", &id, "src/parser.rs"]);
+    assert_eq!(code, Some(0), "{err}");
+    wait_state(&fleet.submitter, &id, "completed", 1);
+    assert_eq!(
+        fleet.hosts[0].lines_of("heard.txt"),
+        [first.as_str(), "src/parser.rs"]
+    );
+    assert!(!pwned.exists(), "the text went through a shell");
+
+    // The fleet state has what the runner's record has, also the tokens
+    // of the line written after the last hook (counted when the window
+    // closed).
+    let done = wait_for(Duration::from_secs(20), || {
+        fleet_state(&fleet.submitter, &id).filter(|s| s["usage"]["input_tokens"] == 107)
+    })
+    .unwrap_or_else(|| panic!("{:?}", fleet_state(&fleet.submitter, &id)));
+    assert_eq!(done["result"], "done with attempt 1", "{done}");
+    assert_eq!(done["session"]["id"], "conv-f", "{done}");
+    assert_eq!(done["usage"]["output_tokens"], 13, "{done}");
+    assert!(
+        done["session"]["transcript"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("transcript-1.jsonl")),
+        "{done}"
+    );
+
+    // On the runner's own host the follow-up is not started behind the
+    // runner's back.
+    let (code, _, err) = finish(
+        fleet.hosts[0].td(&[]).args(["send", &id, "x"]),
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("is a fleet job of runner r0"), "{err}");
+
+    let (code, err) = fleet.on_submitter(&["send", &id, "and now the tests"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("attempt 2 follows up in its conversation (runner r0)"),
+        "{err}"
+    );
+    let again = wait_state(&fleet.submitter, &id, "completed", 2);
+    assert_eq!(again["runner"], "r0", "{again}");
+    assert_eq!(
+        fleet.hosts[0].lines_of("argv.log"),
+        [
+            "attempt 1: -- p",
+            "attempt 2: --resume conv-f -- and now the tests"
+        ]
+    );
+    let record = fleet.hosts[0].record(&id);
+    assert_eq!(
+        record["attempts"][1]["continued_from"], "conv-f",
+        "{record}"
+    );
+    let summed = wait_for(Duration::from_secs(20), || {
+        fleet_state(&fleet.submitter, &id).filter(|s| s["usage"]["input_tokens"] == 214)
+    });
+    assert!(summed.is_some(), "{:?}", fleet_state(&fleet.submitter, &id));
+}
+
+/// Names a conversation per attempt; attempt 1 runs until its host dies.
+fn resumable_agent(home: &std::path::Path) -> String {
+    format!(
+        r#"printf '%s\n' "attempt $DELEGATE_ATTEMPT: $*" >> {argv}
+printf '{{"session_id":"conv-%s"}}' "$DELEGATE_ATTEMPT" |
+  "$TMUX_DELEGATE_BIN" publish --event started --data-field session_id
+[ "$DELEGATE_ATTEMPT" = 1 ] && exec sleep 600
+"$TMUX_DELEGATE_BIN" publish --event completed --message done
+exec sleep 30
+"#,
+        argv = home.join("argv.log").display()
+    )
+}
+
+/// The conversation lives on the runner that ran it: after a failover the
+/// new runner's attempt starts a new one and says why (in its pane, so in
+/// the job's log on the submitter, and in its record's `attempts[]`); a
+/// follow-up then goes to the new runner and continues the conversation
+/// that attempt started there.
+#[test]
+fn a_failed_over_attempt_starts_a_new_conversation_and_says_why() {
+    let mut fleet = Fleet::new(2);
+    for host in &fleet.hosts {
+        let body = resumable_agent(&host.home);
+        host.conversing_agent("resumable", &body);
+    }
+    fleet.hosts[1].fleet_setting("failover_after = \"1s\"");
+    fleet.hosts[0].start(2);
+    let id = fleet.submit_one("resumable", "p");
+    let running = wait_state(&fleet.submitter, &id, "running", 1);
+    assert_eq!(running["runner"], "r0", "{running}");
+    assert!(
+        wait_for(Duration::from_secs(10), || fleet.hosts[0].record(&id)
+            ["attempts"][0]["session"]["id"]
+            .as_str()
+            .map(str::to_owned))
+        .is_some_and(|s| s == "conv-1")
+    );
+    fleet.hosts[1].start(2);
+    // r0's host dies: its runner and its tmux server with the agent.
+    fleet.hosts[0]
+        .runner
+        .as_mut()
+        .expect("r0")
+        .guard
+        .child()
+        .kill()
+        .expect("SIGKILL r0");
+    let _ = fleet.hosts[0].tmux.command(&["kill-server"]).output();
+
+    let done = wait_state(&fleet.submitter, &id, "completed", 2);
+    assert_eq!(done["runner"], "r1", "{done}");
+    assert_eq!(done["session"]["id"], "conv-2", "{done}");
+    assert_eq!(fleet.hosts[1].lines_of("argv.log"), ["attempt 2: -- p"]);
+    let why = "attempt 1 did not run on this host: no conversation to continue";
+    let record = fleet.hosts[1].record(&id);
+    let attempts = record["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 1, "{record}");
+    assert_eq!(attempts[0]["number"], 2, "{record}");
+    assert_eq!(attempts[0]["fresh_because"], why, "{record}");
+    assert!(attempts[0]["continued_from"].is_null(), "{record}");
+    let said = format!("[tmux-delegate] attempt 2 starts a new conversation: {why}");
+    let log = wait_for(Duration::from_secs(30), || {
+        let out = run(td(&fleet.submitter, &[]).args(["logs", &id]));
+        let shown = text(&out.stdout);
+        shown.contains("--- pane of attempt 2").then_some(shown)
+    })
+    .expect("the log of attempt 2 has its pane");
+    assert!(log.contains(&said), "{log}");
+
+    let (code, err) = fleet.on_submitter(&["send", &id, "go on"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("attempt 3 follows up in its conversation (runner r1)"),
+        "{err}"
+    );
+    wait_state(&fleet.submitter, &id, "completed", 3);
+    assert_eq!(
+        fleet.hosts[1].lines_of("argv.log"),
+        ["attempt 2: -- p", "attempt 3: --resume conv-2 -- go on"]
+    );
+}

@@ -393,6 +393,15 @@ mod tests {
         }
     }
 
+    /// The lines of `user`'s first block of the ACL.
+    fn acl_block(acl: &str, user: &str) -> String {
+        let after = acl
+            .split(&format!("user {user}\n"))
+            .nth(1)
+            .unwrap_or_default();
+        after.split("\n\n").next().unwrap_or_default().to_owned()
+    }
+
     #[test]
     fn the_fleet_adds_two_least_privilege_users_and_their_configs() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -411,6 +420,9 @@ mod tests {
         assert!(acl.contains("user submitter\ntopic write python/mqtt/pools/+/jobs"));
         assert!(acl.contains("topic write python/mqtt/jobs/+/log\n"));
         assert!(acl.contains("topic read python/mqtt/jobs/+/log\n"));
+        // `send`: the runner answers on the job's reply topic.
+        assert!(acl_block(&acl, "runner").contains("topic write python/mqtt/jobs/+/reply\n"));
+        assert!(acl_block(&acl, "submitter").contains("topic read python/mqtt/jobs/+/reply\n"));
         // The runner writes each job's fence; a window may read it, and
         // never the states (they carry every job's prompt).
         assert!(acl.contains("topic readwrite python/mqtt/jobs/+/fence\n"));

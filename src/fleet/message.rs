@@ -8,6 +8,7 @@ use crate::model::row::{rfc3339, FleetPlace};
 use crate::model::{FailureInfo, FleetState, LastEvent, StatusRow};
 use crate::mqtt::sign::EventKey;
 use crate::registry::Record;
+use crate::supervisor::send::{Input, TEXT_MAX};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -208,16 +209,78 @@ impl Presence {
     }
 }
 
-/// A kill or retry request to the job's runner, signed like a submission.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A kill or send request to the job's runner, signed like a submission
+/// (every field: the text, the keys and `now` too).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Control {
     pub job: String,
-    /// `kill` or `retry`.
+    /// `kill` or `send`.
     pub action: String,
     pub ts: f64,
+    /// `send`: the text to type, or to follow a finished job up with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// `send --keys`: keys for a dialog.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
+    /// `send --now`: type even mid-turn.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub now: bool,
+    /// `send`: names the runner's answer (`Reply`), and the request once:
+    /// a duplicate delivery is not typed twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+}
+
+/// The most keys one `send --keys` carries.
+pub const KEYS_MAX: usize = 32;
+
+/// How far a `send` control's time may be from the runner's clock: an
+/// older one is a replay (or a clock far off), refused.
+pub const CONTROL_MAX_AGE: f64 = 600.0;
+
+/// A nonce as `send` makes them: 8 to 64 letters and digits.
+pub fn valid_nonce(nonce: &str) -> bool {
+    (8..=64).contains(&nonce.len()) && nonce.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
 impl Control {
+    /// What a `send` control carries to the window or the next attempt.
+    pub fn input(&self) -> Input<'_> {
+        match &self.text {
+            Some(text) => Input::Text(text),
+            None => Input::Keys(&self.keys),
+        }
+    }
+
+    /// Whether a `send` control is well formed (before any verdict): one
+    /// nonce, text or keys within their sizes, a time near `now`.
+    pub fn check_send(&self, now: f64) -> Result<(), String> {
+        if !self.nonce.as_deref().is_some_and(valid_nonce) {
+            return Err("the request has no valid nonce".into());
+        }
+        let shape = match (&self.text, self.keys.as_slice()) {
+            (Some(_), [_, ..]) => Err("the request carries both text and keys".to_owned()),
+            (None, []) => Err("the request carries neither text nor keys".to_owned()),
+            (Some(text), []) if text.len() > TEXT_MAX => Err(format!(
+                "the text is {} bytes; at most {TEXT_MAX} go in one `send`",
+                text.len()
+            )),
+            (None, keys) if keys.len() > KEYS_MAX || keys.iter().any(|k| k.len() > 16) => {
+                Err(format!("at most {KEYS_MAX} dialog keys go in one `send`"))
+            }
+            _ => Ok(()),
+        };
+        shape?;
+        if (now - self.ts).abs() > CONTROL_MAX_AGE {
+            return Err(format!(
+                "the request was made {:.0} s from this runner's clock (at most {CONTROL_MAX_AGE:.0}): a replay, or a clock far off",
+                now - self.ts
+            ));
+        }
+        Ok(())
+    }
+
     pub fn to_signed(&self, key: Option<&EventKey>) -> Vec<u8> {
         let mut object = match serde_json::to_value(self) {
             Ok(Value::Object(object)) => object,
@@ -229,6 +292,22 @@ impl Control {
         }
         Value::Object(object).to_string().into_bytes()
     }
+}
+
+/// A runner's answer to a `send` control, on `<prefix>/jobs/<id>/reply`
+/// (only runners may publish there: the ACL).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    pub job: String,
+    /// The control's.
+    pub nonce: String,
+    pub runner: String,
+    pub accepted: bool,
+    /// What was done, or why not.
+    pub message: String,
+    /// The attempt the input went to (a follow-up's new one).
+    pub attempt: u32,
+    pub ts: f64,
 }
 
 /// Job `j-1`'s state in pool `default`, for the fleet's unit tests.
@@ -406,6 +485,80 @@ mod tests {
         assert!(
             JobStatus::decode(br#"{"job":"j-1","state":"exploded","attempt":1,"ts":0}"#).is_none()
         );
+    }
+
+    fn send_control(text: Option<&str>, keys: &[&str]) -> Control {
+        Control {
+            job: "j-1".into(),
+            action: "send".into(),
+            ts: 1_000.0,
+            text: text.map(str::to_owned),
+            keys: keys.iter().map(|k| (*k).to_owned()).collect(),
+            now: false,
+            nonce: Some("0123456789abcdef".into()),
+        }
+    }
+
+    #[test]
+    fn a_send_control_is_signed_whole_and_checked_for_shape_size_and_age() {
+        let key = EventKey::generate();
+        let control = send_control(Some("yes, and add tests"), &[]);
+        let signed: Map<String, Value> =
+            serde_json::from_slice(&control.to_signed(Some(&key))).expect("json");
+        assert_eq!(
+            verify(&signed, std::slice::from_ref(&key)),
+            Verdict::Trusted
+        );
+        let mut tampered = signed.clone();
+        tampered.insert("text".into(), Value::String("rm -rf ~".into()));
+        assert!(matches!(
+            verify(&tampered, std::slice::from_ref(&key)),
+            Verdict::Refused(_)
+        ));
+        let mut hurried = signed;
+        hurried.insert("now".into(), Value::Bool(true));
+        assert!(matches!(verify(&hurried, &[key]), Verdict::Refused(_)));
+        // A kill has none of the send fields: its message is as before.
+        let kill = Control {
+            job: "j-1".into(),
+            action: "kill".into(),
+            ts: 1.5,
+            ..Control::default()
+        };
+        assert_eq!(
+            String::from_utf8(kill.to_signed(None)).expect("utf-8"),
+            r#"{"action":"kill","job":"j-1","ts":1.5}"#
+        );
+
+        let long = "x".repeat(TEXT_MAX + 1);
+        let no_nonce = Control {
+            nonce: None,
+            ..send_control(Some("hi"), &[])
+        };
+        let bad_nonce = Control {
+            nonce: Some("a b; rm".into()),
+            ..send_control(Some("hi"), &[])
+        };
+        let many_keys: Vec<&str> = vec!["Enter"; KEYS_MAX + 1];
+        // (control, seconds after it was made, accepted)
+        let cases = [
+            (send_control(Some("hi"), &[]), 5.0, true),
+            (send_control(None, &["Down", "Enter"]), -5.0, true),
+            (send_control(Some(&long), &[]), 0.0, false),
+            (send_control(Some("hi"), &["Enter"]), 0.0, false),
+            (send_control(None, &[]), 0.0, false),
+            (send_control(None, &many_keys), 0.0, false),
+            (send_control(Some("hi"), &[]), CONTROL_MAX_AGE + 1.0, false),
+            (no_nonce, 0.0, false),
+            (bad_nonce, 0.0, false),
+        ];
+        for (n, (control, after, accepted)) in cases.iter().enumerate() {
+            assert_eq!(
+                control.check_send(control.ts + after).is_ok(),
+                *accepted,
+                "case {n}"
+            );
+        }
     }
 
     #[test]

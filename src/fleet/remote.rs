@@ -1,10 +1,11 @@
-//! `status`, `kill`, `retry` (and `logs`, in `joblog.rs`) from any host with
-//! broker access, for jobs this host's registry does not have: the
-//! fleet's jobs are known from their retained state topics; a kill is a
-//! signed control message to the job's runner; a retry offers a finished
-//! job to its pool again with the next attempt number.
+//! `status`, `kill`, `send`, `retry` (and `logs`, in `joblog.rs`) from any
+//! host with broker access, for jobs this host's registry does not have:
+//! the fleet's jobs are known from their retained state topics; a kill or
+//! a send is a signed control message to the job's runner (which answers a
+//! send on the job's reply topic); a retry offers a finished job to its
+//! pool again with the next attempt number.
 
-use super::message::{Control, JobStatus, Offer};
+use super::message::{Control, JobStatus, Offer, Reply};
 use super::submit::fleet_broker;
 use super::topics::{self, Topic};
 use crate::config::{BrokerSettings, Config, Env};
@@ -14,6 +15,7 @@ use crate::model::{FleetState, JobId};
 use crate::mqtt::client::{Publisher, Subscriber};
 use crate::mqtt::connect::ConnectOptions;
 use crate::registry::Registry;
+use crate::supervisor::send::Input;
 use crate::ui::table::Grid;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -160,6 +162,7 @@ pub async fn kill(config: &Config, id: &str) -> anyhow::Result<Exit> {
         job: job.to_string(),
         action: "kill".into(),
         ts: now_ts(),
+        ..Control::default()
     };
     let follower = super::submit::Following::start(
         Subscriber::connect(
@@ -205,6 +208,129 @@ pub async fn kill(config: &Config, id: &str) -> anyhow::Result<Exit> {
         Exit::JobFailed | Exit::Success => Exit::Success,
         other => other,
     })
+}
+
+/// How long `send` waits for the runner's answer (as `kill` waits for the
+/// job's end).
+const SEND_ANSWER_WAIT: Duration = Duration::from_secs(30);
+
+/// `send ID TEXT | --keys KEY... [--now]` for a fleet job: a signed control
+/// to the runner that holds it (or ran its last attempt, for a follow-up),
+/// which judges it by its record with the rules `send` has on one host and
+/// answers on the job's reply topic. Refused: exit 2 with the runner's why.
+pub async fn send(config: &Config, id: &str, input: &Input<'_>, now: bool) -> anyhow::Result<Exit> {
+    let broker = fleet_broker(config)?;
+    let job = JobId::parse(id)?;
+    let status = one_state(&broker, &job).await?;
+    let refused =
+        |why: String| Failure::new(Exit::Usage, format!("cannot send to job {job}: {why}"));
+    let runner = owning_runner(&status).map_err(refused)?;
+    let control = send_control(&job, input, now);
+    control.check_send(control.ts).map_err(refused)?;
+    let key = config.fleet.submitter_key()?;
+    let Some(reply) = ask_runner(
+        &broker,
+        &job,
+        &control.to_signed(key.as_ref()),
+        control.nonce.as_deref(),
+    )
+    .await?
+    else {
+        return Err(Failure::new(
+            Exit::TimedOut,
+            format!(
+                "runner {runner} did not answer the send to job {job} within {}",
+                humantime::format_duration(SEND_ANSWER_WAIT)
+            ),
+        )
+        .help(format!(
+            "is it online (`tmux-delegate status --fleet`)? Its broker ACL needs `topic write {0}/jobs/+/reply` (runner) and `topic read {0}/jobs/+/reply` (submitter): `broker setup --fleet` writes them",
+            broker.topic_prefix
+        ))
+        .into());
+    };
+    if !reply.accepted {
+        return Err(refused(format!("{} (runner {})", reply.message, reply.runner)).into());
+    }
+    eprintln!("job {job}: {} (runner {})", reply.message, reply.runner);
+    Ok(Exit::Success)
+}
+
+/// The runner a `send` goes to: the one named by the job's state. None
+/// holds a job on offer, and a refused one never ran.
+fn owning_runner(status: &JobStatus) -> Result<String, String> {
+    match (&status.runner, status.state) {
+        (Some(runner), FleetState::Refused) => Err(format!(
+            "runner {runner} refused it: {}",
+            status.reason.as_deref().unwrap_or("no reason given")
+        )),
+        (Some(runner), _) => Ok(runner.clone()),
+        (None, state) => Err(format!("it is {state}: no runner holds it yet")),
+    }
+}
+
+fn send_control(job: &JobId, input: &Input<'_>, now: bool) -> Control {
+    let (text, keys) = match input {
+        Input::Text(text) => (Some((*text).to_owned()), Vec::new()),
+        Input::Keys(keys) => (None, keys.to_vec()),
+    };
+    Control {
+        job: job.to_string(),
+        action: "send".into(),
+        ts: now_ts(),
+        text,
+        keys,
+        now,
+        nonce: Some(format!("{:032x}", rand::random::<u128>())),
+    }
+}
+
+/// Publishes the signed control and waits for the runner's answer to it.
+/// The reply topic is subscribed on the same connection first, so the
+/// answer cannot come before the subscription.
+async fn ask_runner(
+    broker: &BrokerSettings,
+    job: &JobId,
+    control: &[u8],
+    nonce: Option<&str>,
+) -> Result<Option<Reply>, Failure> {
+    let reply_topic = topics::reply_topic(&broker.topic_prefix, job);
+    let mut publisher = Publisher::connect_watching(
+        broker,
+        &ConnectOptions::new("fleet-send"),
+        vec![reply_topic],
+    )
+    .await?;
+    let mut answers = publisher.take_incoming();
+    let sent = publisher
+        .publish(
+            &topics::control_topic(&broker.topic_prefix, job),
+            control.to_vec(),
+            false,
+            broker.connect_timeout,
+        )
+        .await;
+    let answer = async {
+        while let Some(message) = answers.as_mut()?.recv().await {
+            let reply = serde_json::from_slice::<Reply>(&message.payload).ok();
+            if let Some(reply) = reply.filter(|r| Some(r.nonce.as_str()) == nonce) {
+                return Some(reply);
+            }
+        }
+        None
+    };
+    let reply = match sent {
+        Ok(_) => tokio::time::timeout(SEND_ANSWER_WAIT, answer)
+            .await
+            .ok()
+            .flatten(),
+        Err(e) => {
+            publisher.close().await;
+            return Err(e);
+        }
+    };
+    publisher.close().await;
+    Ok(reply)
 }
 
 /// `retry ID` for a finished fleet job: its pool gets it again, as the

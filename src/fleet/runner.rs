@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 mod logs;
+mod send;
 
 /// How often a runner re-announces itself (it also recovers the retained
 /// presence after a reconnect, when the Last Will has fired meanwhile).
@@ -119,6 +120,8 @@ struct Fleet {
     /// `failover_after` for them to come back).
     offline_since: BTreeMap<String, Instant>,
     sync: Sync,
+    /// The `send` controls answered lately (a duplicate is not typed twice).
+    answered: send::Answered,
 }
 
 /// Whether this runner has the broker's retained states: not after a lost
@@ -314,6 +317,7 @@ impl Fleet {
             fenced: HashMap::new(),
             deferred: BTreeMap::new(),
             offline_since: BTreeMap::new(),
+            answered: send::Answered::default(),
             sync: Sync {
                 synced: true,
                 mark: 0,
@@ -761,6 +765,9 @@ impl Fleet {
     /// A transition of a local job, published unless the job was taken
     /// over (then only its slot is freed).
     async fn on_note(&mut self, note: Note) {
+        if note.work_only {
+            return self.publish_work(&note.job, note.attempt).await;
+        }
         if note.to.is_finished() {
             self.active.remove(&note.job);
         }
@@ -780,6 +787,25 @@ impl Fleet {
         }
         if note.to.is_finished() {
             self.held.remove(&note.job);
+        }
+    }
+
+    /// The job's last state from this runner again, with its record's work,
+    /// when that changed after the transition (the tokens of an agent that
+    /// writes its transcript's last line after its last hook).
+    async fn publish_work(&mut self, job: &JobId, attempt: u32) {
+        let mine = |s: &&JobStatus| {
+            s.attempt == attempt && s.runner.as_deref() == Some(self.me.name.as_str())
+        };
+        let Some(last) = self.states.get(job).filter(mine).cloned() else {
+            return;
+        };
+        let mut now = last
+            .clone()
+            .with_record(self.registry.load(job).ok().as_ref());
+        if now.work != last.work {
+            now.ts = now_ts();
+            self.publish_state(now).await;
         }
     }
 
@@ -896,33 +922,42 @@ impl Fleet {
         .await;
     }
 
-    /// `kill ID` from any host: only the job's runner acts, and only on a
-    /// control signed by a trusted submitter (or, with none configured,
-    /// whoever the ACL let publish it).
+    /// `kill ID` and `send ID ...` from any host: only the job's runner
+    /// acts, and only on a control signed by a trusted submitter (or, with
+    /// none configured, whoever the ACL let publish it).
     async fn on_control(&mut self, job: JobId, payload: &[u8]) {
         let Ok(serde_json::Value::Object(object)) = serde_json::from_slice(payload) else {
             return;
         };
-        if !self.held.contains_key(&job) {
-            return;
-        }
-        if let Verdict::Refused(why) = message::verify(&object, &self.me.trusted) {
-            eprintln!(
-                "runner {}: refused a control for job {job}: {why}",
-                self.me.name
-            );
-            return;
-        }
-        let Ok(control) = serde_json::from_value::<Control>(serde_json::Value::Object(object))
+        let Ok(control) =
+            serde_json::from_value::<Control>(serde_json::Value::Object(object.clone()))
         else {
             return;
         };
-        if control.action != "kill" || control.job != job.as_str() {
+        let mine = match control.action.as_str() {
+            "kill" => self.held.contains_key(&job),
+            "send" => self.answers_send(&job),
+            _ => false,
+        };
+        if !mine || control.job != job.as_str() {
             return;
+        }
+        let signed = match message::verify(&object, &self.me.trusted) {
+            Verdict::Refused(why) => {
+                eprintln!(
+                    "runner {}: refused a control for job {job}: {why}",
+                    self.me.name
+                );
+                Err(why)
+            }
+            Verdict::Trusted | Verdict::AclOnly => Ok(()),
+        };
+        if control.action == "send" {
+            return self.on_send(job, control, signed).await;
         }
         let reason = "cancelled by `tmux-delegate kill` from the fleet".to_owned();
         // Queued or running, the driver cancels it; its note publishes.
-        if self.active.contains(&job) {
+        if signed.is_ok() && self.active.contains(&job) {
             let _ = self.intake.send(Intake::Cancel { job, reason });
         }
     }

@@ -2,7 +2,8 @@
 //! - `<prefix>/pools/<pool>/jobs`: job offers (QoS 1, not retained); runners
 //!   subscribe to `$share/<pool>/<prefix>/pools/<pool>/jobs`.
 //! - `<prefix>/jobs/<id>/state`: the job's state, retained (claims included).
-//! - `<prefix>/jobs/<id>/control`: kill and retry requests to its runner.
+//! - `<prefix>/jobs/<id>/control`: kill and send requests to its runner.
+//! - `<prefix>/jobs/<id>/reply`: the runner's answers to `send` requests.
 //! - `<prefix>/jobs/<id>/log`: the job's history and last pane, retained.
 //! - `<prefix>/runners/<name>`: a runner's presence, retained; Last Will offline.
 
@@ -32,6 +33,12 @@ pub fn log_topic(prefix: &str, job: &JobId) -> String {
 
 pub fn control_topic(prefix: &str, job: &JobId) -> String {
     format!("{prefix}/jobs/{job}/control")
+}
+
+/// Where the job's runner answers a `send` (not retained: the asker
+/// subscribes before it asks).
+pub fn reply_topic(prefix: &str, job: &JobId) -> String {
+    format!("{prefix}/jobs/{job}/reply")
 }
 
 pub fn all_controls_filter(prefix: &str) -> String {

@@ -150,6 +150,11 @@ pub struct AttemptInfo {
     /// The conversation this attempt was started to continue, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub continued_from: Option<String>,
+    /// Why this attempt started a new conversation where it could have
+    /// continued one (its previous attempt ran on another host of a fleet,
+    /// a broken resume, `retry --fresh`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fresh_because: Option<String>,
 }
 
 /// What a supervisor that crashes leaves for `resume`: the first attempt of

@@ -111,6 +111,10 @@ pub struct Note {
     pub to: JobState,
     pub reason: Option<String>,
     pub failure: Option<FailureInfo>,
+    /// No transition: the attempt's work in the record changed after its
+    /// last one (its tokens counted again once its agent was gone), and
+    /// `to` is the state it stays in.
+    pub work_only: bool,
 }
 
 /// The signals a supervisor acts on, caught for its whole life.

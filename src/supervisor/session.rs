@@ -358,15 +358,7 @@ pub async fn run_again(
     }
     let brokers = Brokers::resolve(config).await?;
     let subscriber = brokers.listen().await?;
-    let record = registry.update(job, |r| {
-        r.state = JobState::Pending;
-        r.failure = None;
-        r.cancel_requested = false;
-        r.supervisor_pid = i32::try_from(std::process::id()).ok();
-        // An embedded broker is new for every supervisor (port, password).
-        r.broker = Some(brokers.worker.clone());
-        r.next_turn = next_turn;
-    })?;
+    let record = registry.update(job, |r| rearm(r, &brokers.worker, next_turn))?;
     let json = !std::io::IsTerminal::is_terminal(&std::io::stdout());
     supervise(
         config,
@@ -378,6 +370,23 @@ pub async fn run_again(
         false,
     )
     .await
+}
+
+/// A finished job's record made ready for another attempt under this
+/// process (`retry`, a follow-up, here or on a fleet runner): pending, no
+/// failure, no cancel asked, `next_turn` for that attempt.
+pub fn rearm(
+    record: &mut Record,
+    worker: &BrokerSettings,
+    next_turn: Option<crate::model::conversation::NextTurn>,
+) {
+    record.state = JobState::Pending;
+    record.failure = None;
+    record.cancel_requested = false;
+    record.supervisor_pid = i32::try_from(std::process::id()).ok();
+    // An embedded broker is new for every supervisor (port, password).
+    record.broker = Some(worker.clone());
+    record.next_turn = next_turn;
 }
 
 /// A driver with no job yet, in this host's tmux, that takes its jobs over

@@ -74,6 +74,7 @@ pub(super) fn agent_argv(
                 super::say(&format!(
                     "[tmux-delegate] attempt {attempt} starts a new conversation: {why}"
                 ));
+                registry.update(job, |r| r.attempt_mut(attempt).fresh_because = Some(why))?;
             }
             // A new conversation has no history: a follow-up comes after
             // the task.

@@ -369,3 +369,46 @@ pub fn overlap(runs: &[(String, u128, Option<u128>)]) -> Duration {
     }
     Duration::from_nanos(u64::try_from(total).unwrap_or(u64::MAX))
 }
+
+impl Host {
+    /// Agent `name` in its config (before it starts): a script with `body`,
+    /// run as `SCRIPT -- PROMPT`, and as `SCRIPT --resume SESSION -- PROMPT`
+    /// to continue a conversation; done at its `completed` event.
+    pub fn conversing_agent(&self, name: &str, body: &str) {
+        let agent = script(&self.home.join(format!("{name}.sh")), body);
+        let config = self.home.join("tmux-delegate.toml");
+        let mut text = std::fs::read_to_string(&config).expect("config");
+        text.push_str(&format!(
+            "\n[agents.{name}]\ncommand = [\"{a}\", \"--\", \"{{prompt}}\"]\n\
+             continue_command = [\"{a}\", \"--resume\", \"{{session}}\", \"--\", \"{{prompt}}\"]\n\
+             complete_on_exit = false\n",
+            a = agent.display()
+        ));
+        std::fs::write(&config, text).expect("config");
+    }
+
+    /// The lines its agents wrote to `name` in its home.
+    pub fn lines_of(&self, name: &str) -> Vec<String> {
+        std::fs::read_to_string(self.home.join(name))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Fleet {
+    /// `submit --prompt PROMPT --agent AGENT`: the job's id.
+    pub fn submit_one(&self, agent: &str, prompt: &str) -> String {
+        let out =
+            run(td(&self.submitter, &[]).args(["submit", "--prompt", prompt, "--agent", agent]));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).trim().to_owned()
+    }
+
+    /// `tmux-delegate ARGS` on the submitter's host: (exit code, stderr).
+    pub fn on_submitter(&self, args: &[&str]) -> (Option<i32>, String) {
+        let (code, _, err) = finish(td(&self.submitter, &[]).args(args), Duration::from_secs(60));
+        (code, err)
+    }
+}

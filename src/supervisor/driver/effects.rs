@@ -152,7 +152,9 @@ impl Driver {
         }
         self.activity.remove(&launched.window_id);
         let saves_pane = runtime.saves_pane;
-        let _ = self.recount_tokens(job, attempt);
+        if let Some(record) = self.recount_tokens(job, attempt) {
+            self.report_work(job, attempt, record.state);
+        }
         let Some(runtime) = self.jobs.get(job) else {
             return;
         };

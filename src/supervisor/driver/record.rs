@@ -210,6 +210,7 @@ impl Driver {
                 to: t.to,
                 reason: t.reason.clone(),
                 failure: t.failure.clone(),
+                work_only: false,
             });
         }
         if let Some(record) = record {
@@ -229,6 +230,22 @@ impl Driver {
             t.reason.as_deref(),
             t.failure.as_ref(),
         );
+    }
+
+    /// The attempt's work changed after its last transition (tokens
+    /// counted again once its agent was gone): a fleet runner publishes the
+    /// job's state again.
+    pub(super) fn report_work(&self, job: &JobId, attempt: u32, state: JobState) {
+        if let Some(notes) = &self.notes {
+            let _ = notes.send(Note {
+                job: job.clone(),
+                attempt,
+                to: state,
+                reason: None,
+                failure: None,
+                work_only: true,
+            });
+        }
     }
 
     pub(super) fn record_event(
