@@ -178,9 +178,18 @@ impl Record {
             last_event: self.last_event.clone(),
             failure: self.failure.clone(),
             reason: self.reason(),
+            until: self.limited_until().map(crate::model::row::rfc3339),
             work: crate::model::Work::of(&self.attempts),
             fleet: None,
         }
+    }
+
+    /// A `limited` job: when its wait for the limit's reset ends (Unix
+    /// seconds, from its checkpoint).
+    pub fn limited_until(&self) -> Option<f64> {
+        (self.state == JobState::Limited)
+            .then(|| self.resume.and_then(|r| r.backoff_until))
+            .flatten()
     }
 
     /// The row as JSON, for outcome hooks and `status --json`.

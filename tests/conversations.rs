@@ -319,3 +319,90 @@ exec sleep 60
     );
     assert_eq!(row["usage"]["input_tokens"], 400, "{row}");
 }
+
+/// SPEC section 14, usage limits: an agent meets a limit (Claude Code's
+/// StopFailure `error: "rate_limit"`, here without a reset time, as with an
+/// API key); the job is `limited` (not failed, the attempt not charged),
+/// the other job of the same agent stays queued (`max_parallel = 1`), and
+/// after the wait (`limits.wait`, shortened) the first continues in its own
+/// conversation and both complete.
+#[test]
+fn a_usage_limit_pauses_the_job_and_the_queue_then_both_complete() {
+    let world = World::mosquitto("");
+    let log = world.scratch("argv.log");
+    let agent = script(
+        &world.scratch("limited.sh"),
+        &format!(
+            "printf '%s|%s|%s|%s\\n' \"$DELEGATE_JOB_ID\" \"$DELEGATE_ATTEMPT\" \"$(printf '%s' \"$*\" | head -c 30)\" \"$(printf '%s' \"$*\" | grep -c 'usage limit')\" >> {log}\n\
+             if [ \"$1\" = once ] && [ \"$DELEGATE_ATTEMPT\" = 1 ]; then\n\
+               printf '{{\"session_id\":\"conv-L\"}}' | \"$TMUX_DELEGATE_BIN\" publish --event started --data-field session_id\n\
+               printf '{{\"error\":\"rate_limit\",\"last_assistant_message\":\"API Error: Request rejected (429) · This request would exceed your account'\"'\"'s rate limit.\"}}' |\n\
+                 \"$TMUX_DELEGATE_BIN\" publish --event error --message-from-stdin --message-field last_assistant_message --data-field error\n\
+               exec sleep 60\n\
+             fi\n\
+             \"$TMUX_DELEGATE_BIN\" publish --event started\n\
+             \"$TMUX_DELEGATE_BIN\" publish --event completed --message done\nexec sleep 30",
+            log = log.display()
+        ),
+    );
+    world.write_config(&format!(
+        "[broker]\nhost = \"127.0.0.1\"\nport = {}\n\n\
+         [agents.limited]\ncommand = [\"{a}\", \"{{prompt}}\"]\n\
+         continue_command = [\"{a}\", \"--resume\", \"{{session}}\", \"{{prompt}}\"]\n\
+         complete_on_exit = false\nliveness = \"events\"\n\n\
+         [defaults]\nmax_parallel = 1\n\n\
+         [defaults.retry]\nmax_attempts = 1\n\n\
+         [defaults.limits]\nwait = \"2s\"\n",
+        world.port(),
+        a = agent.display()
+    ));
+    std::fs::write(
+        world.home.join("jobs.toml"),
+        "[[jobs]]\nname = \"first\"\nagent = \"limited\"\nprompt = \"once\"\n\n\
+         [[jobs]]\nname = \"second\"\nagent = \"limited\"\nprompt = \"always\"\n",
+    )
+    .expect("jobs");
+    let (code, out, err) = world.finish(&["run", "--json", "jobs.toml"], Duration::from_secs(90));
+    let argv = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(code, Some(0), "{out}\n{err}\n{argv}");
+    let transitions: Vec<serde_json::Value> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let went = |name: &str, to: &str| {
+        transitions
+            .iter()
+            .any(|t| t["name"] == name && t["to"] == to)
+    };
+    assert!(went("first", "limited"), "{out}");
+    assert!(
+        !went("first", "failed") && !went("second", "failed"),
+        "nothing failed: {out}"
+    );
+    assert!(went("second", "queued"), "{out}");
+    // The second job started only after the first had continued: the
+    // first job's attempt 2 comes before any line of the second.
+    let first = world.id("first");
+    let lines: Vec<&str> = argv.lines().collect();
+    let resumed = lines
+        .iter()
+        .position(|l| l.starts_with(&format!("{first}|2|--resume conv-L ")))
+        .unwrap_or_else(|| panic!("attempt 2 did not continue conv-L: {argv}"));
+    let second_started = lines
+        .iter()
+        .position(|l| !l.starts_with(&first))
+        .expect("the second job ran");
+    assert!(resumed < second_started, "{argv}");
+    let record = world.record(&first);
+    assert_eq!(record["state"], "completed", "{record}");
+    assert_eq!(record["attempts"][0]["outcome"], "limited", "{record}");
+    assert_eq!(
+        record["attempts"][1]["continued_from"], "conv-L",
+        "{record}"
+    );
+    assert!(
+        lines[resumed].ends_with("|1"),
+        "the continuation says it was paused by a usage limit: {argv}"
+    );
+    assert_eq!(world.record(&world.id("second"))["state"], "completed");
+}

@@ -120,6 +120,9 @@ pub struct JobStatus {
     /// The job's conversation, answer and tokens, from the runner's record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub work: Option<crate::model::Work>,
+    /// A `limited` job: when it continues on its runner (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<f64>,
 }
 
 impl JobStatus {
@@ -136,6 +139,7 @@ impl JobStatus {
             self.max_attempts = Some(record.spec.retry.max_attempts);
             self.last_event = record.last_event.clone();
             self.agent = Some(record.spec.agent.clone());
+            self.until = record.limited_until();
             let work = crate::model::Work::of(&record.attempts);
             self.work = (work != crate::model::Work::default()).then_some(work);
         }
@@ -167,6 +171,7 @@ impl JobStatus {
                 reason: self.reason.clone().unwrap_or_default(),
             }),
             reason: self.reason.clone(),
+            until: self.until.map(rfc3339),
             work: self.work.clone().unwrap_or_default(),
             fleet: Some(FleetPlace {
                 runner: self.runner.clone(),
@@ -330,6 +335,7 @@ impl JobStatus {
             max_attempts: None,
             last_event: None,
             work: None,
+            until: None,
         }
     }
 }
@@ -424,6 +430,7 @@ mod tests {
             max_attempts: None,
             last_event: None,
             work: None,
+            until: None,
         }
         .with_record(Some(&record));
         let fleet = JobStatus::decode(&fleet.encode()).expect("the state goes over the wire");

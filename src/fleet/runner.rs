@@ -538,6 +538,7 @@ impl Fleet {
             max_attempts: None,
             last_event: None,
             work: None,
+            until: None,
         }
         .with_record(self.registry.load(job).ok().as_ref())
     }
@@ -674,6 +675,7 @@ impl Fleet {
             max_attempts: None,
             last_event: None,
             work: None,
+            until: None,
         };
         self.publish_state(status).await;
     }

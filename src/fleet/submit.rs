@@ -147,6 +147,7 @@ async fn offer(
         max_attempts: None,
         last_event: None,
         work: None,
+        until: None,
     };
     let wait = broker.connect_timeout;
     publisher

@@ -28,6 +28,9 @@ pub struct StatusRow {
     /// Why the job is in its state: a `waiting` job's question, a failure's
     /// reason, what the fleet said (a refusal, a requeue).
     pub reason: Option<String>,
+    /// A `limited` job: when it continues (RFC 3339; SPEC section 14).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
     /// `session`, `result` and `usage` (SPEC section 14).
     #[serde(flatten)]
     pub work: Work,
