@@ -192,6 +192,14 @@ impl Record {
             .flatten()
     }
 
+    /// What `status` and `top` show of a `limited` job: when it continues,
+    /// and why.
+    pub fn limited_note(&self) -> Option<String> {
+        let until = crate::model::row::rfc3339(self.limited_until()?);
+        let why = self.state_reason.as_deref().unwrap_or("a usage limit");
+        Some(format!("until {until}: {why}"))
+    }
+
     /// The row as JSON, for outcome hooks and `status --json`.
     pub fn summary(&self) -> serde_json::Value {
         serde_json::to_value(self.row()).unwrap_or_default()

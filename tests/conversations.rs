@@ -330,6 +330,7 @@ exec sleep 60
 fn a_usage_limit_pauses_the_job_and_the_queue_then_both_complete() {
     let world = World::mosquitto("");
     let log = world.scratch("argv.log");
+    let hooked = world.scratch("on_limited.json");
     let agent = script(
         &world.scratch("limited.sh"),
         &format!(
@@ -352,9 +353,11 @@ fn a_usage_limit_pauses_the_job_and_the_queue_then_both_complete() {
          complete_on_exit = false\nliveness = \"events\"\n\n\
          [defaults]\nmax_parallel = 1\n\n\
          [defaults.retry]\nmax_attempts = 1\n\n\
-         [defaults.limits]\nwait = \"2s\"\n",
+         [defaults.limits]\nwait = \"2s\"\n\n\
+         [hooks]\non_limited = [\"sh\", \"-c\", \"cat > {hook}\"]\n",
         world.port(),
-        a = agent.display()
+        a = agent.display(),
+        hook = hooked.display()
     ));
     std::fs::write(
         world.home.join("jobs.toml"),
@@ -405,4 +408,17 @@ fn a_usage_limit_pauses_the_job_and_the_queue_then_both_complete() {
         "the continuation says it was paused by a usage limit: {argv}"
     );
     assert_eq!(world.record(&world.id("second"))["state"], "completed");
+    // `on_limited` ran once, with the job limited and when it continues.
+    let hook: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&hooked).expect("on_limited ran"))
+            .expect("json");
+    assert_eq!(hook["state"], "limited", "{hook}");
+    assert!(hook["until"].is_string(), "{hook}");
+    assert!(
+        hook["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("rate limit"),
+        "{hook}"
+    );
 }

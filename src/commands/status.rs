@@ -112,6 +112,7 @@ fn print_table(records: &[Record]) {
             // A waiting job's question comes first, wherever it came from.
             r.question()
                 .map(|question| format!("asks: {question:?}"))
+                .or_else(|| r.limited_note())
                 .or_else(|| {
                     r.last_event.as_ref().map(|e| match &e.message {
                         Some(m) => format!("{} {m:?}", e.event),

@@ -282,6 +282,8 @@ pub struct HooksFile {
     pub on_done: Option<Vec<String>>,
     pub on_failed: Option<Vec<String>>,
     pub on_waiting: Option<Vec<String>>,
+    /// A job met a usage limit: `until` says when it continues.
+    pub on_limited: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -451,6 +453,7 @@ fn validate_hooks(
         ("on_done", &hooks.on_done),
         ("on_failed", &hooks.on_failed),
         ("on_waiting", &hooks.on_waiting),
+        ("on_limited", &hooks.on_limited),
     ] {
         if argv
             .as_ref()

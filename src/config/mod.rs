@@ -206,6 +206,7 @@ impl Config {
             on_done: layers.iter().find_map(|l| l.hooks.on_done.clone()),
             on_failed: layers.iter().find_map(|l| l.hooks.on_failed.clone()),
             on_waiting: layers.iter().find_map(|l| l.hooks.on_waiting.clone()),
+            on_limited: layers.iter().find_map(|l| l.hooks.on_limited.clone()),
         };
         let fleet = fleet::FleetFile::merged(layers.iter().map(|l| &l.fleet));
         let mut pricing = BTreeMap::new();

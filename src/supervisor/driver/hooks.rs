@@ -21,6 +21,8 @@ impl Driver {
             JobState::Completed => &self.hooks.on_done,
             JobState::Failed | JobState::TimedOut => &self.hooks.on_failed,
             JobState::Waiting => &self.hooks.on_waiting,
+            // Once its wait is known (the checkpoint): `until` is in its row.
+            JobState::Limited => &self.hooks.on_limited,
             _ => &None,
         };
         if let Some(argv) = hook {

@@ -213,7 +213,8 @@ impl Driver {
                 work_only: false,
             });
         }
-        if let Some(record) = record {
+        // `on_limited` runs with the checkpoint, once `until` is known.
+        if let (Some(record), false) = (record, t.to == JobState::Limited) {
             self.run_outcome_hook(t.to, record, t.reason.as_deref());
         }
         let name = self
@@ -331,6 +332,10 @@ impl Driver {
         if let (true, Some(until)) = (checkpoint.limited, checkpoint.backoff_until) {
             if !agent.is_empty() {
                 self.hold_agent(&agent, until);
+            }
+            if let Ok(record) = self.registry.load(job) {
+                let reason = record.state_reason.clone();
+                self.run_outcome_hook(JobState::Limited, &record, reason.as_deref());
             }
         }
     }

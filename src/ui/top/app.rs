@@ -36,6 +36,7 @@ impl JobRow {
             last_event: record
                 .question()
                 .map(|q| format!("asks: {}", q.lines().next().unwrap_or_default()))
+                .or_else(|| record.limited_note())
                 .or_else(|| {
                     record.last_event.as_ref().map(|e| match &e.message {
                         Some(m) => format!("{} {}", e.event, m.lines().next().unwrap_or_default()),
