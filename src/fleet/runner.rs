@@ -122,6 +122,10 @@ struct Fleet {
     sync: Sync,
     /// The `send` controls answered lately (a duplicate is not typed twice).
     answered: send::Answered,
+    /// Agents limited on this host: the job that met the limit, and until
+    /// when at the latest (Unix seconds). No new job of theirs is taken
+    /// till that job goes on (its wait ended) or the time passes.
+    limited: HashMap<String, (JobId, f64)>,
 }
 
 /// Whether this runner has the broker's retained states: not after a lost
@@ -318,6 +322,7 @@ impl Fleet {
             deferred: BTreeMap::new(),
             offline_since: BTreeMap::new(),
             answered: send::Answered::default(),
+            limited: HashMap::new(),
             sync: Sync {
                 synced: true,
                 mark: 0,
@@ -621,6 +626,11 @@ impl Fleet {
             Ok(parsed) => parsed,
             Err(reason) => return self.refuse(&job, &offer, reason).await,
         };
+        if let Some(why) = self.limited_for(&parsed) {
+            // Not claimed: the pool's leader offers it again (unclaimed),
+            // to a runner whose agent is not limited, or here after the reset.
+            return eprintln!("runner {}: not taking job {job}: {why}", self.me.name);
+        }
         match self.prepare(&job, &parsed, offer.attempt) {
             Ok(ready) => {
                 self.held.insert(
@@ -635,6 +645,21 @@ impl Fleet {
             }
             Err(reason) => self.refuse(&job, &offer, reason).await,
         }
+    }
+
+    /// Why this host takes no new job of the request's agent now (a usage
+    /// limit met here, SPEC section 14), if it does not.
+    fn limited_for(&mut self, request: &JobRequest) -> Option<String> {
+        let agent = request
+            .agent
+            .clone()
+            .unwrap_or_else(|| self.config.defaults.agent.clone());
+        let now = crate::supervisor::clock::unix_now();
+        self.limited.retain(|_, (_, until)| *until > now);
+        let (job, _) = self.limited.get(&agent)?;
+        Some(format!(
+            "{agent} met a usage limit on this host (job {job} waits for its reset)"
+        ))
     }
 
     /// The request's signature and content, as this runner's configuration
@@ -778,6 +803,12 @@ impl Fleet {
         } else {
             self.started.insert(note.job.clone());
         }
+        if note.to == JobState::Limited {
+            self.note_limit(&note.job);
+        } else {
+            // The job that met the limit goes on: its wait is over.
+            self.limited.retain(|_, (job, _)| *job != note.job);
+        }
         if let Some(held) = self.held.get_mut(&note.job) {
             // A local retry is the next attempt: the fencing token follows.
             held.attempt = held.attempt.max(note.attempt);
@@ -790,6 +821,20 @@ impl Fleet {
         if note.to.is_finished() {
             self.held.remove(&note.job);
         }
+    }
+
+    /// A job of this host met a usage limit: its agent takes no new job
+    /// here until that job goes on after the reset (at the latest the
+    /// longest wait from now, in case it never does).
+    fn note_limit(&mut self, job: &JobId) {
+        let Ok(record) = self.registry.load(job) else {
+            return;
+        };
+        let until = crate::supervisor::clock::unix_now()
+            + crate::model::policy::LIMIT_WAIT_MAX.as_secs_f64()
+            + record.spec.limits.grace.as_secs_f64();
+        self.limited
+            .insert(record.spec.agent.clone(), (job.clone(), until));
     }
 
     /// The job's last state from this runner again, with its record's work,
