@@ -18,7 +18,7 @@ use common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A fake API key: Claude Code approves a custom key by its last 20 chars.
 const API_KEY: &str = "sk-ant-fake-key-0123456789abcdefghij";
@@ -1012,4 +1012,159 @@ fn claude_send_to_a_completed_job_continues_its_conversation() {
     let first = record["attempts"][0]["session"]["id"].clone();
     assert_eq!(record["attempts"][1]["continued_from"], first, "{record}");
     assert_eq!(record["attempts"][1]["session"]["id"], first, "{record}");
+}
+
+/// Two Claude jobs of a Claude subscriber (`CLAUDE_CODE_OAUTH_TOKEN`)
+/// under `max_parallel = 1`; the fake API answers the first turn 429 with
+/// the unified rate-limit headers, resetting at the next whole minute at
+/// least 10 s ahead. Claude Code shows "You've hit your session limit ·
+/// resets ..." and its StopFailure hook says `rate_limit`: the first job
+/// is `limited` (not failed, its attempt not charged), the second stays
+/// `queued`; after the reset (the time read from Claude's own words, plus
+/// `limits.grace`) the first continues in its own conversation and both
+/// complete (SPEC section 14, issue 24).
+#[test]
+#[ignore = "real agent claude: scripts/test-real-agents.sh claude"]
+fn claude_usage_limit_pauses_the_queue_until_the_reset_then_both_complete() {
+    let real = installed("claude", "claude");
+    let world = World::builder(Broker::Embedded).kill_grace("2s").build(
+        "[defaults]\nmax_parallel = 1\n\n[defaults.retry]\nmax_attempts = 2\n\n\
+         [defaults.limits]\ngrace = \"1s\"\nwait = \"10m\"\n",
+    );
+    std::fs::create_dir_all(world.scratch("work")).expect("workdir");
+    std::os::unix::fs::symlink(&real, world.bin.join("claude")).expect("symlink");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let reset = (now + 10).div_ceil(60) * 60;
+    let provider = Provider::start(
+        world.dir.path(),
+        &serde_json::json!({"limit": {"count": 1, "reset": reset},
+                            "turns": [{"text": "done"}], "plain": "done"}),
+    );
+    let mut env = Claude::setup(&world, &provider.url());
+    env.retain(|(k, _)| *k != "ANTHROPIC_API_KEY");
+    env.push((
+        "CLAUDE_CODE_OAUTH_TOKEN",
+        "sk-ant-oat01-fake-subscriber".into(),
+    ));
+    env.push(("TZ", "UTC".into()));
+    let mut jobs = String::new();
+    for (name, prompt) in [("first", "Say A"), ("second", "Say B")] {
+        let spec = job_spec(&world, name, "claude", prompt, &env, "");
+        let text = std::fs::read_to_string(&spec).expect("spec");
+        let (head, env_table) = text.split_once("[env]").expect("an [env] table");
+        jobs.push_str(&format!("[[jobs]]\n{head}\n[jobs.env]{env_table}\n"));
+    }
+    let jobs_file = world.home.join("jobs.toml");
+    std::fs::write(&jobs_file, jobs).expect("jobs");
+    let (code, out, err) = run_spec(&world, &jobs_file);
+    let story = story(&world, &provider, &out, &err);
+    assert_eq!(code, Some(0), "{story}");
+    let transitions: Vec<Value> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let to = |name: &str, state: &str| {
+        transitions
+            .iter()
+            .find(|t| t["name"] == name && t["to"] == state)
+            .cloned()
+    };
+    let limited = to("first", "limited").unwrap_or_else(|| panic!("not limited\n{story}"));
+    eprintln!("claude limit: {}", limited["reason"]);
+    assert!(
+        limited["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("limit"),
+        "{limited}"
+    );
+    assert!(to("second", "queued").is_some(), "{story}");
+    assert!(
+        to("first", "failed").is_none() && to("second", "failed").is_none(),
+        "nothing failed\n{story}"
+    );
+    // It went on only after the reset (rounded up to the minute) and grace.
+    let relaunch = transitions
+        .iter()
+        .find(|t| t["name"] == "first" && t["from"] == "limited")
+        .expect("the first job went on");
+    let at = relaunch["ts"].as_f64().unwrap_or_default();
+    assert!(
+        at >= reset as f64,
+        "went on at {at}, before the reset {reset}"
+    );
+    assert!(
+        at < reset as f64 + 30.0,
+        "went on at {at}, long after the reset {reset}"
+    );
+    let id = job_status(&world, "first")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let record = world.record(&id);
+    assert_eq!(record["state"], "completed", "{record}");
+    assert_eq!(record["attempts"][0]["outcome"], "limited", "{record}");
+    let session = record["attempts"][0]["session"]["id"].clone();
+    assert_eq!(record["attempts"][1]["continued_from"], session, "{record}");
+    let continued = request_ending_with_part(&provider, "usage limit")
+        .unwrap_or_else(|| panic!("no request continued the conversation\n{story}"));
+    assert!(
+        continued.iter().any(|t| t.trim() == "Say A"),
+        "the first turn is history: {continued:?}"
+    );
+    assert_eq!(job_status(&world, "second")["state"], "completed");
+}
+
+/// The user texts of the first answered request whose last user text
+/// contains `part`.
+fn request_ending_with_part(provider: &Provider, part: &str) -> Option<Vec<String>> {
+    provider
+        .requests()
+        .iter()
+        .filter(|r| r["answered"].is_array())
+        .map(texts_of)
+        .find(|texts| texts.last().is_some_and(|t| t.contains(part)))
+}
+
+/// The same limit with an API key: Claude Code says `API Error: Request
+/// rejected (429) · ... rate limit` and names no reset time, so the job
+/// waits `limits.wait` (shortened here), then continues in its
+/// conversation and completes; the attempt is not charged (`max_attempts
+/// = 1`).
+#[test]
+#[ignore = "real agent claude: scripts/test-real-agents.sh claude"]
+fn claude_rate_limit_without_a_reset_time_waits_the_fallback_and_completes() {
+    let real = installed("claude", "claude");
+    let world = World::builder(Broker::Embedded)
+        .kill_grace("2s")
+        .build("[defaults.retry]\nmax_attempts = 1\n\n[defaults.limits]\nwait = \"3s\"\n");
+    std::fs::create_dir_all(world.scratch("work")).expect("workdir");
+    std::os::unix::fs::symlink(&real, world.bin.join("claude")).expect("symlink");
+    let provider = Provider::start(
+        world.dir.path(),
+        &serde_json::json!({"limit": {"count": 1}, "turns": [{"text": "done"}], "plain": "done"}),
+    );
+    let env = Claude::setup(&world, &provider.url());
+    let spec = job_spec(&world, "keyed", "claude", "Say A", &env, "");
+    let (code, out, err) = run_spec(&world, &spec);
+    let story = story(&world, &provider, &out, &err);
+    assert_eq!(code, Some(0), "{story}");
+    assert!(out.contains("\"to\":\"limited\""), "{story}");
+    let id = job_status(&world, "keyed")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let record = world.record(&id);
+    eprintln!("claude rate limit: {}", record["attempts"][0]);
+    assert_eq!(record["state"], "completed", "{record}");
+    assert_eq!(record["attempts"][0]["outcome"], "limited", "{record}");
+    let continued = request_ending_with_part(&provider, "usage limit")
+        .unwrap_or_else(|| panic!("no request continued the conversation\n{story}"));
+    assert!(
+        continued.iter().any(|t| t.trim() == "Say A"),
+        "{continued:?}"
+    );
 }

@@ -26,6 +26,12 @@ The script (JSON) says what the "model" answers:
       every model call fails with that HTTP status and message, in the
       provider's own error shape.
 
+  {"limit": {"count": 1, "reset": EPOCH}, "turns": [...]}
+      the first `count` Messages calls that declare tools are answered 429
+      (x-should-retry: false): with `reset`, as a subscriber past its usage
+      limit sees it (anthropic-ratelimit-unified-status: rejected, -reset:
+      EPOCH); without, as an API key past its rate limit. Then "turns".
+
   {"turns": [{"write": {"path": "hello.txt", "content": "hi\\n"}},
              {"shell": "touch done.txt"},
              {"text": "done"}],
@@ -80,6 +86,7 @@ class Script:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
         self.error = data.get("error")
+        self.limit = data.get("limit")
         self.hang_left = int(data.get("hang_first", 0))
         self.hang_lock = threading.Lock()
         self.turns = data.get("turns", [])
@@ -347,6 +354,8 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = {"_raw": raw.decode("utf-8", "replace")}
         path = urllib.parse.urlsplit(self.path).path
+        if path.endswith("/messages") and self.limited(body):
+            return
         if path.endswith("/messages"):
             self.anthropic(body)
         elif path.endswith("/responses"):
@@ -361,6 +370,35 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self.record("unknown", body, {})
             self.send_json(404, {"error": {"message": f"fake provider: no route for POST {path}"}})
+
+    def limited(self, body):
+        """A usage limit (script "limit"): the first `count` Messages calls
+        that declare tools get 429, as Anthropic's API answers a subscriber
+        past its limit (`reset`: the unified reset epoch, when given) or an
+        API key past its rate limit (no reset). True when it answered."""
+        limit = self.server.script.limit
+        if not limit or not body.get("tools"):
+            return False
+        with self.server.script.hang_lock:
+            if limit.get("count", 1) <= 0:
+                return False
+            limit["count"] = limit.get("count", 1) - 1
+        _, _, texts = anthropic_view(body)
+        self.record("anthropic", body, {"user_texts": texts, "answered": "limit"})
+        data = json.dumps({"type": "error", "error": {"type": "rate_limit_error",
+                           "message": "This request would exceed your account's rate limit. Please try again later."}}).encode()
+        self.send_response(429)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("x-should-retry", "false")
+        if "reset" in limit:
+            self.send_header("anthropic-ratelimit-unified-status", "rejected")
+            self.send_header("anthropic-ratelimit-unified-reset", str(int(limit["reset"])))
+            self.send_header("anthropic-ratelimit-unified-5h-status", "rejected")
+            self.send_header("anthropic-ratelimit-unified-5h-reset", str(int(limit["reset"])))
+        self.end_headers()
+        self.wfile.write(data)
+        return True
 
     def failing(self, api, body, shape):
         """Answers with the scripted error, if any; True when it did."""
