@@ -12,6 +12,7 @@ pub mod ownership;
 pub mod policy;
 pub mod queue;
 pub mod queue_plan;
+pub mod send;
 pub mod session;
 pub mod slots;
 pub mod stop;
