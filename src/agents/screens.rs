@@ -44,6 +44,11 @@ pub struct ScreenRule {
     /// `["Enter"]` or `["Down", "Enter"]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keys: Option<Vec<String>>,
+    /// tmux key names that choose the dialog's first option, for a person
+    /// who answers it from `top` (`a`); default `["Enter"]`, for a dialog
+    /// whose first option is preselected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_choice: Option<Vec<String>>,
     /// Put before the matched text in the message: "MESSAGE: matched".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -59,6 +64,8 @@ pub struct Shown {
     pub message: String,
     /// Keys to answer it with; empty: leave it to a human.
     pub keys: Vec<String>,
+    /// Keys that choose its first option (`top`'s `a`).
+    pub first_choice: Vec<String>,
 }
 
 /// Compiled rules for one agent.
@@ -88,14 +95,15 @@ impl ScreenSet {
                     rule.pattern
                 ));
             }
-            if rule
-                .keys
-                .as_ref()
-                .is_some_and(|k| k.is_empty() || k.iter().any(String::is_empty))
-            {
-                return Err(format!(
-                    "screens[{index}].keys must list tmux key names, e.g. [\"Enter\"]"
-                ));
+            for (field, keys) in [("keys", &rule.keys), ("first_choice", &rule.first_choice)] {
+                if keys
+                    .as_ref()
+                    .is_some_and(|k| k.is_empty() || k.iter().any(String::is_empty))
+                {
+                    return Err(format!(
+                        "screens[{index}].{field} must list tmux key names, e.g. [\"Enter\"]"
+                    ));
+                }
             }
             compiled.push((regex, rule.clone()));
         }
@@ -116,6 +124,10 @@ impl ScreenSet {
             .map(|(rule, message)| Shown {
                 message,
                 keys: rule.keys.clone().unwrap_or_default(),
+                first_choice: rule
+                    .first_choice
+                    .clone()
+                    .unwrap_or_else(|| vec!["Enter".to_owned()]),
             })
     }
 
@@ -196,6 +208,7 @@ fn rule(pattern: &str, state: ScreenState, message: Option<&str>, fix: Option<&s
         pattern: pattern.to_owned(),
         state,
         keys: None,
+        first_choice: None,
         message: message.map(str::to_owned),
         fix: fix.map(str::to_owned),
     }
@@ -226,13 +239,17 @@ pub fn builtin(program: &str) -> Vec<ScreenRule> {
             ),
             // Claude Code 1.x/2.0: the same dialog, older words.
             rule(r"(Do you trust the files in this folder\?)", Waiting, None, None),
-            // ANTHROPIC_API_KEY whose last 20 characters were never approved.
-            rule(
-                r"(?s)Detected a custom API key.*?(Do you want to use this API key\?)",
-                Waiting,
-                Some("Claude Code found ANTHROPIC_API_KEY"),
-                None,
-            ),
+            // ANTHROPIC_API_KEY whose last 20 characters were never approved:
+            // "2. No (recommended)" is preselected, so Up reaches "1. Yes".
+            ScreenRule {
+                first_choice: Some(vec!["Up".into(), "Enter".into()]),
+                ..rule(
+                    r"(?s)Detected a custom API key.*?(Do you want to use this API key\?)",
+                    Waiting,
+                    Some("Claude Code found ANTHROPIC_API_KEY"),
+                    None,
+                )
+            },
             // Not logged in and no usable key: the login method menu or the
             // browser sign-in page.
             rule(
@@ -440,6 +457,21 @@ mod tests {
         );
     }
 
+    /// `top`'s `a` chooses each dialog's first option: Enter where the
+    /// screen preselects it (❯ on "1."), Up first where it does not.
+    #[test]
+    fn claude_code_dialogs_first_choice_reaches_option_one() {
+        let first = |screen: &str| claude().waiting(screen).map(|s| s.first_choice);
+        for screen in [TRUST_2_1, TRUST_OLD, LOGIN, FIRST_RUN, PERMISSION] {
+            assert!(screen.contains("❯ 1."), "{screen}");
+            assert_eq!(first(screen), Some(vec!["Enter".to_owned()]), "{screen}");
+        }
+        assert!(API_KEY.contains("❯ 2. No"));
+        assert_eq!(
+            first(API_KEY),
+            Some(vec!["Up".to_owned(), "Enter".to_owned()])
+        );
+    }
     #[test]
     fn a_working_agent_is_not_waiting_even_when_its_text_asks_a_question() {
         assert_eq!(waiting(WORKING), None);
@@ -487,7 +519,7 @@ mod tests {
     #[test]
     fn user_rules_capture_keys_and_reject_bad_patterns() {
         let rules: Vec<ScreenRule> = toml::from_str::<toml::Table>(
-            "[[s]]\nmatch = \"(Continue\\\\? \\\\[y/N\\\\])\"\nkeys = [\"y\", \"Enter\"]\n",
+            "[[s]]\nmatch = \"(Continue\\\\? \\\\[y/N\\\\])\"\nkeys = [\"y\", \"Enter\"]\nfirst_choice = [\"y\", \"Enter\"]\n",
         )
         .expect("toml")["s"]
             .clone()
@@ -499,6 +531,7 @@ mod tests {
             Some(Shown {
                 message: "Continue? [y/N]".into(),
                 keys: vec!["y".into(), "Enter".into()],
+                first_choice: vec!["y".into(), "Enter".into()],
             })
         );
         let bad = |pattern: &str| {
@@ -510,6 +543,12 @@ mod tests {
         let mut no_keys = rule("a", ScreenState::Waiting, None, None);
         no_keys.keys = Some(vec![]);
         assert!(ScreenSet::compile(&[no_keys]).is_err());
+        let mut no_choice = rule("a", ScreenState::Waiting, None, None);
+        no_choice.first_choice = Some(vec![String::new()]);
+        assert_eq!(
+            ScreenSet::compile(&[no_choice]).expect_err("empty key"),
+            "screens[0].first_choice must list tmux key names, e.g. [\"Enter\"]"
+        );
     }
 
     #[test]

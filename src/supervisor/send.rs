@@ -5,8 +5,11 @@
 //! control from another host (a command may not be called from below it:
 //! `tests/architecture.rs`).
 
+use crate::agents::screens::ScreenSet;
+use crate::error::{Exit, Failure};
 use crate::model::JobState;
 use crate::registry::Record;
+use crate::tmux::job_window;
 pub use crate::tmux::job_window::Input;
 
 /// The keys a dialog takes: choosing, confirming, cancelling. No key
@@ -81,10 +84,64 @@ pub fn verdict(record: &Record, input: &Input<'_>, now: bool) -> Result<Delivery
             }
         }
         (Input::Text(_), None) if state != JobState::Waiting && !now => Err(format!(
-            "it is {} (mid-turn): wait until it is waiting, or pass --now",
-            state.as_str()
+            "it is {} (mid-turn): wait until it is waiting, or type it anyway with `send {} --now TEXT`",
+            state.as_str(),
+            record.id
         )),
         (Input::Text(_), None) => Ok(Delivery::Window),
+    }
+}
+
+/// Checks `input` against the record and types it into the job's current
+/// window; a refusal is a usage error (exit 2) that says why.
+pub async fn to_window(record: &Record, input: Input<'_>, now: bool) -> anyhow::Result<()> {
+    let refused = |why: String| {
+        Failure::new(
+            Exit::Usage,
+            format!("cannot send to job {}: {why}", record.id),
+        )
+    };
+    match verdict(record, &input, now).map_err(refused)? {
+        Delivery::Window => job_window::send(record, input).await,
+        Delivery::FollowUp => Err(refused(format!(
+            "it is {}: a follow-up is `send {} TEXT`, not typing",
+            record.state.as_str(),
+            record.id
+        ))
+        .into()),
+    }
+}
+
+/// The keys that choose the first option of the dialog the record names,
+/// as the rule that sees it on the job's screen now says (Enter, where the
+/// first option is preselected, unless the rule says otherwise). Refused
+/// when the screen no longer shows that dialog.
+pub async fn first_choice(record: &Record) -> Result<Vec<String>, String> {
+    let Some(dialog) = &record.dialog else {
+        return Err("no dialog is on its screen".into());
+    };
+    let Some(agent) = &record.agent else {
+        // A registered job has no rules here; a dialog on its record came
+        // from a supervisor's rules all the same: Enter picks what is selected.
+        return Ok(vec!["Enter".into()]);
+    };
+    let rules = ScreenSet::compile(&agent.screens)
+        .map_err(|e| format!("its agent's screen rules do not compile: {e}"))?;
+    let screen = job_window::screen(record)
+        .await
+        .map_err(|e| format!("cannot read its screen: {e:#}"))?;
+    choice_on_screen(dialog, &rules, &screen)
+}
+
+/// The first-choice keys of `dialog` if `screen` still shows it.
+fn choice_on_screen(dialog: &str, rules: &ScreenSet, screen: &str) -> Result<Vec<String>, String> {
+    match rules.waiting(screen) {
+        Some(shown) if shown.message == dialog => Ok(shown.first_choice),
+        Some(shown) => Err(format!(
+            "its screen now shows another dialog ({}): look again",
+            shown.message
+        )),
+        None => Err(format!("its screen no longer shows the dialog ({dialog})")),
     }
 }
 
@@ -151,5 +208,39 @@ mod tests {
                 "case {n}"
             );
         }
+    }
+
+    #[test]
+    fn the_first_choice_is_the_rules_for_the_dialog_still_on_screen() {
+        let rule =
+            |pattern: &str, first_choice: Option<&[&str]>| crate::agents::screens::ScreenRule {
+                pattern: pattern.into(),
+                state: crate::agents::screens::ScreenState::Waiting,
+                keys: None,
+                first_choice: first_choice.map(|k| k.iter().map(|&s| s.to_owned()).collect()),
+                message: None,
+                fix: None,
+            };
+        let rules = ScreenSet::compile(&[
+            rule(r"(Proceed\?)", None),
+            rule(r"(Use this key\?)", Some(&["Up", "Enter"])),
+        ])
+        .expect("rules");
+        let enter = vec!["Enter".to_owned()];
+        assert_eq!(
+            choice_on_screen("Proceed?", &rules, "Proceed?\n> 1. Yes"),
+            Ok(enter)
+        );
+        assert_eq!(
+            choice_on_screen("Use this key?", &rules, "Use this key?\n  1. Yes\n> 2. No"),
+            Ok(vec!["Up".to_owned(), "Enter".to_owned()])
+        );
+        let other = choice_on_screen("Proceed?", &rules, "Use this key?").expect_err("another");
+        assert!(other.contains("another dialog (Use this key?)"), "{other}");
+        let gone = choice_on_screen("Proceed?", &rules, "> ").expect_err("gone");
+        assert!(
+            gone.contains("no longer shows the dialog (Proceed?)"),
+            "{gone}"
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! A job's current window as a user reaches it: attach to it (or switch
-//! this tmux client to it), and read its last screen. `attach`, `logs`,
-//! `top` and the fleet's job log all go through these.
+//! this tmux client to it), read its last screen, and type into it.
+//! `attach`, `logs`, `send`, `top` and the fleet's job log all go through these.
 
 use super::Tmux;
 use crate::config::Env;
@@ -28,15 +28,25 @@ pub enum Input<'a> {
 
 /// Types `input` into the job's current window.
 pub async fn send(record: &Record, input: Input<'_>) -> anyhow::Result<()> {
-    let window = record
-        .attempt_info(record.attempt)
-        .and_then(|a| a.window.clone())
-        .ok_or_else(|| config_error(format!("job {} has no window", record.id)))?;
+    let window = current_window(record)?;
     let tmux = user_tmux(record);
     match input {
         Input::Text(text) => tmux.send_text(&window, text).await,
         Input::Keys(keys) => tmux.send_keys(&window, keys).await,
     }
+}
+
+/// The visible screen of the job's current window, as screen rules read it.
+pub async fn screen(record: &Record) -> anyhow::Result<String> {
+    let window = current_window(record)?;
+    user_tmux(record).capture_screen(&window).await
+}
+
+fn current_window(record: &Record) -> anyhow::Result<String> {
+    Ok(record
+        .attempt_info(record.attempt)
+        .and_then(|a| a.window.clone())
+        .ok_or_else(|| config_error(format!("job {} has no window", record.id)))?)
 }
 
 /// Switches to (inside tmux) or attaches to the job's current window.

@@ -189,6 +189,30 @@ pub fn cut_str(text: &str, width: usize) -> String {
     out
 }
 
+/// The end of `text` in `width` cells, with `…` first when something was
+/// cut: a line being typed shows its newest part.
+pub fn tail_str(text: &str, width: usize) -> String {
+    if text.width() <= width {
+        return text.to_owned();
+    }
+    let mut kept = Vec::new();
+    let mut used = 0;
+    for c in text.chars().rev() {
+        let w = unicode_width::UnicodeWidthChar::width(c).unwrap_or(0);
+        if used + w + 1 > width {
+            break;
+        }
+        kept.push(c);
+        used += w;
+    }
+    let tail: String = kept.into_iter().rev().collect();
+    if width > 0 {
+        format!("…{tail}")
+    } else {
+        tail
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,5 +280,10 @@ mod tests {
         assert_eq!(cut_str("abcdef", 6), "abcdef");
         assert_eq!(cut_str("abcdefg", 6), "abcde…");
         assert_eq!(cut_str("abc", 0), "");
+        assert_eq!(tail_str("abcdef", 6), "abcdef");
+        assert_eq!(tail_str("abcdefg", 6), "…cdefg");
+        // Wide characters count two cells.
+        assert_eq!(tail_str("ab→界界", 5), "…界界");
+        assert_eq!(tail_str("abc", 0), "");
     }
 }

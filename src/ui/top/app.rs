@@ -19,6 +19,8 @@ pub struct JobRow {
     pub created: Option<SystemTime>,
     pub last_event: String,
     pub branch: Option<String>,
+    /// The dialog a screen rule sees on its screen (`a` answers it).
+    pub dialog: Option<String>,
 }
 
 impl JobRow {
@@ -45,6 +47,7 @@ impl JobRow {
                 })
                 .unwrap_or_default(),
             branch: None,
+            dialog: record.dialog.clone(),
         }
     }
 
@@ -88,6 +91,16 @@ pub enum Mode {
     Filter,
     /// `x` pressed on this job: `y` kills it.
     ConfirmKill(String),
+    /// `s` pressed: a line being typed for this job (`follow_up`: it is
+    /// finished, so the line starts a new attempt in its conversation).
+    Send {
+        id: String,
+        line: String,
+        follow_up: bool,
+    },
+    /// `a` pressed on a job showing `dialog`: `y` answers it with its
+    /// first choice.
+    ConfirmAnswer { id: String, dialog: String },
     /// A job's history and last pane, scrolled to `scroll`.
     Logs {
         id: String,
@@ -107,6 +120,16 @@ pub enum Action {
     Kill(String),
     Retry(String),
     OpenLogs(String),
+    /// `s`: may a line go to this job? (The shell asks the record, then
+    /// opens the line with `start_send`.)
+    OpenSend(String),
+    /// A typed line for the job.
+    Send {
+        id: String,
+        text: String,
+    },
+    /// Choose the first option of the job's dialog.
+    Answer(String),
 }
 
 #[derive(Debug, Default)]
@@ -224,6 +247,17 @@ impl App {
                     Action::Redraw
                 }
             }
+            Mode::Send { .. } => self.on_send_key(key.code),
+            Mode::ConfirmAnswer { id, dialog } => {
+                self.mode = Mode::Table;
+                if key.code == KeyCode::Char('y') {
+                    self.message = Some(format!("answering {dialog}…"));
+                    Action::Answer(id)
+                } else {
+                    self.message = Some("not answered".into());
+                    Action::Redraw
+                }
+            }
             Mode::Logs { .. } => self.on_logs_key(key.code),
         }
     }
@@ -259,8 +293,86 @@ impl App {
                 Action::Redraw
             }
             (KeyCode::Char('r'), Some(id)) => Action::Retry(id),
+            (KeyCode::Char('s'), Some(id)) => Action::OpenSend(id),
+            (KeyCode::Char('a'), Some(id)) => self.ask_to_answer(id),
             _ => Action::Nothing,
         }
+    }
+
+    /// `a`: the confirmation for the job's dialog, or why there is none.
+    fn ask_to_answer(&mut self, id: String) -> Action {
+        let dialog = self
+            .rows
+            .iter()
+            .find(|r| r.id == id)
+            .and_then(|r| r.dialog.clone());
+        match dialog {
+            Some(dialog) => self.mode = Mode::ConfirmAnswer { id, dialog },
+            None => self.message = Some(format!("{id} shows no dialog: nothing to answer")),
+        }
+        Action::Redraw
+    }
+
+    /// Opens the line to type into for the job (`s`, once the shell found
+    /// that a line may go to it).
+    pub fn start_send(&mut self, id: String, follow_up: bool) {
+        self.mode = Mode::Send {
+            id,
+            line: String::new(),
+            follow_up,
+        };
+    }
+
+    fn on_send_key(&mut self, code: KeyCode) -> Action {
+        let Mode::Send { id, line, .. } = &mut self.mode else {
+            return Action::Nothing;
+        };
+        match code {
+            KeyCode::Enter if line.trim().is_empty() => {
+                self.message = Some("nothing sent: the line is empty".into());
+            }
+            KeyCode::Enter => {
+                let action = Action::Send {
+                    id: id.clone(),
+                    text: std::mem::take(line),
+                };
+                self.message = Some(format!("sending to {id}…"));
+                self.mode = Mode::Table;
+                return action;
+            }
+            KeyCode::Esc => self.message = Some("not sent".into()),
+            KeyCode::Backspace => {
+                line.pop();
+                return Action::Redraw;
+            }
+            KeyCode::Char(c) => {
+                line.push(c);
+                return Action::Redraw;
+            }
+            _ => return Action::Nothing,
+        }
+        self.mode = Mode::Table;
+        Action::Redraw
+    }
+
+    /// Pasted text (bracketed paste) goes into the line being typed, as
+    /// one line: line breaks and tabs become spaces, other control
+    /// characters go (the line is typed into the agent's prompt as it is).
+    pub fn on_paste(&mut self, text: &str) -> Action {
+        let Mode::Send { line, .. } = &mut self.mode else {
+            return Action::Nothing;
+        };
+        let one_line = text
+            .split(['\r', '\n'])
+            .filter(|part| !part.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        line.extend(one_line.chars().filter_map(|c| match c {
+            '\t' => Some(' '),
+            c if c.is_control() => None,
+            c => Some(c),
+        }));
+        Action::Redraw
     }
 
     fn on_filter_key(&mut self, code: KeyCode) -> Action {
@@ -326,6 +438,7 @@ pub(crate) mod tests {
             created: Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(seconds)),
             last_event: "started".into(),
             branch: None,
+            dialog: None,
         }
     }
 
@@ -385,6 +498,105 @@ pub(crate) mod tests {
         assert_eq!(
             app.on_key(key(KeyCode::Char('y'))),
             Action::Kill("a".into())
+        );
+    }
+
+    fn typed(app: &mut App, text: &str) {
+        for c in text.chars() {
+            assert_eq!(app.on_key(key(KeyCode::Char(c))), Action::Redraw, "{c}");
+        }
+    }
+
+    #[test]
+    fn s_opens_a_line_that_enter_sends_backspace_edits_and_esc_drops() {
+        let mut app = App::default();
+        app.set_rows(vec![row("a", JobState::Waiting, 1)]);
+        // The shell asks the record first, then opens the line.
+        assert_eq!(
+            app.on_key(key(KeyCode::Char('s'))),
+            Action::OpenSend("a".into())
+        );
+        assert_eq!(app.mode, Mode::Table);
+        app.start_send("a".into(), false);
+        // Every character is text, `q` and `s` too; UTF-8 as typed.
+        typed(&mut app, "it's $HOME; echo qs é→✓x");
+        assert_eq!(app.on_key(key(KeyCode::Backspace)), Action::Redraw);
+        assert_eq!(app.on_key(key(KeyCode::Left)), Action::Nothing);
+        assert_eq!(
+            app.on_key(key(KeyCode::Enter)),
+            Action::Send {
+                id: "a".into(),
+                text: "it's $HOME; echo qs é→✓".into()
+            }
+        );
+        assert_eq!(app.mode, Mode::Table);
+
+        app.start_send("a".into(), false);
+        typed(&mut app, "never mind");
+        assert_eq!(app.on_key(key(KeyCode::Esc)), Action::Redraw);
+        assert_eq!(app.mode, Mode::Table);
+        assert_eq!(app.message.as_deref(), Some("not sent"));
+
+        // An empty (or blank) line sends nothing.
+        app.start_send("a".into(), true);
+        typed(&mut app, "  ");
+        assert_eq!(app.on_key(key(KeyCode::Enter)), Action::Redraw);
+        assert_eq!(app.mode, Mode::Table);
+        assert_eq!(
+            app.message.as_deref(),
+            Some("nothing sent: the line is empty")
+        );
+    }
+
+    #[test]
+    fn a_paste_joins_the_line_as_one_line_and_only_while_typing() {
+        let mut app = App::default();
+        app.set_rows(vec![row("a", JobState::Waiting, 1)]);
+        assert_eq!(app.on_paste("ignored"), Action::Nothing);
+        app.start_send("a".into(), false);
+        typed(&mut app, "see: ");
+        assert_eq!(
+            app.on_paste("first line\r\nsecond\tline\n\u{1b}[31mthird"),
+            Action::Redraw
+        );
+        let Mode::Send { line, .. } = &app.mode else {
+            panic!("not typing: {:?}", app.mode)
+        };
+        assert_eq!(line, "see: first line second line [31mthird");
+    }
+
+    #[test]
+    fn a_asks_for_y_to_answer_a_dialog_and_says_when_there_is_none() {
+        let mut app = App::default();
+        let mut asks = row("asks", JobState::Waiting, 2);
+        asks.dialog = Some("Claude Code asks whether you trust this folder".into());
+        app.set_rows(vec![asks, row("plain", JobState::Waiting, 1)]);
+        assert_eq!(app.selected_id().as_deref(), Some("asks"));
+
+        app.on_key(key(KeyCode::Char('a')));
+        assert_eq!(
+            app.mode,
+            Mode::ConfirmAnswer {
+                id: "asks".into(),
+                dialog: "Claude Code asks whether you trust this folder".into()
+            }
+        );
+        assert_eq!(app.on_key(key(KeyCode::Char('n'))), Action::Redraw);
+        assert_eq!(app.mode, Mode::Table);
+        assert_eq!(app.message.as_deref(), Some("not answered"));
+        app.on_key(key(KeyCode::Char('a')));
+        assert_eq!(
+            app.on_key(key(KeyCode::Char('y'))),
+            Action::Answer("asks".into())
+        );
+        assert_eq!(app.mode, Mode::Table);
+
+        app.on_key(key(KeyCode::Down));
+        assert_eq!(app.on_key(key(KeyCode::Char('a'))), Action::Redraw);
+        assert_eq!(app.mode, Mode::Table);
+        assert_eq!(
+            app.message.as_deref(),
+            Some("plain shows no dialog: nothing to answer")
         );
     }
 

@@ -3,16 +3,19 @@
 
 use super::app::{App, JobRow, Mode};
 use crate::model::JobState;
-use crate::ui::table::Grid;
+use crate::ui::table::{cut_str, tail_str, Grid};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::Line;
 use ratatui::widgets::{Block, Paragraph, TableState};
 use ratatui::Frame;
 use std::time::SystemTime;
+use unicode_width::UnicodeWidthStr;
 
-const HELP: &str = "↑↓ select  ⏎ attach  l logs  x kill  r retry  / filter  q quit";
+const HELP: &str =
+    "↑↓ select  ⏎ attach  s send  a answer  l logs  x kill  r retry  / filter  q quit";
 const LOGS_HELP: &str = "↑↓ PgUp PgDn scroll  g/G top/end  q back";
+const SEND_HELP: &str = "type a line (paste works)  ⏎ send  ⌫ erase  Esc cancel";
 
 pub fn draw(frame: &mut Frame, app: &App, now: SystemTime) {
     let [title, body, message, help] = Layout::vertical([
@@ -31,9 +34,13 @@ pub fn draw(frame: &mut Frame, app: &App, now: SystemTime) {
         }
         _ => draw_table(frame, app, body, now),
     }
-    frame.render_widget(Paragraph::new(message_line(app)), message);
+    frame.render_widget(
+        Paragraph::new(message_line(app, usize::from(message.width))),
+        message,
+    );
     let help_text = match app.mode {
         Mode::Logs { .. } => LOGS_HELP,
+        Mode::Send { .. } => SEND_HELP,
         _ => HELP,
     };
     frame.render_widget(
@@ -53,13 +60,38 @@ fn title_line(app: &App) -> String {
     }
 }
 
-fn message_line(app: &App) -> Line<'static> {
+fn message_line(app: &App, width: usize) -> Line<'static> {
+    let asking = Style::default().fg(Color::Red).add_modifier(Modifier::BOLD);
     match &app.mode {
         Mode::Filter => Line::raw(format!("/{}█", app.filter)),
         Mode::ConfirmKill(id) => Line::styled(
             format!("kill {id}? y to confirm, any other key to keep it"),
-            Style::default().fg(Color::Red).add_modifier(Modifier::BOLD),
+            asking,
         ),
+        Mode::Send {
+            id,
+            line,
+            follow_up,
+        } => {
+            let prompt = if *follow_up {
+                format!("follow up {id}: ")
+            } else {
+                format!("send to {id}: ")
+            };
+            // The newest part of the line stays in sight, and the cursor.
+            let room = width.saturating_sub(prompt.width() + 1);
+            Line::raw(format!("{prompt}{}█", tail_str(line, room)))
+        }
+        Mode::ConfirmAnswer { dialog, .. } => {
+            let room = width.saturating_sub("answer  with its first choice? y/n".width());
+            Line::styled(
+                format!(
+                    "answer {} with its first choice? y/n",
+                    cut_str(dialog, room)
+                ),
+                asking,
+            )
+        }
         _ => {
             let filter = (!app.filter.is_empty()).then(|| format!("filter: {}  ", app.filter));
             Line::raw(format!(
@@ -230,5 +262,41 @@ mod tests {
         let (lines, _) = screen(&app, 80, 24);
         assert_eq!(lines[22], "/ref█");
         assert!(lines[0].contains("1 of 3 jobs"), "{}", lines[0]);
+    }
+
+    #[test]
+    fn the_send_line_shows_its_newest_part_and_the_answer_question_fits() {
+        let mut app = sample();
+        app.start_send("ask".into(), false);
+        app.on_paste("it's $HOME; echo é→✓");
+        let (lines, _) = screen(&app, 80, 24);
+        assert_eq!(lines[22], "send to ask: it's $HOME; echo é→✓█");
+        assert_eq!(lines[23], SEND_HELP);
+        app.on_paste(&" and more".repeat(10));
+        let (lines, _) = screen(&app, 80, 24);
+        assert!(
+            lines[22].starts_with("send to ask: …") && lines[22].ends_with("and more█"),
+            "{}",
+            lines[22]
+        );
+        assert_eq!(
+            unicode_width::UnicodeWidthStr::width(lines[22].as_str()),
+            80
+        );
+        app.start_send("done".into(), true);
+        let (lines, _) = screen(&app, 80, 24);
+        assert_eq!(lines[22], "follow up done: █");
+
+        app.mode = Mode::ConfirmAnswer {
+            id: "ask".into(),
+            dialog: "Claude Code asks whether you trust this folder: Quick safety check: Is this a project you created or one you trust?".into(),
+        };
+        let (lines, _) = screen(&app, 80, 24);
+        assert!(
+            lines[22].starts_with("answer Claude Code asks whether you trust")
+                && lines[22].ends_with("… with its first choice? y/n"),
+            "{}",
+            lines[22]
+        );
     }
 }

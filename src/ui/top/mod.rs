@@ -2,19 +2,24 @@
 //! inotify, so a transition or event written by any supervisor shows within
 //! one key-poll interval (40 ms); without a change the screen is redrawn
 //! once a second (the AGE column). Keys become actions here: attach, logs,
-//! kill and retry run the same code as the commands of those names.
+//! kill, retry and send (`s`, `a`) run the same code as the commands of
+//! those names.
 
 mod app;
 mod draw;
 mod feed;
+mod reply;
 mod watch;
 
 use crate::config::Env;
 use crate::error::config_error;
 use crate::model::JobId;
-use crate::registry::Registry;
+use crate::registry::{Record, Registry};
 use app::{Action, App, JobRow};
-use ratatui::crossterm::event::{self, Event, KeyEventKind};
+use ratatui::crossterm::event::{
+    self, DisableBracketedPaste, EnableBracketedPaste, Event, KeyEventKind,
+};
+use ratatui::crossterm::execute;
 use ratatui::DefaultTerminal;
 use std::io::IsTerminal;
 use std::sync::mpsc;
@@ -43,7 +48,7 @@ pub async fn run(registry: &Registry, env: &Env) -> anyhow::Result<()> {
     let feed = crate::config::Config::load(env.clone())
         .ok()
         .and_then(|config| feed::spawn(&config));
-    let mut terminal = ratatui::try_init()?;
+    let mut terminal = init_terminal()?;
     let mut session = Session {
         registry,
         env,
@@ -52,8 +57,25 @@ pub async fn run(registry: &Registry, env: &Env) -> anyhow::Result<()> {
         messages: mpsc::channel(),
     };
     let result = session.event_loop(&mut terminal, &mut app).await;
-    ratatui::restore();
+    restore_terminal();
     result
+}
+
+/// ratatui's terminal with bracketed paste on: a pasted line reaches `s`'s
+/// line as one `Event::Paste`, its line breaks not taken for Enter.
+fn init_terminal() -> std::io::Result<DefaultTerminal> {
+    let terminal = ratatui::try_init()?;
+    if let Err(e) = execute!(std::io::stdout(), EnableBracketedPaste) {
+        ratatui::restore();
+        return Err(e);
+    }
+    Ok(terminal)
+}
+
+fn restore_terminal() {
+    // The terminal is handed back either way: nothing to do on an error.
+    let _ = execute!(std::io::stdout(), DisableBracketedPaste);
+    ratatui::restore();
 }
 
 struct Session<'a> {
@@ -62,7 +84,8 @@ struct Session<'a> {
     watcher: Option<watch::Watcher>,
     /// Events from the configured broker, when there is one.
     feed: Option<tokio::sync::mpsc::UnboundedReceiver<feed::Seen>>,
-    /// Outcomes of actions that run in the background (kill).
+    /// Outcomes of actions that run in the background (kill, retry, a
+    /// follow-up).
     messages: (mpsc::Sender<String>, mpsc::Receiver<String>),
 }
 
@@ -96,6 +119,7 @@ impl Session<'_> {
                         self.perform(action, terminal, app).await?;
                         dirty = true;
                     }
+                    Event::Paste(text) => dirty |= app.on_paste(&text) != Action::Nothing,
                     Event::Resize(..) => dirty = true,
                     _ => {}
                 }
@@ -144,6 +168,9 @@ impl Session<'_> {
             Action::Attach(id) => app.message = Some(self.attach(&id, terminal)?),
             Action::Kill(id) => self.kill(id),
             Action::Retry(id) => app.message = Some(retry(&id, self.messages.0.clone())),
+            Action::OpenSend(id) => self.open_send(id, app),
+            Action::Send { id, text } => app.message = Some(self.send_line(&id, &text).await),
+            Action::Answer(id) => app.message = Some(self.answer(&id).await),
             Action::OpenLogs(id) => {
                 let lines = self.log_lines(&id).await;
                 let height = terminal.size().map(|s| s.height).unwrap_or(24);
@@ -156,12 +183,9 @@ impl Session<'_> {
     /// Inside tmux the client switches to the window and `top` stays; from
     /// a plain terminal `top` steps aside until the user detaches.
     fn attach(&self, id: &str, terminal: &mut DefaultTerminal) -> anyhow::Result<String> {
-        let record = match JobId::parse(id)
-            .map_err(anyhow::Error::from)
-            .and_then(|job| self.registry.load(&job))
-        {
+        let record = match self.record(id) {
             Ok(record) => record,
-            Err(e) => return Ok(format!("{e:#}")),
+            Err(message) => return Ok(message),
         };
         if crate::tmux::job_window::switches(self.env, &record) {
             return Ok(match crate::tmux::job_window::attach(self.env, &record) {
@@ -169,9 +193,9 @@ impl Session<'_> {
                 Err(e) => format!("{e:#}"),
             });
         }
-        ratatui::restore();
+        restore_terminal();
         let outcome = crate::tmux::job_window::attach(self.env, &record);
-        *terminal = ratatui::try_init()?;
+        *terminal = init_terminal()?;
         terminal.clear()?;
         Ok(match outcome {
             Ok(()) => format!("back from {id}"),
@@ -194,6 +218,14 @@ impl Session<'_> {
         });
     }
 
+    /// The job's record as it is now; what went wrong, as a message.
+    fn record(&self, id: &str) -> Result<Record, String> {
+        JobId::parse(id)
+            .map_err(anyhow::Error::from)
+            .and_then(|job| self.registry.load(&job))
+            .map_err(|e| format!("{e:#}"))
+    }
+
     async fn log_lines(&self, id: &str) -> Vec<String> {
         let Ok(job) = JobId::parse(id) else {
             return vec![format!("invalid job id `{id}`")];
@@ -214,29 +246,33 @@ impl Session<'_> {
     }
 }
 
-/// `tmux-delegate retry ID` as its own supervisor, detached from `top`
-/// (its own process group, no terminal), so it goes on after `top` quits;
-/// while `top` runs, a thread reaps it and reports how it ended.
+/// `tmux-delegate retry ID` in the background.
 fn retry(id: &str, sender: mpsc::Sender<String>) -> String {
-    let mut command = own_command(&["retry", id]);
+    match detached(&["retry", id], format!("retry of {id}"), sender) {
+        Ok(()) => format!("retrying {id} in the background"),
+        Err(e) => format!("cannot run retry: {e}"),
+    }
+}
+
+/// `tmux-delegate ARGS` (a command that supervises an attempt: `retry`,
+/// `send` to a finished job) as its own supervisor, detached from `top`
+/// (its own process group, no terminal), so it goes on after `top` quits;
+/// while `top` runs, a thread reaps it and reports how `what` ended.
+fn detached(args: &[&str], what: String, sender: mpsc::Sender<String>) -> std::io::Result<()> {
+    let mut command = own_command(args);
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
     command
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    match command.spawn() {
-        Ok(mut child) => {
-            let job = id.to_owned();
-            std::thread::spawn(move || {
-                let ended = match child.wait() {
-                    Ok(status) => format!("retry of {job} ended ({status})"),
-                    Err(e) => format!("retry of {job}: {e}"),
-                };
-                let _ = sender.send(ended);
-            });
-            format!("retrying {id} in the background")
-        }
-        Err(e) => format!("cannot run retry: {e}"),
-    }
+    let mut child = command.spawn()?;
+    std::thread::spawn(move || {
+        let ended = match child.wait() {
+            Ok(status) => format!("{what} ended ({status})"),
+            Err(e) => format!("{what}: {e}"),
+        };
+        let _ = sender.send(ended);
+    });
+    Ok(())
 }
 
 async fn next_seen(
