@@ -422,3 +422,52 @@ fn a_usage_limit_pauses_the_job_and_the_queue_then_both_complete() {
         "{hook}"
     );
 }
+
+/// A usage limit read from the agent's last words at its exit (a screen
+/// rule with `state = "limited"`, template data any agent can declare):
+/// an agent that prints its provider's limit and exits 1 is `limited`, not
+/// failed, and its next attempt continues the conversation it named.
+#[test]
+fn an_agent_that_exits_at_a_limit_is_limited_by_its_screen_rule_and_continues() {
+    let world = World::mosquitto("");
+    let log = world.scratch("argv.log");
+    let agent = script(
+        &world.scratch("exits-at-limit.sh"),
+        &format!(
+            "printf '%s|%s\\n' \"$DELEGATE_ATTEMPT\" \"$1\" >> {log}\n\
+             if [ \"$DELEGATE_ATTEMPT\" = 1 ]; then\n\
+               printf '{{\"session_id\":\"conv-X\"}}' | \"$TMUX_DELEGATE_BIN\" publish --event started --data-field session_id\n\
+               echo 'ERROR: Rate limit reached for fake-model. Please try again later.'\n\
+               exit 1\n\
+             fi\n\
+             \"$TMUX_DELEGATE_BIN\" publish --event started\n\
+             \"$TMUX_DELEGATE_BIN\" publish --event completed --message done\nexec sleep 30",
+            log = log.display()
+        ),
+    );
+    world.write_config(&format!(
+        "[broker]\nhost = \"127.0.0.1\"\nport = {}\n\n\
+         [agents.exits]\ncommand = [\"{a}\", \"{{prompt}}\"]\n\
+         continue_command = [\"{a}\", \"--resume={{session}}\"]\n\
+         complete_on_exit = false\nliveness = \"events\"\n\n\
+         [[agents.exits.screens]]\nmatch = \"(Rate limit reached[^\\\\n]*)\"\nstate = \"limited\"\n\n\
+         [defaults.retry]\nmax_attempts = 1\n\n\
+         [defaults.limits]\nwait = \"1s\"\n",
+        world.port(),
+        a = agent.display()
+    ));
+    let (code, out, err) = world.finish(
+        &[
+            "run", "--json", "--agent", "exits", "--name", "exits", "--prompt", "go",
+        ],
+        Duration::from_secs(60),
+    );
+    let argv = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(code, Some(0), "{out}\n{err}\n{argv}");
+    assert!(out.contains("\"to\":\"limited\""), "{out}");
+    assert!(out.contains("Rate limit reached for fake-model"), "{out}");
+    assert_eq!(argv, "1|go\n2|--resume=conv-X\n", "{out}");
+    let record = world.record(&world.id("exits"));
+    assert_eq!(record["attempts"][0]["outcome"], "limited", "{record}");
+    assert_eq!(record["state"], "completed", "{record}");
+}

@@ -27,6 +27,11 @@ pub enum ScreenState {
     /// The agent refused its configuration and exited (untrusted folder,
     /// missing key): checked on the pane's last lines at a non-zero exit.
     AgentConfig,
+    /// The agent met a usage or rate limit and exited: checked on the
+    /// pane's last lines at a non-zero exit, before `agent_config` rules.
+    /// The attempt is `limited` (SPEC section 14); the captured text is
+    /// where the reset time is read from, so capture the whole line.
+    Limited,
 }
 
 /// One rule as written in a template or config file.
@@ -140,6 +145,14 @@ impl ScreenSet {
                 Some(fix) => format!("{message}; fix: {fix}"),
                 None => message,
             })
+    }
+
+    /// The first `limited` rule matching the pane's last lines at a
+    /// non-zero exit: the agent's words (where its reset time is).
+    pub fn limit(&self, pane: &str) -> Option<String> {
+        let text = normalize(&last_lines(pane, EXIT_TAIL_LINES));
+        self.first(ScreenState::Limited, &text)
+            .map(|(_, message)| message)
     }
 
     fn first(&self, state: ScreenState, text: &str) -> Option<(&ScreenRule, String)> {
@@ -502,6 +515,37 @@ mod tests {
         // makes a live screen wait.
         assert_eq!(claude().refusal(TRUST_OLD), None);
         assert_eq!(gemini.waiting(pane), None);
+    }
+
+    #[test]
+    fn a_limit_rule_names_the_agents_words_at_exit_and_nothing_else() {
+        let rules = ScreenSet::compile(&[
+            rule(
+                r"(You've hit your usage limit[^\n]*)",
+                ScreenState::Limited,
+                None,
+                None,
+            ),
+            rule(
+                r"(Invalid API key[^\n]*)",
+                ScreenState::AgentConfig,
+                None,
+                None,
+            ),
+        ])
+        .expect("rules");
+        let pane = "working...\nYou've hit your usage limit. Try again in 2h 13m.\n[tmux-delegate] the agent exited with code 1\n";
+        assert_eq!(
+            rules.limit(pane).as_deref(),
+            Some("You've hit your usage limit. Try again in 2h 13m.")
+        );
+        // Not a refusal, not a dialog; a refusal is not a limit.
+        assert_eq!(rules.refusal(pane), None);
+        assert_eq!(rules.waiting(pane), None);
+        assert_eq!(
+            rules.limit("Invalid API key · Fix external API key\n"),
+            None
+        );
     }
 
     #[test]

@@ -183,7 +183,7 @@ async fn report_refusal(agent: &AgentDef, reporter: &mut Reporter, publisher: &m
     if !agent
         .screens
         .iter()
-        .any(|r| r.state == ScreenState::AgentConfig)
+        .any(|r| matches!(r.state, ScreenState::AgentConfig | ScreenState::Limited))
     {
         return;
     }
@@ -197,10 +197,13 @@ async fn report_refusal(agent: &AgentDef, reporter: &mut Reporter, publisher: &m
             return;
         }
     };
-    let Some(reason) = rules.refusal(&pane) else {
-        return;
+    // A usage limit is not a failure (SPEC section 14): it comes first.
+    let (reason, kind) = match (rules.limit(&pane), rules.refusal(&pane)) {
+        (Some(limit), _) => (limit, "limited"),
+        (None, Some(refusal)) => (refusal, "agent_config"),
+        (None, None) => return,
     };
-    let data = serde_json::json!({ "kind": "agent_config" });
+    let data = serde_json::json!({ "kind": kind });
     if let Err(e) = reporter
         .send(publisher, EventKind::Error, Some(reason), Some(data))
         .await
