@@ -271,6 +271,8 @@ struct Job {
     uncharged: u32,
     /// Usage limits met one after the other (the fallback wait doubles).
     limits_in_a_row: u32,
+    /// Why the queue holds the job back, as last said.
+    queued_reason: Option<String>,
 }
 
 impl Job {
@@ -289,6 +291,7 @@ impl Job {
             exit: None,
             uncharged: 0,
             limits_in_a_row: 0,
+            queued_reason: None,
         }
     }
 
@@ -368,9 +371,29 @@ impl Core {
         self.jobs.insert(id, Job::new(config));
     }
 
-    /// A job the queue holds back: `queued` (once; with a reason).
+    /// A job the queue holds back: `queued`, with a reason; once, and
+    /// again only when the reason changes (a slot it waited for is now a
+    /// usage limit's hold), so `status` says what it waits for now.
     pub fn mark_queued(&mut self, id: &JobId, reason: Option<String>) {
-        if self.jobs.get(id).is_some_and(|j| j.phase == Phase::Pending) {
+        let Some(job) = self.jobs.get_mut(id) else {
+            return;
+        };
+        let said = job.state == JobState::Queued && job.queued_reason == reason;
+        if job.phase != Phase::Pending || said {
+            return;
+        }
+        job.queued_reason.clone_from(&reason);
+        if job.state == JobState::Queued {
+            let attempt = job.attempt;
+            self.effects.push_back(Effect::Transition {
+                job: id.clone(),
+                attempt,
+                from: JobState::Queued,
+                to: JobState::Queued,
+                reason,
+                failure: None,
+            });
+        } else {
             self.transition(id, JobState::Queued, reason, None);
         }
     }

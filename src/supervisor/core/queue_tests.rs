@@ -102,3 +102,22 @@ fn a_skipped_job_is_finished_with_its_reason_and_a_queued_one_can_be_cancelled()
     core.start(t0, &cancelled);
     assert_eq!(core.poll_effect(), None, "a cancelled job never launches");
 }
+
+#[test]
+fn a_queued_job_says_again_what_it_waits_for_when_that_changes() {
+    let job = JobId::parse("job-1").expect("id");
+    let mut core = Core::new(Box::new(|| 1.0));
+    core.enqueue(job.clone(), config());
+    let slot = Some("waiting for a free slot (max_parallel)".to_owned());
+    let limit = Some("claude is limited until 2026-12-04T18:34:00Z".to_owned());
+    core.mark_queued(&job, slot.clone());
+    core.mark_queued(&job, limit.clone());
+    core.mark_queued(&job, limit.clone());
+    assert_eq!(
+        transitions(&mut core),
+        vec![
+            (JobState::Pending, JobState::Queued, slot),
+            (JobState::Queued, JobState::Queued, limit),
+        ]
+    );
+}
