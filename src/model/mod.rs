@@ -21,7 +21,10 @@ pub use event::{Event, EventKind, Meaning, Signature};
 pub use fence::Fence;
 pub use id::JobId;
 pub use policy::{Budget, FailureKind, Liveness, OnWaiting, RetryPolicy, Timeouts};
-pub use record::{AttemptInfo, FailureInfo, LastEvent, Price, ResumePoint, Session, Usage, Work};
+pub use record::{
+    AttemptInfo, FailureInfo, LastEvent, Price, ResumePoint, Session, TranscriptFormat, Usage,
+    UsageSource, Work,
+};
 pub use row::StatusRow;
 pub use state::{FleetState, JobState};
 pub use transition::Transition;
