@@ -437,6 +437,50 @@ mod tests {
     }
 
     #[test]
+    fn a_conversation_belongs_to_its_command_and_a_bad_one_is_reported_at_resolve() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("tmux-delegate.toml"),
+            "[agents.codex]\ncommand = [\"mycodex\", \"{prompt}\"]\n\
+             [agents.gemini]\nliveness = \"events\"\n\
+             [agents.bad]\ncommand = [\"b\"]\n[agents.bad.conversation]\nsession = \"printed\"\n",
+        )
+        .expect("write");
+        let config = Config::load(env_with(&[], dir.path())).expect("config");
+        let codex = resolve(&config, "codex").expect("codex");
+        assert_eq!(codex.conversation, conversation::Conversation::default());
+        assert_eq!(codex.continue_command, None);
+        let gemini = resolve(&config, "gemini").expect("gemini");
+        assert_eq!(
+            gemini.conversation.session,
+            conversation::SessionCapture::Assign
+        );
+        let failure = resolve(&config, "bad").expect_err("no pattern");
+        assert!(
+            failure.to_string().contains("agents.bad.conversation"),
+            "{failure}"
+        );
+    }
+
+    #[test]
+    fn placeholders_are_replaced_once_and_escaped_where_asked() {
+        let values = Substitutions {
+            job: "j.1",
+            attempt: "2",
+            session: "{job}",
+            ..Substitutions::default()
+        };
+        assert_eq!(
+            substitute("{session}/{attempt}/{nope}/{", &values),
+            "{job}/2/{nope}/{"
+        );
+        assert_eq!(
+            substitute_with("id=(\\S+) {job}", &values, regex::escape),
+            "id=(\\S+) j\\.1"
+        );
+    }
+
+    #[test]
     fn screen_rules_merge_user_first_then_builtins_and_bad_ones_are_reported_at_resolve() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(

@@ -162,8 +162,7 @@ impl Tracker {
             return None;
         }
         let pattern = self.conversation.pattern.as_deref()?;
-        let pattern =
-            crate::agents::substitute_with(pattern, &self.values(""), |v| regex::escape(v));
+        let pattern = crate::agents::substitute_with(pattern, &self.values(""), regex::escape);
         let pattern = regex::Regex::new(&pattern).ok()?;
         let files = self
             .first_expanded(&self.conversation.printed_in)
@@ -369,7 +368,8 @@ impl Tracker {
             if usage.is_some() {
                 info.usage_source = usage.clone();
             }
-            if result.is_some() {
+            // An answer the agent's own `completed` event carried wins.
+            if info.result.is_none() {
                 info.result = result.clone();
             }
         });
