@@ -18,7 +18,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
+pub mod conversation;
 pub mod limits;
+pub mod locate;
 pub mod preflight;
 pub mod screens;
 pub mod transcript;
@@ -63,20 +65,56 @@ pub struct AgentDef {
     /// Screen rules: the user's first, then the built-ins for the program.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub screens: Vec<screens::ScreenRule>,
+    /// How its conversation is captured (SPEC section 14).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub conversation: conversation::Conversation,
+}
+
+fn is_default(conversation: &conversation::Conversation) -> bool {
+    *conversation == conversation::Conversation::default()
 }
 
 fn default_on_stop() -> OnStop {
     OnStop::Completed
 }
 
-/// Values substituted into an agent's argv.
+/// Values substituted into an agent's argv and its conversation's path
+/// templates.
+#[derive(Debug, Default)]
 pub struct Substitutions<'a> {
     pub prompt: &'a str,
     pub job: &'a str,
     /// The generated settings file, for agents with `hooks`.
     pub settings: &'a str,
-    /// The conversation a continued attempt continues.
+    /// The attempt's conversation: the one a continued attempt continues,
+    /// or the one the wrapper assigned (`session = "assign"`).
     pub session: &'a str,
+    pub attempt: &'a str,
+    /// The job's directory in the registry (0700).
+    pub job_dir: &'a str,
+    /// A file the agent writes its final answer to (`{result_file}`).
+    pub result_file: &'a str,
+    /// The transcript's path, when its template has no wildcard.
+    pub transcript: &'a str,
+    /// The conversation's `usage_file`.
+    pub usage_file: &'a str,
+}
+
+impl Substitutions<'_> {
+    fn value(&self, name: &str) -> Option<&str> {
+        Some(match name {
+            "prompt" => self.prompt,
+            "job" => self.job,
+            "settings" => self.settings,
+            "session" => self.session,
+            "attempt" => self.attempt,
+            "job_dir" => self.job_dir,
+            "result_file" => self.result_file,
+            "transcript" => self.transcript,
+            "usage_file" => self.usage_file,
+            _ => return None,
+        })
+    }
 }
 
 impl AgentDef {
@@ -99,28 +137,40 @@ fn substitute_all(command: &[String], values: &Substitutions<'_>) -> Vec<String>
     command.iter().map(|arg| substitute(arg, values)).collect()
 }
 
-fn substitute(template: &str, values: &Substitutions<'_>) -> String {
+/// `template` with each `{name}` placeholder replaced, in one pass (a
+/// value is never rewritten); `escape` applies to each value (a regex's
+/// placeholders are escaped).
+pub fn substitute_with(
+    template: &str,
+    values: &Substitutions<'_>,
+    escape: fn(&str) -> String,
+) -> String {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(start) = rest.find('{') {
         out.push_str(&rest[..start]);
         let tail = &rest[start..];
-        let (value, len) = if tail.starts_with("{prompt}") {
-            (Some(values.prompt), "{prompt}".len())
-        } else if tail.starts_with("{job}") {
-            (Some(values.job), "{job}".len())
-        } else if tail.starts_with("{settings}") {
-            (Some(values.settings), "{settings}".len())
-        } else if tail.starts_with("{session}") {
-            (Some(values.session), "{session}".len())
-        } else {
-            (None, 1)
-        };
-        out.push_str(value.unwrap_or("{"));
-        rest = &tail[len..];
+        let named = tail[1..]
+            .find('}')
+            .and_then(|end| Some((values.value(&tail[1..=end])?, end + 2)));
+        match named {
+            Some((value, len)) => {
+                out.push_str(&escape(value));
+                rest = &tail[len..];
+            }
+            None => {
+                out.push('{');
+                rest = &tail[1..];
+            }
+        }
     }
     out.push_str(rest);
     out
+}
+
+/// `template` with its placeholders replaced.
+pub fn substitute(template: &str, values: &Substitutions<'_>) -> String {
+    substitute_with(template, values, str::to_owned)
 }
 
 fn builtin(name: &str) -> Result<Option<AgentFile>, Failure> {
@@ -158,13 +208,17 @@ pub fn resolve(config: &Config, name: &str) -> Result<AgentDef, Failure> {
     }
     let base = base.unwrap_or_default();
     let custom = custom.cloned().unwrap_or_default();
-    // The template's way to continue belongs to the template's command:
-    // a config that replaces the command names its own (or none).
-    let continue_command = if custom.command.is_some() {
-        custom.continue_command
-    } else {
-        custom.continue_command.or(base.continue_command)
-    };
+    let own_command = custom.command.is_some();
+    let continue_command =
+        of_the_command(own_command, custom.continue_command, base.continue_command);
+    let conversation =
+        of_the_command(own_command, custom.conversation, base.conversation).unwrap_or_default();
+    if let Some(problem) = conversation.problem() {
+        return Err(
+            config_error(format!("agents.{name}.conversation: {problem}"))
+                .help("see docs/agents.md, \"Conversations\", for the keys"),
+        );
+    }
     let command = custom.command.or(base.command).ok_or_else(|| {
         config_error(format!("agent `{name}` has no `command`")).help(format!(
             "set [agents.{name}] command = [\"program\", \"{{prompt}}\"]"
@@ -197,7 +251,19 @@ pub fn resolve(config: &Config, name: &str) -> Result<AgentDef, Failure> {
         on_stop: custom.on_stop.or(base.on_stop).unwrap_or(OnStop::Completed),
         description: custom.description.or(base.description),
         screens: rules,
+        conversation,
     })
+}
+
+/// The template's way to continue and to capture its conversation belong
+/// to the template's command: a config that replaces the command names its
+/// own (or none).
+fn of_the_command<T>(own_command: bool, custom: Option<T>, base: Option<T>) -> Option<T> {
+    if own_command {
+        custom
+    } else {
+        custom.or(base)
+    }
 }
 
 /// Quotes a word for the POSIX shell Claude Code runs hook commands with.
@@ -262,6 +328,7 @@ mod tests {
                 job: "job-1",
                 settings: "/s.json",
                 session: "s-1",
+                ..Substitutions::default()
             });
             assert_eq!(
                 argv.iter().filter(|a| a.contains(NASTY)).count(),
@@ -301,6 +368,7 @@ mod tests {
                     job: "job-1",
                     settings: "/s.json",
                     session: "s-1",
+                    ..Substitutions::default()
                 });
                 assert!(prompt_is_never_an_option(&argv, prompt), "{name}: {argv:?}");
             }
@@ -361,6 +429,7 @@ mod tests {
             job: "j",
             settings: "",
             session: "s-1",
+            ..Substitutions::default()
         };
         assert_eq!(mine.argv(&values), vec!["./run.sh", "--task=a {job} b"]);
         assert!(mine.complete_on_exit);
@@ -368,6 +437,50 @@ mod tests {
         assert_eq!(
             failure.help.as_deref(),
             Some("a similar agent exists: `codex`")
+        );
+    }
+
+    #[test]
+    fn a_conversation_belongs_to_its_command_and_a_bad_one_is_reported_at_resolve() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("tmux-delegate.toml"),
+            "[agents.codex]\ncommand = [\"mycodex\", \"{prompt}\"]\n\
+             [agents.gemini]\nliveness = \"events\"\n\
+             [agents.bad]\ncommand = [\"b\"]\n[agents.bad.conversation]\nsession = \"printed\"\n",
+        )
+        .expect("write");
+        let config = Config::load(env_with(&[], dir.path())).expect("config");
+        let codex = resolve(&config, "codex").expect("codex");
+        assert_eq!(codex.conversation, conversation::Conversation::default());
+        assert_eq!(codex.continue_command, None);
+        let gemini = resolve(&config, "gemini").expect("gemini");
+        assert_eq!(
+            gemini.conversation.session,
+            conversation::SessionCapture::Assign
+        );
+        let failure = resolve(&config, "bad").expect_err("no pattern");
+        assert!(
+            failure.to_string().contains("agents.bad.conversation"),
+            "{failure}"
+        );
+    }
+
+    #[test]
+    fn placeholders_are_replaced_once_and_escaped_where_asked() {
+        let values = Substitutions {
+            job: "j.1",
+            attempt: "2",
+            session: "{job}",
+            ..Substitutions::default()
+        };
+        assert_eq!(
+            substitute("{session}/{attempt}/{nope}/{", &values),
+            "{job}/2/{nope}/{"
+        );
+        assert_eq!(
+            substitute_with("id=(\\S+) {job}", &values, regex::escape),
+            "id=(\\S+) j\\.1"
         );
     }
 

@@ -24,6 +24,7 @@ use anyhow::Result;
 use std::time::Duration;
 
 mod agent;
+mod conversation;
 mod fence;
 mod pane;
 mod report;
@@ -64,7 +65,7 @@ pub async fn run(registry: &Registry, job: &JobId, attempt: u32) -> Result<Exit>
         eprintln!("\n[tmux-delegate] {reason}");
         return Ok(Exit::Raw(1));
     }
-    let argv = agent_argv(registry, job, &record, &agent, attempt)?;
+    let (argv, mut tracker) = agent_argv(registry, job, &record, &agent, attempt)?;
     // Orphaned descendants of the agent (double forks, `setsid` daemons)
     // become the wrapper's children, so the end of the attempt finds them.
     if let Err(e) = crate::proc::become_subreaper() {
@@ -104,10 +105,17 @@ pub async fn run(registry: &Registry, job: &JobId, attempt: u32) -> Result<Exit>
         topic: &reporter.topic,
         owner: record.fleet_owner.as_ref(),
         fence,
+        registry,
+        conversation: &mut tracker,
     };
     let ended = wait_for_agent(&mut child, pid, grace, &mut stops, window).await?;
     drop(handoff);
-    let code = conclude(registry, &agent, &record, &mut reporter, publisher, ended).await;
+    let ending = Ending {
+        status: ended.0,
+        ended: ended.1,
+        conversation: &mut tracker,
+    };
+    let code = conclude(registry, &agent, &record, &mut reporter, publisher, ending).await;
     Ok(Exit::Raw(u8::try_from(code & 0xff).unwrap_or(1)))
 }
 
@@ -136,21 +144,34 @@ async fn connect_window(
     Ok((publisher, fence))
 }
 
-/// Ends the attempt: the agent's leftovers stopped, its exit reported
-/// (unless the window was closed or the attempt was fenced off). Returns
-/// the agent's exit code.
+/// How the agent's run ended.
+struct Ending<'a> {
+    status: std::process::ExitStatus,
+    ended: Ended,
+    conversation: &'a mut conversation::Tracker,
+}
+
+/// Ends the attempt: the agent's leftovers stopped, what it left of its
+/// conversation recorded, its exit reported (unless the window was closed
+/// or the attempt was fenced off). Returns the agent's exit code.
 async fn conclude(
     registry: &Registry,
     agent: &AgentDef,
     record: &Record,
     reporter: &mut Reporter,
     publisher: Publisher,
-    (status, ended): (std::process::ExitStatus, Ended),
+    ending: Ending<'_>,
 ) -> i32 {
     crate::proc::take_terminal_back();
     // The attempt is over: whatever the agent left behind goes too.
     crate::proc::stop_descendants(record.spec.tmux.kill_grace, None).await;
-    let code = exit_code(status);
+    let code = exit_code(ending.status);
+    let ended = ending.ended;
+    if !matches!(ended, Ended::OwnerGone | Ended::Superseded(_)) {
+        // Before `exited`: the supervisor counts the tokens on the transition.
+        let exited = (ended == Ended::Exited).then_some(code);
+        ending.conversation.finish(registry, exited).await;
+    }
     match (ended, record.fleet_owner.as_ref()) {
         // The window is gone: nobody reads the pane, and the Last Will
         // (`lost`) reports the closed window as it always did.

@@ -471,3 +471,117 @@ fn an_agent_that_exits_at_a_limit_is_limited_by_its_screen_rule_and_continues() 
     assert_eq!(record["attempts"][0]["outcome"], "limited", "{record}");
     assert_eq!(record["state"], "completed", "{record}");
 }
+
+/// A custom agent that captures its conversation as Codex does, declared
+/// as template data (`[agents.NAME.conversation]`): it prints its id
+/// (`session = "printed"`, read from the pane), keeps a Codex-format
+/// rollout named by it under `$SESSIONS` (found by a wildcard path
+/// template), and writes its answer to `{result_file}`. Attempt 1 prints
+/// its id, records one response and hangs; attempt 2 continues the
+/// conversation (its argv has the id), appends its own response, and
+/// counts only that one (the mark taken at its launch).
+#[test]
+fn a_custom_agent_declares_how_its_conversation_is_captured() {
+    let world = World::mosquitto("");
+    let sessions = world.scratch("sessions");
+    let agent = script(
+        &world.scratch("codex-like.sh"),
+        r#"result="$1"; shift
+if [ "$1" = resume ]; then id="$2"; else id=0199aaaa-1111-4222-8333-444455556666; fi
+echo "session id: $id"
+mkdir -p "$SESSIONS/2026/12"
+rollout="$SESSIONS/2026/12/rollout-2026-12-04T01-27-46-$id.jsonl"
+printf '{"type":"turn_context","payload":{"model":"m"}}\n' >> "$rollout"
+printf '{"type":"token_usage_record","payload":{"response_id":"r%s","usage":{"input_tokens":%s,"cached_input_tokens":3,"output_tokens":5}}}\n' "$DELEGATE_ATTEMPT" "$((DELEGATE_ATTEMPT * 100 + 3))" >> "$rollout"
+[ "$DELEGATE_ATTEMPT" = 1 ] && exec sleep 600
+printf 'the answer, from attempt %s\n' "$DELEGATE_ATTEMPT" > "$result"
+echo "some last words"
+"#,
+    );
+    world.write_config(&format!(
+        "[broker]\nhost = \"127.0.0.1\"\nport = {}\n\n\
+         [agents.like]\ncommand = [\"{a}\", \"{{result_file}}\", \"--\", \"{{prompt}}\"]\n\
+         continue_command = [\"{a}\", \"{{result_file}}\", \"resume\", \"{{session}}\", \"--\", \"{{prompt}}\"]\n\
+         env = {{ SESSIONS = \"{s}\" }}\nliveness = \"output\"\n\n\
+         [agents.like.conversation]\nsession = \"printed\"\n\
+         pattern = 'session id: ([0-9a-f-]{{36}})'\n\
+         transcript = [\"$UNSET_HOME_OF_LIKE/x/*.jsonl\", \"$SESSIONS/*/*/rollout-*-{{session}}.jsonl\"]\n\
+         format = \"codex\"\n\n\
+         [defaults.timeouts]\nidle = \"2s\"\n\n\
+         [defaults.retry]\nbackoff = \"0s\"\n",
+        world.port(),
+        a = agent.display(),
+        s = sessions.display()
+    ));
+    let (code, out, err) = world.finish(
+        &[
+            "run", "--json", "--agent", "like", "--name", "like", "--prompt", "-z go",
+        ],
+        Duration::from_secs(90),
+    );
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let record = world.record(&world.id("like"));
+    let id = "0199aaaa-1111-4222-8333-444455556666";
+    assert_eq!(record["attempt"], 2, "{record}");
+    assert_eq!(record["attempts"][0]["session"]["id"], id, "{record}");
+    assert_eq!(
+        record["attempts"][0]["session"]["agent"], "like",
+        "{record}"
+    );
+    let transcript = record["attempts"][0]["session"]["transcript"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        transcript.starts_with(&sessions.display().to_string())
+            && transcript.ends_with(&format!("{id}.jsonl")),
+        "{record}"
+    );
+    assert_eq!(record["attempts"][1]["continued_from"], id, "{record}");
+    assert_eq!(record["attempts"][1]["session"]["id"], id, "{record}");
+    // Attempt 1 hung with no answer; attempt 2's came from its result file.
+    assert!(record["attempts"][0]["result"].is_null(), "{record}");
+    assert_eq!(
+        record["attempts"][1]["result"], "the answer, from attempt 2",
+        "{record}"
+    );
+    let tokens = |n: usize| {
+        let usage = &record["attempts"][n]["usage"];
+        (
+            usage["input_tokens"].as_u64(),
+            usage["cache_read_input_tokens"].as_u64(),
+            usage["output_tokens"].as_u64(),
+        )
+    };
+    assert_eq!(tokens(0), (Some(100), Some(3), Some(5)), "{record}");
+    assert_eq!(tokens(1), (Some(200), Some(3), Some(5)), "{record}");
+    let row = world.job("like");
+    assert_eq!(row["usage"]["input_tokens"], 300, "{row}");
+    assert_eq!(row["result"], "the answer, from attempt 2", "{row}");
+}
+
+/// An agent with no transcript and no result file: its `result` is the
+/// last lines it printed, without the wrapper's own.
+#[test]
+fn without_a_transcript_the_result_is_what_the_agent_printed_last() {
+    let world = World::mosquitto("");
+    world.write_config(&format!(
+        "[broker]\nhost = \"127.0.0.1\"\nport = {}\n",
+        world.port()
+    ));
+    let (code, out, err) = world.finish(
+        &[
+            "run",
+            "--json",
+            "--agent",
+            "shell",
+            "--name",
+            "echo",
+            "--prompt",
+            "-z the answer",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let row = world.job("echo");
+    assert_eq!(row["result"], "-z the answer", "{row}");
+}

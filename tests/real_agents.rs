@@ -281,6 +281,29 @@ trait Agent {
     fn arrived(texts: &[String], prompt: &str) -> bool {
         texts.iter().any(|t| t == prompt)
     }
+    /// Whether a conversation id looks like the ones this CLI makes (or is
+    /// given): a UUID.
+    fn valid_session(id: &str) -> bool {
+        id.len() == 36 && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+    }
+    /// Whether a request the provider answered is a turn of the
+    /// conversation (its tokens are in the transcript): one that offers
+    /// tools (side requests, such as Gemini CLI's routing, offer none).
+    fn is_turn(request: &Value) -> bool {
+        request["answered"].is_array()
+            && request["body"]["tools"]
+                .as_array()
+                .is_some_and(|t| !t.is_empty())
+    }
+    /// (input, output, cache read) tokens of one answered turn as the agent
+    /// counts what the fake API reported (10 fresh + 3 cached input, 5 out).
+    fn one_turn() -> (u64, u64, u64) {
+        (10, 5, 3)
+    }
+    /// A script whose first turn never gets an answer.
+    fn hanging_first_turn() -> Value {
+        serde_json::json!({"hang_first": 1, "turns": [{"text": "done"}], "plain": "done"})
+    }
 }
 
 struct Claude;
@@ -385,6 +408,9 @@ impl Agent for Opencode {
             ("OPENCODE_DISABLE_AUTOUPDATE", "1".into()),
         ]
     }
+    fn valid_session(id: &str) -> bool {
+        id.starts_with("ses_") && id.len() > 10
+    }
     /// opencode joins its message arguments and wraps one that contains a
     /// space in double quotes (inner quotes escaped) before the model sees it.
     fn arrived(texts: &[String], prompt: &str) -> bool {
@@ -416,6 +442,18 @@ impl Agent for Aider {
         texts
             .iter()
             .any(|t| t == prompt || t.starts_with(&format!("{prompt}\n\n")))
+    }
+    /// Aider offers no tools: every chat request it makes is a turn.
+    fn is_turn(request: &Value) -> bool {
+        request["answered"].is_array() && request["api"] == "chat"
+    }
+    /// Aider's analytics log has the API's prompt count, cached tokens
+    /// inside it.
+    fn one_turn() -> (u64, u64, u64) {
+        (13, 5, 0)
+    }
+    fn hanging_first_turn() -> Value {
+        serde_json::json!({"hang_first": 1, "hang_any": true, "turns": [{"text": "done"}], "plain": "done"})
     }
 }
 
@@ -680,6 +718,269 @@ fn aider_edits_a_file_and_completes() {
 #[ignore = "real agent aider: scripts/test-real-agents.sh aider"]
 fn aider_gets_option_like_prompts_verbatim() {
     option_like_prompts_arrive_verbatim::<Aider>("aider");
+}
+
+// ------------------------------------- conversations (SPEC section 14)
+
+/// The user texts of one recorded request.
+fn request_texts(request: &Value) -> Vec<String> {
+    request["user_texts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Whether `text` is `prompt` as agent `A` sends it (or restores it from
+/// its history: Aider's markdown keeps two trailing spaces).
+fn says<A: Agent>(text: &str, prompt: &str) -> bool {
+    text.trim() == prompt || A::arrived(&[text.to_owned()], prompt)
+}
+
+/// Whether `request` carries `earlier` as history before `later`.
+fn earlier_turn_is_history<A: Agent>(request: &Value, earlier: &str, later: &str) -> bool {
+    let seen = request_texts(request);
+    let first = seen.iter().position(|t| says::<A>(t, earlier));
+    let then = seen
+        .iter()
+        .rposition(|t| says::<A>(t, later) || t.contains(later));
+    matches!((first, then), (Some(f), Some(l)) if f < l)
+}
+
+/// The tokens of `turns` answered turns, as `status --json` shows them.
+fn expected_usage<A: Agent>(turns: u64) -> (u64, u64, u64) {
+    let (input, output, cached) = A::one_turn();
+    (turns * input, turns * output, turns * cached)
+}
+
+fn usage_of(usage: &Value) -> (u64, u64, u64) {
+    let count = |key: &str| usage[key].as_u64().unwrap_or(u64::MAX);
+    (
+        count("input_tokens"),
+        count("output_tokens"),
+        count("cache_read_input_tokens"),
+    )
+}
+
+/// A completed job's `result` is the model's answer, its `session` names
+/// the conversation (an id of the CLI's kind, the agent, and a transcript
+/// file that exists), and its `usage` is what the fake API reported for
+/// the conversation's turns.
+fn reports_its_session_result_and_tokens<A: Agent>(template: &str) {
+    let world = agent_world(A::CLI.0, A::CLI.1);
+    let answer = "forty-two is the answer";
+    let provider = Provider::start(
+        world.dir.path(),
+        &serde_json::json!({"turns": [{"text": answer}], "plain": answer}),
+    );
+    let env = A::setup(&world, &provider.url());
+    let spec = job_spec(
+        &world,
+        "answer",
+        template,
+        "What is six times seven?",
+        &env,
+        "",
+    );
+    let (code, out, err) = run_spec(&world, &spec);
+    let story = story(&world, &provider, &out, &err);
+    assert_eq!(code, Some(0), "{story}");
+    let row = job_status(&world, "answer");
+    assert_eq!(row["result"], answer, "{row}\n{story}");
+    let session = &row["session"];
+    assert!(
+        A::valid_session(session["id"].as_str().unwrap_or_default()),
+        "{row}"
+    );
+    assert_eq!(session["agent"], template, "{row}");
+    let transcript = session["transcript"].as_str().unwrap_or_default();
+    assert!(Path::new(transcript).is_file(), "{row}\n{story}");
+    let turns = provider.requests().iter().filter(|r| A::is_turn(r)).count() as u64;
+    assert!(turns >= 1, "{story}");
+    eprintln!("{template}: {turns} turn(s), usage {}", row["usage"]);
+    assert_eq!(
+        usage_of(&row["usage"]),
+        expected_usage::<A>(turns),
+        "{row}\ntranscript {transcript}:\n{}\n{story}",
+        std::fs::read_to_string(transcript).unwrap_or_default()
+    );
+}
+
+/// The fake API never answers the first turn: the job goes `hung` after
+/// `timeouts.idle`, and attempt 2 continues the same conversation: its
+/// request carries the original prompt as history and the continuation
+/// after it, not the prompt as the first message of a new conversation.
+fn continues_its_conversation_after_a_hung_first_turn<A: Agent>(template: &str) {
+    let world = agent_world(A::CLI.0, A::CLI.1);
+    let provider = Provider::start(world.dir.path(), &A::hanging_first_turn());
+    let env = A::setup(&world, &provider.url());
+    let prompt = "Count the files in this folder";
+    let retry = "[timeouts]\nidle = \"15s\"\n\n[retry]\nbackoff = \"0s\"\n";
+    let spec = job_spec(&world, "hangs", template, prompt, &env, retry);
+    let (code, out, err) = run_spec(&world, &spec);
+    let story = story(&world, &provider, &out, &err);
+    assert_eq!(code, Some(0), "{story}");
+    let record = world.record(&world.id("hangs"));
+    assert_eq!(record["attempt"], 2, "{record}\n{story}");
+    let first = record["attempts"][0]["session"]["id"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        A::valid_session(first),
+        "attempt 1 named its conversation: {record}\n{story}"
+    );
+    assert_eq!(record["attempts"][1]["continued_from"], first, "{record}");
+    assert_eq!(
+        record["attempts"][1]["session"]["id"], first,
+        "the same conversation: {record}"
+    );
+    assert_eq!(record["attempts"][1]["result"], "done", "{record}");
+    let requests = provider.requests();
+    let hung = requests
+        .iter()
+        .position(|r| r["hung"] == true)
+        .unwrap_or_else(|| panic!("no hung request\n{story}"));
+    assert!(
+        request_texts(&requests[hung])
+            .iter()
+            .any(|t| says::<A>(t, prompt)),
+        "{story}"
+    );
+    let resumed = requests[hung + 1..]
+        .iter()
+        .filter(|r| A::is_turn(r))
+        .find(|r| {
+            request_texts(r)
+                .iter()
+                .any(|t| t.contains("(attempt 1) ended"))
+        })
+        .unwrap_or_else(|| panic!("no request continued the conversation\n{story}"));
+    assert!(
+        earlier_turn_is_history::<A>(resumed, prompt, "(attempt 1) ended"),
+        "the original prompt comes first, as history: {:?}",
+        request_texts(resumed)
+    );
+}
+
+/// `send ID TEXT` to a completed job: attempt 2 continues its
+/// conversation with TEXT (the fake API sees the first turn as history),
+/// and counts its own tokens, not the first turn's again.
+fn send_continues_a_completed_conversation<A: Agent>(template: &str) {
+    let world = agent_world(A::CLI.0, A::CLI.1);
+    let provider = Provider::start(
+        world.dir.path(),
+        &serde_json::json!({"turns": [{"text": "forty-two"}], "plain": "forty-two"}),
+    );
+    let env = A::setup(&world, &provider.url());
+    let prompt = "What is six times seven?";
+    let spec = job_spec(&world, "follow", template, prompt, &env, "");
+    let (code, out, err) = run_spec(&world, &spec);
+    assert_eq!(code, Some(0), "{}", story(&world, &provider, &out, &err));
+    let id = world.id("follow");
+    let before = provider.requests().len();
+    let follow_up = "And what is that plus one?";
+    let (code, out, err) = world.finish(&["send", &id, follow_up], JOB_LIMIT);
+    let story = story(&world, &provider, &out, &err);
+    assert_eq!(code, Some(0), "{story}");
+    let record = world.record(&id);
+    assert_eq!(record["attempt"], 2, "{record}\n{story}");
+    let first = record["attempts"][0]["session"]["id"].clone();
+    assert!(
+        A::valid_session(first.as_str().unwrap_or_default()),
+        "{record}"
+    );
+    assert_eq!(record["attempts"][1]["continued_from"], first, "{record}");
+    assert_eq!(record["attempts"][1]["session"]["id"], first, "{record}");
+    assert_eq!(record["attempts"][1]["result"], "forty-two", "{record}");
+    let requests = provider.requests();
+    let later: Vec<&Value> = requests[before..]
+        .iter()
+        .filter(|r| A::is_turn(r))
+        .collect();
+    assert!(
+        later
+            .iter()
+            .any(|r| earlier_turn_is_history::<A>(r, prompt, follow_up)),
+        "the first turn is history before the follow-up\n{story}"
+    );
+    assert_eq!(
+        usage_of(&record["attempts"][1]["usage"]),
+        expected_usage::<A>(later.len() as u64),
+        "attempt 2 counts its own turns only: {record}"
+    );
+}
+
+#[test]
+#[ignore = "real agent codex: scripts/test-real-agents.sh codex"]
+fn codex_reports_its_session_result_and_tokens() {
+    reports_its_session_result_and_tokens::<Codex>("codex");
+}
+
+#[test]
+#[ignore = "real agent codex: scripts/test-real-agents.sh codex"]
+fn codex_continues_its_conversation_after_a_hung_first_turn() {
+    continues_its_conversation_after_a_hung_first_turn::<Codex>("codex");
+}
+
+#[test]
+#[ignore = "real agent codex: scripts/test-real-agents.sh codex"]
+fn codex_send_continues_a_completed_conversation() {
+    send_continues_a_completed_conversation::<Codex>("codex");
+}
+
+#[test]
+#[ignore = "real agent gemini: scripts/test-real-agents.sh gemini"]
+fn gemini_reports_its_session_result_and_tokens() {
+    reports_its_session_result_and_tokens::<Gemini>("gemini");
+}
+
+#[test]
+#[ignore = "real agent gemini: scripts/test-real-agents.sh gemini"]
+fn gemini_continues_its_conversation_after_a_hung_first_turn() {
+    continues_its_conversation_after_a_hung_first_turn::<Gemini>("gemini");
+}
+
+#[test]
+#[ignore = "real agent gemini: scripts/test-real-agents.sh gemini"]
+fn gemini_send_continues_a_completed_conversation() {
+    send_continues_a_completed_conversation::<Gemini>("gemini");
+}
+
+#[test]
+#[ignore = "real agent opencode: scripts/test-real-agents.sh opencode"]
+fn opencode_reports_its_session_result_and_tokens() {
+    reports_its_session_result_and_tokens::<Opencode>("opencode");
+}
+
+#[test]
+#[ignore = "real agent opencode: scripts/test-real-agents.sh opencode"]
+fn opencode_continues_its_conversation_after_a_hung_first_turn() {
+    continues_its_conversation_after_a_hung_first_turn::<Opencode>("opencode");
+}
+
+#[test]
+#[ignore = "real agent opencode: scripts/test-real-agents.sh opencode"]
+fn opencode_send_continues_a_completed_conversation() {
+    send_continues_a_completed_conversation::<Opencode>("opencode");
+}
+
+#[test]
+#[ignore = "real agent aider: scripts/test-real-agents.sh aider"]
+fn aider_reports_its_session_result_and_tokens() {
+    reports_its_session_result_and_tokens::<Aider>("aider");
+}
+
+#[test]
+#[ignore = "real agent aider: scripts/test-real-agents.sh aider"]
+fn aider_continues_its_conversation_after_a_hung_first_turn() {
+    continues_its_conversation_after_a_hung_first_turn::<Aider>("aider");
+}
+
+#[test]
+#[ignore = "real agent aider: scripts/test-real-agents.sh aider"]
+fn aider_send_continues_a_completed_conversation() {
+    send_continues_a_completed_conversation::<Aider>("aider");
 }
 
 // ------------------------------------------------ Claude Code's screens

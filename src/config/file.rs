@@ -266,6 +266,8 @@ pub struct AgentFile {
     pub on_stop: Option<OnStop>,
     /// `[[agents.NAME.screens]]`: screen rules (see `agents::screens`).
     pub screens: Option<Vec<crate::agents::screens::ScreenRule>>,
+    /// `[agents.NAME.conversation]`: how its conversation is captured.
+    pub conversation: Option<crate::agents::conversation::Conversation>,
     /// The queue's cap on this agent's attempts running at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_parallel: Option<u32>,

@@ -112,6 +112,7 @@ mod tests {
             number,
             session: session.map(|id| Session {
                 id: id.into(),
+                agent: None,
                 transcript: None,
             }),
             continued_from: continued_from.map(str::to_owned),

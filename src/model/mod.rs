@@ -23,7 +23,10 @@ pub use id::JobId;
 pub use policy::{
     Budget, FailureKind, LimitPolicy, Liveness, OnLimit, OnWaiting, RetryPolicy, Timeouts,
 };
-pub use record::{AttemptInfo, FailureInfo, LastEvent, Price, ResumePoint, Session, Usage, Work};
+pub use record::{
+    AttemptInfo, FailureInfo, LastEvent, Price, ResumePoint, Session, TranscriptFormat, Usage,
+    UsageSource, Work,
+};
 pub use row::StatusRow;
 pub use state::{FleetState, JobState};
 pub use transition::Transition;

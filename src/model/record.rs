@@ -23,13 +23,48 @@ pub struct FailureInfo {
     pub reason: String,
 }
 
-/// The agent's own conversation of an attempt: its id, and where the agent
-/// keeps its transcript (as its hooks or its output said).
+/// The agent's own conversation of an attempt: its id, the agent it
+/// belongs to, and where the agent keeps its transcript (as its hooks, its
+/// output or its template said).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     pub id: String,
+    /// The job's agent (absent in records written before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transcript: Option<String>,
+}
+
+/// How an agent's transcript is written, so its tokens and final answer
+/// can be read (`agents::transcript`): one reader per agent CLI.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TranscriptFormat {
+    /// Claude Code's JSON lines (assistant lines with `message.usage`).
+    #[default]
+    Claude,
+    /// Codex's rollout JSON lines (`token_usage_record` lines).
+    Codex,
+    /// Gemini CLI's chat JSON lines (`gemini` messages with `tokens`).
+    Gemini,
+    /// `opencode export ID`: the session as one JSON document.
+    Opencode,
+    /// Aider's chat history markdown (the answer) and its analytics log
+    /// (`message_send` events: the tokens).
+    Aider,
+}
+
+/// Where an attempt's tokens are read: a file in a transcript format, from
+/// the mark where this attempt's part begins (a byte offset in a file that
+/// a continued conversation appends to; the number of earlier messages in
+/// an exported one; 0 for a file of its own).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageSource {
+    pub path: String,
+    pub format: TranscriptFormat,
+    #[serde(default)]
+    pub from: u64,
 }
 
 /// Tokens, as the agent's transcript reports them (never estimated), and
@@ -155,6 +190,10 @@ pub struct AttemptInfo {
     /// a broken resume, `retry --fresh`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fresh_because: Option<String>,
+    /// Where the window's wrapper found this attempt's tokens; without it,
+    /// the session's transcript (a Claude Code one) from its start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage_source: Option<UsageSource>,
 }
 
 /// What a supervisor that crashes leaves for `resume`: the first attempt of

@@ -3,6 +3,7 @@
 //! `MQTT_*`, the `DELEGATE_*` variables — secrets reach only it), in its
 //! own process group; and the exit code of what ended.
 
+use super::conversation::Tracker;
 use super::report::Reporter;
 use crate::agents::AgentDef;
 use crate::config::BrokerSettings;
@@ -13,29 +14,16 @@ use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 
 /// The agent's argv for this attempt, with Claude Code's hook settings
-/// written next to the record when the agent reports through hooks.
+/// written next to the record when the agent reports through hooks, and
+/// what the attempt knows of its conversation (recorded before launch).
 pub(super) fn agent_argv(
     registry: &Registry,
     job: &JobId,
     record: &Record,
     agent: &AgentDef,
     attempt: u32,
-) -> Result<Vec<String>> {
-    let settings = match agent.hooks {
-        Some(crate::config::file::HookStyle::Claude) => {
-            let exe =
-                std::env::current_exe().context("locating tmux-delegate for the hook commands")?;
-            let path = registry
-                .job_dir(job)
-                .join(format!("claude-settings-{attempt}.json"));
-            crate::registry::write_atomic(
-                &path,
-                &crate::agents::claude_settings(&exe, agent.on_stop),
-            )?;
-            path.display().to_string()
-        }
-        None => String::new(),
-    };
+) -> Result<(Vec<String>, Tracker)> {
+    let settings = hook_settings(registry, job, agent, attempt)?;
     let asked = record.next_turn.as_ref().filter(|t| t.attempt == attempt);
     let plan = crate::model::conversation::plan(
         record.spec.retry.conversation,
@@ -45,8 +33,12 @@ pub(super) fn agent_argv(
         asked.is_some_and(|t| t.fresh),
     );
     let follow_up = asked.and_then(|t| t.text.clone());
-    let values = |prompt, session| substitutions(job, &settings, prompt, session);
-    match plan {
+    let continues = match &plan {
+        Plan::Continue(session) => Some(session.as_str()),
+        Plan::Fresh(_) => None,
+    };
+    let mut tracker = Tracker::new(registry, job, record, agent, attempt, continues);
+    let (prompt, continued) = match &plan {
         Plan::Continue(session) => {
             // A follow-up (`send` to a finished job) is the next turn as
             // typed; else the continuation says why the last attempt ended.
@@ -63,18 +55,16 @@ pub(super) fn agent_argv(
             super::say(&format!(
                 "[tmux-delegate] attempt {attempt} continues the agent's conversation {session}"
             ));
-            // `plan` continues only an agent with a `continue_command`.
-            let values = values(&prompt, &session);
-            Ok(agent
-                .continue_argv(&values)
-                .unwrap_or_else(|| agent.argv(&values)))
+            (prompt, true)
         }
         Plan::Fresh(why) => {
             if let Some(why) = why {
                 super::say(&format!(
                     "[tmux-delegate] attempt {attempt} starts a new conversation: {why}"
                 ));
-                registry.update(job, |r| r.attempt_mut(attempt).fresh_because = Some(why))?;
+                registry.update(job, |r| {
+                    r.attempt_mut(attempt).fresh_because = Some(why.clone())
+                })?;
             }
             // A new conversation has no history: a follow-up comes after
             // the task.
@@ -82,23 +72,39 @@ pub(super) fn agent_argv(
                 Some(text) => format!("{}\n\n{text}", record.spec.prompt),
                 None => record.spec.prompt.clone(),
             };
-            Ok(agent.argv(&values(&prompt, "")))
+            (prompt, false)
         }
-    }
+    };
+    let values = crate::agents::Substitutions {
+        settings: &settings,
+        ..tracker.values(&prompt)
+    };
+    // `plan` continues only an agent with a `continue_command`.
+    let argv = continued
+        .then(|| agent.continue_argv(&values))
+        .flatten()
+        .unwrap_or_else(|| agent.argv(&values));
+    tracker.launched(registry, &argv);
+    Ok((argv, tracker))
 }
 
-fn substitutions<'a>(
-    job: &'a JobId,
-    settings: &'a str,
-    prompt: &'a str,
-    session: &'a str,
-) -> crate::agents::Substitutions<'a> {
-    crate::agents::Substitutions {
-        prompt,
-        job: job.as_str(),
-        settings,
-        session,
-    }
+/// Claude Code's settings file with the reporting hooks, for an agent with
+/// `hooks`: its path (empty for other agents).
+fn hook_settings(
+    registry: &Registry,
+    job: &JobId,
+    agent: &AgentDef,
+    attempt: u32,
+) -> Result<String> {
+    let Some(crate::config::file::HookStyle::Claude) = agent.hooks else {
+        return Ok(String::new());
+    };
+    let exe = std::env::current_exe().context("locating tmux-delegate for the hook commands")?;
+    let path = registry
+        .job_dir(job)
+        .join(format!("claude-settings-{attempt}.json"));
+    crate::registry::write_atomic(&path, &crate::agents::claude_settings(&exe, agent.on_stop))?;
+    Ok(path.display().to_string())
 }
 
 /// How the previous attempt ended, for the continuation message: its

@@ -30,6 +30,9 @@ impl StopSignals {
 /// How often orphans the wrapper inherited and that ended are reaped, and
 /// a fleet job's runner is looked for (the fencing window's first part).
 const REAP_EVERY: Duration = Duration::from_secs(1);
+/// How often the agent's conversation is looked at while it runs (its
+/// printed id, its transcript), until all of it is known.
+const WATCH_EVERY: Duration = Duration::from_millis(500);
 
 /// `publish` in the window hands its events to this wrapper's open
 /// connection through a 0600 socket in the job's directory (SPEC section
@@ -61,6 +64,9 @@ pub(super) struct Window<'a> {
     pub(super) owner: Option<&'a crate::registry::FleetOwner>,
     /// A fleet job's fence: the attempt ends when a newer one is claimed.
     pub(super) fence: Option<fence::Watch>,
+    pub(super) registry: &'a Registry,
+    /// The attempt's conversation, watched for its id and transcript.
+    pub(super) conversation: &'a mut super::conversation::Tracker,
 }
 
 async fn next_client(
@@ -85,6 +91,7 @@ pub(super) async fn wait_for_agent(
     window: Window<'_>,
 ) -> Result<(std::process::ExitStatus, Ended)> {
     let mut reap = tokio::time::interval(REAP_EVERY);
+    let mut look = tokio::time::interval(WATCH_EVERY);
     let mut watch = window.fence;
     let ended = loop {
         tokio::select! {
@@ -99,6 +106,7 @@ pub(super) async fn wait_for_agent(
                     break Ended::OwnerGone;
                 }
             }
+            _ = look.tick() => window.conversation.watch(window.registry),
             Some(message) = fence::next(watch.as_mut()) => {
                 if let Some(newer) = watch.as_ref().and_then(|w| w.superseded_by(&message)) {
                     break Ended::Superseded(newer);

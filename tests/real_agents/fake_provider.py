@@ -48,6 +48,20 @@ The script (JSON) says what the "model" answers:
   "hang_first": N (with "turns") leaves the first N requests that declare
       tools unanswered (the connection stays open, nothing is sent): a
       turn whose API never answers. They are recorded with "hung": true.
+      Every API does this. Aider declares no tools: with "hang_any": true
+      the first N model requests hang whatever they declare.
+
+Usage: every answer reports its tokens in the provider's own shape, the
+same figures everywhere (USAGE below): Anthropic `usage` {input_tokens 10,
+output_tokens 5, cache_read_input_tokens 3, cache_creation_input_tokens 2};
+OpenAI Responses `usage` {input_tokens 13 (3 of them
+input_tokens_details.cached_tokens), output_tokens 5}; Chat Completions
+`usage` {prompt_tokens 13 (prompt_tokens_details.cached_tokens 3),
+completion_tokens 5}, streamed as a last chunk when the request asks
+(`stream_options.include_usage`); Gemini `usageMetadata`
+{promptTokenCount 13, cachedContentTokenCount 3, candidatesTokenCount 5}.
+So an agent's count of one answered request is 10 input (not cached), 5
+output and 3 cache-read tokens, (Anthropic only) 2 cache-creation tokens.
 
 Every request is appended to --record as one JSON line: method, path, query,
 headers (credentials masked), the parsed body, the API it was taken for, and
@@ -66,6 +80,10 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 COUNTER = itertools.count(1)
+# The tokens every answer reports (see the docstring). OpenAI and Gemini
+# count cached tokens inside the input; Anthropic apart from it.
+USAGE = {"input": 10, "output": 5, "cache_read": 3, "cache_creation": 2}
+OPENAI_INPUT = USAGE["input"] + USAGE["cache_read"]
 RECORD_LOCK = threading.Lock()
 
 # Tool names the CLIs use, in order of preference for each action.
@@ -88,13 +106,15 @@ class Script:
         self.error = data.get("error")
         self.limit = data.get("limit")
         self.hang_left = int(data.get("hang_first", 0))
+        self.hang_any = bool(data.get("hang_any", False))
         self.hang_lock = threading.Lock()
         self.turns = data.get("turns", [])
         self.plain = data.get("plain", "done")
 
     def hangs(self, tools):
-        """Whether this request is one of the first `hang_first` with tools."""
-        if not tools:
+        """Whether this request is one of the first `hang_first` with tools
+        (or, with `hang_any`, of the first model requests)."""
+        if not tools and not self.hang_any:
             return False
         with self.hang_lock:
             if self.hang_left <= 0:
@@ -409,17 +429,22 @@ class Handler(BaseHTTPRequestHandler):
         self.send_json(int(error.get("status", 400)), shape(error.get("message", "fake error"), int(error.get("status", 400))))
         return True
 
+    def hang_if_scripted(self, api, body, tools, texts):
+        """A scripted hang: records the request and never answers (the
+        client gives up, or is killed, first)."""
+        if not self.server.script.hangs(tools):
+            return
+        self.record(api, body, {"user_texts": texts, "hung": True})
+        while True:
+            time.sleep(3600)
+
     # -- Anthropic Messages
 
     def anthropic(self, body):
         if self.failing("anthropic", body, lambda m, s: {"type": "error", "error": {"type": "invalid_request_error", "message": m}}):
             return
         tools, results, texts = anthropic_view(body)
-        if self.server.script.hangs(tools):
-            self.record("anthropic", body, {"user_texts": texts, "hung": True})
-            # Never answers: the client gives up, or is killed, first.
-            while True:
-                time.sleep(3600)
+        self.hang_if_scripted("anthropic", body, tools, texts)
         answer = self.server.script.reply(tools, results)
         self.record("anthropic", body, {"user_texts": texts, "answered": list(answer)})
         model = body.get("model", "fake-model")
@@ -429,7 +454,8 @@ class Handler(BaseHTTPRequestHandler):
         else:
             block = {"type": "tool_use", "id": new_id("toolu"), "name": answer[1], "input": answer[2]}
             stop = "tool_use"
-        usage = {"input_tokens": 10, "output_tokens": 5, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+        usage = {"input_tokens": USAGE["input"], "output_tokens": USAGE["output"],
+                 "cache_creation_input_tokens": USAGE["cache_creation"], "cache_read_input_tokens": USAGE["cache_read"]}
         message = {"id": new_id("msg"), "type": "message", "role": "assistant", "model": model,
                    "content": [block], "stop_reason": stop, "stop_sequence": None, "usage": usage}
         if not body.get("stream"):
@@ -447,7 +473,7 @@ class Handler(BaseHTTPRequestHandler):
                                                "delta": {"type": "input_json_delta", "partial_json": json.dumps(block["input"])}})
         self.event("content_block_stop", {"type": "content_block_stop", "index": 0})
         self.event("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
-                                     "usage": {"output_tokens": 5}})
+                                     "usage": {"output_tokens": USAGE["output"]}})
         self.event("message_stop", {"type": "message_stop"})
         self.end_sse()
 
@@ -457,6 +483,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.failing("responses", body, openai_error):
             return
         tools, results, texts = responses_view(body)
+        self.hang_if_scripted("responses", body, tools, texts)
         answer = self.server.script.reply(tools, results)
         self.record("responses", body, {"user_texts": texts, "answered": list(answer)})
         response_id = new_id("resp")
@@ -472,8 +499,9 @@ class Handler(BaseHTTPRequestHandler):
         else:
             item = {"type": "function_call", "id": new_id("fc"), "call_id": new_id("call"), "name": answer[1],
                     "arguments": json.dumps(answer[2]), "status": "completed"}
-        usage = {"input_tokens": 10, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 5,
-                 "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 15}
+        usage = {"input_tokens": OPENAI_INPUT, "input_tokens_details": {"cached_tokens": USAGE["cache_read"]},
+                 "output_tokens": USAGE["output"], "output_tokens_details": {"reasoning_tokens": 0},
+                 "total_tokens": OPENAI_INPUT + USAGE["output"]}
         response = {"id": response_id, "object": "response", "created_at": int(time.time()), "status": "completed",
                     "model": body.get("model", "fake-model"), "output": [item], "usage": usage,
                     "error": None, "incomplete_details": None}
@@ -514,11 +542,14 @@ class Handler(BaseHTTPRequestHandler):
         if self.failing("chat", body, openai_error):
             return
         tools, results, texts = chat_view(body)
+        self.hang_if_scripted("chat", body, tools, texts)
         answer = self.server.script.reply(tools, results)
         self.record("chat", body, {"user_texts": texts, "answered": list(answer)})
         model = body.get("model", "fake-model")
         chat_id, created = new_id("chatcmpl"), int(time.time())
-        usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+        usage = {"prompt_tokens": OPENAI_INPUT, "completion_tokens": USAGE["output"],
+                 "total_tokens": OPENAI_INPUT + USAGE["output"],
+                 "prompt_tokens_details": {"cached_tokens": USAGE["cache_read"]}}
         if answer[0] == "text":
             message = {"role": "assistant", "content": answer[1]}
             finish = "stop"
@@ -557,6 +588,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.failing("gemini", body, lambda m, s: {"error": {"code": s, "message": m, "status": "INVALID_ARGUMENT"}}):
             return
         tools, results, texts = gemini_view(body)
+        self.hang_if_scripted("gemini", body, tools, texts)
         answer = self.server.script.reply(tools, results)
         config = body.get("generationConfig") or {}
         if answer[0] == "text" and config.get("responseMimeType") == "application/json":
@@ -570,7 +602,9 @@ class Handler(BaseHTTPRequestHandler):
         else:
             part = {"functionCall": {"name": answer[1], "args": answer[2]}}
         payload = {"candidates": [{"content": {"role": "model", "parts": [part]}, "finishReason": "STOP", "index": 0}],
-                   "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 5, "totalTokenCount": 15},
+                   "usageMetadata": {"promptTokenCount": OPENAI_INPUT, "cachedContentTokenCount": USAGE["cache_read"],
+                                     "candidatesTokenCount": USAGE["output"],
+                                     "totalTokenCount": OPENAI_INPUT + USAGE["output"]},
                    "modelVersion": "fake-model"}
         if not stream:
             self.send_json(200, payload)

@@ -109,6 +109,7 @@ impl Life {
         if let Some(id) = named {
             self.info(attempt).session = Some(Session {
                 id,
+                agent: None,
                 transcript: None,
             });
         }

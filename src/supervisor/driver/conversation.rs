@@ -2,11 +2,14 @@
 //! conversation id and transcript an admitted event names (Claude Code's
 //! SessionStart hook sends `session_id` and `transcript_path`), the final
 //! answer a `completed` carries (`last_assistant_message`), and the tokens
-//! the transcript reports, read when a turn or an attempt ends.
+//! the transcript reports, read when a turn or an attempt ends: from where
+//! the window's wrapper said (`usage_source`: the agent's transcript in its
+//! format, from this attempt's mark), else from the session's transcript.
 
 use super::Driver;
+use crate::agents::conversation::valid_session_id;
 use crate::agents::transcript::Prices;
-use crate::model::{EventKind, JobId, JobState, Session};
+use crate::model::{EventKind, JobId, JobState, Session, UsageSource};
 use crate::registry::Record;
 use crate::supervisor::core::{Incoming, Input};
 use serde_json::Value;
@@ -27,15 +30,6 @@ struct Noted {
     result: Option<String>,
 }
 
-/// A conversation id as agents make them (UUIDs, `ses_...`): it becomes an
-/// argument of the agent's command line when the job is continued.
-fn valid_session_id(id: &str) -> bool {
-    (1..=128).contains(&id.len())
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
 fn noted(event: &Incoming) -> Noted {
     let Some(data) = &event.data else {
         return Noted::default();
@@ -51,6 +45,7 @@ fn noted(event: &Incoming) -> Noted {
         .filter(|id| valid_session_id(id))
         .map(|id| Session {
             id,
+            agent: None,
             transcript: text("transcript_path").filter(|p| Path::new(p).is_absolute()),
         });
     // A turn's answer: the job's result when it completes, and its latest
@@ -69,7 +64,7 @@ impl Driver {
     /// attempt has a transcript; without one the record is not rewritten.
     pub(super) fn recount_tokens(&self, job: &JobId, attempt: u32) -> Option<Record> {
         let record = self.registry.load(job).ok()?;
-        transcript_of(&record, attempt)?;
+        usage_source(&record, attempt)?;
         self.registry
             .update(job, |r| count_attempt_tokens(r, attempt, &self.prices))
             .inspect_err(|e| tracing::warn!("job {job}: cannot record its tokens: {e:#}"))
@@ -120,14 +115,18 @@ impl Driver {
         let Ok(record) = self.registry.load(job) else {
             return;
         };
-        let Some(transcript) = transcript_of(&record, attempt) else {
+        let Some(source) = usage_source(&record, attempt) else {
             return;
         };
-        if record.state != JobState::Completed {
+        // Only an agent that stays up after its turn (Claude Code, reporting
+        // through hooks) is stopped by us at completion; one that exited
+        // wrote what it wrote.
+        let stays_up = record.agent.as_ref().is_some_and(|a| a.hooks.is_some());
+        if record.state != JobState::Completed || !stays_up {
             return;
         }
-        let holds_answer =
-            || crate::agents::transcript::usage(Path::new(&transcript), &self.prices).is_some();
+        let transcript = source.path.clone();
+        let holds_answer = || crate::agents::transcript::usage(&source, &self.prices).is_some();
         let started = Instant::now();
         let deadline = started + TRANSCRIPT_SETTLE;
         if holds_answer() {
@@ -153,9 +152,11 @@ impl Driver {
             return;
         }
         let update = self.registry.update(job, |r| {
+            let agent = r.agent.as_ref().map(|a| a.name.clone());
             let info = r.attempt_mut(attempt);
-            if session.is_some() {
-                info.session = session;
+            if let Some(mut session) = session {
+                session.agent = agent;
+                info.session = Some(session);
             }
             if result.is_some() {
                 info.result = result;
@@ -180,22 +181,29 @@ pub(super) fn count_tokens(record: &mut Record, attempt: u32, to: JobState, pric
     }
 }
 
-/// Where the attempt's agent keeps its transcript, if it said.
-fn transcript_of(record: &Record, attempt: u32) -> Option<String> {
-    record
-        .attempt_info(attempt)?
-        .session
-        .as_ref()?
-        .transcript
-        .clone()
+/// Where the attempt's tokens are: where the wrapper said, else the
+/// transcript its agent named (in its template's format, whole).
+fn usage_source(record: &Record, attempt: u32) -> Option<UsageSource> {
+    let info = record.attempt_info(attempt)?;
+    info.usage_source.clone().or_else(|| {
+        Some(UsageSource {
+            path: info.session.as_ref()?.transcript.clone()?,
+            format: record
+                .agent
+                .as_ref()
+                .map(|a| a.conversation.format)
+                .unwrap_or_default(),
+            from: 0,
+        })
+    })
 }
 
 /// The attempt's tokens (and their cost) from its transcript, if it has one.
 fn count_attempt_tokens(record: &mut Record, attempt: u32, prices: &Prices) {
-    let Some(transcript) = transcript_of(record, attempt) else {
+    let Some(source) = usage_source(record, attempt) else {
         return;
     };
-    if let Some(usage) = crate::agents::transcript::usage(Path::new(&transcript), prices) {
+    if let Some(usage) = crate::agents::transcript::usage(&source, prices) {
         record.attempt_mut(attempt).usage = Some(usage);
     }
 }
@@ -231,6 +239,7 @@ mod tests {
             Noted {
                 session: Some(Session {
                     id: "5f1c-9a".into(),
+                    agent: None,
                     transcript: Some("/h/t.jsonl".into())
                 }),
                 result: None
