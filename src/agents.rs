@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
+pub mod limits;
 pub mod preflight;
 pub mod screens;
 pub mod transcript;
