@@ -412,7 +412,10 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.send_header("x-should-retry", "false")
         if "reset" in limit:
+            # Claude Code 2.1.197 reads a subscriber's limit only with the
+            # claim header (which window: five_hour is "session limit").
             self.send_header("anthropic-ratelimit-unified-status", "rejected")
+            self.send_header("anthropic-ratelimit-unified-representative-claim", "five_hour")
             self.send_header("anthropic-ratelimit-unified-reset", str(int(limit["reset"])))
             self.send_header("anthropic-ratelimit-unified-5h-status", "rejected")
             self.send_header("anthropic-ratelimit-unified-5h-reset", str(int(limit["reset"])))
