@@ -735,7 +735,12 @@ fn send_reaches_a_fleet_jobs_agent_through_its_runner_and_follows_it_up_there() 
     let summed = wait_for(Duration::from_secs(20), || {
         fleet_state(&fleet.submitter, &id).filter(|s| s["usage"]["input_tokens"] == 214)
     });
-    assert!(summed.is_some(), "{:?}", fleet_state(&fleet.submitter, &id));
+    assert!(
+        summed.is_some(),
+        "{:?}\nrunner's record: {}",
+        fleet_state(&fleet.submitter, &id),
+        fleet.hosts[0].record(&id)
+    );
 }
 
 /// Names a conversation per attempt; attempt 1 runs until its host dies.

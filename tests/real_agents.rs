@@ -1469,3 +1469,43 @@ fn claude_rate_limit_without_a_reset_time_waits_the_fallback_and_completes() {
         "{continued:?}"
     );
 }
+
+/// `claude -p` (the claude-print template): the wrapper assigns the
+/// conversation's id up front (`--session-id`), its transcript is found
+/// under `~/.claude/projects`, and the job has its result (what it printed)
+/// and the tokens the fake API reported.
+#[test]
+#[ignore = "real agent claude: scripts/test-real-agents.sh claude"]
+fn claude_print_reports_its_session_result_and_tokens() {
+    let world = agent_world("claude", "claude");
+    let answer = "forty-two is the answer";
+    let provider = Provider::start(
+        world.dir.path(),
+        &serde_json::json!({"turns": [{"text": answer}], "plain": answer}),
+    );
+    let env = Claude::setup(&world, &provider.url());
+    let spec = job_spec(
+        &world,
+        "printed",
+        "claude-print",
+        "What is 6 x 7?",
+        &env,
+        "",
+    );
+    let (code, out, err) = run_spec(&world, &spec);
+    let story = story(&world, &provider, &out, &err);
+    assert_eq!(code, Some(0), "{story}");
+    let row = job_status(&world, "printed");
+    assert!(
+        row["result"].as_str().unwrap_or_default().contains(answer),
+        "{row}\n{story}"
+    );
+    let session = row["session"]["id"].as_str().unwrap_or_default();
+    assert_eq!(session.len(), 36, "a UUID: {row}");
+    let transcript = row["session"]["transcript"].as_str().unwrap_or_default();
+    assert!(
+        transcript.ends_with(&format!("{session}.jsonl")) && Path::new(transcript).is_file(),
+        "{row}"
+    );
+    assert_eq!(row["usage"]["output_tokens"], 5, "{row}\n{story}");
+}

@@ -185,9 +185,21 @@ pub(super) fn count_tokens(record: &mut Record, attempt: u32, to: JobState, pric
 /// transcript its agent named (in its template's format, whole).
 fn usage_source(record: &Record, attempt: u32) -> Option<UsageSource> {
     let info = record.attempt_info(attempt)?;
-    info.usage_source.clone().or_else(|| {
+    let named = info.session.as_ref().and_then(|s| s.transcript.clone());
+    let earlier = attempt
+        .checked_sub(1)
+        .and_then(|n| record.attempt_info(n))
+        .and_then(|a| a.session.as_ref()?.transcript.clone());
+    // The wrapper's mark is in the transcript the attempt continued; an
+    // agent that then names a transcript of its own keeps this attempt
+    // there, whole.
+    let moved = |source: &UsageSource| {
+        earlier.as_ref() == Some(&source.path) && named.as_ref().is_some_and(|p| *p != source.path)
+    };
+    let marked = info.usage_source.clone().filter(|source| !moved(source));
+    marked.or_else(|| {
         Some(UsageSource {
-            path: info.session.as_ref()?.transcript.clone()?,
+            path: named?,
             format: record
                 .agent
                 .as_ref()
