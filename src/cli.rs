@@ -43,12 +43,16 @@ pub enum Command {
     /// List jobs with their state, attempt and last event.
     #[command(visible_alias = "list")]
     Status(StatusArgs),
-    /// Full-screen live view of every job: attach, logs, kill and retry by key.
+    /// Full-screen live view of every job and the selected one's pane: attach,
+    /// send, logs, kill and retry by key.
     #[command(
         long_about = "Full-screen live view of every job in the registry: name, agent, state \
-(waiting jobs first, highlighted), attempt, age, last event. It follows the registry live.\n\n\
-Keys: Up/Down select, Enter attach (switch-client inside tmux), l logs (scrollable), x kill (y to \
-confirm), r retry, / filter, q or Esc quit.\n\n\
+(waiting jobs first, highlighted), attempt, age, tokens (once reported), last event. It follows \
+the registry live. Under the table (beside it from 160 columns on): the selected job's pane, \
+live and in colour, under its question when it waits; only that pane is read.\n\n\
+Keys: Up/Down select, Enter attach (switch-client inside tmux), p hide or show the pane, \
+s send a line (a follow-up to a finished job), a answer a dialog (y to confirm), l logs \
+(scrollable), x kill (y to confirm), r retry, / filter, q or Esc quit.\n\n\
 In tmux: bind-key T display-popup -E -w 90% -h 80% tmux-delegate top"
     )]
     Top,

@@ -7,20 +7,39 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-/// `new-session` for a detached 80-column session `top` of `rows` rows
-/// whose one window runs `script` under `sh -c` in a clean environment:
-/// PATH (after `path_prefix`), HOME, the registry and tmux's socket dir of
-/// `world`, and a TERM.
-fn clean_session(world: &Home, rows: u16, path_prefix: &str, script: &str) -> Vec<String> {
+/// The window `top` (or `run`) gets in the test's tmux server.
+struct Window<'a> {
+    columns: u16,
+    rows: u16,
+    /// Put before PATH (directories ending in `:`).
+    path_prefix: &'a str,
+    /// More `NAME=value` for its environment.
+    vars: &'a [String],
+}
+
+impl Window<'_> {
+    const DEFAULT: Window<'static> = Window {
+        columns: 80,
+        rows: 24,
+        path_prefix: "",
+        vars: &[],
+    };
+}
+
+/// `new-session` for a detached session `top` of `window`'s size whose one
+/// window runs `script` under `sh -c` in a clean environment: PATH (after
+/// the window's prefix), HOME, the registry and tmux's socket dir of
+/// `world`, a TERM, and the window's variables.
+fn clean_session(world: &Home, window: &Window, script: &str) -> Vec<String> {
     let path = std::env::var("PATH").unwrap_or_default();
-    let rows = rows.to_string();
+    let (columns, rows) = (window.columns.to_string(), window.rows.to_string());
     let fixed = [
         "new-session",
         "-d",
         "-s",
         "top",
         "-x",
-        "80",
+        &columns,
         "-y",
         &rows,
         "--",
@@ -29,27 +48,30 @@ fn clean_session(world: &Home, rows: u16, path_prefix: &str, script: &str) -> Ve
     ];
     let mut args: Vec<String> = fixed.iter().map(|a| (*a).to_owned()).collect();
     args.extend([
-        format!("PATH={path_prefix}{path}"),
+        format!("PATH={}{path}", window.path_prefix),
         format!("HOME={}", world.home.display()),
         format!("TMUX_DELEGATE_HOME={}", world.home.join("state").display()),
         format!("TMUX_TMPDIR={}", world.tmux.tmpdir.display()),
         "TERM=xterm-256color".to_owned(),
-        "sh".to_owned(),
-        "-c".to_owned(),
-        script.to_owned(),
     ]);
+    args.extend(window.vars.iter().cloned());
+    args.extend(["sh".to_owned(), "-c".to_owned(), script.to_owned()]);
     args
 }
 
 /// Starts `top` in an 80x24 window of its own session; its pane stays
 /// after exit so the exit status can be read.
 fn start_top(world: &World) {
+    start_top_in(world, &Window::DEFAULT);
+}
+
+fn start_top_in(world: &World, window: &Window) {
     let home = world.home.display().to_string();
     // The shell reports top's exit status: tmux's own #{pane_dead_status}
     // was seen missing now and then under load (the server left the exited
     // pane process unreaped).
     let script = format!("{BIN} top 2>>{home}/top.log; echo $? >{home}/top.exit");
-    let owned = clean_session(world, 24, "", &script);
+    let owned = clean_session(world, window, &script);
     let args: Vec<&str> = owned.iter().map(String::as_str).collect();
     // A tmux server starting while the machine is loaded with parallel
     // tests now and then dies before its first session's shell runs
@@ -125,7 +147,7 @@ fn top_shows_jobs_live_kills_one_with_x_y_and_quits_with_q() {
         s.lines()
             .any(|l| l.contains("toplong") && l.contains("running"))
     });
-    assert!(screen.contains("↑↓ select"), "no help line:\n{screen}");
+    assert!(screen.contains("r retry"), "no help line:\n{screen}");
     for line in screen.lines() {
         assert!(line.chars().count() <= 80, "wider than the pane: {line}");
     }
@@ -222,7 +244,7 @@ fn top_filters_with_slash_and_shows_logs_with_l() {
     // the old help line can still show through a frame half drawn, and two
     // Escapes read at once are one key (ESC ESC).
     wait_screen(&setup, "the table again", Duration::from_secs(5), |s| {
-        s.contains("↑↓ select") && !s.contains("logs of")
+        s.contains("r retry") && !s.contains("logs of")
     });
     keys(&setup, &["Escape"]);
     wait_for(Duration::from_secs(10), || {
@@ -270,7 +292,13 @@ fn runs_live_table_fits_an_80_column_pane_and_is_redrawn_in_place() {
         .display()
         .to_string();
     let script = format!("cd {home} && {BIN} run jobs.toml; echo $? >{home}/top.exit; sleep 60");
-    let args = clean_session(&setup, 30, &format!("{bin_dir}:"), &script);
+    let prefix = format!("{bin_dir}:");
+    let window = Window {
+        rows: 30,
+        path_prefix: &prefix,
+        ..Window::DEFAULT
+    };
+    let args = clean_session(&setup, &window, &script);
     let out = setup
         .tmux
         .output(&args.iter().map(String::as_str).collect::<Vec<_>>());
@@ -547,5 +575,297 @@ subprocess.run(["sleep", "30"])
         "{:?}\n{:?}",
         running.stdout,
         running.stderr
+    );
+}
+
+/// A fake agent that prints a green marker (its prompt), then a second
+/// line once the file `flag-MARKER` appears in `dir`, and stays.
+fn marking_agent(world: &World, dir: &std::path::Path) -> std::path::PathBuf {
+    script(
+        &world.scratch("marks.sh"),
+        &format!(
+            "printf '\\033[32mPANE-MARK-%s\\033[0m\\n' \"$1\"\n\
+             while [ ! -f {dir}/flag-$1 ]; do sleep 0.02; done\n\
+             echo \"NEW-OUTPUT-$1\"\n\
+             exec sleep 120",
+            dir = dir.display()
+        ),
+    )
+}
+
+/// The text of top's screen with its escapes (`capture-pane -e`).
+fn styled_screen(world: &World) -> String {
+    world
+        .tmux
+        .output(&["capture-pane", "-e", "-p", "-t", "top:0"])
+}
+
+/// The preview under the table shows the selected job's pane (its colours
+/// too), follows the selection, shows new output within 1 s, and `p`
+/// hides it.
+#[test]
+fn top_previews_the_selected_jobs_pane_live_and_follows_the_selection() {
+    let world = World::mosquitto("");
+    let flags = world.scratch("flags");
+    std::fs::create_dir_all(&flags).expect("flags dir");
+    let agent = marking_agent(&world, &flags);
+    world.write_config(&format!(
+        "[broker]\nhost = \"127.0.0.1\"\nport = {}\n\n\
+         [agents.marks]\ncommand = [\"{}\", \"{{prompt}}\"]\ncomplete_on_exit = true\n",
+        world.port(),
+        agent.display()
+    ));
+    // One after the other: the newer (beta) is the first row, selected.
+    let mut runs = Vec::new();
+    for name in ["alpha", "beta"] {
+        let mut run = world.spawn(&[
+            "run", "--json", "--agent", "marks", "--name", name, "--prompt", name,
+        ]);
+        assert!(
+            run.wait_line("\"to\":\"running\"", Duration::from_secs(30)),
+            "{:?}",
+            run.stderr
+        );
+        runs.push(run);
+    }
+    start_top_in(
+        &world,
+        &Window {
+            rows: 30,
+            ..Window::DEFAULT
+        },
+    );
+    let screen = wait_screen(&world, "beta's pane", Duration::from_secs(15), |s| {
+        s.contains("PANE-MARK-beta")
+    });
+    assert!(screen.contains("┌ beta · running"), "{screen}");
+    assert!(!screen.contains("PANE-MARK-alpha"), "{screen}");
+    let styled = styled_screen(&world);
+    let line = styled
+        .lines()
+        .find(|l| l.contains("PANE-MARK-beta"))
+        .expect("the marker's line");
+    let before = &line[..line.find("PANE-MARK-beta").expect("marker")];
+    assert!(
+        before.ends_with("\u{1b}[32m") || before.ends_with("\u{1b}[38;5;2m"),
+        "the marker is not green in top: {line:?}"
+    );
+
+    keys(&world, &["Down"]);
+    let screen = wait_screen(&world, "alpha's pane", Duration::from_secs(5), |s| {
+        s.contains("PANE-MARK-alpha")
+    });
+    assert!(screen.contains("┌ alpha · running"), "{screen}");
+    assert!(!screen.contains("PANE-MARK-beta"), "{screen}");
+
+    std::fs::write(flags.join("flag-alpha"), "").expect("flag");
+    let written = Instant::now();
+    wait_screen(&world, "alpha's new line", Duration::from_secs(5), |s| {
+        s.contains("NEW-OUTPUT-alpha")
+    });
+    let took = written.elapsed();
+    eprintln!("new pane output in top's preview {took:?} after the flag was written");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+
+    keys(&world, &["p"]);
+    let screen = wait_screen(&world, "no preview", Duration::from_secs(5), |s| {
+        !s.contains("NEW-OUTPUT-alpha")
+    });
+    assert!(!screen.contains('┌'), "{screen}");
+    keys(&world, &["q"]);
+    let status = wait_for(Duration::from_secs(10), || exit_status(&world))
+        .unwrap_or_else(|| panic!("top did not exit on q:\n{}", top_screen(&world)));
+    assert_eq!(status, "0", "top's exit status");
+}
+
+/// A `tmux` first on top's PATH that logs its arguments (one line per
+/// process) to `log` and runs the real one.
+fn logging_tmux(world: &World, log: &std::path::Path) -> std::path::PathBuf {
+    let out = std::process::Command::new("sh")
+        .args(["-c", "command -v tmux"])
+        .output()
+        .expect("sh");
+    let real = text(&out.stdout).trim().to_owned();
+    assert!(real.starts_with('/'), "tmux not found: {real:?}");
+    let dir = world.scratch("logging-tmux");
+    std::fs::create_dir_all(&dir).expect("dir");
+    script(
+        &dir.join("tmux"),
+        &format!(
+            "printf '%s\\n' \"$*\" >> {}\nexec {real} \"$@\"",
+            log.display()
+        ),
+    );
+    dir
+}
+
+/// The selected job's window, from its record.
+fn window_of(world: &World, name: &str) -> String {
+    let record = world.record(&world.id(name));
+    record["attempts"][0]["window"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{name} has no window: {record}"))
+        .to_owned()
+}
+
+/// The tmux processes top started within `span` (the log emptied first).
+fn tmux_calls_over(log: &std::path::Path, span: Duration) -> Vec<String> {
+    std::fs::write(log, "").expect("empty the log");
+    std::thread::sleep(span);
+    let calls = std::fs::read_to_string(log).expect("log");
+    calls.lines().map(str::to_owned).collect()
+}
+
+/// Every call is one read of `window` (one `capture-pane`, of it only),
+/// about every 300 ms: at most one per 250 ms, at least one per 500 ms.
+/// (tmux_interface writes commands by their aliases.)
+fn assert_reads_only(calls: &[String], window: &str, span: Duration) {
+    for call in calls {
+        let words: Vec<&str> = call.split_whitespace().collect();
+        let read = matches!(
+            words.as_slice(),
+            ["-L", _, "display" | "display-message", "-p", "-t", w1, "#{pane_pid}", ";",
+             "capturep" | "capture-pane", "-e", "-p", "-t", w2]
+                if *w1 == window && *w2 == window
+        );
+        assert!(
+            read,
+            "a tmux call other than the read of {window}: {call}\nall: {calls:#?}"
+        );
+    }
+    let most = span.as_millis() / 250 + 1;
+    let least = span.as_millis() / 500 - 1;
+    let count = calls.len() as u128;
+    assert!(
+        (least..=most).contains(&count),
+        "{count} reads in {span:?}: {calls:#?}"
+    );
+}
+
+/// With 100 running jobs, `top` (160 columns: the preview beside the
+/// table) reads the selected job's pane and no other: every tmux process it
+/// starts is logged by a `tmux` first on its PATH. Prints the reads'
+/// count and cost.
+#[test]
+fn top_reads_only_the_selected_pane_with_100_running_jobs() {
+    let world = World::mosquitto(
+        "[agents.idle]\ncommand = [\"sh\", \"-c\", \"echo IDLE-$0; exec sleep 300\", \"{prompt}\"]\ncomplete_on_exit = true\n",
+    );
+    let jobs = world.home.join("jobs.toml");
+    let spec: String = (0..100)
+        .map(|n| {
+            format!("[[jobs]]\nname = \"idle-{n:03}\"\nagent = \"idle\"\nprompt = \"p{n:03}\"\n")
+        })
+        .collect();
+    std::fs::write(&jobs, spec).expect("jobs.toml");
+    let started = Instant::now();
+    let _run = world.spawn(&["run", "--json", &jobs.display().to_string()]);
+    wait_for(Duration::from_secs(120), || {
+        let running = world
+            .status()
+            .iter()
+            .filter(|j| j["state"] == "running")
+            .count();
+        (running == 100).then_some(())
+    })
+    .unwrap_or_else(|| panic!("not 100 running: {:?}", world.status().len()));
+    eprintln!("100 jobs running after {:?}", started.elapsed());
+
+    let log = world.scratch("tmux-calls.log");
+    let prefix = format!("{}:", logging_tmux(&world, &log).display());
+    let vars = ["TMUX_DELEGATE_LOG=tmux_delegate::ui::top::preview=debug".to_owned()];
+    start_top_in(
+        &world,
+        &Window {
+            columns: 160,
+            rows: 40,
+            path_prefix: &prefix,
+            vars: &vars,
+        },
+    );
+    let screen = wait_screen(
+        &world,
+        "a pane beside 100 jobs",
+        Duration::from_secs(20),
+        |s| s.contains("100 jobs") && s.contains("│IDLE-p"),
+    );
+    let selected = |screen: &str| {
+        let start = screen.find("┌ idle-").expect("the preview's title") + "┌ ".len();
+        screen[start..start + "idle-000".len()].to_owned()
+    };
+    let first = selected(&screen);
+    let span = Duration::from_secs(3);
+    let calls = tmux_calls_over(&log, span);
+    assert_reads_only(&calls, &window_of(&world, &first), span);
+    eprintln!(
+        "{} tmux processes in {span:?} with 100 running jobs, each one capture-pane of {first}",
+        calls.len()
+    );
+
+    keys(&world, &["Down"]);
+    let screen = wait_screen(&world, "the next job's pane", Duration::from_secs(5), |s| {
+        !s.contains(&format!("┌ {first}")) && s.contains("│IDLE-p")
+    });
+    let second = selected(&screen);
+    let span = Duration::from_millis(1500);
+    assert_reads_only(
+        &tmux_calls_over(&log, span),
+        &window_of(&world, &second),
+        span,
+    );
+
+    keys(&world, &["p"]);
+    wait_screen(&world, "no preview", Duration::from_secs(5), |s| {
+        !s.contains("│IDLE-p")
+    });
+    let calls = tmux_calls_over(&log, Duration::from_secs(1));
+    assert!(
+        calls.is_empty(),
+        "reads with the preview hidden: {calls:#?}"
+    );
+
+    report_read_cost(&world, &window_of(&world, &second));
+    keys(&world, &["q"]);
+    wait_for(Duration::from_secs(10), || exit_status(&world))
+        .unwrap_or_else(|| panic!("top did not exit on q:\n{}", top_screen(&world)));
+}
+
+/// Prints what one read costs: top's own figure (its debug log: record,
+/// tmux, escapes to styles) and the tmux process alone, timed here.
+fn report_read_cost(world: &World, window: &str) {
+    let log = std::fs::read_to_string(world.home.join("top.log")).unwrap_or_default();
+    let mut in_top: Vec<f64> = log
+        .lines()
+        .filter_map(|l| l.split(" in ").nth(1)?.strip_suffix(" ms")?.parse().ok())
+        .collect();
+    assert!(!in_top.is_empty(), "no read in top's log:\n{log}");
+    in_top.sort_by(f64::total_cmp);
+    let mut alone: Vec<f64> = (0..20)
+        .map(|_| {
+            let begun = Instant::now();
+            let out = world.tmux.output(&[
+                "display-message",
+                "-p",
+                "-t",
+                window,
+                "#{pane_pid}",
+                ";",
+                "capture-pane",
+                "-e",
+                "-p",
+                "-t",
+                window,
+            ]);
+            assert!(out.contains("IDLE-p"), "{out}");
+            begun.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    alone.sort_by(f64::total_cmp);
+    eprintln!(
+        "a preview read: median {:.1} ms in top ({} reads, max {:.1} ms); the tmux process alone median {:.1} ms",
+        in_top[in_top.len() / 2],
+        in_top.len(),
+        in_top[in_top.len() - 1],
+        alone[alone.len() / 2]
     );
 }

@@ -79,18 +79,6 @@ fn summary_with_workspace(record: &Record) -> serde_json::Value {
 /// cuts the table to its width anyway): `--json` and `logs` have it whole.
 const LAST_EVENT_MAX: usize = 240;
 
-/// "IN/OUT" tokens over the job's attempts, when its agent reported them,
-/// and their cost where `[pricing]` prices them.
-fn tokens(record: &Record) -> String {
-    crate::model::Work::of(&record.attempts)
-        .usage
-        .map(|u| match u.cost_usd {
-            Some(cost) => format!("{}/{} ${cost:.4}", u.input_tokens, u.output_tokens),
-            None => format!("{}/{}", u.input_tokens, u.output_tokens),
-        })
-        .unwrap_or_default()
-}
-
 fn print_table(records: &[Record]) {
     let mut grid = Grid::new(&[
         "ID",
@@ -108,7 +96,7 @@ fn print_table(records: &[Record]) {
             r.spec.agent.clone(),
             r.state.as_str().to_owned(),
             format!("{}/{}", r.attempt, r.spec.retry.max_attempts),
-            tokens(r),
+            crate::ui::tokens(r),
             // A waiting job's question comes first, wherever it came from.
             r.question()
                 .map(|question| format!("asks: {question:?}"))

@@ -42,6 +42,22 @@ pub async fn screen(record: &Record) -> anyhow::Result<String> {
     user_tmux(record).capture_screen(&window).await
 }
 
+/// What the job's current window shows now, colours kept (SGR escapes),
+/// for `top`'s preview: one tmux process, one `capture-pane` of this
+/// window only. A window id that names another pane now (its server
+/// restarted) is the job's no more.
+pub async fn live_screen(record: &Record) -> anyhow::Result<String> {
+    let window = current_window(record)?;
+    let (pid, screen) = user_tmux(record).capture_styled(&window).await?;
+    let launched = record.attempt_info(record.attempt).and_then(|a| a.pane_pid);
+    match (launched, pid) {
+        (Some(ours), Some(now)) if ours != now => Err(anyhow::anyhow!(
+            "window {window} is gone (its id names another pane now)"
+        )),
+        _ => Ok(screen),
+    }
+}
+
 fn current_window(record: &Record) -> anyhow::Result<String> {
     Ok(record
         .attempt_info(record.attempt)

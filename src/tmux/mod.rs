@@ -12,8 +12,8 @@ use crate::model::event::EVENT_KEY_VAR;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use tmux_interface::{
-    CapturePane, KillWindow, ListWindows, NewSession, NewWindow, RenameWindow, SendKeys, SetOption,
-    ShowEnvironment, Tmux as TmuxCli, TmuxCommand,
+    CapturePane, DisplayMessage, KillWindow, ListWindows, NewSession, NewWindow, RenameWindow,
+    SendKeys, SetOption, ShowEnvironment, Tmux as TmuxCli, TmuxCommand, TmuxCommands,
 };
 
 /// `#{...}` fields of one window, `|`-separated: tmux prints a tab as `_`
@@ -98,8 +98,10 @@ impl Tmux {
         Tmux { server, scrub }
     }
 
-    fn command(&self, command: TmuxCommand<'_>) -> tokio::process::Command {
-        let mut cli = TmuxCli::with_command(command);
+    /// One tmux process for `commands` (a `;`-separated sequence: tmux
+    /// stops at the first that fails).
+    fn command(&self, commands: TmuxCommands<'_>) -> tokio::process::Command {
+        let mut cli = TmuxCli::with_commands(commands);
         match &self.server {
             Server::Default => {}
             Server::Named(name) => cli = cli.socket_name(name.clone()),
@@ -112,9 +114,14 @@ impl Tmux {
     }
 
     async fn run(&self, command: TmuxCommand<'_>) -> Result<String> {
-        let line = command.to_vec().join(" ");
+        self.run_sequence(TmuxCommands::new().add_command(command))
+            .await
+    }
+
+    async fn run_sequence(&self, commands: TmuxCommands<'_>) -> Result<String> {
+        let line = commands.to_vec().join(" ");
         let output = self
-            .command(command)
+            .command(commands)
             .output()
             .await
             .context("running tmux (is it installed? apt-get install tmux)")?;
@@ -290,6 +297,32 @@ impl Tmux {
                 .build(),
         )
         .await
+    }
+
+    /// What the pane shows now with its colours (`capture-pane -e -p`:
+    /// SGR escapes kept, the visible screen only), and the pid of the
+    /// pane's process, so the caller can tell that a window id still names
+    /// the pane it launched (ids start again at @0 when a server
+    /// restarts). One tmux process: `display-message ; capture-pane`.
+    pub async fn capture_styled(&self, target: &str) -> Result<(Option<i32>, String)> {
+        let commands = TmuxCommands::new()
+            .add_command(
+                DisplayMessage::new()
+                    .print()
+                    .target_pane(target.to_owned())
+                    .message("#{pane_pid}")
+                    .build(),
+            )
+            .add_command(
+                CapturePane::new()
+                    .stdout()
+                    .escape_sequences()
+                    .target_pane(target.to_owned())
+                    .build(),
+            );
+        let text = self.run_sequence(commands).await?;
+        let (pid, screen) = text.split_once('\n').unwrap_or((text.as_str(), ""));
+        Ok((pid.trim().parse().ok(), screen.to_owned()))
     }
 
     /// Types `keys` (tmux key names such as `Enter`, `Down`, or text) into

@@ -7,6 +7,21 @@ pub mod summary;
 pub mod table;
 pub mod top;
 
+use crate::registry::Record;
+
+/// "IN/OUT" tokens over the job's attempts, when its agent reported them,
+/// and their cost where `[pricing]` prices them (`status`'s and `top`'s
+/// TOKENS column).
+pub fn tokens(record: &Record) -> String {
+    crate::model::Work::of(&record.attempts)
+        .usage
+        .map(|u| match u.cost_usd {
+            Some(cost) => format!("{}/{} ${cost:.4}", u.input_tokens, u.output_tokens),
+            None => format!("{}/{}", u.input_tokens, u.output_tokens),
+        })
+        .unwrap_or_default()
+}
+
 /// The terminal's width in columns (80 when it cannot be known).
 pub fn terminal_width() -> u16 {
     ratatui::crossterm::terminal::size()

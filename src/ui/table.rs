@@ -213,9 +213,82 @@ pub fn tail_str(text: &str, width: usize) -> String {
     }
 }
 
+/// `text` in lines of at most `width` cells, broken between words (a word
+/// longer than a line where the line ends), its own line breaks kept;
+/// control characters become spaces. For text shown whole (`top`'s
+/// preview header), where a table cuts.
+pub fn wrap_str(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_control() && c != '\n' { ' ' } else { c })
+        .collect();
+    let mut lines = Vec::new();
+    for paragraph in clean.lines() {
+        let mut line = String::new();
+        for word in paragraph.split_whitespace() {
+            let joined = if line.is_empty() {
+                word.to_owned()
+            } else {
+                format!("{line} {word}")
+            };
+            if joined.width() <= width {
+                line = joined;
+                continue;
+            }
+            if !line.is_empty() {
+                lines.push(std::mem::take(&mut line));
+            }
+            line = break_word(word, width, &mut lines);
+        }
+        lines.push(line);
+    }
+    lines
+}
+
+/// Pushes the full lines of a `word` too long for one; returns its rest.
+fn break_word(word: &str, width: usize, lines: &mut Vec<String>) -> String {
+    let mut rest = String::new();
+    for c in word.chars() {
+        let w = unicode_width::UnicodeWidthChar::width(c).unwrap_or(0);
+        if rest.width() + w > width {
+            lines.push(std::mem::take(&mut rest));
+        }
+        rest.push(c);
+    }
+    rest
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wrapping_breaks_between_words_keeps_line_breaks_and_breaks_long_words() {
+        assert_eq!(
+            wrap_str(
+                "Which file should I edit next, the parser or the lexer?",
+                20
+            ),
+            [
+                "Which file should I",
+                "edit next, the",
+                "parser or the lexer?"
+            ]
+        );
+        assert_eq!(wrap_str("one\n\ntwo\tthree", 80), ["one", "", "two three"]);
+        assert_eq!(
+            wrap_str("see /a/very/long/path/to/a/file ok", 10),
+            ["see", "/a/very/lo", "ng/path/to", "/a/file ok"]
+        );
+        assert_eq!(
+            wrap_str("é→✓ wide 字字字", 4),
+            ["é→✓", "wide", "字字", "字"]
+        );
+        for line in wrap_str(&"word ".repeat(40), 13) {
+            assert!(line.width() <= 13, "{line:?}");
+        }
+    }
 
     fn grid() -> Grid {
         let mut grid = Grid::new(&["JOB", "AGENT", "STATE", "LAST EVENT"]);

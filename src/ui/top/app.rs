@@ -1,8 +1,8 @@
 //! `top`'s state and keys, with no terminal and no I/O: rows in, keys in,
 //! actions out (ratatui's examples' App, quinn-proto's habit).
 
+use super::pane::Pane;
 use crate::model::JobState;
-
 use crate::registry::Record;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use std::time::SystemTime;
@@ -21,6 +21,11 @@ pub struct JobRow {
     pub branch: Option<String>,
     /// The dialog a screen rule sees on its screen (`a` answers it).
     pub dialog: Option<String>,
+    /// Tokens (and cost) over its attempts, as `status` shows them.
+    pub tokens: String,
+    /// Why it is in its state, whole, for the preview's header: a waiting
+    /// job's question, a limited job's wait, a failure's reason.
+    pub detail: Option<String>,
 }
 
 impl JobRow {
@@ -48,6 +53,12 @@ impl JobRow {
                 .unwrap_or_default(),
             branch: None,
             dialog: record.dialog.clone(),
+            tokens: crate::ui::tokens(record),
+            detail: record
+                .question()
+                .map(|q| format!("asks: {q}"))
+                .or_else(|| record.limited_note().map(|note| format!("limited {note}")))
+                .or_else(|| record.reason()),
         }
     }
 
@@ -141,6 +152,11 @@ pub struct App {
     pub mode: Mode,
     /// The last action's outcome, shown above the help line.
     pub message: Option<String>,
+    /// `p` hides the selected job's pane (and stops reading it).
+    pub preview_hidden: bool,
+    /// The last pane read for the preview (maybe another job's, until the
+    /// newly selected one's arrives).
+    pane: Option<Pane>,
 }
 
 impl App {
@@ -220,6 +236,34 @@ impl App {
         self.visible().get(index).map(|r| r.id.clone())
     }
 
+    /// The job whose pane the preview shows, when it is on and the table
+    /// is on screen (the logs cover it).
+    pub fn preview_target(&self) -> Option<&JobRow> {
+        if self.preview_hidden || matches!(self.mode, Mode::Logs { .. }) {
+            return None;
+        }
+        let index = self.selected_index()?;
+        self.visible().get(index).copied()
+    }
+
+    /// A pane read for the preview: kept when it is the selected job's (a
+    /// read that finishes after the selection moved is dropped). `true`
+    /// when the screen changes.
+    pub fn show_pane(&mut self, pane: Pane) -> bool {
+        let wanted = self.preview_target().is_some_and(|row| row.id == pane.id);
+        if !wanted || self.pane.as_ref() == Some(&pane) {
+            return false;
+        }
+        self.pane = Some(pane);
+        true
+    }
+
+    /// The selected job's pane, once read.
+    pub fn selected_pane(&self) -> Option<&Pane> {
+        let target = self.preview_target()?;
+        self.pane.as_ref().filter(|pane| pane.id == target.id)
+    }
+
     fn move_selection(&mut self, delta: isize) {
         let visible = self.visible();
         let Some(index) = self.selected_index() else {
@@ -284,6 +328,10 @@ impl App {
             }
             (KeyCode::Char('/'), _) => {
                 self.mode = Mode::Filter;
+                Action::Redraw
+            }
+            (KeyCode::Char('p'), _) => {
+                self.preview_hidden = !self.preview_hidden;
                 Action::Redraw
             }
             (KeyCode::Enter, Some(id)) => Action::Attach(id),
@@ -439,6 +487,8 @@ pub(crate) mod tests {
             last_event: "started".into(),
             branch: None,
             dialog: None,
+            tokens: String::new(),
+            detail: None,
         }
     }
 
@@ -621,6 +671,34 @@ pub(crate) mod tests {
         assert_eq!(app.mode, Mode::Table);
         assert_eq!(app.selected_id(), None);
         assert_eq!(app.on_key(key(KeyCode::Enter)), Action::Nothing);
+    }
+
+    #[test]
+    fn the_preview_follows_the_selection_and_p_or_the_logs_stop_it() {
+        let mut app = App::default();
+        app.set_rows(vec![
+            row("a", JobState::Running, 2),
+            row("b", JobState::Running, 1),
+        ]);
+        let target = |app: &App| app.preview_target().map(|r| r.id.clone());
+        assert_eq!(target(&app).as_deref(), Some("a"));
+        assert!(app.show_pane(Pane::note("a", "pane of a".into())));
+        assert_eq!(app.selected_pane().map(|p| p.id.as_str()), Some("a"));
+        app.on_key(key(KeyCode::Down));
+        assert_eq!(target(&app).as_deref(), Some("b"));
+        assert_eq!(app.selected_pane(), None, "a's pane is not b's");
+        assert_eq!(app.on_key(key(KeyCode::Char('p'))), Action::Redraw);
+        assert_eq!(target(&app), None);
+        assert!(!app.show_pane(Pane::note("b", "hidden".into())));
+        app.on_key(key(KeyCode::Char('p')));
+        assert_eq!(target(&app).as_deref(), Some("b"));
+        app.show_logs("b".into(), vec!["line".into()], 20);
+        assert_eq!(target(&app), None, "the logs cover the preview");
+        // `p` while typing a line is a letter of the line.
+        app.mode = Mode::Table;
+        app.start_send("b".into(), false);
+        app.on_key(key(KeyCode::Char('p')));
+        assert!(!app.preview_hidden);
     }
 
     #[test]

@@ -1,13 +1,16 @@
 //! `top`: every job in the registry, live. The registry is watched with
 //! inotify, so a transition or event written by any supervisor shows within
 //! one key-poll interval (40 ms); without a change the screen is redrawn
-//! once a second (the AGE column). Keys become actions here: attach, logs,
-//! kill, retry and send (`s`, `a`) run the same code as the commands of
-//! those names.
+//! once a second (the AGE column). Under (or beside) the table, the
+//! selected job's pane, read by `preview.rs` in the background (`p` hides
+//! it). Keys become actions here: attach, logs, kill, retry and send (`s`,
+//! `a`) run the same code as the commands of those names.
 
 mod app;
 mod draw;
 mod feed;
+mod pane;
+mod preview;
 mod reply;
 mod watch;
 
@@ -55,6 +58,7 @@ pub async fn run(registry: &Registry, env: &Env) -> anyhow::Result<()> {
         watcher,
         feed,
         messages: mpsc::channel(),
+        preview: preview::Previewer::new(registry),
     };
     let result = session.event_loop(&mut terminal, &mut app).await;
     restore_terminal();
@@ -87,6 +91,8 @@ struct Session<'a> {
     /// Outcomes of actions that run in the background (kill, retry, a
     /// follow-up).
     messages: (mpsc::Sender<String>, mpsc::Receiver<String>),
+    /// Reads the selected job's pane.
+    preview: preview::Previewer,
 }
 
 impl Session<'_> {
@@ -107,6 +113,7 @@ impl Session<'_> {
             // Sleeping (not blocking in a poll) lets the broker feed run.
             tokio::select! {
                 Some((job, text)) = next_seen(&mut self.feed) => dirty |= app.event(&job, text),
+                pane = self.preview.next() => dirty |= app.show_pane(pane),
                 () = tokio::time::sleep(KEY_POLL) => {}
             }
             while event::poll(Duration::ZERO)? {
@@ -129,6 +136,7 @@ impl Session<'_> {
                 app.message = Some(message);
                 dirty = true;
             }
+            self.preview.request(app.preview_target());
         }
     }
 
