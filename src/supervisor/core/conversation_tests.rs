@@ -12,6 +12,33 @@ use crate::model::conversation::{plan, ConversationPolicy, Plan};
 use crate::model::record::AttemptInfo;
 use crate::model::Session;
 
+/// A signed event of `attempt` (`kind`, naming `session` if given).
+fn signed(kind: EventKind, attempt: Option<u32>, session: Option<&str>) -> Incoming {
+    Incoming {
+        kind,
+        attempt,
+        job_named: None,
+        message: None,
+        exit_code: None,
+        failure_kind: None,
+        signature: Signature::Valid,
+        sent: None,
+        data: session.map(|id| serde_json::json!({ "session_id": id })),
+        limit_resets: None,
+    }
+}
+
+/// Claude Code's StopFailure `rate_limit` for `attempt`, resetting at
+/// `resets` if it says.
+fn limit_event(attempt: Option<u32>, resets: Option<Instant>) -> Incoming {
+    Incoming {
+        message: Some("You've hit your session limit · resets 6:33pm (UTC)".into()),
+        failure_kind: Some(FailureKind::Limited),
+        limit_resets: resets,
+        ..signed(EventKind::Error, attempt, None)
+    }
+}
+
 /// A core and the conversation facts of its attempts.
 struct Life {
     core: Core,
@@ -116,18 +143,7 @@ impl Life {
     }
 
     fn event(&mut self, secs: f64, kind: EventKind, session: Option<&str>) {
-        let event = Incoming {
-            kind,
-            attempt: self.core.attempt(&self.job),
-            job_named: None,
-            message: None,
-            exit_code: None,
-            failure_kind: None,
-            signature: Signature::Valid,
-            sent: None,
-            data: session.map(|id| serde_json::json!({ "session_id": id })),
-            limit_resets: None,
-        };
+        let event = signed(kind, self.core.attempt(&self.job), session);
         let job = self.job.clone();
         self.core.handle(self.at(secs), Input::Event { job, event });
         self.settle(secs);
@@ -136,18 +152,8 @@ impl Life {
     /// The agent reports a usage limit (Claude Code's StopFailure
     /// `rate_limit`), resetting `resets_in` seconds from `secs` if it says.
     fn limited(&mut self, secs: f64, resets_in: Option<f64>) {
-        let event = Incoming {
-            kind: EventKind::Error,
-            attempt: self.core.attempt(&self.job),
-            job_named: None,
-            message: Some("You've hit your session limit · resets 6:33pm (UTC)".into()),
-            exit_code: None,
-            failure_kind: Some(FailureKind::Limited),
-            signature: Signature::Valid,
-            sent: None,
-            data: None,
-            limit_resets: resets_in.map(|r| self.at(secs + r)),
-        };
+        let resets = resets_in.map(|r| self.at(secs + r));
+        let event = limit_event(self.core.attempt(&self.job), resets);
         let job = self.job.clone();
         self.core.handle(self.at(secs), Input::Event { job, event });
         self.settle(secs);
@@ -288,18 +294,7 @@ fn a_timed_out_attempt_is_continued_but_a_late_event_of_the_old_one_names_nothin
     assert_eq!(life.core.attempt(&life.job), Some(2));
     // Attempt 1's agent, stopped, still gets an event out naming another
     // conversation: refused (stale attempt), it names nothing for attempt 2.
-    let stale = Incoming {
-        kind: EventKind::Started,
-        attempt: Some(1),
-        job_named: None,
-        message: None,
-        exit_code: None,
-        failure_kind: None,
-        signature: Signature::Valid,
-        sent: None,
-        data: Some(serde_json::json!({"session_id": "s-stale"})),
-        limit_resets: None,
-    };
+    let stale = signed(EventKind::Started, Some(1), Some("s-stale"));
     let job = life.job.clone();
     life.core
         .handle(life.at(7207.0), Input::Event { job, event: stale });
@@ -393,18 +388,7 @@ fn a_limited_job_s_wait_and_uncharged_attempts_survive_a_restart() {
     life.event(1.0, EventKind::Started, Some("s1"));
     life.checkpoints();
     let job = life.job.clone();
-    let event = Incoming {
-        kind: EventKind::Error,
-        attempt: Some(1),
-        job_named: None,
-        message: Some("limit".into()),
-        exit_code: None,
-        failure_kind: Some(FailureKind::Limited),
-        signature: Signature::Valid,
-        sent: None,
-        data: None,
-        limit_resets: Some(life.at(2.0 + 600.0)),
-    };
+    let event = limit_event(Some(1), Some(life.at(2.0 + 600.0)));
     life.core.handle(
         life.at(2.0),
         Input::Event {
