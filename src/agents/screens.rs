@@ -10,6 +10,8 @@
 //! - `state = "agent_config"`: matched against the last lines of the pane
 //!   when the agent exits with a non-zero code; a match fails the attempt
 //!   as kind `agent_config` (not retried) with the agent's words and `fix`.
+//! - `state = "limited"`: matched against the last lines of the pane when
+//!   the agent exits (any code); a match makes the attempt `limited`.
 //!
 //! Rules are compiled only by the supervisor and the window's wrapper, never
 //! on `publish`'s start-up path.
@@ -28,7 +30,8 @@ pub enum ScreenState {
     /// missing key): checked on the pane's last lines at a non-zero exit.
     AgentConfig,
     /// The agent met a usage or rate limit and exited: checked on the
-    /// pane's last lines at a non-zero exit, before `agent_config` rules.
+    /// pane's last lines at any exit (Aider exits 0 after giving up on a
+    /// rate limit), before `agent_config` rules.
     /// The attempt is `limited` (SPEC section 14); the captured text is
     /// where the reset time is read from, so capture the whole line.
     Limited,
@@ -147,8 +150,8 @@ impl ScreenSet {
             })
     }
 
-    /// The first `limited` rule matching the pane's last lines at a
-    /// non-zero exit: the agent's words (where its reset time is).
+    /// The first `limited` rule matching the pane's last lines when the
+    /// agent exits: the agent's words (where its reset time is).
     pub fn limit(&self, pane: &str) -> Option<String> {
         let text = normalize(&last_lines(pane, EXIT_TAIL_LINES));
         self.first(ScreenState::Limited, &text)
@@ -234,7 +237,7 @@ pub fn builtin(program: &str) -> Vec<ScreenRule> {
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or(program);
-    use ScreenState::{AgentConfig, Waiting};
+    use ScreenState::{AgentConfig, Limited, Waiting};
     match name {
         "claude" => vec![
             // Claude Code 2.1: the folder-trust dialog.
@@ -292,17 +295,54 @@ pub fn builtin(program: &str) -> Vec<ScreenRule> {
                 Some("set ANTHROPIC_API_KEY (and list it in pass_env) or log in once by running `claude`"),
             ),
         ],
-        "codex" => vec![rule(
-            r"(Not inside a trusted directory[^\n]*)",
-            AgentConfig,
+        "codex" => vec![
+            // Codex 0.171 at a ChatGPT plan's usage limit (one request, no
+            // retry): "ERROR: You’ve hit your usage limit. Upgrade to Pro
+            // (...) or try again at 3:59 AM." (a typographic apostrophe).
+            rule(r"(You.ve hit your usage limit[^\n]*)", Limited, None, None),
+            // A rate limit: five retries (honouring `retry-after`), then
+            // "ERROR: exceeded retry limit, last status: 429 Too Many Requests".
+            rule(
+                r"(exceeded retry limit, last status: 429[^\n]*)",
+                Limited,
+                Some("Codex was rate limited"),
+                None,
+            ),
+            // Out of API credits (`insufficient_quota`), no retry.
+            rule(r"(Quota exceeded\. Check your plan[^\n]*)", Limited, None, None),
+            rule(
+                r"(Not inside a trusted directory[^\n]*)",
+                AgentConfig,
+                None,
+                Some("run the job in a git repository, or add \"--skip-git-repo-check\" after \"exec\" in [agents.codex] command"),
+            ),
+        ],
+        "gemini" => vec![
+            // Gemini CLI 0.61 at a daily quota (no retry): "... TerminalQuotaError:
+            // You have exhausted your daily quota on this model."
+            rule(r"(TerminalQuotaError: [^\n]*)", Limited, None, None),
+            rule(
+                r"(Gemini CLI is not running in a trusted directory\.?)",
+                AgentConfig,
+                None,
+                Some("set env = { GEMINI_CLI_TRUST_WORKSPACE = \"true\" } in [agents.gemini], add \"--skip-trust\" to its command, or trust the folder once in an interactive `gemini`"),
+            ),
+        ],
+        // opencode 1.18 retries a 429 five times, then prints the provider's
+        // message after "Error: " and exits 1.
+        "opencode" => vec![rule(
+            r"^Error: ([^\n]*(?i:rate limit|quota)[^\n]*)",
+            Limited,
             None,
-            Some("run the job in a git repository, or add \"--skip-git-repo-check\" after \"exec\" in [agents.codex] command"),
+            None,
         )],
-        "gemini" => vec![rule(
-            r"(Gemini CLI is not running in a trusted directory\.?)",
-            AgentConfig,
+        // Aider 0.86 retries for about a minute, then says so and exits 0:
+        // only its last line is the limit (it is not an answer).
+        "aider" => vec![rule(
+            r"(The API provider has rate limited you\.[^\n]*)\z",
+            Limited,
             None,
-            Some("set env = { GEMINI_CLI_TRUST_WORKSPACE = \"true\" } in [agents.gemini], add \"--skip-trust\" to its command, or trust the folder once in an interactive `gemini`"),
+            None,
         )],
         _ => Vec::new(),
     }
@@ -546,6 +586,73 @@ mod tests {
             rules.limit("Invalid API key · Fix external API key\n"),
             None
         );
+    }
+
+    /// What each CLI printed at a limit against the fake provider
+    /// (docs/real-agents-findings.md, "Usage limits"), as its pane shows it.
+    #[test]
+    fn built_in_limit_rules_capture_what_each_cli_printed() {
+        let limit = |program: &str, pane: &str| {
+            ScreenSet::compile(&builtin(program))
+                .expect(program)
+                .limit(pane)
+        };
+        let codex_usage = "user\nSay A\nERROR: You’ve hit your usage limit. Upgrade to Pro (https://chatgpt.com/explore/pro), visit https://chatgpt.com/settings/usage to purchase more credits or try again at 3:59 AM.\nERROR: You’ve hit your usage limit. Upgrade to Pro (https://chatgpt.com/explore/pro), visit https://chatgpt.com/settings/usage to purchase more credits or try again at 3:59 AM.\n";
+        let message = limit("codex", codex_usage).expect("codex usage limit");
+        assert!(
+            message.starts_with("You’ve hit your usage limit. Upgrade to Pro"),
+            "{message}"
+        );
+        assert!(message.ends_with("or try again at 3:59 AM."), "{message}");
+        let codex_rate = "ERROR: Reconnecting... 5/5\nERROR: exceeded retry limit, last status: 429 Too Many Requests\n";
+        assert_eq!(
+            limit("codex", codex_rate).as_deref(),
+            Some(
+                "Codex was rate limited: exceeded retry limit, last status: 429 Too Many Requests"
+            )
+        );
+        assert_eq!(
+            limit(
+                "codex",
+                "ERROR: Quota exceeded. Check your plan and billing details.\n"
+            )
+            .as_deref(),
+            Some("Quota exceeded. Check your plan and billing details.")
+        );
+        assert_eq!(
+            limit(
+                "codex",
+                "ERROR: exceeded retry limit, last status: 500 Internal Server Error\n"
+            ),
+            None
+        );
+        let gemini = "Error when talking to Gemini API Full report available at: /tmp/gemini-client-error-Turn.run-sendMessageStream-2026-12-04T03-01-17-428Z.json TerminalQuotaError: You have exhausted your daily quota on this model.\n  cause: {\n    code: 429,\n  },\n  status: 429\n}\nAn unexpected critical error occurred:[object Object]\n";
+        assert_eq!(
+            limit("gemini", gemini).as_deref(),
+            Some("TerminalQuotaError: You have exhausted your daily quota on this model.")
+        );
+        let opencode = "> build · fake-model\n\nError: Rate limit reached for fake-model in organization org-fake on requests per min (RPM): Limit 3, Used 3, Requested 1. Please try again in 2s.\n";
+        assert_eq!(
+            limit("opencode", opencode).as_deref(),
+            Some("Rate limit reached for fake-model in organization org-fake on requests per min (RPM): Limit 3, Used 3, Requested 1. Please try again in 2s.")
+        );
+        assert!(limit(
+            "opencode",
+            "Error: You exceeded your current quota, please check your plan and billing details.\n"
+        )
+        .is_some());
+        assert_eq!(limit("opencode", "Error: Invalid API key\n"), None);
+        let aider = "litellm.RateLimitError: RateLimitError: OpenAIException - Rate limit reached for\nfake-model in organization org-fake on requests per min (RPM): Limit 3, Used 3,\nRequested 1. Please try again in 2s.\nThe API provider has rate limited you. Try again later or check your quotas.\n\n";
+        assert_eq!(
+            limit("aider", aider).as_deref(),
+            Some("The API provider has rate limited you. Try again later or check your quotas.")
+        );
+        // Aider went on after a retry that worked: its last words are the
+        // answer, not the limit.
+        let recovered =
+            format!("{aider}Retrying in 0.2 seconds...\nhello.txt\nApplied edit to hello.txt\n");
+        assert_eq!(limit("aider", &recovered), None);
+        assert_eq!(limit("claude", codex_rate), None);
     }
 
     #[test]
