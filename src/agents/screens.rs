@@ -319,8 +319,10 @@ pub fn builtin(program: &str) -> Vec<ScreenRule> {
         ],
         "gemini" => vec![
             // Gemini CLI 0.61 at a daily quota (no retry): "... TerminalQuotaError:
-            // You have exhausted your daily quota on this model."
-            rule(r"(TerminalQuotaError: [^\n]*)", Limited, None, None),
+            // You have exhausted your daily quota on this model."; at a
+            // per-minute quota, after 10 attempts (about 4 minutes):
+            // "... RetryableQuotaError: <the API's message> Please retry in 2s."
+            rule(r"((?:Terminal|Retryable)QuotaError: [^\n]*)", Limited, None, None),
             rule(
                 r"(Gemini CLI is not running in a trusted directory\.?)",
                 AgentConfig,
@@ -641,6 +643,11 @@ mod tests {
             "Error: You exceeded your current quota, please check your plan and billing details.\n"
         )
         .is_some());
+        let gemini_rate = "Suggested retry after 2s.. Max attempts reached\nError when talking to Gemini API Full report available at: /tmp/gemini-client-error-Turn.run-sendMessageStream-2026-12-04T03-05-29-441Z.json RetryableQuotaError: You exceeded your current quota, please check your plan and billing details. Please retry in 2s.\nSuggested retry after 2s.\n    at classifyGoogleError (file:///x.js:1:1)\n";
+        assert_eq!(
+            limit("gemini", gemini_rate).as_deref(),
+            Some("RetryableQuotaError: You exceeded your current quota, please check your plan and billing details. Please retry in 2s.")
+        );
         assert_eq!(limit("opencode", "Error: Invalid API key\n"), None);
         let aider = "litellm.RateLimitError: RateLimitError: OpenAIException - Rate limit reached for\nfake-model in organization org-fake on requests per min (RPM): Limit 3, Used 3,\nRequested 1. Please try again in 2s.\nThe API provider has rate limited you. Try again later or check your quotas.\n\n";
         assert_eq!(

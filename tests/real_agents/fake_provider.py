@@ -28,7 +28,8 @@ The script (JSON) says what the "model" answers:
 
   {"limit": {"count": 1, "reset": EPOCH, "kind": K, "retry_after": S}, "turns": [...]}
       the first `count` model calls that declare tools (`"any": true`: any
-      model call, for aider) are answered 429 in the provider's own shape,
+      model call, for aider) and hold at least `after` (default 0) tool
+      results (a limit met mid-conversation) are answered 429 in the provider's own shape,
       then "turns". Anthropic (x-should-retry: false): with `reset`, as a
       subscriber past its usage limit sees it (anthropic-ratelimit-unified-
       status: rejected, -reset: EPOCH); without, as an API key past its rate
@@ -394,13 +395,13 @@ class Handler(BaseHTTPRequestHandler):
             self.record("unknown", body, {})
             self.send_json(404, {"error": {"message": f"fake provider: no route for POST {path}"}})
 
-    def limited(self, api, body, tools, texts):
+    def limited(self, api, body, tools, results, texts):
         """A usage or rate limit (script "limit"): the first `count` model
-        calls that declare tools (with `"any": true`, any model call) are
-        answered 429 in the API's own shape (LIMIT_SHAPES). True when it
-        answered."""
+        calls that declare tools (with `"any": true`, any model call) and
+        hold at least `after` tool results are answered 429 in the API's own
+        shape (LIMIT_SHAPES). True when it answered."""
         limit = self.server.script.limit
-        if not limit or not (tools or limit.get("any")):
+        if not limit or not (tools or limit.get("any")) or results < limit.get("after", 0):
             return False
         with self.server.script.hang_lock:
             if limit.get("count", 1) <= 0:
@@ -442,7 +443,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.failing("anthropic", body, lambda m, s: {"type": "error", "error": {"type": "invalid_request_error", "message": m}}):
             return
         tools, results, texts = anthropic_view(body)
-        if self.limited("anthropic", body, tools, texts):
+        if self.limited("anthropic", body, tools, results, texts):
             return
         self.hang_if_scripted("anthropic", body, tools, texts)
         answer = self.server.script.reply(tools, results)
@@ -483,7 +484,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.failing("responses", body, openai_error):
             return
         tools, results, texts = responses_view(body)
-        if self.limited("responses", body, tools, texts):
+        if self.limited("responses", body, tools, results, texts):
             return
         self.hang_if_scripted("responses", body, tools, texts)
         answer = self.server.script.reply(tools, results)
@@ -544,7 +545,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.failing("chat", body, openai_error):
             return
         tools, results, texts = chat_view(body)
-        if self.limited("chat", body, tools, texts):
+        if self.limited("chat", body, tools, results, texts):
             return
         self.hang_if_scripted("chat", body, tools, texts)
         answer = self.server.script.reply(tools, results)
@@ -592,7 +593,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.failing("gemini", body, lambda m, s: {"error": {"code": s, "message": m, "status": "INVALID_ARGUMENT"}}):
             return
         tools, results, texts = gemini_view(body)
-        if self.limited("gemini", body, tools, texts):
+        if self.limited("gemini", body, tools, results, texts):
             return
         self.hang_if_scripted("gemini", body, tools, texts)
         answer = self.server.script.reply(tools, results)
