@@ -18,6 +18,7 @@
 
 use regex::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
+use ScreenState::{AgentConfig, Limited, Waiting};
 
 /// What a matching screen means.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -237,117 +238,136 @@ pub fn builtin(program: &str) -> Vec<ScreenRule> {
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or(program);
-    use ScreenState::{AgentConfig, Limited, Waiting};
     match name {
-        "claude" => vec![
-            // Claude Code 2.1: the folder-trust dialog.
-            rule(
-                r"(Quick safety check:? [^?\n]*\?)",
-                Waiting,
-                Some("Claude Code asks whether you trust this folder"),
-                None,
-            ),
-            rule(
-                r"^(Accessing workspace:?)",
-                Waiting,
-                Some("Claude Code asks whether you trust this folder"),
-                None,
-            ),
-            // Claude Code 1.x/2.0: the same dialog, older words.
-            rule(r"(Do you trust the files in this folder\?)", Waiting, None, None),
-            // ANTHROPIC_API_KEY whose last 20 characters were never approved:
-            // "2. No (recommended)" is preselected, so Up reaches "1. Yes".
-            ScreenRule {
-                first_choice: Some(vec!["Up".into(), "Enter".into()]),
-                ..rule(
-                    r"(?s)Detected a custom API key.*?(Do you want to use this API key\?)",
-                    Waiting,
-                    Some("Claude Code found ANTHROPIC_API_KEY"),
-                    None,
-                )
-            },
-            // Not logged in and no usable key: the login method menu or the
-            // browser sign-in page.
-            rule(
-                r"(Select login method:?|Browser didn't open\? Use the url below to sign in)",
-                Waiting,
-                Some("Claude Code needs a login"),
-                None,
-            ),
-            // First run (no onboarding yet): the theme picker.
-            rule(
-                r"(Choose the text style that looks best with your terminal)",
-                Waiting,
-                Some("Claude Code's first-run setup"),
-                None,
-            ),
-            // A permission prompt: a question followed by numbered choices.
-            rule(
-                r"(Do you want to [^?\n]*\?)\s*(?:❯\s*)?1\. Yes",
-                Waiting,
-                Some("Claude Code asks permission"),
-                None,
-            ),
-            rule(
-                r"(Invalid API key[^\n]*)",
-                AgentConfig,
-                None,
-                Some("set ANTHROPIC_API_KEY (and list it in pass_env) or log in once by running `claude`"),
-            ),
-        ],
-        "codex" => vec![
-            // Codex 0.171 at a ChatGPT plan's usage limit (one request, no
-            // retry): "ERROR: You’ve hit your usage limit. Upgrade to Pro
-            // (...) or try again at 3:59 AM." (a typographic apostrophe).
-            rule(r"(You.ve hit your usage limit[^\n]*)", Limited, None, None),
-            // A rate limit: five retries (honouring `retry-after`), then
-            // "ERROR: exceeded retry limit, last status: 429 Too Many Requests".
-            rule(
-                r"(exceeded retry limit, last status: 429[^\n]*)",
-                Limited,
-                Some("Codex was rate limited"),
-                None,
-            ),
-            // Out of API credits (`insufficient_quota`), no retry.
-            rule(r"(Quota exceeded\. Check your plan[^\n]*)", Limited, None, None),
-            rule(
-                r"(Not inside a trusted directory[^\n]*)",
-                AgentConfig,
-                None,
-                Some("run the job in a git repository, or add \"--skip-git-repo-check\" after \"exec\" in [agents.codex] command"),
-            ),
-        ],
-        "gemini" => vec![
-            // Gemini CLI 0.61 at a daily quota (no retry): "... TerminalQuotaError:
-            // You have exhausted your daily quota on this model."; at a
-            // per-minute quota, after 10 attempts (about 4 minutes):
-            // "... RetryableQuotaError: <the API's message> Please retry in 2s."
-            rule(r"((?:Terminal|Retryable)QuotaError: [^\n]*)", Limited, None, None),
-            rule(
-                r"(Gemini CLI is not running in a trusted directory\.?)",
-                AgentConfig,
-                None,
-                Some("set env = { GEMINI_CLI_TRUST_WORKSPACE = \"true\" } in [agents.gemini], add \"--skip-trust\" to its command, or trust the folder once in an interactive `gemini`"),
-            ),
-        ],
-        // opencode 1.18 retries a 429 five times, then prints the provider's
-        // message after "Error: " and exits 1.
-        "opencode" => vec![rule(
-            r"^Error: ([^\n]*(?i:rate limit|quota)[^\n]*)",
-            Limited,
-            None,
-            None,
-        )],
-        // Aider 0.86 retries for about a minute, then says so and exits 0:
-        // only its last line is the limit (it is not an answer).
-        "aider" => vec![rule(
-            r"(The API provider has rate limited you\.[^\n]*)\z",
-            Limited,
-            None,
-            None,
-        )],
+        "claude" => claude_rules(),
+        "codex" => codex_rules(),
+        "gemini" => gemini_rules(),
+        "opencode" => opencode_rules(),
+        "aider" => aider_rules(),
         _ => Vec::new(),
     }
+}
+
+fn claude_rules() -> Vec<ScreenRule> {
+    vec![
+        // Claude Code 2.1: the folder-trust dialog.
+        rule(
+            r"(Quick safety check:? [^?\n]*\?)",
+            Waiting,
+            Some("Claude Code asks whether you trust this folder"),
+            None,
+        ),
+        rule(
+            r"^(Accessing workspace:?)",
+            Waiting,
+            Some("Claude Code asks whether you trust this folder"),
+            None,
+        ),
+        // Claude Code 1.x/2.0: the same dialog, older words.
+        rule(r"(Do you trust the files in this folder\?)", Waiting, None, None),
+        // ANTHROPIC_API_KEY whose last 20 characters were never approved:
+        // "2. No (recommended)" is preselected, so Up reaches "1. Yes".
+        ScreenRule {
+            first_choice: Some(vec!["Up".into(), "Enter".into()]),
+            ..rule(
+                r"(?s)Detected a custom API key.*?(Do you want to use this API key\?)",
+                Waiting,
+                Some("Claude Code found ANTHROPIC_API_KEY"),
+                None,
+            )
+        },
+        // Not logged in and no usable key: the login method menu or the
+        // browser sign-in page.
+        rule(
+            r"(Select login method:?|Browser didn't open\? Use the url below to sign in)",
+            Waiting,
+            Some("Claude Code needs a login"),
+            None,
+        ),
+        // First run (no onboarding yet): the theme picker.
+        rule(
+            r"(Choose the text style that looks best with your terminal)",
+            Waiting,
+            Some("Claude Code's first-run setup"),
+            None,
+        ),
+        // A permission prompt: a question followed by numbered choices.
+        rule(
+            r"(Do you want to [^?\n]*\?)\s*(?:❯\s*)?1\. Yes",
+            Waiting,
+            Some("Claude Code asks permission"),
+            None,
+        ),
+        rule(
+            r"(Invalid API key[^\n]*)",
+            AgentConfig,
+            None,
+            Some("set ANTHROPIC_API_KEY (and list it in pass_env) or log in once by running `claude`"),
+        ),
+    ]
+}
+
+fn codex_rules() -> Vec<ScreenRule> {
+    vec![
+        // Codex 0.171 at a ChatGPT plan's usage limit (one request, no
+        // retry): "ERROR: You’ve hit your usage limit. Upgrade to Pro
+        // (...) or try again at 3:59 AM." (a typographic apostrophe).
+        rule(r"(You.ve hit your usage limit[^\n]*)", Limited, None, None),
+        // A rate limit: five retries (honouring `retry-after`), then
+        // "ERROR: exceeded retry limit, last status: 429 Too Many Requests".
+        rule(
+            r"(exceeded retry limit, last status: 429[^\n]*)",
+            Limited,
+            Some("Codex was rate limited"),
+            None,
+        ),
+        // Out of API credits (`insufficient_quota`), no retry.
+        rule(r"(Quota exceeded\. Check your plan[^\n]*)", Limited, None, None),
+        rule(
+            r"(Not inside a trusted directory[^\n]*)",
+            AgentConfig,
+            None,
+            Some("run the job in a git repository, or add \"--skip-git-repo-check\" after \"exec\" in [agents.codex] command"),
+        ),
+    ]
+}
+
+fn gemini_rules() -> Vec<ScreenRule> {
+    vec![
+        // Gemini CLI 0.61 at a daily quota (no retry): "... TerminalQuotaError:
+        // You have exhausted your daily quota on this model."; at a
+        // per-minute quota, after 10 attempts (about 4 minutes):
+        // "... RetryableQuotaError: <the API's message> Please retry in 2s."
+        rule(r"((?:Terminal|Retryable)QuotaError: [^\n]*)", Limited, None, None),
+        rule(
+            r"(Gemini CLI is not running in a trusted directory\.?)",
+            AgentConfig,
+            None,
+            Some("set env = { GEMINI_CLI_TRUST_WORKSPACE = \"true\" } in [agents.gemini], add \"--skip-trust\" to its command, or trust the folder once in an interactive `gemini`"),
+        ),
+    ]
+}
+
+/// opencode 1.18 retries a 429 five times, then prints the provider's
+/// message after "Error: " and exits 1.
+fn opencode_rules() -> Vec<ScreenRule> {
+    vec![rule(
+        r"^Error: ([^\n]*(?i:rate limit|quota)[^\n]*)",
+        Limited,
+        None,
+        None,
+    )]
+}
+
+/// Aider 0.86 retries for about a minute, then says so and exits 0:
+/// only its last line is the limit (it is not an answer).
+fn aider_rules() -> Vec<ScreenRule> {
+    vec![rule(
+        r"(The API provider has rate limited you\.[^\n]*)\z",
+        Limited,
+        None,
+        None,
+    )]
 }
 
 #[cfg(test)]
