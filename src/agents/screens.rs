@@ -10,12 +10,15 @@
 //! - `state = "agent_config"`: matched against the last lines of the pane
 //!   when the agent exits with a non-zero code; a match fails the attempt
 //!   as kind `agent_config` (not retried) with the agent's words and `fix`.
+//! - `state = "limited"`: matched against the last lines of the pane when
+//!   the agent exits (any code); a match makes the attempt `limited`.
 //!
 //! Rules are compiled only by the supervisor and the window's wrapper, never
 //! on `publish`'s start-up path.
 
 use regex::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
+use ScreenState::{AgentConfig, Limited, Waiting};
 
 /// What a matching screen means.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -28,7 +31,8 @@ pub enum ScreenState {
     /// missing key): checked on the pane's last lines at a non-zero exit.
     AgentConfig,
     /// The agent met a usage or rate limit and exited: checked on the
-    /// pane's last lines at a non-zero exit, before `agent_config` rules.
+    /// pane's last lines at any exit (Aider exits 0 after giving up on a
+    /// rate limit), before `agent_config` rules.
     /// The attempt is `limited` (SPEC section 14); the captured text is
     /// where the reset time is read from, so capture the whole line.
     Limited,
@@ -147,8 +151,8 @@ impl ScreenSet {
             })
     }
 
-    /// The first `limited` rule matching the pane's last lines at a
-    /// non-zero exit: the agent's words (where its reset time is).
+    /// The first `limited` rule matching the pane's last lines when the
+    /// agent exits: the agent's words (where its reset time is).
     pub fn limit(&self, pane: &str) -> Option<String> {
         let text = normalize(&last_lines(pane, EXIT_TAIL_LINES));
         self.first(ScreenState::Limited, &text)
@@ -234,78 +238,136 @@ pub fn builtin(program: &str) -> Vec<ScreenRule> {
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or(program);
-    use ScreenState::{AgentConfig, Waiting};
     match name {
-        "claude" => vec![
-            // Claude Code 2.1: the folder-trust dialog.
-            rule(
-                r"(Quick safety check:? [^?\n]*\?)",
+        "claude" => claude_rules(),
+        "codex" => codex_rules(),
+        "gemini" => gemini_rules(),
+        "opencode" => opencode_rules(),
+        "aider" => aider_rules(),
+        _ => Vec::new(),
+    }
+}
+
+fn claude_rules() -> Vec<ScreenRule> {
+    vec![
+        // Claude Code 2.1: the folder-trust dialog.
+        rule(
+            r"(Quick safety check:? [^?\n]*\?)",
+            Waiting,
+            Some("Claude Code asks whether you trust this folder"),
+            None,
+        ),
+        rule(
+            r"^(Accessing workspace:?)",
+            Waiting,
+            Some("Claude Code asks whether you trust this folder"),
+            None,
+        ),
+        // Claude Code 1.x/2.0: the same dialog, older words.
+        rule(r"(Do you trust the files in this folder\?)", Waiting, None, None),
+        // ANTHROPIC_API_KEY whose last 20 characters were never approved:
+        // "2. No (recommended)" is preselected, so Up reaches "1. Yes".
+        ScreenRule {
+            first_choice: Some(vec!["Up".into(), "Enter".into()]),
+            ..rule(
+                r"(?s)Detected a custom API key.*?(Do you want to use this API key\?)",
                 Waiting,
-                Some("Claude Code asks whether you trust this folder"),
+                Some("Claude Code found ANTHROPIC_API_KEY"),
                 None,
-            ),
-            rule(
-                r"^(Accessing workspace:?)",
-                Waiting,
-                Some("Claude Code asks whether you trust this folder"),
-                None,
-            ),
-            // Claude Code 1.x/2.0: the same dialog, older words.
-            rule(r"(Do you trust the files in this folder\?)", Waiting, None, None),
-            // ANTHROPIC_API_KEY whose last 20 characters were never approved:
-            // "2. No (recommended)" is preselected, so Up reaches "1. Yes".
-            ScreenRule {
-                first_choice: Some(vec!["Up".into(), "Enter".into()]),
-                ..rule(
-                    r"(?s)Detected a custom API key.*?(Do you want to use this API key\?)",
-                    Waiting,
-                    Some("Claude Code found ANTHROPIC_API_KEY"),
-                    None,
-                )
-            },
-            // Not logged in and no usable key: the login method menu or the
-            // browser sign-in page.
-            rule(
-                r"(Select login method:?|Browser didn't open\? Use the url below to sign in)",
-                Waiting,
-                Some("Claude Code needs a login"),
-                None,
-            ),
-            // First run (no onboarding yet): the theme picker.
-            rule(
-                r"(Choose the text style that looks best with your terminal)",
-                Waiting,
-                Some("Claude Code's first-run setup"),
-                None,
-            ),
-            // A permission prompt: a question followed by numbered choices.
-            rule(
-                r"(Do you want to [^?\n]*\?)\s*(?:❯\s*)?1\. Yes",
-                Waiting,
-                Some("Claude Code asks permission"),
-                None,
-            ),
-            rule(
-                r"(Invalid API key[^\n]*)",
-                AgentConfig,
-                None,
-                Some("set ANTHROPIC_API_KEY (and list it in pass_env) or log in once by running `claude`"),
-            ),
-        ],
-        "codex" => vec![rule(
+            )
+        },
+        // Not logged in and no usable key: the login method menu or the
+        // browser sign-in page.
+        rule(
+            r"(Select login method:?|Browser didn't open\? Use the url below to sign in)",
+            Waiting,
+            Some("Claude Code needs a login"),
+            None,
+        ),
+        // First run (no onboarding yet): the theme picker.
+        rule(
+            r"(Choose the text style that looks best with your terminal)",
+            Waiting,
+            Some("Claude Code's first-run setup"),
+            None,
+        ),
+        // A permission prompt: a question followed by numbered choices.
+        rule(
+            r"(Do you want to [^?\n]*\?)\s*(?:❯\s*)?1\. Yes",
+            Waiting,
+            Some("Claude Code asks permission"),
+            None,
+        ),
+        rule(
+            r"(Invalid API key[^\n]*)",
+            AgentConfig,
+            None,
+            Some("set ANTHROPIC_API_KEY (and list it in pass_env) or log in once by running `claude`"),
+        ),
+    ]
+}
+
+fn codex_rules() -> Vec<ScreenRule> {
+    vec![
+        // Codex 0.171 at a ChatGPT plan's usage limit (one request, no
+        // retry): "ERROR: You’ve hit your usage limit. Upgrade to Pro
+        // (...) or try again at 3:59 AM." (a typographic apostrophe).
+        rule(r"(You.ve hit your usage limit[^\n]*)", Limited, None, None),
+        // A rate limit: five retries (honouring `retry-after`), then
+        // "ERROR: exceeded retry limit, last status: 429 Too Many Requests".
+        rule(
+            r"(exceeded retry limit, last status: 429[^\n]*)",
+            Limited,
+            Some("Codex was rate limited"),
+            None,
+        ),
+        // Out of API credits (`insufficient_quota`), no retry.
+        rule(r"(Quota exceeded\. Check your plan[^\n]*)", Limited, None, None),
+        rule(
             r"(Not inside a trusted directory[^\n]*)",
             AgentConfig,
             None,
             Some("run the job in a git repository, or add \"--skip-git-repo-check\" after \"exec\" in [agents.codex] command"),
-        )],
-        "gemini" => vec![rule(
+        ),
+    ]
+}
+
+fn gemini_rules() -> Vec<ScreenRule> {
+    vec![
+        // Gemini CLI 0.61 at a daily quota (no retry): "... TerminalQuotaError:
+        // You have exhausted your daily quota on this model."; at a
+        // per-minute quota, after 10 attempts (about 4 minutes):
+        // "... RetryableQuotaError: <the API's message> Please retry in 2s."
+        rule(r"((?:Terminal|Retryable)QuotaError: [^\n]*)", Limited, None, None),
+        rule(
             r"(Gemini CLI is not running in a trusted directory\.?)",
             AgentConfig,
             None,
             Some("set env = { GEMINI_CLI_TRUST_WORKSPACE = \"true\" } in [agents.gemini], add \"--skip-trust\" to its command, or trust the folder once in an interactive `gemini`"),
-        )],
-        _ => Vec::new(),
-    }
+        ),
+    ]
+}
+
+/// opencode 1.18 retries a 429 five times, then prints the provider's
+/// message after "Error: " and exits 1.
+fn opencode_rules() -> Vec<ScreenRule> {
+    vec![rule(
+        r"^Error: ([^\n]*(?i:rate limit|quota)[^\n]*)",
+        Limited,
+        None,
+        None,
+    )]
+}
+
+/// Aider 0.86 retries for about a minute, then says so and exits 0:
+/// only its last line is the limit (it is not an answer).
+fn aider_rules() -> Vec<ScreenRule> {
+    vec![rule(
+        r"(The API provider has rate limited you\.[^\n]*)\z",
+        Limited,
+        None,
+        None,
+    )]
 }
 
 #[cfg(test)]
@@ -546,6 +608,78 @@ mod tests {
             rules.limit("Invalid API key · Fix external API key\n"),
             None
         );
+    }
+
+    /// What each CLI printed at a limit against the fake provider
+    /// (docs/real-agents-findings.md, "Usage limits"), as its pane shows it.
+    #[test]
+    fn built_in_limit_rules_capture_what_each_cli_printed() {
+        let limit = |program: &str, pane: &str| {
+            ScreenSet::compile(&builtin(program))
+                .expect(program)
+                .limit(pane)
+        };
+        let codex_usage = "user\nSay A\nERROR: You’ve hit your usage limit. Upgrade to Pro (https://chatgpt.com/explore/pro), visit https://chatgpt.com/settings/usage to purchase more credits or try again at 3:59 AM.\nERROR: You’ve hit your usage limit. Upgrade to Pro (https://chatgpt.com/explore/pro), visit https://chatgpt.com/settings/usage to purchase more credits or try again at 3:59 AM.\n";
+        let message = limit("codex", codex_usage).expect("codex usage limit");
+        assert!(
+            message.starts_with("You’ve hit your usage limit. Upgrade to Pro"),
+            "{message}"
+        );
+        assert!(message.ends_with("or try again at 3:59 AM."), "{message}");
+        let codex_rate = "ERROR: Reconnecting... 5/5\nERROR: exceeded retry limit, last status: 429 Too Many Requests\n";
+        assert_eq!(
+            limit("codex", codex_rate).as_deref(),
+            Some(
+                "Codex was rate limited: exceeded retry limit, last status: 429 Too Many Requests"
+            )
+        );
+        assert_eq!(
+            limit(
+                "codex",
+                "ERROR: Quota exceeded. Check your plan and billing details.\n"
+            )
+            .as_deref(),
+            Some("Quota exceeded. Check your plan and billing details.")
+        );
+        assert_eq!(
+            limit(
+                "codex",
+                "ERROR: exceeded retry limit, last status: 500 Internal Server Error\n"
+            ),
+            None
+        );
+        let gemini = "Error when talking to Gemini API Full report available at: /tmp/gemini-client-error-Turn.run-sendMessageStream-2026-12-04T03-01-17-428Z.json TerminalQuotaError: You have exhausted your daily quota on this model.\n  cause: {\n    code: 429,\n  },\n  status: 429\n}\nAn unexpected critical error occurred:[object Object]\n";
+        assert_eq!(
+            limit("gemini", gemini).as_deref(),
+            Some("TerminalQuotaError: You have exhausted your daily quota on this model.")
+        );
+        let opencode = "> build · fake-model\n\nError: Rate limit reached for fake-model in organization org-fake on requests per min (RPM): Limit 3, Used 3, Requested 1. Please try again in 2s.\n";
+        assert_eq!(
+            limit("opencode", opencode).as_deref(),
+            Some("Rate limit reached for fake-model in organization org-fake on requests per min (RPM): Limit 3, Used 3, Requested 1. Please try again in 2s.")
+        );
+        assert!(limit(
+            "opencode",
+            "Error: You exceeded your current quota, please check your plan and billing details.\n"
+        )
+        .is_some());
+        let gemini_rate = "Suggested retry after 2s.. Max attempts reached\nError when talking to Gemini API Full report available at: /tmp/gemini-client-error-Turn.run-sendMessageStream-2026-12-04T03-05-29-441Z.json RetryableQuotaError: You exceeded your current quota, please check your plan and billing details. Please retry in 2s.\nSuggested retry after 2s.\n    at classifyGoogleError (file:///x.js:1:1)\n";
+        assert_eq!(
+            limit("gemini", gemini_rate).as_deref(),
+            Some("RetryableQuotaError: You exceeded your current quota, please check your plan and billing details. Please retry in 2s.")
+        );
+        assert_eq!(limit("opencode", "Error: Invalid API key\n"), None);
+        let aider = "litellm.RateLimitError: RateLimitError: OpenAIException - Rate limit reached for\nfake-model in organization org-fake on requests per min (RPM): Limit 3, Used 3,\nRequested 1. Please try again in 2s.\nThe API provider has rate limited you. Try again later or check your quotas.\n\n";
+        assert_eq!(
+            limit("aider", aider).as_deref(),
+            Some("The API provider has rate limited you. Try again later or check your quotas.")
+        );
+        // Aider went on after a retry that worked: its last words are the
+        // answer, not the limit.
+        let recovered =
+            format!("{aider}Retrying in 0.2 seconds...\nhello.txt\nApplied edit to hello.txt\n");
+        assert_eq!(limit("aider", &recovered), None);
+        assert_eq!(limit("claude", codex_rate), None);
     }
 
     #[test]

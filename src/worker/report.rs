@@ -155,9 +155,7 @@ pub(super) async fn report_exit(
     }) {
         eprintln!("[tmux-delegate] could not record the agent's exit: {e:#}");
     }
-    if code != 0 {
-        report_refusal(agent, reporter, &mut publisher).await;
-    }
+    report_refusal(agent, reporter, &mut publisher, code).await;
     let message = format!("the agent exited with code {code}");
     let data = serde_json::json!({ "code": code });
     if let Err(e) = reporter
@@ -178,13 +176,16 @@ pub(super) async fn report_exit(
 /// An agent that exited refusing its configuration (its last words match
 /// one of its `agent_config` screen rules) fails the attempt as kind
 /// `agent_config` with those words and the fix, before `exited` is sent.
-async fn report_refusal(agent: &AgentDef, reporter: &mut Reporter, publisher: &mut Publisher) {
+async fn report_refusal(
+    agent: &AgentDef,
+    reporter: &mut Reporter,
+    publisher: &mut Publisher,
+    code: i32,
+) {
     use crate::agents::screens::{ScreenSet, ScreenState};
-    if !agent
-        .screens
-        .iter()
-        .any(|r| matches!(r.state, ScreenState::AgentConfig | ScreenState::Limited))
-    {
+    if !agent.screens.iter().any(|r| {
+        r.state == ScreenState::Limited || (code != 0 && r.state == ScreenState::AgentConfig)
+    }) {
         return;
     }
     let Ok(rules) = ScreenSet::compile(&agent.screens) else {
@@ -197,11 +198,16 @@ async fn report_refusal(agent: &AgentDef, reporter: &mut Reporter, publisher: &m
             return;
         }
     };
-    // A usage limit is not a failure (SPEC section 14): it comes first.
-    let (reason, kind) = match (rules.limit(&pane), rules.refusal(&pane)) {
-        (Some(limit), _) => (limit, "limited"),
-        (None, Some(refusal)) => (refusal, "agent_config"),
-        (None, None) => return,
+    // A usage limit is not a failure (SPEC section 14): it comes first,
+    // and is looked for at a zero exit too (Aider exits 0 after giving up
+    // on a rate limit); a refusal only at a non-zero exit.
+    let refusal = || (code != 0).then(|| rules.refusal(&pane)).flatten();
+    let (reason, kind) = match rules.limit(&pane) {
+        Some(limit) => (limit, "limited"),
+        None => match refusal() {
+            Some(refusal) => (refusal, "agent_config"),
+            None => return,
+        },
     };
     let data = serde_json::json!({ "kind": kind });
     if let Err(e) = reporter

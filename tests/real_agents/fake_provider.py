@@ -26,11 +26,17 @@ The script (JSON) says what the "model" answers:
       every model call fails with that HTTP status and message, in the
       provider's own error shape.
 
-  {"limit": {"count": 1, "reset": EPOCH}, "turns": [...]}
-      the first `count` Messages calls that declare tools are answered 429
-      (x-should-retry: false): with `reset`, as a subscriber past its usage
-      limit sees it (anthropic-ratelimit-unified-status: rejected, -reset:
-      EPOCH); without, as an API key past its rate limit. Then "turns".
+  {"limit": {"count": 1, "reset": EPOCH, "kind": K, "retry_after": S}, "turns": [...]}
+      the first `count` model calls that declare tools (`"any": true`: any
+      model call, for aider) and hold at least `after` (default 0) tool
+      results (a limit met mid-conversation) are answered 429 in the provider's own shape,
+      then "turns". Anthropic (x-should-retry: false): with `reset`, as a
+      subscriber past its usage limit sees it (anthropic-ratelimit-unified-
+      status: rejected, -reset: EPOCH); without, as an API key past its rate
+      limit. OpenAI: kind "rate" (rate_limit_exceeded, retry-after S),
+      "quota" (insufficient_quota), "usage" (Codex's usage_limit_reached
+      with resets_at EPOCH). Gemini: RESOURCE_EXHAUSTED, kind "rate" (per
+      minute, RetryInfo retryDelay S) or "quota" (per day).
 
   {"turns": [{"write": {"path": "hello.txt", "content": "hi\\n"}},
              {"shell": "touch done.txt"},
@@ -374,8 +380,6 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = {"_raw": raw.decode("utf-8", "replace")}
         path = urllib.parse.urlsplit(self.path).path
-        if path.endswith("/messages") and self.limited(body):
-            return
         if path.endswith("/messages"):
             self.anthropic(body)
         elif path.endswith("/responses"):
@@ -391,34 +395,26 @@ class Handler(BaseHTTPRequestHandler):
             self.record("unknown", body, {})
             self.send_json(404, {"error": {"message": f"fake provider: no route for POST {path}"}})
 
-    def limited(self, body):
-        """A usage limit (script "limit"): the first `count` Messages calls
-        that declare tools get 429, as Anthropic's API answers a subscriber
-        past its limit (`reset`: the unified reset epoch, when given) or an
-        API key past its rate limit (no reset). True when it answered."""
+    def limited(self, api, body, tools, results, texts):
+        """A usage or rate limit (script "limit"): the first `count` model
+        calls that declare tools (with `"any": true`, any model call) and
+        hold at least `after` tool results are answered 429 in the API's own
+        shape (LIMIT_SHAPES). True when it answered."""
         limit = self.server.script.limit
-        if not limit or not body.get("tools"):
+        if not limit or not (tools or limit.get("any")) or results < limit.get("after", 0):
             return False
         with self.server.script.hang_lock:
             if limit.get("count", 1) <= 0:
                 return False
             limit["count"] = limit.get("count", 1) - 1
-        _, _, texts = anthropic_view(body)
-        self.record("anthropic", body, {"user_texts": texts, "answered": "limit"})
-        data = json.dumps({"type": "error", "error": {"type": "rate_limit_error",
-                           "message": "This request would exceed your account's rate limit. Please try again later."}}).encode()
+        self.record(api, body, {"user_texts": texts, "answered": "limit"})
+        payload, headers = LIMIT_SHAPES[api](limit)
+        data = json.dumps(payload).encode()
         self.send_response(429)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
-        self.send_header("x-should-retry", "false")
-        if "reset" in limit:
-            # Claude Code 2.1.197 reads a subscriber's limit only with the
-            # claim header (which window: five_hour is "session limit").
-            self.send_header("anthropic-ratelimit-unified-status", "rejected")
-            self.send_header("anthropic-ratelimit-unified-representative-claim", "five_hour")
-            self.send_header("anthropic-ratelimit-unified-reset", str(int(limit["reset"])))
-            self.send_header("anthropic-ratelimit-unified-5h-status", "rejected")
-            self.send_header("anthropic-ratelimit-unified-5h-reset", str(int(limit["reset"])))
+        for key, value in headers.items():
+            self.send_header(key, value)
         self.end_headers()
         self.wfile.write(data)
         return True
@@ -447,6 +443,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.failing("anthropic", body, lambda m, s: {"type": "error", "error": {"type": "invalid_request_error", "message": m}}):
             return
         tools, results, texts = anthropic_view(body)
+        if self.limited("anthropic", body, tools, results, texts):
+            return
         self.hang_if_scripted("anthropic", body, tools, texts)
         answer = self.server.script.reply(tools, results)
         self.record("anthropic", body, {"user_texts": texts, "answered": list(answer)})
@@ -486,6 +484,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.failing("responses", body, openai_error):
             return
         tools, results, texts = responses_view(body)
+        if self.limited("responses", body, tools, results, texts):
+            return
         self.hang_if_scripted("responses", body, tools, texts)
         answer = self.server.script.reply(tools, results)
         self.record("responses", body, {"user_texts": texts, "answered": list(answer)})
@@ -545,6 +545,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.failing("chat", body, openai_error):
             return
         tools, results, texts = chat_view(body)
+        if self.limited("chat", body, tools, results, texts):
+            return
         self.hang_if_scripted("chat", body, tools, texts)
         answer = self.server.script.reply(tools, results)
         self.record("chat", body, {"user_texts": texts, "answered": list(answer)})
@@ -591,6 +593,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.failing("gemini", body, lambda m, s: {"error": {"code": s, "message": m, "status": "INVALID_ARGUMENT"}}):
             return
         tools, results, texts = gemini_view(body)
+        if self.limited("gemini", body, tools, results, texts):
+            return
         self.hang_if_scripted("gemini", body, tools, texts)
         answer = self.server.script.reply(tools, results)
         config = body.get("generationConfig") or {}
@@ -637,6 +641,78 @@ def json_for_schema(schema, name=None):
     if kind == "boolean":
         return False
     return "fake"
+
+
+# ------------------------------------------------------- rate-limit answers
+#
+# Each takes the script's "limit" ({"count", "reset": EPOCH, "kind",
+# "retry_after": seconds}) and returns (JSON body, headers) of a 429.
+
+
+def anthropic_limit(limit):
+    """Anthropic: with `reset`, a subscriber past its usage limit; without,
+    an API key past its rate limit."""
+    payload = {"type": "error", "error": {"type": "rate_limit_error",
+               "message": "This request would exceed your account's rate limit. Please try again later."}}
+    headers = {"x-should-retry": "false"}
+    if "reset" in limit:
+        # Claude Code 2.1.197 reads a subscriber's limit only with the
+        # claim header (which window: five_hour is "session limit").
+        reset = str(int(limit["reset"]))
+        headers.update({"anthropic-ratelimit-unified-status": "rejected",
+                        "anthropic-ratelimit-unified-representative-claim": "five_hour",
+                        "anthropic-ratelimit-unified-reset": reset,
+                        "anthropic-ratelimit-unified-5h-status": "rejected",
+                        "anthropic-ratelimit-unified-5h-reset": reset})
+    return payload, headers
+
+
+def openai_limit(limit):
+    """OpenAI (Responses and Chat Completions). kind "rate" (default): a
+    requests-per-minute limit, `retry-after` and `x-ratelimit-reset-requests`
+    from `retry_after`; "quota": out of credits (`insufficient_quota`, no
+    reset); "usage": a ChatGPT plan's usage limit as Codex's backend sends
+    it (`usage_limit_reached` with `resets_at` / `resets_in_seconds`)."""
+    kind = limit.get("kind", "rate")
+    after = int(limit.get("retry_after", 20))
+    if kind == "quota":
+        return {"error": {"message": "You exceeded your current quota, please check your plan and billing details.",
+                          "type": "insufficient_quota", "param": None, "code": "insufficient_quota"}}, {}
+    if kind == "usage":
+        reset = int(limit.get("reset", time.time() + after))
+        return {"error": {"type": "usage_limit_reached", "message": "The usage limit has been reached",
+                          "plan_type": "plus", "resets_at": reset,
+                          "resets_in_seconds": max(0, reset - int(time.time()))}}, {}
+    message = (f"Rate limit reached for fake-model in organization org-fake on requests per min (RPM): "
+               f"Limit 3, Used 3, Requested 1. Please try again in {after}s.")
+    return ({"error": {"message": message, "type": "requests", "param": None, "code": "rate_limit_exceeded"}},
+            {"retry-after": str(after), "x-ratelimit-limit-requests": "3",
+             "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": f"{after}s"})
+
+
+def gemini_limit(limit):
+    """Gemini: 429 RESOURCE_EXHAUSTED. kind "rate" (default): a per-minute
+    quota with `google.rpc.RetryInfo` `retryDelay` (`retry_after`); "quota":
+    a per-day quota (no delay)."""
+    per_day = limit.get("kind") == "quota"
+    after = limit.get("retry_after", 20)
+    quota_id = ("GenerateRequestsPerDayPerProjectPerModel-FreeTier" if per_day
+                else "GenerateRequestsPerMinutePerProjectPerModel-FreeTier")
+    details = [{"@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                "violations": [{"quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+                                "quotaId": quota_id, "quotaDimensions": {"location": "global", "model": "fake-model"},
+                                "quotaValue": "10"}]},
+               {"@type": "type.googleapis.com/google.rpc.Help",
+                "links": [{"description": "Learn more about Gemini API quotas",
+                           "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]}]
+    message = "You exceeded your current quota, please check your plan and billing details."
+    if not per_day:
+        details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{after}s"})
+        message += f" Please retry in {after}s."
+    return {"error": {"code": 429, "message": message, "status": "RESOURCE_EXHAUSTED", "details": details}}, {}
+
+
+LIMIT_SHAPES = {"anthropic": anthropic_limit, "responses": openai_limit, "chat": openai_limit, "gemini": gemini_limit}
 
 
 def openai_error(message, status):
