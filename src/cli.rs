@@ -73,7 +73,8 @@ Exit 2 with the reason when it cannot send.")]
     Retry(RetryArgs),
     /// Re-adopt unfinished jobs after a supervisor crash.
     Resume,
-    /// Write ./tmux-delegate.toml for this project from the templates.
+    /// Write ./tmux-delegate.toml for this project from the templates (or,
+    /// with --mcp, register the MCP server with the agents' CLIs).
     Init(InitArgs),
     /// List the agent templates.
     Agents,
@@ -372,8 +373,18 @@ pub struct ManArgs {
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// Default agent for the project.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "mcp")]
     pub agent: Option<String>,
+    /// Print what registers `tmux-delegate mcp` as the MCP server
+    /// `delegate` with Claude Code, Codex and Gemini CLI (instead of
+    /// writing tmux-delegate.toml).
+    #[arg(long)]
+    pub mcp: bool,
+    /// With --mcp: also write it, into each of .mcp.json, .gemini/settings.json
+    /// (here) and ~/.codex/config.toml that does not exist yet (an existing
+    /// file is never changed).
+    #[arg(long, requires = "mcp")]
+    pub write: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -453,3 +453,45 @@ fn on_a_fleet_host_run_submits_and_wait_reads_the_fleet_states() {
     let unknown = client.refused("status", json!({"id": "never-submitted-1"}));
     assert!(unknown.contains("no job never-submitted-1"), "{unknown}");
 }
+
+/// `init --mcp` prints what registers the server with each client;
+/// `--write` writes each file that is not there yet, and changes none
+/// that is (exit 2, with the lines to add).
+#[test]
+fn init_mcp_prints_and_writes_the_clients_registrations_without_overwriting() {
+    let world = World::embedded("");
+    let (code, out, err) = world.finish(&["init", "--mcp"], Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains(&format!("claude mcp add delegate -- {BIN} mcp")),
+        "{out}"
+    );
+    assert!(out.contains("codex mcp add delegate --"), "{out}");
+    assert!(out.contains("gemini mcp add delegate"), "{out}");
+    assert!(!world.path(".mcp.json").exists(), "printing writes nothing");
+
+    let gemini = world.path(".gemini/settings.json");
+    std::fs::create_dir_all(gemini.parent().expect("dir")).expect("dir");
+    std::fs::write(&gemini, "{\"theme\": \"mine\"}\n").expect("settings");
+    let (code, out, err) = world.finish(&["init", "--mcp", "--write"], Duration::from_secs(10));
+    assert_eq!(code, Some(2), "{out}\n{err}");
+    assert!(
+        err.contains("not changed") && err.contains("settings.json"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&gemini).expect("settings"),
+        "{\"theme\": \"mine\"}\n"
+    );
+    let claude: Value =
+        serde_json::from_str(&std::fs::read_to_string(world.path(".mcp.json")).expect("written"))
+            .expect("json");
+    assert_eq!(
+        claude["mcpServers"]["delegate"],
+        json!({"type": "stdio", "command": BIN, "args": ["mcp"]})
+    );
+    let codex = std::fs::read_to_string(world.path(".codex/config.toml")).expect("written");
+    assert!(codex.starts_with("[mcp_servers.delegate]\n"), "{codex}");
+    let (code, _, err) = world.finish(&["init", "--mcp", "--write"], Duration::from_secs(10));
+    assert_eq!(code, Some(2), "{err}");
+}
