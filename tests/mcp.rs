@@ -318,7 +318,7 @@ fn an_orchestrator_runs_waits_answers_and_stops_jobs_through_the_server() {
     let waited = started.elapsed();
     assert!(!error, "{text}");
     assert!(
-        waited >= Duration::from_millis(1500) && waited < Duration::from_millis(2500),
+        waited >= Duration::from_millis(1500) && waited < Duration::from_millis(3000),
         "{waited:?}"
     );
     let rows: Value = serde_json::from_str(&text).expect("rows");
@@ -494,4 +494,67 @@ fn init_mcp_prints_and_writes_the_clients_registrations_without_overwriting() {
     assert!(codex.starts_with("[mcp_servers.delegate]\n"), "{codex}");
     let (code, _, err) = world.finish(&["init", "--mcp", "--write"], Duration::from_secs(10));
     assert_eq!(code, Some(2), "{err}");
+}
+
+/// `run` with a `workdir` (a repository under the project) and
+/// `worktree: true`: the job gets its own worktree and branch, and `diff`
+/// returns its changes as text (`stat` too).
+#[test]
+fn a_worktree_job_run_through_the_server_has_its_diff() {
+    let world = World::mosquitto("");
+    let repo = world.path("repo");
+    std::fs::create_dir_all(&repo).expect("repo");
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(args)
+            .output()
+            .expect("git");
+        assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["config", "user.email", "dev@example.com"]);
+    git(&["config", "user.name", "Dev"]);
+    std::fs::write(repo.join("notes.txt"), "original\n").expect("write");
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "initial"]);
+    let editor = script(
+        &world.scratch("editor.sh"),
+        "printf 'edited by the agent\\n' > notes.txt\n\"$TMUX_DELEGATE_BIN\" publish --event completed",
+    );
+    world.write_config(&format!(
+        "[broker]\nhost = \"127.0.0.1\"\nport = {}\n\n\
+         [agents.editor]\ncommand = [\"{}\", \"{{prompt}}\"]\ncomplete_on_exit = true\n",
+        world.port(),
+        editor.display()
+    ));
+    let mut client = Client::start(&mut world.td());
+    let job = client.ok(
+        "run",
+        json!({"prompt": "edit the notes", "agent": "editor", "name": "edits",
+               "workdir": "repo", "worktree": true}),
+    );
+    let rows = client.ok("wait", json!({"ids": [job["id"]], "timeout_s": 30}));
+    assert_eq!(rows[0]["state"], "completed", "{rows}");
+    assert_eq!(rows[0]["workspace"]["changed"], 1, "{rows}");
+    let diff = client.ok("diff", json!({"id": "edits"}));
+    let patch = diff["diff"].as_str().expect("diff text");
+    assert!(
+        patch.contains("-original") && patch.contains("+edited by the agent"),
+        "{diff}"
+    );
+    assert_eq!(diff["truncated"], false, "{diff}");
+    let stat = client.ok("diff", json!({"id": "edits", "stat": true}));
+    assert!(
+        stat["diff"]
+            .as_str()
+            .is_some_and(|s| s.contains("notes.txt") && s.contains("1 file changed")),
+        "{stat}"
+    );
+    // The main checkout is as it was.
+    assert_eq!(
+        std::fs::read_to_string(repo.join("notes.txt")).expect("notes"),
+        "original\n"
+    );
 }

@@ -36,13 +36,14 @@ pub async fn send(base: &Env, params: SendParams) -> anyhow::Result<Value> {
     match (on_this_host(record, &input, params.now)?, input) {
         (Delivery::FollowUp, Input::Text(text)) => {
             let config = Config::load(base.clone())?;
+            let attempt = crate::supervisor::send::follow_up_turn(record, text).attempt;
             let argv = ["send", &record.id, "--", text].map(str::to_owned);
             detach::launch(&config, Relaunch::new(argv.to_vec(), &config.env)).await?;
             let record = registry.load(&crate::model::JobId::parse(&record.id)?)?;
             Ok(json!({
                 "id": record.id,
                 "sent": "a follow-up: a new attempt in the job's conversation",
-                "attempt": record.attempt,
+                "attempt": attempt,
                 "state": record.state.as_str(),
             }))
         }

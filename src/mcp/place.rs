@@ -46,7 +46,9 @@ pub async fn row(place: &Place) -> anyhow::Result<serde_json::Value> {
         }
         Place::Fleet { config, job } => {
             let rows = remote::rows(config, Some(job.as_str())).await?;
-            Ok(serde_json::to_value(rows)?[0].take())
+            // One job asked, one row (or the error that it has no state).
+            let row = rows.into_iter().next();
+            Ok(serde_json::to_value(row)?)
         }
     }
 }
