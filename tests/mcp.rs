@@ -377,6 +377,14 @@ fn an_orchestrator_runs_waits_answers_and_stops_jobs_through_the_server() {
         "{rows}"
     );
 
+    // A job `after` the long one is held until it ends; cancelled, it
+    // skips its dependent.
+    let then = client.ok(
+        "run",
+        json!({"prompt": "then", "agent": "sleeper", "name": "then", "after": ["long"]}),
+    );
+    let then_row = client.ok("status", json!({"id": then["id"]}));
+    assert_eq!(then_row["state"], "queued", "{then_row}");
     let killed = client.ok("kill", json!({"id": long_id}));
     assert_eq!(killed["state"], "cancelled", "{killed}");
     assert_eq!(world.record(&long_id)["state"], "cancelled");
@@ -389,8 +397,16 @@ fn an_orchestrator_runs_waits_answers_and_stops_jobs_through_the_server() {
         .collect();
     assert_eq!(states, [&json!("cancelled"), &json!("completed")], "{rows}");
 
+    let rows = client.ok("wait", json!({"ids": [then["id"]], "timeout_s": 10}));
+    assert_eq!(rows[0]["state"], "skipped", "{rows}");
+    assert!(
+        rows[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("long")),
+        "{rows}"
+    );
     let all = client.ok("status", json!({}));
-    assert_eq!(all.as_array().map(Vec::len), Some(2), "{all}");
+    assert_eq!(all.as_array().map(Vec::len), Some(3), "{all}");
     let one = client.ok("status", json!({"id": "asker"}));
     assert_eq!(one["id"], asker.as_str(), "{one}");
     let logs = client.ok("logs", json!({"id": asker, "lines": 3}));

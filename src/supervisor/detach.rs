@@ -1,6 +1,7 @@
-//! The detached supervisor (`run --detach`, and the `resume` that `add`
-//! starts): it runs in its own tmux window, so the terminal that started it
-//! can close, and tells that terminal whether it started.
+//! The detached supervisor (`run --detach`, the `resume` that `add`
+//! starts, and the MCP server's `run` and follow-up `send`): it runs in its
+//! own tmux window, so the terminal that started it can close, and tells
+//! that terminal whether it started.
 //!
 //! Secrets must not travel through argv or the tmux environment, so the
 //! run's arguments and environment go into a 0600 launch file in the
