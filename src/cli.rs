@@ -77,7 +77,8 @@ Exit 2 with the reason when it cannot send.")]
     Retry(RetryArgs),
     /// Re-adopt unfinished jobs after a supervisor crash.
     Resume,
-    /// Write ./tmux-delegate.toml for this project from the templates.
+    /// Write ./tmux-delegate.toml for this project from the templates (or,
+    /// with --mcp, register the MCP server with the agents' CLIs).
     Init(InitArgs),
     /// List the agent templates.
     Agents,
@@ -108,6 +109,18 @@ Exit 2 with the reason when it cannot send.")]
     Runner(RunnerArgs),
     /// Hand jobs to a fleet pool from any host; prints their ids.
     Submit(SubmitArgs),
+    /// Serve the Model Context Protocol on stdio, so another agent can
+    /// delegate: tools run, wait, status, send, kill, logs, diff.
+    #[command(
+        long_about = "Serve the Model Context Protocol (MCP) on stdin/stdout, so an agent \
+(Claude Code, Codex, Gemini CLI, any MCP client) delegates jobs as a person does here: `run` starts \
+a job under a detached supervisor, `wait` returns its status row (with the agent's `result`) once \
+it finished, `send` answers it, `kill` stops it; `status`, `logs`, `diff` as the commands. It starts \
+only agents this directory's config defines.\n\n\
+Register it with Claude Code: claude mcp add delegate -- tmux-delegate mcp\n\
+(`tmux-delegate init --mcp` prints the lines for Codex and Gemini CLI too.)"
+    )]
+    Mcp,
 }
 
 #[derive(Debug, Args)]
@@ -185,6 +198,10 @@ pub struct RunArgs {
     /// Give each job its own git worktree and branch (workspace = "worktree").
     #[arg(long)]
     pub worktree: bool,
+    /// Start each job only after the job NAME (of this run, or an id or
+    /// name in `status`) ended; replaces the spec's `after`.
+    #[arg(long, value_name = "NAME")]
+    pub after: Vec<String>,
     /// Run the supervisor in its own tmux window so this terminal can close.
     #[arg(long)]
     pub detach: bool,
@@ -360,8 +377,18 @@ pub struct ManArgs {
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// Default agent for the project.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "mcp")]
     pub agent: Option<String>,
+    /// Print what registers `tmux-delegate mcp` as the MCP server
+    /// `delegate` with Claude Code, Codex and Gemini CLI (instead of
+    /// writing tmux-delegate.toml).
+    #[arg(long)]
+    pub mcp: bool,
+    /// With --mcp: also write it, into each of .mcp.json, .gemini/settings.json
+    /// (here) and ~/.codex/config.toml that does not exist yet (an existing
+    /// file is never changed).
+    #[arg(long, requires = "mcp")]
+    pub write: bool,
 }
 
 #[derive(Debug, Subcommand)]

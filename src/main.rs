@@ -8,6 +8,7 @@ mod commands;
 mod config;
 mod error;
 mod fleet;
+mod mcp;
 mod model;
 mod mqtt;
 mod proc;

@@ -111,9 +111,15 @@ const RULES: &[Rule] = &[
     },
     Rule {
         parts: &["src/"],
-        except: &["src/fleet/", "src/commands/", "src/main.rs"],
+        except: &["src/fleet/", "src/commands/", "src/mcp/", "src/main.rs"],
         forbidden: &["crate::fleet"],
-        why: "the fleet sits on top of the supervisor, mqtt, tmux and the registry: nothing below it imports it",
+        why: "the fleet sits on top of the supervisor, mqtt, tmux and the registry: nothing below it imports it (the MCP server, a front end like the commands, may)",
+    },
+    Rule {
+        parts: &["src/"],
+        except: &["src/mcp/", "src/commands/mcp.rs", "src/main.rs"],
+        forbidden: &["crate::mcp", "rmcp"],
+        why: "the MCP server is a front end like the commands, and the one room that speaks MCP: only `mcp` starts it",
     },
 ];
 
@@ -263,6 +269,10 @@ fn every_rule_catches_a_file_that_breaks_it() {
             true,
         ),
         ("src/commands/runner.rs", "use crate::fleet::runner;", false),
+        ("src/mcp/start.rs", "use crate::fleet::submit;", false),
+        ("src/supervisor/session.rs", "use crate::mcp::serve;", true),
+        ("src/commands/run.rs", "use rmcp::ServiceExt;", true),
+        ("src/commands/mcp.rs", "crate::mcp::serve();", false),
     ];
     for (file, line, broken) in cases {
         let found = breaches(file, line);

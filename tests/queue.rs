@@ -741,3 +741,39 @@ fn killing_a_queued_job_cancels_it_and_skips_its_dependents() {
         "neither sleeper ran"
     );
 }
+
+/// `run --after NAME` with the dependency run by another supervisor (an
+/// earlier `run --detach`): the dependent waits for it in its own
+/// supervisor, which sees the end in the dependency's record, and starts
+/// within a few seconds of it.
+#[test]
+fn after_a_job_of_another_supervisor_starts_once_that_job_completed() {
+    let world = queue_world("");
+    let (code, _, err) = world.finish(
+        &[
+            "run", "--detach", "--agent", "long", "--name", "first", "--prompt", "first",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = world.finish(
+        &[
+            "run", "--detach", "--agent", "sleeper", "--name", "second", "--after", "first",
+            "--prompt", "second",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(world.state("second").as_deref(), Some("queued"));
+    std::fs::write(world.home.join("gate"), "").expect("gate");
+    let completed = wait_for(Duration::from_secs(30), || {
+        (world.state("second").as_deref() == Some("completed")).then_some(())
+    });
+    assert!(completed.is_some(), "{:?}", world.status());
+    let first_ended = world.first_transition_to(&world.id("first"), "completed");
+    let second_started = world.first_transition_to(&world.id("second"), "launching");
+    assert!(
+        second_started >= first_ended && second_started - first_ended < 5.0,
+        "first ended at {first_ended}, second started at {second_started}"
+    );
+}

@@ -1681,3 +1681,108 @@ fn aider_rate_limit_waits_then_continues_and_completes() {
         "{limited}"
     );
 }
+
+/// SPEC section 15 with real MCP clients: the real Claude Code in print
+/// mode is the orchestrator (`--mcp-config` naming `tmux-delegate mcp`,
+/// `--allowedTools mcp__delegate`); the fake API has it call
+/// `mcp__delegate__run` (a job for a real interactive Claude Code in a
+/// tmux window, which talks to the same fake API and answers `plain`),
+/// then `mcp__delegate__wait`, and then echoes the wait's result. Its
+/// final answer holds the worker's `result`; the job is `completed`.
+#[test]
+#[ignore = "real agent claude: scripts/test-real-agents.sh claude"]
+fn claude_orchestrates_through_mcp_delegating_to_a_claude_worker() {
+    let world = agent_world("claude", "claude");
+    let answer = "forty-two, says the worker";
+    let provider = Provider::start(
+        world.dir.path(),
+        &serde_json::json!({
+            "turns": [
+                {"call": {"name": "mcp__delegate__run", "args": {
+                    "prompt": "What is six times seven?", "agent": "claude", "name": "worker"}}},
+                {"call": {"name": "mcp__delegate__wait", "args": {"ids": ["worker"], "timeout_s": 200}}},
+                {"echo_last_tool_result": true, "text": "The worker's rows: "}
+            ],
+            "plain": answer,
+        }),
+    );
+    let env = Claude::setup(&world, &provider.url());
+    // The worker's environment reaches it from the server's as `pass_env`.
+    let names: Vec<String> = env.iter().map(|(k, _)| format!("{k:?}")).collect();
+    world.write_config(&format!("[defaults]\npass_env = [{}]\n", names.join(", ")));
+    // The server runs in the worker's (trusted) workdir, under its config.
+    let work = workdir(&world);
+    std::fs::copy(
+        world.path("tmux-delegate.toml"),
+        work.join("tmux-delegate.toml"),
+    )
+    .expect("the workdir's config");
+    let mut server_env: serde_json::Map<String, Value> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), Value::from(v.as_str())))
+        .collect();
+    for (key, value) in [
+        ("HOME", world.home.display().to_string()),
+        ("PATH", world.path_var()),
+        ("TMUX_TMPDIR", world.tmux.tmpdir.display().to_string()),
+        (
+            "TMUX_DELEGATE_HOME",
+            world.home.join("state").display().to_string(),
+        ),
+    ] {
+        server_env.insert(key.to_owned(), value.into());
+    }
+    let mcp_config = world.scratch("mcp.json");
+    std::fs::write(
+        &mcp_config,
+        serde_json::json!({"mcpServers": {"delegate": {
+            "command": BIN, "args": ["mcp"], "env": server_env}}})
+        .to_string(),
+    )
+    .expect("mcp config");
+    let mut orchestrator = Command::new(world.bin.join("claude"));
+    orchestrator
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("HOME", &world.home)
+        .env("PATH", world.path_var())
+        .env("MCP_TOOL_TIMEOUT", "300000")
+        .current_dir(&work)
+        .arg("-p")
+        .arg("--mcp-config")
+        .arg(&mcp_config)
+        .args(["--allowedTools", "mcp__delegate", "--"])
+        .arg("Delegate the question to a worker and tell me its answer.")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = Guard(Some(orchestrator.spawn().expect("claude -p"))).wait_output(JOB_LIMIT);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    let story = story(&world, &provider, &stdout, &stderr);
+    assert_eq!(out.status.code(), Some(0), "{story}");
+    let called: Vec<String> = provider
+        .requests()
+        .iter()
+        .filter(|r| r["answered"][0] == "call")
+        .filter_map(|r| r["answered"][1].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        called,
+        ["mcp__delegate__run", "mcp__delegate__wait"],
+        "{story}"
+    );
+    assert!(
+        stdout.contains("The worker's rows: ") && stdout.contains(answer),
+        "{story}"
+    );
+    let row = job_status(&world, "worker");
+    assert_eq!(
+        (&row["state"], &row["result"], &row["agent"]),
+        (
+            &Value::from("completed"),
+            &Value::from(answer),
+            &Value::from("claude")
+        ),
+        "{row}\n{story}"
+    );
+}

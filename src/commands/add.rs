@@ -123,5 +123,8 @@ async fn start_supervisor(
         }
     }
     eprintln!("no supervisor runs for this registry: starting one in its own tmux window");
-    detach::launch(config, Relaunch::resume(&config.env)).await
+    detach::launch(config, Relaunch::resume(&config.env))
+        .await?
+        .announce();
+    Ok(Exit::Success)
 }

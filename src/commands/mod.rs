@@ -14,6 +14,7 @@ mod generate;
 mod init;
 mod kill;
 mod logs;
+mod mcp;
 mod merge;
 mod publish;
 mod register;
@@ -52,6 +53,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::Resume => resume::run().await,
         Command::Init(args) => init::run(&args),
         Command::Agents => agents::run(),
+        Command::Mcp => mcp::run().await,
         #[cfg(feature = "embedded-broker")]
         Command::Broker(BrokerCommand::Serve {
             port,

@@ -21,7 +21,7 @@ pub async fn run() -> anyhow::Result<Exit> {
     let orphans: Vec<Record> = records.into_iter().filter(orphaned).collect();
     if orphans.is_empty() {
         // A detached `resume` (started by `add`) tells its launcher too.
-        report_ready(&config.env);
+        report_ready(&config.env, &[]);
         eprintln!("nothing to resume: no unfinished job has lost its supervisor");
         return Ok(Exit::Success);
     }
@@ -37,7 +37,8 @@ pub async fn run() -> anyhow::Result<Exit> {
     let brokers = report_failure(&config.env, Brokers::resolve(&config).await)?;
     let subscriber = report_failure(&config.env, brokers.listen().await)?;
     let adopted = session::adopt(&registry, orphans, &brokers);
-    report_ready(&config.env);
+    let ids: Vec<String> = adopted.iter().map(|r| r.id.clone()).collect();
+    report_ready(&config.env, &ids);
     let json = !std::io::IsTerminal::is_terminal(&std::io::stdout());
     session::supervise(
         &config, &registry, &brokers, subscriber, adopted, json, true,

@@ -3,14 +3,14 @@
 //! prompt (or mid-turn with `--now`), byte for byte; to a finished job it
 //! is a follow-up: a new attempt in the same conversation, supervised here
 //! like `retry`. Keys go only to a dialog, from a short list. Anything
-//! else is refused, exit 2, with why (`supervisor::send::verdict`). A
+//! else is refused, exit 2, with why (`supervisor::send::on_this_host`). A
 //! fleet job's runner is asked to do the same with a signed control.
 
 use crate::cli::SendArgs;
 use crate::config::Env;
-use crate::error::{config_error, Exit, Failure};
+use crate::error::Exit;
 use crate::registry::{Record, Registry};
-use crate::supervisor::send::{verdict, Delivery, Input};
+use crate::supervisor::send::{on_this_host, Delivery, Input};
 use crate::tmux::job_window;
 
 pub async fn run(args: &SendArgs) -> anyhow::Result<Exit> {
@@ -19,18 +19,14 @@ pub async fn run(args: &SendArgs) -> anyhow::Result<Exit> {
         None => Input::Keys(&args.keys),
     };
     if let Some(config) = crate::fleet::remote::job_config(&args.id)? {
-        return crate::fleet::remote::send(&config, &args.id, &input, args.now).await;
+        let answer = crate::fleet::remote::send(&config, &args.id, &input, args.now).await?;
+        eprintln!("{answer}");
+        return Ok(Exit::Success);
     }
     let env = Env::from_process()?;
     let registry = Registry::open(&env)?;
     let (job, record) = registry.find(&args.id)?;
-    let delivery = verdict(&record, &input, args.now).map_err(|why| {
-        Failure::new(
-            Exit::Usage,
-            format!("cannot send to job {}: {why}", record.id),
-        )
-    })?;
-    match (delivery, input) {
+    match (on_this_host(&record, &input, args.now)?, input) {
         (Delivery::FollowUp, Input::Text(text)) => {
             follow_up(&env, &registry, &job, &record, text).await
         }
@@ -51,19 +47,6 @@ async fn follow_up(
     record: &Record,
     text: &str,
 ) -> anyhow::Result<Exit> {
-    if let Some(owner) = &record.fleet_owner {
-        // Run here, the attempt would pass its runner by: the fleet would
-        // never see it. The runner starts it when asked by a submitter.
-        return Err(config_error(format!(
-            "job {} is a fleet job of runner {}: its follow-up is the runner's to start",
-            record.id, owner.runner
-        ))
-        .help(format!(
-            "send it from a host with the submitter's broker settings: tmux-delegate send {} TEXT",
-            record.id
-        ))
-        .into());
-    }
     crate::supervisor::session::listen_for_cancel_requests()?;
     let config = crate::config::Config::load(env.clone())?;
     let next_turn = crate::supervisor::send::follow_up_turn(record, text);

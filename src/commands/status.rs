@@ -45,7 +45,10 @@ fn local(args: &StatusArgs) -> anyhow::Result<Exit> {
         }
     };
     if args.json {
-        let rows: Vec<_> = records.iter().map(summary_with_workspace).collect();
+        let rows: Vec<_> = records
+            .iter()
+            .map(crate::workspace::inspect::status_row)
+            .collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else if records.is_empty() {
         eprintln!("no jobs in {}", registry.root().display());
@@ -64,15 +67,6 @@ fn local(args: &StatusArgs) -> anyhow::Result<Exit> {
 fn broker_configured(env: &Env) -> bool {
     crate::config::Config::load(env.clone())
         .is_ok_and(|config| matches!(config.observer_broker(), Ok(Some(_))))
-}
-
-/// The record's summary plus, for a worktree job, the worktree's live state.
-fn summary_with_workspace(record: &Record) -> serde_json::Value {
-    let mut row = record.summary();
-    if let Some(workspace) = &record.workspace {
-        row["workspace"] = crate::workspace::inspect::describe(workspace);
-    }
-    row
 }
 
 /// The most of a last event's text the table shows, piped too (a terminal

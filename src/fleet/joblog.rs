@@ -128,6 +128,27 @@ pub async fn show(config: &Config, id: &str, follow: bool) -> anyhow::Result<Exi
     Ok(Exit::Success)
 }
 
+/// The retained log of a fleet job (the MCP server's `logs`): `None` for a
+/// job the fleet knows that no runner started yet; an error for one it
+/// does not know.
+pub async fn fetch(config: &Config, id: &str) -> anyhow::Result<Option<JobLog>> {
+    let broker = fleet_broker(config)?;
+    let job = JobId::parse(id)?;
+    let topic = topics::log_topic(&broker.topic_prefix, &job);
+    let mut subscriber = Subscriber::connect(
+        &broker,
+        &ConnectOptions::new("fleet-logs"),
+        vec![topic.clone()],
+    )
+    .await?;
+    let log = retained(&mut subscriber, &broker).await;
+    subscriber.disconnect().await;
+    if log.is_none() && super::remote::one_state(&broker, &job).await.is_err() {
+        return Err(no_log(&job, &topic).into());
+    }
+    Ok(log)
+}
+
 /// A job with a state and no log (refused, or not started yet).
 fn print_state_only(state: &super::message::JobStatus) {
     println!(

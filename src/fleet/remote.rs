@@ -11,7 +11,7 @@ use super::topics::{self, Topic};
 use crate::config::{BrokerSettings, Config, Env};
 use crate::error::{config_error, Exit, Failure};
 use crate::model::event::now_ts;
-use crate::model::{FleetState, JobId};
+use crate::model::{FleetState, JobId, StatusRow};
 use crate::mqtt::client::{Publisher, Subscriber};
 use crate::mqtt::connect::ConnectOptions;
 use crate::registry::Registry;
@@ -109,17 +109,82 @@ pub async fn one_state(broker: &BrokerSettings, job: &JobId) -> Result<JobStatus
         })
 }
 
+/// The fleet's states: job `id`'s (an error when it has none), or every job's.
+async fn states(
+    broker: &BrokerSettings,
+    id: Option<&str>,
+) -> anyhow::Result<BTreeMap<JobId, JobStatus>> {
+    Ok(match id {
+        Some(id) => {
+            let job = JobId::parse(id)?;
+            let status = one_state(broker, &job).await?;
+            BTreeMap::from([(job, status)])
+        }
+        None => retained_states(broker, topics::all_states_filter(&broker.topic_prefix)).await?,
+    })
+}
+
+/// The fleet's `status --json` rows: job `id`'s, or every job's.
+pub async fn rows(config: &Config, id: Option<&str>) -> anyhow::Result<Vec<StatusRow>> {
+    let broker = fleet_broker(config)?;
+    Ok(states(&broker, id)
+        .await?
+        .values()
+        .map(JobStatus::row)
+        .collect())
+}
+
+/// The retained states of some fleet jobs, followed as they change (the
+/// MCP server's `wait`): the latest of each, on one subscription.
+pub struct StateWatch {
+    subscriber: Subscriber,
+    prefix: String,
+    latest: BTreeMap<JobId, JobStatus>,
+}
+
+impl StateWatch {
+    pub async fn start(config: &Config, jobs: &[JobId]) -> Result<StateWatch, Failure> {
+        let broker = fleet_broker(config)?;
+        let filters = jobs
+            .iter()
+            .map(|job| topics::state_topic(&broker.topic_prefix, job))
+            .collect();
+        let subscriber =
+            Subscriber::connect(&broker, &ConnectOptions::new("fleet-wait"), filters).await?;
+        Ok(StateWatch {
+            subscriber,
+            prefix: broker.topic_prefix,
+            latest: BTreeMap::new(),
+        })
+    }
+
+    /// Takes the next state that arrives before `until` (none: returns then).
+    pub async fn next_before(&mut self, until: tokio::time::Instant) {
+        let Ok(message) = tokio::time::timeout_at(until, self.subscriber.next()).await else {
+            return;
+        };
+        if let (Some(Topic::State(job)), Some(status)) = (
+            topics::classify(&self.prefix, &message.topic),
+            JobStatus::decode(&message.payload),
+        ) {
+            self.latest.insert(job, status);
+        }
+    }
+
+    /// The job's latest state, once one arrived.
+    pub fn row(&self, job: &JobId) -> Option<StatusRow> {
+        self.latest.get(job).map(JobStatus::row)
+    }
+
+    pub async fn close(self) {
+        self.subscriber.disconnect().await;
+    }
+}
+
 /// `status` for the fleet: every job's state, runner and attempt.
 pub async fn status(config: &Config, id: Option<&str>, json: bool) -> anyhow::Result<Exit> {
     let broker = fleet_broker(config)?;
-    let jobs = match id {
-        Some(id) => {
-            let job = JobId::parse(id)?;
-            let status = one_state(&broker, &job).await?;
-            BTreeMap::from([(job, status)])
-        }
-        None => retained_states(&broker, topics::all_states_filter(&broker.topic_prefix)).await?,
-    };
+    let jobs = states(&broker, id).await?;
     if json {
         let rows: Vec<_> = jobs.values().map(JobStatus::row).collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -217,8 +282,14 @@ const SEND_ANSWER_WAIT: Duration = Duration::from_secs(30);
 /// `send ID TEXT | --keys KEY... [--now]` for a fleet job: a signed control
 /// to the runner that holds it (or ran its last attempt, for a follow-up),
 /// which judges it by its record with the rules `send` has on one host and
-/// answers on the job's reply topic. Refused: exit 2 with the runner's why.
-pub async fn send(config: &Config, id: &str, input: &Input<'_>, now: bool) -> anyhow::Result<Exit> {
+/// answers on the job's reply topic. Refused: exit 2 with the runner's why;
+/// accepted: what the runner did, in its words.
+pub async fn send(
+    config: &Config,
+    id: &str,
+    input: &Input<'_>,
+    now: bool,
+) -> anyhow::Result<String> {
     let broker = fleet_broker(config)?;
     let job = JobId::parse(id)?;
     let status = one_state(&broker, &job).await?;
@@ -252,8 +323,10 @@ pub async fn send(config: &Config, id: &str, input: &Input<'_>, now: bool) -> an
     if !reply.accepted {
         return Err(refused(format!("{} (runner {})", reply.message, reply.runner)).into());
     }
-    eprintln!("job {job}: {} (runner {})", reply.message, reply.runner);
-    Ok(Exit::Success)
+    Ok(format!(
+        "job {job}: {} (runner {})",
+        reply.message, reply.runner
+    ))
 }
 
 /// The runner a `send` goes to: the one named by the job's state. None

@@ -30,14 +30,7 @@ pub struct SubmitRequest {
 
 pub async fn run(config: &Config, asked: SubmitRequest) -> anyhow::Result<Exit> {
     let broker = fleet_broker(config)?;
-    let pool = asked
-        .pool
-        .clone()
-        .or_else(|| config.fleet.pool.clone())
-        .unwrap_or_else(|| crate::config::fleet::DEFAULT_POOL.to_owned());
-    crate::config::fleet::check_name(&pool).map_err(|e| config_error(format!("--pool: {e}")))?;
-    let key = config.fleet.submitter_key()?;
-    let requests = requests(&asked, &pool)?;
+    let requests = requests(&asked, &pool_of(config, asked.pool.as_deref())?)?;
     let ids: Vec<JobId> = requests
         .iter()
         .map(|r| JobId::parse(&r.id))
@@ -52,16 +45,57 @@ pub async fn run(config: &Config, asked: SubmitRequest) -> anyhow::Result<Exit> 
     } else {
         None
     };
-    let mut publisher = Publisher::connect(&broker, &ConnectOptions::new("submit")).await?;
-    for request in &requests {
-        offer(&mut publisher, &broker, request, key.as_ref()).await?;
-        println!("{}", request.id);
-    }
-    publisher.close().await;
+    offer_all(config, &broker, &requests, |request| {
+        println!("{}", request.id)
+    })
+    .await?;
     match follower {
         Some(follower) => wait_for(follower, &broker, ids, asked.timeout, asked.json).await,
         None => Ok(Exit::Success),
     }
+}
+
+/// `submit` without `--wait`, printing nothing (the MCP server's `run`
+/// with a `pool`): the requests it offered.
+pub async fn offer_quietly(
+    config: &Config,
+    asked: &SubmitRequest,
+) -> anyhow::Result<Vec<JobRequest>> {
+    let broker = fleet_broker(config)?;
+    let requests = requests(asked, &pool_of(config, asked.pool.as_deref())?)?;
+    offer_all(config, &broker, &requests, |_| {}).await?;
+    Ok(requests)
+}
+
+/// The pool asked for, else `fleet.pool`, else `default`; its name checked.
+fn pool_of(config: &Config, asked: Option<&str>) -> Result<String, Failure> {
+    let pool = asked
+        .map(str::to_owned)
+        .or_else(|| config.fleet.pool.clone())
+        .unwrap_or_else(|| crate::config::fleet::DEFAULT_POOL.to_owned());
+    crate::config::fleet::check_name(&pool).map_err(|e| config_error(format!("--pool: {e}")))?;
+    Ok(pool)
+}
+
+/// Offers every request on one connection, signed with this host's
+/// submitter key; `offered` hears of each once it is out.
+async fn offer_all(
+    config: &Config,
+    broker: &BrokerSettings,
+    requests: &[JobRequest],
+    mut offered: impl FnMut(&JobRequest),
+) -> anyhow::Result<()> {
+    let key = config.fleet.submitter_key()?;
+    let mut publisher = Publisher::connect(broker, &ConnectOptions::new("submit")).await?;
+    for request in requests {
+        if let Err(e) = offer(&mut publisher, broker, request, key.as_ref()).await {
+            publisher.close().await;
+            return Err(e.into());
+        }
+        offered(request);
+    }
+    publisher.close().await;
+    Ok(())
 }
 
 /// The observer connection: a submitter needs no worker credential.

@@ -1,11 +1,14 @@
-//! The detached supervisor (`run --detach`, and the `resume` that `add`
-//! starts): it runs in its own tmux window, so the terminal that started it
-//! can close, and tells that terminal whether it started.
+//! The detached supervisor (`run --detach`, the `resume` that `add`
+//! starts, and the MCP server's `run` and follow-up `send`): it runs in its
+//! own tmux window, so the terminal that started it can close, and tells
+//! that terminal whether it started.
 //!
 //! Secrets must not travel through argv or the tmux environment, so the
 //! run's arguments and environment go into a 0600 launch file in the
 //! registry; the window runs `run --detached-from FILE`, which reads and
 //! deletes the file and starts the real supervisor with that environment.
+//! The ids of the jobs it registered come back with its report, so a
+//! launcher that must name them (the MCP server's `run`) knows them.
 
 use crate::config::{Config, Env, TmuxSettings};
 use crate::error::{Exit, Failure};
@@ -32,6 +35,31 @@ struct Readiness {
     code: u8,
     #[serde(default)]
     message: String,
+    /// The jobs it registered (or took on), once it supervises them.
+    #[serde(default)]
+    ids: Vec<String>,
+}
+
+/// A detached supervisor that started: where it runs, and its jobs.
+#[derive(Debug)]
+pub struct Detached {
+    pub window_id: String,
+    pub session: String,
+    /// `-L NAME ` when the tmux server has its own socket, else empty.
+    socket: String,
+    /// The jobs it registered, in the order they were given.
+    pub ids: Vec<String>,
+}
+
+impl Detached {
+    /// What the terminal that launched it is told (stdout).
+    pub fn announce(&self) {
+        println!(
+            "the supervisor runs in tmux window {} of session `{}`: tmux {}attach -t '{}'",
+            self.window_id, self.session, self.socket, self.session
+        );
+        println!("follow it with `tmux-delegate status` or `tmux-delegate watch --all`; this terminal may close");
+    }
 }
 
 /// What the detached supervisor needs to start exactly like `run` would.
@@ -61,8 +89,9 @@ impl Relaunch {
     }
 }
 
-/// Writes the launch file and opens the supervisor's window.
-pub async fn launch(config: &Config, relaunch: Relaunch) -> anyhow::Result<Exit> {
+/// Writes the launch file and opens the supervisor's window; returns once
+/// the supervisor said it supervises its jobs (or why it could not).
+pub async fn launch(config: &Config, relaunch: Relaunch) -> anyhow::Result<Detached> {
     let registry = Registry::open(&config.env)?;
     let dir = registry.root().join("detached");
     std::fs::DirBuilder::new()
@@ -106,25 +135,25 @@ pub async fn launch(config: &Config, relaunch: Relaunch) -> anyhow::Result<Exit>
     // broker must fail here, loudly, not die unseen in its window.
     let readiness = wait_ready(&ready).await;
     let _ = std::fs::remove_file(&ready);
-    match readiness {
-        Some(Readiness { code: 0, .. }) => {}
+    let ids = match readiness {
+        Some(Readiness { code: 0, ids, .. }) => ids,
         outcome => {
             let _ = std::fs::remove_file(&file);
             let _ = tmux.kill_window(&launched.window_id).await;
             return Err(start_failure(outcome).into());
         }
-    }
+    };
     let socket = if settings.socket.is_empty() {
         String::new()
     } else {
         format!("-L {} ", settings.socket)
     };
-    println!(
-        "the supervisor runs in tmux window {} of session `{session}`: tmux {socket}attach -t '{session}'",
-        launched.window_id
-    );
-    println!("follow it with `tmux-delegate status` or `tmux-delegate watch --all`; this terminal may close");
-    Ok(Exit::Success)
+    Ok(Detached {
+        window_id: launched.window_id,
+        session,
+        socket,
+        ids,
+    })
 }
 
 /// Whether a variable of the launch environment may hold a secret.
@@ -192,14 +221,15 @@ fn report(env: &Env, readiness: &Readiness) {
     }
 }
 
-/// In a detached supervisor: tells the launching terminal that jobs are
-/// registered and supervised (a no-op in a plain `run`).
-pub fn report_ready(env: &Env) {
+/// In a detached supervisor: tells the launching terminal that the jobs
+/// `ids` are registered and supervised (a no-op in a plain `run`).
+pub fn report_ready(env: &Env, ids: &[String]) {
     report(
         env,
         &Readiness {
             code: 0,
             message: String::new(),
+            ids: ids.to_vec(),
         },
     );
 }
@@ -217,6 +247,7 @@ pub fn report_failure<T, E: Into<anyhow::Error>>(
             &Readiness {
                 code: crate::error::exit_of(&error).code(),
                 message: crate::error::render(&error),
+                ids: Vec::new(),
             },
         );
         error

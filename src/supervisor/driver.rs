@@ -39,6 +39,10 @@ use tokio::sync::mpsc;
 pub const OBSERVE_EVERY: Duration = Duration::from_millis(200);
 /// How often the groups of attempts being stopped are checked.
 const STOPPING_CHECK: Duration = Duration::from_millis(20);
+/// How often waiting jobs are decided again with nothing changed here: a
+/// dependency run by another supervisor (a job of another `run --detach`,
+/// or of another MCP `run`) ends in its record only.
+const DEPENDENCY_CHECK: Duration = Duration::from_secs(1);
 
 pub struct Driver {
     pub core: Core,
@@ -250,6 +254,7 @@ impl Driver {
         let (mut messages, listening) = crate::mqtt::client::forward(subscriber);
         let mut signals = Signals::listen()?;
         let mut observe = tokio::time::interval(OBSERVE_EVERY);
+        let mut dependencies = tokio::time::interval(DEPENDENCY_CHECK);
         observe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut redraw = tokio::time::interval(Duration::from_secs(1));
         // tmux answers in the background: with hundreds of windows a
@@ -292,6 +297,7 @@ impl Driver {
                 () = sleep_until(self.unsaved.retry_at) => self.retry_unsaved(),
                 () = tokio::time::sleep(STOPPING_CHECK), if stopping => self.check_stopping(),
                 _ = redraw.tick() => self.view.refresh(),
+                _ = dependencies.tick(), if !self.queue.is_empty() => self.queue_dirty = true,
                 _ = signals.cancel_check.recv() => {
                     self.check_cancel_requests();
                     // `add` hands jobs over with the same signal.

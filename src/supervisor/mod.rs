@@ -16,4 +16,5 @@ pub mod send;
 pub mod session;
 pub mod slots;
 pub mod stop;
+pub mod submission;
 pub mod view;

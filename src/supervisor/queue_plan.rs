@@ -25,6 +25,15 @@ impl Wants {
             priority: file.priority.unwrap_or_default(),
         }
     }
+
+    /// `run --after NAME...`: the flag's names replace the spec's.
+    #[must_use]
+    pub fn with_after(mut self, after: &[String]) -> Wants {
+        if !after.is_empty() {
+            self.after = after.to_vec();
+        }
+        self
+    }
 }
 
 /// One job's queue settings, its dependencies on this submission still

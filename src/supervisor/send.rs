@@ -112,6 +112,31 @@ pub async fn to_window(record: &Record, input: Input<'_>, now: bool) -> anyhow::
     }
 }
 
+/// Where `send ID` on this host takes `input` for the job of `record`:
+/// `verdict`'s refusal as a usage error (exit 2) that says why, and a
+/// follow-up of a fleet job refused (its runner starts it, or the fleet
+/// would never see the attempt).
+pub fn on_this_host(record: &Record, input: &Input<'_>, now: bool) -> anyhow::Result<Delivery> {
+    let delivery = verdict(record, input, now).map_err(|why| {
+        Failure::new(
+            Exit::Usage,
+            format!("cannot send to job {}: {why}", record.id),
+        )
+    })?;
+    if let (Delivery::FollowUp, Some(owner)) = (delivery, &record.fleet_owner) {
+        return Err(crate::error::config_error(format!(
+            "job {} is a fleet job of runner {}: its follow-up is the runner's to start",
+            record.id, owner.runner
+        ))
+        .help(format!(
+            "send it from a host with the submitter's broker settings: tmux-delegate send {} TEXT",
+            record.id
+        ))
+        .into());
+    }
+    Ok(delivery)
+}
+
 /// The keys that choose the first option of the dialog the record names,
 /// as the rule that sees it on the job's screen now says (Enter, where the
 /// first option is preselected, unless the rule says otherwise). Refused

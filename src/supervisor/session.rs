@@ -339,6 +339,32 @@ pub async fn run_again(
     job: &JobId,
     next_turn: Option<crate::model::conversation::NextTurn>,
 ) -> anyhow::Result<Exit> {
+    // Detached (the MCP server's follow-up), the launcher hears of either.
+    let started = rearm_here(config, registry, job, next_turn).await;
+    let (brokers, subscriber, record) =
+        crate::supervisor::detach::report_failure(&config.env, started)?;
+    crate::supervisor::detach::report_ready(&config.env, std::slice::from_ref(&record.id));
+    let json = !std::io::IsTerminal::is_terminal(&std::io::stdout());
+    supervise(
+        config,
+        registry,
+        &brokers,
+        subscriber,
+        vec![record],
+        json,
+        false,
+    )
+    .await
+}
+
+/// The finished job `job` checked and rearmed for an attempt under this
+/// process, with its brokers and their subscription.
+async fn rearm_here(
+    config: &Config,
+    registry: &Registry,
+    job: &JobId,
+    next_turn: Option<crate::model::conversation::NextTurn>,
+) -> anyhow::Result<(Brokers, Subscriber, Record)> {
     let record = registry.load(job)?;
     if !record.state.is_finished() {
         return Err(
@@ -359,17 +385,7 @@ pub async fn run_again(
     let brokers = Brokers::resolve(config).await?;
     let subscriber = brokers.listen().await?;
     let record = registry.update(job, |r| rearm(r, &brokers.worker, next_turn))?;
-    let json = !std::io::IsTerminal::is_terminal(&std::io::stdout());
-    supervise(
-        config,
-        registry,
-        &brokers,
-        subscriber,
-        vec![record],
-        json,
-        false,
-    )
-    .await
+    Ok((brokers, subscriber, record))
 }
 
 /// A finished job's record made ready for another attempt under this

@@ -17,6 +17,56 @@ use std::time::{Duration, Instant};
 /// How often the agent's group is looked at while it is given its grace.
 const GROUP_CHECK: Duration = Duration::from_millis(20);
 
+/// What `kill ID` did, as it tells it.
+#[derive(Debug)]
+pub struct Killed {
+    /// Said on stderr by `kill`, logged by the MCP server's `kill`.
+    pub note: String,
+}
+
+/// `kill ID` on this host: a running supervisor is asked (record flag +
+/// SIGUSR1) so it stops the window the usual way; without one (or when it
+/// does not within the grace and 10 s more) the core's stop sequence runs
+/// here. A finished job is left as it is.
+pub async fn cancel(registry: &Registry, job: &JobId) -> anyhow::Result<Killed> {
+    let record = registry.update(job, |r| {
+        if !r.state.is_finished() {
+            r.cancel_requested = true;
+        }
+    })?;
+    if record.state.is_finished() {
+        return Ok(Killed {
+            note: format!("job {job} is already {}", record.state.as_str()),
+        });
+    }
+    let grace = record.spec.tmux.kill_grace;
+    // Only a live tmux-delegate is asked: SIGUSR1 would end a stranger that
+    // reused the pid of a supervisor that died.
+    let asked = record
+        .supervisor_pid
+        .filter(|pid| crate::proc::is_tmux_delegate(*pid))
+        .is_some_and(|pid| crate::proc::signal_process(pid, Signal::SIGUSR1).unwrap_or(false));
+    let mut note = String::new();
+    if asked {
+        let deadline = Instant::now() + grace + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let state = registry.load(job)?.state;
+            if state.is_finished() {
+                return Ok(Killed {
+                    note: format!("job {job}: {}", state.as_str()),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        note = format!("the supervisor did not stop job {job} in time; stopped it here\n");
+    }
+    // No supervisor: the core's stop sequence, driven here.
+    stop_job(registry, job, "cancelled by `tmux-delegate kill`").await?;
+    Ok(Killed {
+        note: format!("{note}job {job}: cancelled"),
+    })
+}
+
 /// Stops the current attempt of `job` and marks the job cancelled with
 /// `reason`; returns once the group is gone (or killed) and the window closed.
 pub async fn stop_job(registry: &Registry, job: &JobId, reason: &str) -> anyhow::Result<()> {

@@ -7,6 +7,16 @@ use anyhow::Result;
 use std::collections::BTreeSet;
 use std::path::Path;
 
+/// A job's `status --json` row: the record's, plus, for a worktree job,
+/// the worktree's live state as `workspace`.
+pub fn status_row(record: &crate::registry::Record) -> serde_json::Value {
+    let mut row = record.summary();
+    if let Some(workspace) = &record.workspace {
+        row["workspace"] = describe(workspace);
+    }
+    row
+}
+
 /// `status --json`'s `workspace`: {path, branch, base, ahead, changed,
 /// dirty}, plus `repo` and `exists`. Values git cannot give are null.
 pub fn describe(workspace: &Workspace) -> serde_json::Value {
@@ -152,6 +162,18 @@ pub fn losses(workspace: &Workspace) -> Result<Losses> {
 /// committed and uncommitted changes to tracked files, then untracked files
 /// as new ones. Without a worktree (cleaned): the branch against the base.
 pub fn diff(workspace: &Workspace, stat: bool) -> Result<()> {
+    diff_into(workspace, stat, None)
+}
+
+/// The same changes as text (no colours), for the MCP server's `diff`.
+pub fn diff_text(workspace: &Workspace, stat: bool) -> Result<String> {
+    let mut text = Vec::new();
+    diff_into(workspace, stat, Some(&mut text))?;
+    Ok(String::from_utf8_lossy(&text).into_owned())
+}
+
+/// `diff`'s git commands, their output on our stdout or into `capture`.
+fn diff_into(workspace: &Workspace, stat: bool, mut capture: Option<&mut Vec<u8>>) -> Result<()> {
     let exists = workspace.path.is_dir() && workspace.removed.is_none();
     let mode = if stat { "--stat" } else { "--patch" };
     if !exists {
@@ -159,10 +181,15 @@ pub fn diff(workspace: &Workspace, stat: bool) -> Result<()> {
         return pass_through(
             &Git::at(&workspace.repo),
             &["diff", mode, &workspace.base, &branch, "--"],
+            capture,
         );
     }
     let git = Git::at(&workspace.path);
-    pass_through(&git, &["diff", mode, &workspace.base, "--"])?;
+    pass_through(
+        &git,
+        &["diff", mode, &workspace.base, "--"],
+        capture.as_deref_mut(),
+    )?;
     for file in untracked(&git)?
         .into_iter()
         .filter(|f| !is_untouched_copy(workspace, f))
@@ -171,14 +198,15 @@ pub fn diff(workspace: &Workspace, stat: bool) -> Result<()> {
         pass_through_any(
             &git,
             &["diff", "--no-index", mode, "--", "/dev/null", &file],
+            capture.as_deref_mut(),
         )?;
     }
     Ok(())
 }
 
-/// Runs a git command with its stdout going to ours (colours and all).
-fn pass_through(git: &Git, args: &[&str]) -> Result<()> {
-    let status = run_to_stdout(git, args)?;
+/// Runs a git command with its stdout going to ours, or into `capture`.
+fn pass_through(git: &Git, args: &[&str], capture: Option<&mut Vec<u8>>) -> Result<()> {
+    let status = run_to_stdout(git, args, capture)?;
     anyhow::ensure!(
         status.success(),
         "`git {}` in {} failed",
@@ -188,8 +216,8 @@ fn pass_through(git: &Git, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn pass_through_any(git: &Git, args: &[&str]) -> Result<()> {
-    let status = run_to_stdout(git, args)?;
+fn pass_through_any(git: &Git, args: &[&str], capture: Option<&mut Vec<u8>>) -> Result<()> {
+    let status = run_to_stdout(git, args, capture)?;
     anyhow::ensure!(
         matches!(status.code(), Some(0 | 1)),
         "`git {}` in {} failed",
@@ -199,10 +227,22 @@ fn pass_through_any(git: &Git, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn run_to_stdout(git: &Git, args: &[&str]) -> Result<std::process::ExitStatus> {
+fn run_to_stdout(
+    git: &Git,
+    args: &[&str],
+    capture: Option<&mut Vec<u8>>,
+) -> Result<std::process::ExitStatus> {
     let mut full = vec!["--no-pager"];
     full.extend_from_slice(args);
-    git.command(&full).status().map_err(|e| {
+    let mut command = git.command(&full);
+    let ran = match capture {
+        None => command.status(),
+        Some(text) => command.output().map(|out| {
+            text.extend_from_slice(&out.stdout);
+            out.status
+        }),
+    };
+    ran.map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             super::git::git_missing().into()
         } else {

@@ -51,6 +51,12 @@ The script (JSON) says what the "model" answers:
       or for a request that declares no tools (titles, summaries, aider's
       whole-file edits), the answer is the text `plain` (default "done").
 
+  A turn {"call": {"name": N, "args": {...}}} calls tool N (an MCP tool,
+  e.g. mcp__delegate__run) in a conversation that declares it; one that
+  does not gets `plain`. {"echo_last_tool_result": true, "text": PREFIX}
+  answers PREFIX followed by the text of the conversation's last tool
+  result (Anthropic Messages).
+
   "hang_first": N (with "turns") leaves the first N requests that declare
       tools unanswered (the connection stays open, nothing is sent): a
       turn whose API never answers. They are recorded with "hung": true.
@@ -128,13 +134,16 @@ class Script:
             self.hang_left -= 1
             return True
 
-    def reply(self, tools, tool_results):
-        """What to answer: ("text", str) or ("call", name, args)."""
+    def reply(self, tools, tool_results, last_result=None):
+        """What to answer: ("text", str) or ("call", name, args);
+        `last_result` is the text of the conversation's last tool result."""
         if not tools:
             return ("text", self.plain)
         if tool_results >= len(self.turns):
             return ("text", self.plain)
         turn = self.turns[tool_results]
+        if turn.get("echo_last_tool_result"):  # {"echo_last_tool_result": true, "text": PREFIX}
+            return ("text", turn.get("text", "") + (last_result or ""))
         if "text" in turn:
             return ("text", turn["text"])
         if "write" in turn:
@@ -145,6 +154,11 @@ class Script:
         if "shell" in turn:
             return shell_call(tools, turn["shell"])
         if "call" in turn:  # an explicit tool call: {"call": {"name": N, "args": {...}}}
+            # Only a conversation that declares the tool is asked to call it
+            # (an MCP orchestrator); another on the same API (its worker)
+            # gets `plain`.
+            if turn["call"]["name"] not in [t["name"] for t in tools]:
+                return ("text", self.plain)
             return ("call", turn["call"]["name"], turn["call"].get("args", {}))
         return ("text", self.plain)
 
@@ -213,6 +227,21 @@ def anthropic_view(body):
             elif block.get("type") == "text" and message.get("role") == "user":
                 texts.append(block.get("text", ""))
     return tools, results, texts
+
+
+def anthropic_last_tool_result(body):
+    """The text of the last tool_result block of an Anthropic conversation."""
+    last = None
+    for message in body.get("messages", []):
+        content = message.get("content")
+        for block in content if isinstance(content, list) else []:
+            if block.get("type") == "tool_result":
+                inner = block.get("content")
+                if isinstance(inner, str):
+                    last = inner
+                else:
+                    last = "".join(b.get("text", "") for b in inner or [] if b.get("type") == "text")
+    return last
 
 
 def responses_view(body):
@@ -446,7 +475,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.limited("anthropic", body, tools, results, texts):
             return
         self.hang_if_scripted("anthropic", body, tools, texts)
-        answer = self.server.script.reply(tools, results)
+        answer = self.server.script.reply(tools, results, anthropic_last_tool_result(body))
         self.record("anthropic", body, {"user_texts": texts, "answered": list(answer)})
         model = body.get("model", "fake-model")
         if answer[0] == "text":
